@@ -1,0 +1,49 @@
+// Shared device helpers: block reductions and the ArcFace margin.
+#pragma once
+#include <cuda_runtime.h>
+
+#include "../ops.h"
+
+namespace ssgan_fast {
+
+constexpr int kThreads = 256;
+
+template <typename T>
+__device__ __forceinline__ T warp_sum(T v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+template <typename T>
+__device__ __forceinline__ T warp_max(T v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v = max(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+// Block-wide reduction; every thread gets the result. `buf` holds 32 values.
+template <bool kMax, typename T>
+__device__ __forceinline__ T block_reduce(T v, T* buf) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = (blockDim.x + 31) >> 5;
+  v = kMax ? warp_max(v) : warp_sum(v);
+  __syncthreads();  // buf may still be read by a previous reduction
+  if (lane == 0) buf[warp] = v;
+  __syncthreads();
+  v = lane < nwarps ? buf[lane] : (kMax ? -INFINITY : T(0));
+  return kMax ? warp_max(v) : warp_sum(v);
+}
+
+template <typename T>
+__device__ __forceinline__ T margin_fwd(T c, const MarginT<T>& M) {
+  const T eps = static_cast<T>(kMarginClampEps);
+  const T cc = min(max(c, T(-1) + eps), T(1) - eps);
+  return c > M.th ? cc * M.cos_m - sqrt(T(1) - cc * cc) * M.sin_m : c - M.mm;
+}
+template <typename T>
+__device__ __forceinline__ T margin_bwd(T c, const MarginT<T>& M) {
+  const T eps = static_cast<T>(kMarginClampEps);
+  if (!(c > M.th)) return T(1);
+  if (c < T(-1) + eps || c > T(1) - eps) return T(0);
+  return M.cos_m + M.sin_m * c / sqrt(T(1) - c * c);
+}
+
+}  // namespace ssgan_fast

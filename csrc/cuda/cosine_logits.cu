@@ -1,0 +1,177 @@
+// CUDA kernels of the fused cosine-logits core (op families 1 and 2). One block per row; the
+// row's columns are strided over the block's threads. The dot products come from cuBLAS on the
+// host side; these kernels do everything element-wise and the row/column reductions.
+#include <ATen/Dispatch.h>
+#include <ATen/core/Tensor.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+
+#include "common.cuh"
+
+namespace ssgan_fast {
+namespace {
+
+template <int kMode, typename T>
+__global__ void fwd_rows_kernel(T* __restrict__ dots, int64_t ld, int64_t K, int64_t B, int64_t c0,
+                                const T* __restrict__ rx, const T* __restrict__ rw,
+                                const T* __restrict__ scale, MarginT<T> M, const int64_t* __restrict__ tgt,
+                                const int64_t* __restrict__ lo, const int64_t* __restrict__ hi,
+                                T* __restrict__ stats) {
+  __shared__ T buf[32];
+  const int64_t b = blockIdx.x;
+  T* row = dots + b * ld;
+  const T s = *scale, xr = rx[b];
+  const int64_t t = tgt ? tgt[b] - c0 : -1;
+  int64_t l = 0, h = K;
+  if (lo) {
+    l = min(max(lo[b] - c0, (int64_t)0), K);
+    h = min(max(hi[b] - c0, (int64_t)0), K);
+  }
+  T mx = -INFINITY;
+  for (int64_t k = threadIdx.x; k < K; k += blockDim.x) {
+    const T c = row[k] * xr * rw[k];
+    T v = s * (k == t ? margin_fwd(c, M) : c);
+    if (k < l || k >= h) v = -INFINITY;
+    row[k] = v;
+    mx = max(mx, v);
+  }
+  if (kMode == kLogits) return;
+  mx = block_reduce<true, T>(mx, buf);
+  T sum = T(0);
+  for (int64_t k = l + threadIdx.x; k < h; k += blockDim.x) sum += exp(row[k] - mx);
+  sum = block_reduce<false, T>(sum, buf);
+  if (kMode == kProbs) {
+    const T lse = mx + log(sum);
+    T acc = T(0);
+    for (int64_t k = threadIdx.x; k < K; k += blockDim.x) {
+      const T p = (k < l || k >= h) ? T(0) : exp(row[k] - lse);
+      if (p > T(0)) acc += p * row[k];
+      row[k] = p;
+    }
+    acc = block_reduce<false, T>(acc, buf);
+    if (threadIdx.x == 0) {
+      stats[b] = lse;
+      stats[B + b] = lse - acc;
+    }
+  } else {
+    __syncthreads();  // row[t] written by another thread
+    if (threadIdx.x == 0) {
+      const T m_old = stats[b];
+      const T m_new = max(m_old, mx);
+      stats[B + b] = stats[B + b] * exp(m_old - m_new) + sum * exp(mx - m_new);
+      stats[b] = m_new;
+      if (t >= 0 && t < K) stats[2 * B + b] += row[t];
+    }
+  }
+}
+
+template <int kMode, typename T>
+__global__ void bwd_rows_kernel(T* __restrict__ dots, int64_t ld, int64_t K, int64_t c0,
+                                const T* __restrict__ rx, const T* __restrict__ rw,
+                                const T* __restrict__ scale, MarginT<T> M, const int64_t* __restrict__ tgt,
+                                const T* __restrict__ saved, const T* __restrict__ grad,
+                                T* __restrict__ rowdot, T* __restrict__ coldot) {
+  __shared__ T buf[32];
+  const int64_t b = blockIdx.x;
+  T* row = dots + b * ld;
+  const T s = *scale, xr = rx[b];
+  const int64_t t = tgt ? tgt[b] - c0 : -1;
+  T pg = T(0);
+  if (kMode == kProbs) {
+    for (int64_t k = threadIdx.x; k < K; k += blockDim.x) pg += saved[b * K + k] * grad[b * K + k];
+    pg = block_reduce<false, T>(pg, buf);
+  }
+  T rd = T(0);
+  for (int64_t k = threadIdx.x; k < K; k += blockDim.x) {
+    const T c = row[k] * xr * rw[k];
+    T dc;
+    if (kMode == kProbs) {
+      dc = s * saved[b * K + k] * (grad[b * K + k] - pg);
+    } else {
+      T dl;
+      if (kMode == kLogits) {
+        dl = grad[b * K + k];
+      } else {
+        const T logit = s * (k == t ? margin_fwd(c, M) : c);
+        dl = grad[b] * (exp(logit - saved[b]) - (k == t ? T(1) : T(0)));
+      }
+      dc = s * dl * (k == t ? margin_bwd(c, M) : T(1));
+    }
+    rd += dc * c;
+    atomicAdd(coldot + k, dc * c);
+    row[k] = dc * xr * rw[k];
+  }
+  rd = block_reduce<false, T>(rd, buf);
+  if (threadIdx.x == 0) rowdot[b] += rd;
+}
+
+const int64_t* opt_ptr(const at::Tensor& t) { return t.numel() ? t.data_ptr<int64_t>() : nullptr; }
+
+}  // namespace
+
+void cosine_logits_fwd_rows_cuda(const at::Tensor& dots, const at::Tensor& rx, const at::Tensor& rw,
+                                 const at::Tensor& scale, double margin, const at::Tensor& target,
+                                 const at::Tensor& lo, const at::Tensor& hi, int64_t c0, int64_t mode,
+                                 const at::Tensor& stats) {
+  check_rows_args(dots, rx, rw, scale, target, lo, hi, mode);
+  TORCH_CHECK(dots.is_cuda(), "cosine_logits (cuda): dots must be a CUDA tensor");
+  const int64_t B = dots.size(0), K = dots.size(1);
+  TORCH_CHECK(stats.scalar_type() == dots.scalar_type() && stats.is_contiguous() && stats.numel() == 3 * B,
+              "cosine_logits: stats must have the dtype of dots and be contiguous [3, B]");
+  if (B == 0 || K == 0) return;
+  c10::cuda::CUDAGuard guard(dots.device());
+  auto stream = c10::cuda::getCurrentCUDAStream();
+  const int64_t* pt = mode != kProbs ? target.data_ptr<int64_t>() : nullptr;
+  #define SSGAN_LAUNCH_FWD(MODE)                                                                          \
+  fwd_rows_kernel<MODE, T><<<B, kThreads, 0, stream>>>(dots.data_ptr<T>(), dots.stride(0), K, B, c0,  \
+                                                    rx.data_ptr<T>(), rw.data_ptr<T>(),         \
+                                                    scale.data_ptr<T>(), M, pt, opt_ptr(lo),         \
+                                                    opt_ptr(hi), stats.data_ptr<T>())
+  AT_DISPATCH_FLOATING_TYPES(dots.scalar_type(), "cosine_logits_fwd_rows_cuda", [&] {
+    using T = scalar_t;
+    const auto M = make_margin_t<T>(margin);
+    if (mode == kProbs) SSGAN_LAUNCH_FWD(kProbs);
+    else if (mode == kLogits) SSGAN_LAUNCH_FWD(kLogits);
+    else SSGAN_LAUNCH_FWD(kCrossEntropy);
+  });
+#undef SSGAN_LAUNCH_FWD
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+void cosine_logits_bwd_rows_cuda(const at::Tensor& dots, const at::Tensor& rx, const at::Tensor& rw,
+                                 const at::Tensor& scale, double margin, const at::Tensor& target,
+                                 const at::Tensor& lo, const at::Tensor& hi, int64_t c0, int64_t mode,
+                                 const at::Tensor& saved, const at::Tensor& grad, const at::Tensor& rowdot,
+                                 const at::Tensor& coldot) {
+  check_rows_args(dots, rx, rw, scale, target, lo, hi, mode);
+  TORCH_CHECK(dots.is_cuda(), "cosine_logits (cuda): dots must be a CUDA tensor");
+  const int64_t B = dots.size(0), K = dots.size(1);
+  TORCH_CHECK(rowdot.scalar_type() == dots.scalar_type() && rowdot.is_contiguous() && rowdot.numel() == B &&
+                  coldot.scalar_type() == dots.scalar_type() && coldot.is_contiguous() && coldot.numel() == K,
+              "cosine_logits: rowdot [B] and coldot [K] must have the dtype of dots and be contiguous");
+  TORCH_CHECK(saved.scalar_type() == dots.scalar_type() && saved.is_contiguous() && grad.scalar_type() == dots.scalar_type() &&
+                  grad.is_contiguous(),
+              "cosine_logits: saved and grad must have the dtype of dots and be contiguous");
+  if (B == 0 || K == 0) return;
+  c10::cuda::CUDAGuard guard(dots.device());
+  auto stream = c10::cuda::getCurrentCUDAStream();
+  const int64_t* pt = mode != kProbs ? target.data_ptr<int64_t>() : nullptr;
+  #define SSGAN_LAUNCH_BWD(MODE)                                                                        \
+  bwd_rows_kernel<MODE, T><<<B, kThreads, 0, stream>>>(dots.data_ptr<T>(), dots.stride(0), K, c0,    \
+                                                    rx.data_ptr<T>(), rw.data_ptr<T>(),       \
+                                                    scale.data_ptr<T>(), M, pt, saved.numel() ? saved.data_ptr<T>() : nullptr,               \
+                                                    grad.data_ptr<T>(), rowdot.data_ptr<T>(), \
+                                                    coldot.data_ptr<T>())
+  AT_DISPATCH_FLOATING_TYPES(dots.scalar_type(), "cosine_logits_bwd_rows_cuda", [&] {
+    using T = scalar_t;
+    const auto M = make_margin_t<T>(margin);
+    if (mode == kProbs) SSGAN_LAUNCH_BWD(kProbs);
+    else if (mode == kLogits) SSGAN_LAUNCH_BWD(kLogits);
+    else SSGAN_LAUNCH_BWD(kCrossEntropy);
+  });
+#undef SSGAN_LAUNCH_BWD
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+}  // namespace ssgan_fast

@@ -1,0 +1,43 @@
+// Op registration for ssgan_fast._C: one schema line per op, then the CPU / CUDA kernels.
+// The module has no Python API of its own; importing it runs these registrations.
+#include <Python.h>
+#include <torch/library.h>
+
+#include "ops.h"
+
+TORCH_LIBRARY(ssgan_fast_C, m) {
+  m.def("cosine_logits_fwd_rows(Tensor(a!) dots, Tensor rx, Tensor rw, Tensor scale, float margin, Tensor target, Tensor lo, Tensor hi, int c0, int mode, Tensor(b!) stats) -> ()");
+  m.def("cosine_logits_bwd_rows(Tensor(a!) dots, Tensor rx, Tensor rw, Tensor scale, float margin, Tensor target, Tensor lo, Tensor hi, int c0, int mode, Tensor saved, Tensor grad, Tensor(b!) rowdot, Tensor(c!) coldot) -> ()");
+  m.def("prototype_ema_rows(Tensor(a!) protos, Tensor sums, Tensor wsum, float momentum) -> ()");
+}
+
+TORCH_LIBRARY_IMPL(ssgan_fast_C, CPU, m) {
+  m.impl("cosine_logits_fwd_rows", &ssgan_fast::cosine_logits_fwd_rows_cpu);
+  m.impl("cosine_logits_bwd_rows", &ssgan_fast::cosine_logits_bwd_rows_cpu);
+  m.impl("prototype_ema_rows", &ssgan_fast::prototype_ema_rows_cpu);
+}
+
+#ifdef WITH_CUDA
+TORCH_LIBRARY_IMPL(ssgan_fast_C, CUDA, m) {
+  m.impl("cosine_logits_fwd_rows", &ssgan_fast::cosine_logits_fwd_rows_cuda);
+  m.impl("cosine_logits_bwd_rows", &ssgan_fast::cosine_logits_bwd_rows_cuda);
+  m.impl("prototype_ema_rows", &ssgan_fast::prototype_ema_rows_cuda);
+}
+#define SSGAN_WITH_CUDA 1
+#else
+#define SSGAN_WITH_CUDA 0
+#endif
+
+#ifndef SSGAN_CUDA_VERSION
+#define SSGAN_CUDA_VERSION ""
+#endif
+
+extern "C" PyObject* PyInit__C(void) {
+  static struct PyModuleDef def = {PyModuleDef_HEAD_INIT, "_C", "ssgan_fast compiled kernels (C++ CPU, CUDA)", -1, nullptr};
+  PyObject* mod = PyModule_Create(&def);
+  if (mod == nullptr) return nullptr;
+  PyModule_AddIntConstant(mod, "WITH_CUDA", SSGAN_WITH_CUDA);
+  PyModule_AddStringConstant(mod, "CUDA_VERSION", SSGAN_CUDA_VERSION);
+  PyModule_AddStringConstant(mod, "TORCH_VERSION", SSGAN_TORCH_VERSION);
+  return mod;
+}

@@ -1,0 +1,77 @@
+"""Op family 2: additive angular margin (aam-discriminator Eq. 8, ArcFace).
+
+    aam_logits(x, weight, target, s=30.0, m=0.5) -> [B, C]
+    aam_cross_entropy(x, weight, target, s=30.0, m=0.5, reduction="mean") -> loss (float32)
+
+theta + m > pi is handled the standard insightface way (non-"easy" margin): for
+cos theta <= cos(pi - m) the target logit is s * (cos theta - m sin m) instead of
+s * cos(theta + m), which keeps it monotone in theta. See ``reference.arcface_margin``.
+"""
+from __future__ import annotations
+
+import torch
+
+from .._backends import pick_backend
+from . import reference
+from ._checks import check_labels, check_pair
+from ._cosine_logits import aam_cross_entropy_op, aam_logits_op, default_chunk
+
+__all__ = ["aam_logits", "aam_cross_entropy"]
+
+_REDUCTIONS = ("mean", "sum", "none")
+
+
+def _check(x, weight, target, s, m):
+    check_pair(x, weight, "x", "weight", "C")
+    check_labels(target, "target", x.shape[0], weight.shape[0], x.device)
+    for v, name in ((s, "s"), (m, "m")):
+        if not isinstance(v, (int, float)) or isinstance(v, bool):
+            raise TypeError(f"{name} must be a float, got {type(v).__name__}")
+    if not s > 0:
+        raise ValueError(f"s (the logit scale) must be > 0, got {s}")
+    if not 0.0 <= m < 3.141592653589793:
+        raise ValueError(f"m (the angular margin, radians) must be in [0, pi), got {m}")
+
+
+def aam_logits(x: torch.Tensor, weight: torch.Tensor, target: torch.Tensor, s: float = 30.0,
+               m: float = 0.5) -> torch.Tensor:
+    """AAM logits [B, C] in the dtype of x: s cos theta_j, and s cos(theta_y + m) at the target.
+
+    x: [B, D] features, weight: [C, D] class weights (no bias; both are L2-normalised here),
+    target: [B] integer class indices.
+    """
+    _check(x, weight, target, s, m)
+    backend = pick_backend(x.device)
+    if backend == "ref":
+        return reference.aam_logits(x, weight, target.long(), float(s), float(m))
+    return aam_logits_op(x, weight, target.long().contiguous(), float(s), float(m), backend)[0]
+
+
+def aam_cross_entropy(x: torch.Tensor, weight: torch.Tensor, target: torch.Tensor, s: float = 30.0,
+                      m: float = 0.5, reduction: str = "mean", chunk_size: int | None = None) -> torch.Tensor:
+    """Cross-entropy of the AAM logits (aam-discriminator Eq. 8), fused: only lse [B] is kept for
+    backward, the logits are recomputed chunk by chunk over classes (chunk_size columns at a time,
+    about 16 MiB of float32 by default), so C can be 100 000 or more.
+
+    Returns a float32 loss (float64 for float64 inputs): a scalar for reduction "mean" / "sum",
+    [B] for "none".
+    """
+    _check(x, weight, target, s, m)
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+    C = weight.shape[0]
+    if chunk_size is None:
+        chunk_size = default_chunk(x.shape[0], C)
+    elif not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
+    backend = pick_backend(x.device)
+    if backend == "ref":
+        out = reference.aam_cross_entropy(x, weight, target.long(), float(s), float(m), reduction)
+        return out if out.dtype == torch.float64 else out.float()
+    rows = aam_cross_entropy_op(x, weight, target.long().contiguous(), float(s), float(m), backend,
+                                int(chunk_size))[0]
+    if reduction == "mean":
+        return rows.mean()
+    if reduction == "sum":
+        return rows.sum()
+    return rows
