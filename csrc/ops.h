@@ -69,6 +69,34 @@ inline void check_rows_args(const at::Tensor& dots, const at::Tensor& rx, const 
   }
 }
 
+inline void check_stats_arg(const at::Tensor& dots, const at::Tensor& stats) {
+  TORCH_CHECK(stats.scalar_type() == dots.scalar_type() && stats.is_contiguous() && stats.numel() == 3 * dots.size(0),
+              "cosine_logits: stats must have the dtype of dots and be contiguous [3, B]");
+  TORCH_CHECK(stats.device() == dots.device(), "cosine_logits: all tensors must be on the same device");
+}
+
+inline void check_bwd_args(const at::Tensor& dots, int64_t mode, const at::Tensor& saved, const at::Tensor& grad,
+                           const at::Tensor& rowdot, const at::Tensor& coldot) {
+  const int64_t B = dots.size(0), K = dots.size(1);
+  const auto dt = dots.scalar_type();
+  TORCH_CHECK(rowdot.scalar_type() == dt && rowdot.is_contiguous() && rowdot.numel() == B,
+              "cosine_logits: rowdot must have the dtype of dots and be contiguous [B]");
+  TORCH_CHECK(coldot.scalar_type() == dt && coldot.is_contiguous() && coldot.numel() == K,
+              "cosine_logits: coldot must have the dtype of dots and be contiguous [K]");
+  TORCH_CHECK(saved.scalar_type() == dt && saved.is_contiguous() && grad.scalar_type() == dt && grad.is_contiguous(),
+              "cosine_logits: saved and grad must have the dtype of dots and be contiguous");
+  if (mode == kProbs) {
+    TORCH_CHECK(saved.numel() == B * K && grad.numel() == B * K, "cosine_logits: mode 0 wants probs and grad of [B, K]");
+  } else if (mode == kLogits) {
+    TORCH_CHECK(grad.numel() == B * K, "cosine_logits: mode 1 wants grad of [B, K]");
+  } else {
+    TORCH_CHECK(saved.numel() == B && grad.numel() == B, "cosine_logits: mode 2 wants lse and grad of [B]");
+  }
+  for (const at::Tensor* t : {&saved, &grad, &rowdot, &coldot}) {
+    TORCH_CHECK(t->numel() == 0 || t->device() == dots.device(), "cosine_logits: all tensors must be on the same device");
+  }
+}
+
 void cosine_logits_fwd_rows_cpu(const at::Tensor& dots, const at::Tensor& rx, const at::Tensor& rw,
                                 const at::Tensor& scale, double margin, const at::Tensor& target,
                                 const at::Tensor& lo, const at::Tensor& hi, int64_t c0, int64_t mode,

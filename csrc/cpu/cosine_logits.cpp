@@ -166,10 +166,10 @@ void cosine_logits_fwd_rows_cpu(const at::Tensor& dots, const at::Tensor& rx, co
                                 const at::Tensor& lo, const at::Tensor& hi, int64_t c0, int64_t mode,
                                 const at::Tensor& stats) {
   check_rows_args(dots, rx, rw, scale, target, lo, hi, mode);
-  const int64_t B = dots.size(0), K = dots.size(1), ld = dots.stride(0);
-  TORCH_CHECK(stats.scalar_type() == dots.scalar_type() && stats.is_contiguous() && stats.numel() == 3 * B,
-              "cosine_logits: stats must have the dtype of dots and be contiguous [3, B]");
-  AT_DISPATCH_FLOATING_TYPES(dots.scalar_type(), "cosine_logits_fwd_rows_cpu", [&] { cosine_logits_fwd_rows_cpu_impl<scalar_t>(dots, rx, rw, scale, margin, target, lo, hi, c0, mode, stats); });
+  check_stats_arg(dots, stats);
+  AT_DISPATCH_FLOATING_TYPES(dots.scalar_type(), "cosine_logits_fwd_rows_cpu", [&] {
+    cosine_logits_fwd_rows_cpu_impl<scalar_t>(dots, rx, rw, scale, margin, target, lo, hi, c0, mode, stats);
+  });
 }
 
 void cosine_logits_bwd_rows_cpu(const at::Tensor& dots, const at::Tensor& rx, const at::Tensor& rw,
@@ -178,22 +178,11 @@ void cosine_logits_bwd_rows_cpu(const at::Tensor& dots, const at::Tensor& rx, co
                                 const at::Tensor& saved, const at::Tensor& grad, const at::Tensor& rowdot,
                                 const at::Tensor& coldot) {
   check_rows_args(dots, rx, rw, scale, target, lo, hi, mode);
-  const int64_t B = dots.size(0), K = dots.size(1), ld = dots.stride(0);
-  TORCH_CHECK(rowdot.scalar_type() == dots.scalar_type() && rowdot.is_contiguous() && rowdot.numel() == B,
-              "cosine_logits: rowdot must have the dtype of dots and be contiguous [B]");
-  TORCH_CHECK(coldot.scalar_type() == dots.scalar_type() && coldot.is_contiguous() && coldot.numel() == K,
-              "cosine_logits: coldot must have the dtype of dots and be contiguous [K]");
-  TORCH_CHECK(saved.scalar_type() == dots.scalar_type() && saved.is_contiguous() && grad.scalar_type() == dots.scalar_type() &&
-                  grad.is_contiguous(),
-              "cosine_logits: saved and grad must have the dtype of dots and be contiguous");
-  if (mode == kProbs) {
-    TORCH_CHECK(saved.numel() == B * K && grad.numel() == B * K, "cosine_logits: mode 0 wants probs and grad of [B, K]");
-  } else if (mode == kLogits) {
-    TORCH_CHECK(grad.numel() == B * K, "cosine_logits: mode 1 wants grad of [B, K]");
-  } else {
-    TORCH_CHECK(saved.numel() == B && grad.numel() == B, "cosine_logits: mode 2 wants lse and grad of [B]");
-  }
-  AT_DISPATCH_FLOATING_TYPES(dots.scalar_type(), "cosine_logits_bwd_rows_cpu", [&] { cosine_logits_bwd_rows_cpu_impl<scalar_t>(dots, rx, rw, scale, margin, target, lo, hi, c0, mode, saved, grad, rowdot, coldot); });
+  check_bwd_args(dots, mode, saved, grad, rowdot, coldot);
+  AT_DISPATCH_FLOATING_TYPES(dots.scalar_type(), "cosine_logits_bwd_rows_cpu", [&] {
+    cosine_logits_bwd_rows_cpu_impl<scalar_t>(dots, rx, rw, scale, margin, target, lo, hi, c0, mode, saved, grad,
+                                              rowdot, coldot);
+  });
 }
 
 }  // namespace ssgan_fast

@@ -117,8 +117,7 @@ void cosine_logits_fwd_rows_cuda(const at::Tensor& dots, const at::Tensor& rx, c
   check_rows_args(dots, rx, rw, scale, target, lo, hi, mode);
   TORCH_CHECK(dots.is_cuda(), "cosine_logits (cuda): dots must be a CUDA tensor");
   const int64_t B = dots.size(0), K = dots.size(1);
-  TORCH_CHECK(stats.scalar_type() == dots.scalar_type() && stats.is_contiguous() && stats.numel() == 3 * B,
-              "cosine_logits: stats must have the dtype of dots and be contiguous [3, B]");
+  check_stats_arg(dots, stats);
   if (B == 0 || K == 0) return;
   c10::cuda::CUDAGuard guard(dots.device());
   auto stream = c10::cuda::getCurrentCUDAStream();
@@ -147,12 +146,7 @@ void cosine_logits_bwd_rows_cuda(const at::Tensor& dots, const at::Tensor& rx, c
   check_rows_args(dots, rx, rw, scale, target, lo, hi, mode);
   TORCH_CHECK(dots.is_cuda(), "cosine_logits (cuda): dots must be a CUDA tensor");
   const int64_t B = dots.size(0), K = dots.size(1);
-  TORCH_CHECK(rowdot.scalar_type() == dots.scalar_type() && rowdot.is_contiguous() && rowdot.numel() == B &&
-                  coldot.scalar_type() == dots.scalar_type() && coldot.is_contiguous() && coldot.numel() == K,
-              "cosine_logits: rowdot [B] and coldot [K] must have the dtype of dots and be contiguous");
-  TORCH_CHECK(saved.scalar_type() == dots.scalar_type() && saved.is_contiguous() && grad.scalar_type() == dots.scalar_type() &&
-                  grad.is_contiguous(),
-              "cosine_logits: saved and grad must have the dtype of dots and be contiguous");
+  check_bwd_args(dots, mode, saved, grad, rowdot, coldot);
   if (B == 0 || K == 0) return;
   c10::cuda::CUDAGuard guard(dots.device());
   auto stream = c10::cuda::getCurrentCUDAStream();
