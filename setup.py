@@ -43,10 +43,12 @@ def _extra_cuda_includes():
 
 def _extensions():
     with_cuda, why = _cuda_decision()
-    cpp_sources = ["csrc/ops.cpp"] + sorted(glob.glob("csrc/cpu/*.cpp"))
+    cpp_sources = ["csrc/ops.cpp", "csrc/cosine_logits_host.cpp"] + sorted(glob.glob("csrc/cpu/*.cpp"))
     cuda_sources = sorted(glob.glob("csrc/cuda/*.cu"))
     define_macros = [("SSGAN_TORCH_VERSION", f'"{torch.__version__}"')]
-    cxx = ["-O3", "-fopenmp"]  # torch adds the C++ standard it needs
+    # torch adds the C++ standard it needs; -fno-math-errno lets the vectoriser call libmvec's exp
+    cxx = ["-O3", "-fopenmp", "-fno-math-errno"]
+    link = ["-fopenmp", "-lmvec"]
     if with_cuda:
         define_macros += [("WITH_CUDA", None), ("SSGAN_CUDA_VERSION", f'"{torch.version.cuda}"')]
         nvcc = ["-O3", "--use_fast_math", "-lineinfo"]
@@ -56,7 +58,7 @@ def _extensions():
             define_macros=define_macros,
             include_dirs=[os.path.join(ROOT, "csrc")] + _extra_cuda_includes(),
             extra_compile_args={"cxx": cxx, "nvcc": nvcc},
-            extra_link_args=["-fopenmp"],
+            extra_link_args=link,
         )
     else:
         ext = CppExtension(
@@ -65,7 +67,7 @@ def _extensions():
             define_macros=define_macros,
             include_dirs=[os.path.join(ROOT, "csrc")],
             extra_compile_args={"cxx": cxx},
-            extra_link_args=["-fopenmp"],
+            extra_link_args=link,
         )
     print(
         f"ssgan_fast build: torch {torch.__version__}; C++ CPU kernels: yes ({len(cpp_sources)} files); "

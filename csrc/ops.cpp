@@ -7,21 +7,33 @@
 
 TORCH_LIBRARY(ssgan_fast_C, m) {
   m.def("cosine_logits_fwd_rows(Tensor(a!) dots, Tensor rx, Tensor rw, Tensor scale, float margin, Tensor target, Tensor lo, Tensor hi, int c0, int mode, Tensor(b!) stats) -> ()");
-  m.def("cosine_logits_bwd_rows(Tensor(a!) dots, Tensor rx, Tensor rw, Tensor scale, float margin, Tensor target, Tensor lo, Tensor hi, int c0, int mode, Tensor saved, Tensor grad, Tensor(b!) rowdot, Tensor(c!) coldot) -> ()");
+  m.def("cosine_logits_bwd_rows(Tensor(a!) dots, Tensor rx, Tensor rw, Tensor scale, float margin, Tensor target, Tensor lo, Tensor hi, int c0, int mode, Tensor saved, Tensor lse, Tensor grad, Tensor(b!) rowdot, Tensor(c!) coldot) -> ()");
+  m.def("cosine_logits_ce_rows(Tensor(a!) dots, Tensor rx, Tensor rw, Tensor scale, float margin, Tensor target, float weight, Tensor(b!) stats, Tensor(c!) rowdot, Tensor(d!) coldot) -> ()");
+  m.def("cosine_logits_forward(Tensor x, Tensor w, Tensor scale, float margin, Tensor target, Tensor lo, Tensor hi, int mode, int chunk) -> (Tensor, Tensor, Tensor, Tensor)");
+  m.def("cosine_logits_backward(Tensor x, Tensor w, Tensor rx, Tensor rw, Tensor scale, float margin, Tensor target, Tensor lo, Tensor hi, int mode, Tensor saved, Tensor lse, Tensor grad, int chunk) -> (Tensor, Tensor, Tensor)");
+  m.def("cosine_logits_ce_fused(Tensor x, Tensor w, Tensor scale, float margin, Tensor target, float weight, int chunk) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
   m.def("prototype_ema_rows(Tensor(a!) protos, Tensor sums, Tensor wsum, float momentum) -> ()");
 }
 
 TORCH_LIBRARY_IMPL(ssgan_fast_C, CPU, m) {
   m.impl("cosine_logits_fwd_rows", &ssgan_fast::cosine_logits_fwd_rows_cpu);
   m.impl("cosine_logits_bwd_rows", &ssgan_fast::cosine_logits_bwd_rows_cpu);
+  m.impl("cosine_logits_ce_rows", &ssgan_fast::cosine_logits_ce_rows_cpu);
   m.impl("prototype_ema_rows", &ssgan_fast::prototype_ema_rows_cpu);
+  m.impl("cosine_logits_forward", &ssgan_fast::cosine_logits_forward);
+  m.impl("cosine_logits_backward", &ssgan_fast::cosine_logits_backward);
+  m.impl("cosine_logits_ce_fused", &ssgan_fast::cosine_logits_ce_fused);
 }
 
 #ifdef WITH_CUDA
 TORCH_LIBRARY_IMPL(ssgan_fast_C, CUDA, m) {
   m.impl("cosine_logits_fwd_rows", &ssgan_fast::cosine_logits_fwd_rows_cuda);
   m.impl("cosine_logits_bwd_rows", &ssgan_fast::cosine_logits_bwd_rows_cuda);
+  m.impl("cosine_logits_ce_rows", &ssgan_fast::cosine_logits_ce_rows_cuda);
   m.impl("prototype_ema_rows", &ssgan_fast::prototype_ema_rows_cuda);
+  m.impl("cosine_logits_forward", &ssgan_fast::cosine_logits_forward);
+  m.impl("cosine_logits_backward", &ssgan_fast::cosine_logits_backward);
+  m.impl("cosine_logits_ce_fused", &ssgan_fast::cosine_logits_ce_fused);
 }
 #define SSGAN_WITH_CUDA 1
 #else

@@ -9,10 +9,12 @@
 // See ssgan_fast/ops/_cosine_logits.py for the host side and the maths.
 #pragma once
 #include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
 #include <c10/util/Exception.h>
 
 #include <cmath>
 #include <cstdint>
+#include <tuple>
 
 namespace ssgan_fast {
 
@@ -75,26 +77,38 @@ inline void check_stats_arg(const at::Tensor& dots, const at::Tensor& stats) {
   TORCH_CHECK(stats.device() == dots.device(), "cosine_logits: all tensors must be on the same device");
 }
 
-inline void check_bwd_args(const at::Tensor& dots, int64_t mode, const at::Tensor& saved, const at::Tensor& grad,
-                           const at::Tensor& rowdot, const at::Tensor& coldot) {
+inline void check_bwd_args(const at::Tensor& dots, int64_t mode, const at::Tensor& saved, const at::Tensor& lse,
+                           const at::Tensor& grad, const at::Tensor& rowdot, const at::Tensor& coldot) {
   const int64_t B = dots.size(0), K = dots.size(1);
   const auto dt = dots.scalar_type();
   TORCH_CHECK(rowdot.scalar_type() == dt && rowdot.is_contiguous() && rowdot.numel() == B,
               "cosine_logits: rowdot must have the dtype of dots and be contiguous [B]");
   TORCH_CHECK(coldot.scalar_type() == dt && coldot.is_contiguous() && coldot.numel() == K,
               "cosine_logits: coldot must have the dtype of dots and be contiguous [K]");
-  TORCH_CHECK(saved.scalar_type() == dt && saved.is_contiguous() && grad.scalar_type() == dt && grad.is_contiguous(),
-              "cosine_logits: saved and grad must have the dtype of dots and be contiguous");
+  for (const at::Tensor* t : {&saved, &lse, &grad}) {
+    TORCH_CHECK(t->numel() == 0 || (t->scalar_type() == dt && t->is_contiguous()),
+                "cosine_logits: saved, lse and grad must have the dtype of dots and be contiguous");
+  }
   if (mode == kProbs) {
-    TORCH_CHECK(saved.numel() == B * K && grad.numel() == B * K, "cosine_logits: mode 0 wants probs and grad of [B, K]");
+    TORCH_CHECK(saved.numel() == B * K && lse.numel() == B && grad.numel() == B * K,
+                "cosine_logits: mode 0 wants probs [B, K], lse [B] and grad [B, K]");
   } else if (mode == kLogits) {
     TORCH_CHECK(grad.numel() == B * K, "cosine_logits: mode 1 wants grad of [B, K]");
   } else {
-    TORCH_CHECK(saved.numel() == B && grad.numel() == B, "cosine_logits: mode 2 wants lse and grad of [B]");
+    TORCH_CHECK(lse.numel() == B && grad.numel() == B, "cosine_logits: mode 2 wants lse [B] and grad [B]");
   }
-  for (const at::Tensor* t : {&saved, &grad, &rowdot, &coldot}) {
+  for (const at::Tensor* t : {&saved, &lse, &grad, &rowdot, &coldot}) {
     TORCH_CHECK(t->numel() == 0 || t->device() == dots.device(), "cosine_logits: all tensors must be on the same device");
   }
+}
+
+inline void check_ce_rows_args(const at::Tensor& dots, const at::Tensor& rx, const at::Tensor& rw,
+                               const at::Tensor& scale, const at::Tensor& target, const at::Tensor& stats,
+                               const at::Tensor& rowdot, const at::Tensor& coldot) {
+  const at::Tensor none = at::empty({0}, target.options());
+  check_rows_args(dots, rx, rw, scale, target, none, none, kCrossEntropy);
+  check_stats_arg(dots, stats);
+  check_bwd_args(dots, kLogits, none, none, dots, rowdot, coldot);
 }
 
 void cosine_logits_fwd_rows_cpu(const at::Tensor& dots, const at::Tensor& rx, const at::Tensor& rw,
@@ -104,10 +118,27 @@ void cosine_logits_fwd_rows_cpu(const at::Tensor& dots, const at::Tensor& rx, co
 void cosine_logits_bwd_rows_cpu(const at::Tensor& dots, const at::Tensor& rx, const at::Tensor& rw,
                                 const at::Tensor& scale, double margin, const at::Tensor& target,
                                 const at::Tensor& lo, const at::Tensor& hi, int64_t c0, int64_t mode,
-                                const at::Tensor& saved, const at::Tensor& grad, const at::Tensor& rowdot,
-                                const at::Tensor& coldot);
+                                const at::Tensor& saved, const at::Tensor& lse, const at::Tensor& grad,
+                                const at::Tensor& rowdot, const at::Tensor& coldot);
+void cosine_logits_ce_rows_cpu(const at::Tensor& dots, const at::Tensor& rx, const at::Tensor& rw,
+                               const at::Tensor& scale, double margin, const at::Tensor& target, double weight,
+                               const at::Tensor& stats, const at::Tensor& rowdot, const at::Tensor& coldot);
 void prototype_ema_rows_cpu(const at::Tensor& protos, const at::Tensor& sums, const at::Tensor& wsum,
                             double momentum);
+
+// Whole forward / backward (host + kernels) for the cpp and cuda backends: csrc/cosine_logits_host.cpp.
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> cosine_logits_forward(
+    const at::Tensor& x, const at::Tensor& w, const at::Tensor& scale, double margin, const at::Tensor& target,
+    const at::Tensor& lo, const at::Tensor& hi, int64_t mode, int64_t chunk);
+std::tuple<at::Tensor, at::Tensor, at::Tensor> cosine_logits_backward(
+    const at::Tensor& x, const at::Tensor& w, const at::Tensor& rx, const at::Tensor& rw, const at::Tensor& scale,
+    double margin, const at::Tensor& target, const at::Tensor& lo, const at::Tensor& hi, int64_t mode,
+    const at::Tensor& saved, const at::Tensor& lse, const at::Tensor& grad, int64_t chunk);
+// Cross-entropy forward that also computes the input gradients for dL/dloss_b = weight (the
+// gradient is then only scaled in backward): (loss, lse, rx, rw, dx, dw).
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> cosine_logits_ce_fused(
+    const at::Tensor& x, const at::Tensor& w, const at::Tensor& scale, double margin, const at::Tensor& target,
+    double weight, int64_t chunk);
 
 #ifdef WITH_CUDA
 void cosine_logits_fwd_rows_cuda(const at::Tensor& dots, const at::Tensor& rx, const at::Tensor& rw,
@@ -117,8 +148,11 @@ void cosine_logits_fwd_rows_cuda(const at::Tensor& dots, const at::Tensor& rx, c
 void cosine_logits_bwd_rows_cuda(const at::Tensor& dots, const at::Tensor& rx, const at::Tensor& rw,
                                  const at::Tensor& scale, double margin, const at::Tensor& target,
                                  const at::Tensor& lo, const at::Tensor& hi, int64_t c0, int64_t mode,
-                                 const at::Tensor& saved, const at::Tensor& grad, const at::Tensor& rowdot,
-                                 const at::Tensor& coldot);
+                                 const at::Tensor& saved, const at::Tensor& lse, const at::Tensor& grad,
+                                 const at::Tensor& rowdot, const at::Tensor& coldot);
+void cosine_logits_ce_rows_cuda(const at::Tensor& dots, const at::Tensor& rx, const at::Tensor& rw,
+                                const at::Tensor& scale, double margin, const at::Tensor& target, double weight,
+                                const at::Tensor& stats, const at::Tensor& rowdot, const at::Tensor& coldot);
 void prototype_ema_rows_cuda(const at::Tensor& protos, const at::Tensor& sums, const at::Tensor& wsum,
                              double momentum);
 #endif

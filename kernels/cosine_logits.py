@@ -9,8 +9,8 @@ raw dot products ``dots[B, Kc]`` (x_b . w_{c0+k}, from the vendor GEMM) and
 A program owns BLOCK_B rows and walks the columns in BLOCK_K tiles (2-D tiles; online softmax).
 """
 import math
+import os
 
-import torch
 import triton
 import triton.language as tl
 
@@ -80,7 +80,7 @@ def _fwd_rows_kernel(dots, ld, rx, rw, scale, target, lo, hi, stats, B, K, c0,
             m_i = m_new
             tl_i += tl.sum(tl.where(is_t & valid, logit, 0.0), 1)
     if MODE == 0:
-        lse = m_i + tl.log(l_i)
+        lse = m_i + tl.log(tl.where(rmask, l_i, 1.0))
         acc = tl.zeros([BLOCK_B], tl.float32)
         for k0 in range(0, K, BLOCK_K):
             cols = k0 + tl.arange(0, BLOCK_K)
@@ -108,7 +108,7 @@ def _fwd_rows_kernel(dots, ld, rx, rw, scale, target, lo, hi, stats, B, K, c0,
 
 
 @triton.jit
-def _bwd_rows_kernel(dots, ld, rx, rw, scale, target, saved, grad, rowdot, coldot, B, K, c0,
+def _bwd_rows_kernel(dots, ld, rx, rw, scale, target, saved, lse_ptr, grad, rowdot, coldot, B, K, c0,
                      cos_m, sin_m, th, mm,
                      MODE: tl.constexpr, EPS: tl.constexpr,
                      BLOCK_B: tl.constexpr, BLOCK_K: tl.constexpr):
@@ -121,6 +121,10 @@ def _bwd_rows_kernel(dots, ld, rx, rw, scale, target, saved, grad, rowdot, coldo
         t = tl.load(target + rows, mask=rmask, other=-1) - c0
     else:
         t = tl.full([BLOCK_B], -1, tl.int64)
+    if MODE != 1:
+        lse = tl.load(lse_ptr + rows, mask=rmask, other=0.0)
+    else:
+        lse = tl.zeros([BLOCK_B], tl.float32)
     pg = tl.zeros([BLOCK_B], tl.float32)
     if MODE == 0:
         for k0 in range(0, K, BLOCK_K):
@@ -129,7 +133,6 @@ def _bwd_rows_kernel(dots, ld, rx, rw, scale, target, saved, grad, rowdot, coldo
             off = rows[:, None] * K + cols[None, :]
             pg += tl.sum(tl.load(saved + off, mask=iomask, other=0.0) * tl.load(grad + off, mask=iomask, other=0.0), 1)
     if MODE == 2:
-        lse = tl.load(saved + rows, mask=rmask, other=0.0)
         g = tl.load(grad + rows, mask=rmask, other=0.0)
     rd = tl.zeros([BLOCK_B], tl.float32)
     for k0 in range(0, K, BLOCK_K):
@@ -137,15 +140,17 @@ def _bwd_rows_kernel(dots, ld, rx, rw, scale, target, saved, grad, rowdot, coldo
         cmask = cols < K
         iomask = rmask[:, None] & cmask[None, :]
         ptrs = dots + rows[:, None] * ld + cols[None, :]
-        d = tl.load(ptrs, mask=iomask, other=0.0)
         wr = tl.load(rw + cols, mask=cmask, other=0.0)
-        c = d * xr[:, None] * wr[None, :]
         if MODE == 0:
+            # dots is output only: cos = (log p + lse) / s from the saved probabilities
             off = rows[:, None] * K + cols[None, :]
             p = tl.load(saved + off, mask=iomask, other=0.0)
             gk = tl.load(grad + off, mask=iomask, other=0.0)
             dc = s * p * (gk - pg[:, None])
+            c = tl.where(p > 0.0, (tl.log(tl.where(p > 0.0, p, 1.0)) + lse[:, None]) / s, 0.0)
         else:
+            d = tl.load(ptrs, mask=iomask, other=0.0)
+            c = d * xr[:, None] * wr[None, :]
             is_t = cols[None, :] == t[:, None]
             if MODE == 1:
                 dl = tl.load(grad + rows[:, None] * K + cols[None, :], mask=iomask, other=0.0)
@@ -162,31 +167,119 @@ def _bwd_rows_kernel(dots, ld, rx, rw, scale, target, saved, grad, rowdot, coldo
     tl.store(rowdot + rows, old + rd, mask=rmask)
 
 
+@triton.jit
+def _ce_rows_kernel(dots, ld, rx, rw, scale, target, weight, stats, rowdot, coldot, B, K,
+                    cos_m, sin_m, th, mm, EPS: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_K: tl.constexpr):
+    """Cross-entropy forward + gradient on whole rows (see csrc/cpu/cosine_logits.cpp)."""
+    pid = tl.program_id(0)
+    rows = pid * BLOCK_B + tl.arange(0, BLOCK_B)
+    rmask = rows < B
+    s = tl.load(scale)
+    xr = tl.load(rx + rows, mask=rmask, other=0.0)
+    t = tl.load(target + rows, mask=rmask, other=-1)
+    m_i = tl.full([BLOCK_B], float("-inf"), tl.float32)
+    l_i = tl.zeros([BLOCK_B], tl.float32)
+    tl_i = tl.zeros([BLOCK_B], tl.float32)
+    for k0 in range(0, K, BLOCK_K):
+        cols = k0 + tl.arange(0, BLOCK_K)
+        cmask = cols < K
+        iomask = rmask[:, None] & cmask[None, :]
+        d = tl.load(dots + rows[:, None] * ld + cols[None, :], mask=iomask, other=0.0)
+        wr = tl.load(rw + cols, mask=cmask, other=0.0)
+        c = d * xr[:, None] * wr[None, :]
+        is_t = cols[None, :] == t[:, None]
+        logit = tl.where(iomask, s * tl.where(is_t, _margin_fwd(c, cos_m, sin_m, th, mm, EPS), c), float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(logit, 1))
+        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
+        l_i = l_i * tl.exp(m_i - m_safe) + tl.sum(tl.exp(logit - m_safe[:, None]), 1)
+        m_i = m_new
+        tl_i += tl.sum(tl.where(is_t & iomask, logit, 0.0), 1)
+    lse = m_i + tl.log(tl.where(rmask, l_i, 1.0))
+    tl.store(stats + rows, lse, mask=rmask)
+    tl.store(stats + B + rows, lse - tl_i, mask=rmask)
+    rd = tl.zeros([BLOCK_B], tl.float32)
+    for k0 in range(0, K, BLOCK_K):
+        cols = k0 + tl.arange(0, BLOCK_K)
+        cmask = cols < K
+        iomask = rmask[:, None] & cmask[None, :]
+        ptrs = dots + rows[:, None] * ld + cols[None, :]
+        d = tl.load(ptrs, mask=iomask, other=0.0)
+        wr = tl.load(rw + cols, mask=cmask, other=0.0)
+        c = d * xr[:, None] * wr[None, :]
+        is_t = cols[None, :] == t[:, None]
+        logit = s * tl.where(is_t, _margin_fwd(c, cos_m, sin_m, th, mm, EPS), c)
+        dl = weight * (tl.exp(logit - lse[:, None]) - tl.where(is_t, 1.0, 0.0))
+        dc = tl.where(iomask, s * dl * tl.where(is_t, _margin_bwd(c, cos_m, sin_m, th, EPS), 1.0), 0.0)
+        dcc = dc * c
+        rd += tl.sum(dcc, 1)
+        tl.atomic_add(coldot + cols, tl.sum(dcc, 0), mask=cmask)
+        tl.store(ptrs, dc * xr[:, None] * wr[None, :], mask=iomask)
+    old = tl.load(rowdot + rows, mask=rmask, other=0.0)
+    tl.store(rowdot + rows, old + rd, mask=rmask)
+
+
 def _blocks(B: int, K: int):
+    """Heuristic tile for the interpreter (no autotuning on CPU)."""
     block_k = min(1024, max(16, triton.next_power_of_2(K)))
     block_b = max(1, min(16, 4096 // block_k, triton.next_power_of_2(B)))
     return block_b, block_k
+
+
+def _configs():
+    return [triton.Config({"BLOCK_B": bb, "BLOCK_K": bk}, num_warps=nw)
+            for bb in (1, 4, 16) for bk in (128, 512, 1024) for nw in (4, 8) if bb * bk <= 8192]
+
+
+# On a GPU the tile and warp count are autotuned per (B, K, mode); the kernels work in place, so
+# the autotuner restores the tensors they write between trials.
+_fwd_tuned = triton.autotune(_configs(), key=["B", "K", "MODE", "HAS_GROUP"], restore_value=["dots", "stats"])(
+    _fwd_rows_kernel)
+_bwd_tuned = triton.autotune(_configs(), key=["B", "K", "MODE"], restore_value=["dots", "rowdot", "coldot"])(
+    _bwd_rows_kernel)
+_ce_tuned = triton.autotune(_configs(), key=["B", "K"], restore_value=["dots", "stats", "rowdot", "coldot"])(
+    _ce_rows_kernel)
+
+
+def _interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET") == "1"
 
 
 def fwd_rows(dots, rx, rw, scale, margin, target, lo, hi, c0, mode, stats):
     B, K = dots.shape
     if B == 0 or K == 0:
         return
-    BB, BK = _blocks(B, K)
     cm, sm, th, mm = margin_constants(margin)
-    _fwd_rows_kernel[(triton.cdiv(B, BB),)](
-        dots, dots.stride(0), rx, rw, scale, target, lo, hi, stats, B, K, c0, cm, sm, th, mm,
-        MODE=mode, HAS_GROUP=lo.numel() > 0, EPS=MARGIN_CLAMP_EPS, BLOCK_B=BB, BLOCK_K=BK,
-        num_warps=4 if BB * BK <= 2048 else 8)
+    args = (dots, dots.stride(0), rx, rw, scale, target, lo, hi, stats, B, K, c0, cm, sm, th, mm)
+    meta = dict(MODE=mode, HAS_GROUP=lo.numel() > 0, EPS=MARGIN_CLAMP_EPS)
+    if _interpreting():
+        BB, BK = _blocks(B, K)
+        _fwd_rows_kernel[(triton.cdiv(B, BB),)](*args, **meta, BLOCK_B=BB, BLOCK_K=BK)
+    else:
+        _fwd_tuned[lambda META: (triton.cdiv(B, META["BLOCK_B"]),)](*args, **meta)
 
 
-def bwd_rows(dots, rx, rw, scale, margin, target, lo, hi, c0, mode, saved, grad, rowdot, coldot):
+def bwd_rows(dots, rx, rw, scale, margin, target, lo, hi, c0, mode, saved, lse, grad, rowdot, coldot):
     B, K = dots.shape
     if B == 0 or K == 0:
         return
-    BB, BK = _blocks(B, K)
     cm, sm, th, mm = margin_constants(margin)
-    _bwd_rows_kernel[(triton.cdiv(B, BB),)](
-        dots, dots.stride(0), rx, rw, scale, target, saved, grad, rowdot, coldot, B, K, c0,
-        cm, sm, th, mm, MODE=mode, EPS=MARGIN_CLAMP_EPS, BLOCK_B=BB, BLOCK_K=BK,
-        num_warps=4 if BB * BK <= 2048 else 8)
+    args = (dots, dots.stride(0), rx, rw, scale, target, saved, lse, grad, rowdot, coldot, B, K, c0, cm, sm, th, mm)
+    meta = dict(MODE=mode, EPS=MARGIN_CLAMP_EPS)
+    if _interpreting():
+        BB, BK = _blocks(B, K)
+        _bwd_rows_kernel[(triton.cdiv(B, BB),)](*args, **meta, BLOCK_B=BB, BLOCK_K=BK)
+    else:
+        _bwd_tuned[lambda META: (triton.cdiv(B, META["BLOCK_B"]),)](*args, **meta)
+
+
+def ce_rows(dots, rx, rw, scale, margin, target, weight, stats, rowdot, coldot):
+    B, K = dots.shape
+    if B == 0 or K == 0:
+        return
+    cm, sm, th, mm = margin_constants(margin)
+    args = (dots, dots.stride(0), rx, rw, scale, target, float(weight), stats, rowdot, coldot, B, K, cm, sm, th, mm)
+    if _interpreting():
+        BB, BK = _blocks(B, K)
+        _ce_rows_kernel[(triton.cdiv(B, BB),)](*args, EPS=MARGIN_CLAMP_EPS, BLOCK_B=BB, BLOCK_K=BK)
+    else:
+        _ce_tuned[lambda META: (triton.cdiv(B, META["BLOCK_B"]),)](*args, EPS=MARGIN_CLAMP_EPS)

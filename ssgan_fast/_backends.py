@@ -44,7 +44,7 @@ def _load_triton():
     except Exception as e:  # ImportError, or a Triton that fails to initialise
         return None, f"Triton is not usable ({type(e).__name__}: {e})"
     return SimpleNamespace(fwd_rows=cosine_logits.fwd_rows, bwd_rows=cosine_logits.bwd_rows,
-                           ema_rows=prototype.ema_rows), ""
+                           ce_rows=cosine_logits.ce_rows, ema_rows=prototype.ema_rows), ""
 
 
 def _interpret() -> bool:
@@ -92,12 +92,13 @@ def availability(name: str, device: torch.device | str | None = None) -> tuple[b
     raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
 
 
+@functools.lru_cache(maxsize=None)
 def kernels(name: str):
-    """The kernel namespace of a backend: fwd_rows, bwd_rows, ema_rows."""
+    """The kernel namespace of a backend: fwd_rows, bwd_rows, ce_rows, ema_rows."""
     if name in ("cpp", "cuda"):
         ops = torch.ops.ssgan_fast_C
         return SimpleNamespace(fwd_rows=ops.cosine_logits_fwd_rows, bwd_rows=ops.cosine_logits_bwd_rows,
-                               ema_rows=ops.prototype_ema_rows)
+                               ce_rows=ops.cosine_logits_ce_rows, ema_rows=ops.prototype_ema_rows)
     if name == "triton":
         mod, why = _load_triton()
         if mod is None:

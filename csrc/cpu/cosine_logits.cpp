@@ -6,10 +6,17 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <limits>
 #include <vector>
 
 #include "../ops.h"
+
+// Vector exp: glibc's libmvec (_ZGVbN4v_expf / _ZGVbN2v_exp, linked with -lmvec) serves the
+// `omp simd` loops below. Declaring the SIMD variants (at global scope) is what <math.h> does under
+// -ffast-math, which we do not want: the -inf masks must stay exact. exp(-inf) = 0.
+extern "C" __attribute__((simd("notinbranch"), const, nothrow)) float expf(float);
+extern "C" __attribute__((simd("notinbranch"), const, nothrow)) double exp(double);
 
 namespace ssgan_fast {
 namespace {
@@ -46,14 +53,85 @@ inline RowCtx row_ctx(int64_t b, int64_t K, int64_t c0, const int64_t* tgt, cons
 }
 
 
+inline float exp_t(float x) { return ::expf(x); }
+inline double exp_t(double x) { return ::exp(x); }
+
+// row[k] <- exp(row[k] - mx) for k < n; returns (sum_k e_k, sum_k e_k * row_k).
+template <typename T>
+void exp_shift(T* __restrict__ row, int64_t n, T mx, T* sum_out, T* ev_out) {
+  T sum = T(0), ev = T(0);
+#pragma omp simd reduction(+ : sum, ev)
+  for (int64_t k = 0; k < n; ++k) {
+    const T v = row[k];
+    const T e = exp_t(v - mx);
+    sum += e;
+    ev += e * v;  // v is finite inside the row's group
+    row[k] = e;
+  }
+  *sum_out = sum;
+  *ev_out = ev;
+}
+
+// Pass 1 of every forward mode on one row: logits = s * cos in place (margin at column t),
+// -inf outside [lo, hi). Returns cos at the target (0 without one).
+template <typename T>
+T logits_row(T* __restrict__ row, int64_t K, T s, T xr, const T* __restrict__ rw, const RowCtx& r,
+             const MarginT<T>& M) {
+  constexpr T kInf = std::numeric_limits<T>::infinity();
+  const bool has_t = r.t >= 0 && r.t < K;
+  const T ct = has_t ? row[r.t] * xr * rw[r.t] : T(0);
+  const T sx = s * xr;
+#pragma omp simd
+  for (int64_t k = 0; k < K; ++k) row[k] = row[k] * sx * rw[k];
+  if (has_t) row[r.t] = s * margin_fwd(ct, M);
+  for (int64_t k = 0; k < r.lo; ++k) row[k] = -kInf;
+  for (int64_t k = r.hi; k < K; ++k) row[k] = -kInf;
+  return ct;
+}
+
+template <typename T>
+T row_max(const T* __restrict__ row, int64_t lo, int64_t hi) {
+  T mx = -std::numeric_limits<T>::infinity();
+#pragma omp simd reduction(max : mx)
+  for (int64_t k = lo; k < hi; ++k) mx = std::max(mx, row[k]);
+  return mx;
+}
+
+// Cross-entropy gradient of one row whose logits are in `row` (margin at column t, cos there = ct):
+// dcos = s g (p - onehot) (times the margin derivative at t); row <- dcos * xr * rw; returns
+// sum_k dcos cos and adds dcos * cos to cd.
+template <typename T>
+T ce_grad_row(T* __restrict__ row, int64_t K, T s, T xr, const T* __restrict__ rw, int64_t t, T ct, T lse, T g,
+              const MarginT<T>& M, T* __restrict__ cd) {
+  T rd = T(0);
+  const T inv_s = T(1) / s;
+#pragma omp simd reduction(+ : rd)
+  for (int64_t k = 0; k < K; ++k) {
+    const T v = row[k];
+    const T dc = s * g * exp_t(v - lse);
+    rd += dc * v * inv_s;
+    cd[k] += dc * v * inv_s;
+    row[k] = dc * xr * rw[k];
+  }
+  if (t >= 0 && t < K) {  // fix the target column: undo the plain formula, apply the margin one
+    const T tl = s * margin_fwd(ct, M);
+    const T plain = s * g * exp_t(tl - lse) * (tl * inv_s);
+    const T dc = s * g * (exp_t(tl - lse) - T(1)) * margin_bwd(ct, M);
+    rd += dc * ct - plain;
+    cd[t] += dc * ct - plain;
+    row[t] = dc * xr * rw[t];
+  }
+  return rd;
+}
+
 template <typename T>
 void cosine_logits_fwd_rows_cpu_impl(const at::Tensor& dots, const at::Tensor& rx, const at::Tensor& rw,
-                                const at::Tensor& scale, double margin, const at::Tensor& target,
-                                const at::Tensor& lo, const at::Tensor& hi, int64_t c0, int64_t mode,
-                                const at::Tensor& stats) {
+                                     const at::Tensor& scale, double margin, const at::Tensor& target,
+                                     const at::Tensor& lo, const at::Tensor& hi, int64_t c0, int64_t mode,
+                                     const at::Tensor& stats) {
   T* d = dots.data_ptr<T>();
-  const T* prx = rx.data_ptr<T>();
   const T* prw = rw.data_ptr<T>();
+  const T* prx = rx.data_ptr<T>();
   const int64_t B = dots.size(0), K = dots.size(1), ld = dots.stride(0);
   const T s = scale.item<T>();
   const int64_t* pt = mode != kProbs ? target.data_ptr<int64_t>() : nullptr;
@@ -64,36 +142,29 @@ void cosine_logits_fwd_rows_cpu_impl(const at::Tensor& dots, const at::Tensor& r
 
   at::parallel_for(0, B, 8, [&](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; ++b) {
-      T* row = d + b * ld;
+      T* __restrict__ row = d + b * ld;
       const RowCtx r = row_ctx(b, K, c0, pt, plo, phi);
-      const T xr = prx[b];
-      T mx = -std::numeric_limits<T>::infinity();
-      for (int64_t k = 0; k < K; ++k) {
-        const T c = row[k] * xr * prw[k];
-        T v = s * (k == r.t ? margin_fwd(c, M) : c);
-        if (k < r.lo || k >= r.hi) v = -std::numeric_limits<T>::infinity();
-        row[k] = v;
-        mx = std::max(mx, v);
-      }
+      logits_row(row, K, s, prx[b], prw, r, M);
       if (mode == kLogits) continue;
-      T sum = T(0);
-      for (int64_t k = r.lo; k < r.hi; ++k) sum += std::exp(row[k] - mx);
+      const T mx = row_max(row, r.lo, r.hi);
+      const T tlogit = (r.t >= 0 && r.t < K) ? row[r.t] : T(0);
+      T sum, ev;
+      exp_shift(row + r.lo, r.hi - r.lo, mx, &sum, &ev);  // row <- exp(logit - max)
       if (mode == kProbs) {
+        const T inv = T(1) / sum;
+#pragma omp simd
+        for (int64_t k = r.lo; k < r.hi; ++k) row[k] *= inv;
+        for (int64_t k = 0; k < r.lo; ++k) row[k] = T(0);
+        for (int64_t k = r.hi; k < K; ++k) row[k] = T(0);
         const T lse = mx + std::log(sum);
-        T acc = T(0);
-        for (int64_t k = 0; k < K; ++k) {
-          const T p = (k < r.lo || k >= r.hi) ? T(0) : std::exp(row[k] - lse);
-          if (p > T(0)) acc += p * row[k];
-          row[k] = p;
-        }
         st[b] = lse;
-        st[B + b] = lse - acc;  // entropy: -sum p log p = lse - sum p * logit
-      } else {
+        st[B + b] = lse - ev * inv;  // entropy: -sum p log p = lse - sum p * logit
+      } else {  // online log-sum-exp over column chunks: running max, sum, target logit
         const T m_old = st[b];
         const T m_new = std::max(m_old, mx);
         st[B + b] = st[B + b] * std::exp(m_old - m_new) + sum * std::exp(mx - m_new);
         st[b] = m_new;
-        if (r.t >= 0 && r.t < K) st[2 * B + b] += row[r.t];
+        if (r.t >= 0 && r.t < K) st[2 * B + b] += tlogit;
       }
     }
   });
@@ -101,10 +172,10 @@ void cosine_logits_fwd_rows_cpu_impl(const at::Tensor& dots, const at::Tensor& r
 
 template <typename T>
 void cosine_logits_bwd_rows_cpu_impl(const at::Tensor& dots, const at::Tensor& rx, const at::Tensor& rw,
-                                const at::Tensor& scale, double margin, const at::Tensor& target,
-                                const at::Tensor& lo, const at::Tensor& hi, int64_t c0, int64_t mode,
-                                const at::Tensor& saved, const at::Tensor& grad, const at::Tensor& rowdot,
-                                const at::Tensor& coldot) {
+                                     const at::Tensor& scale, double margin, const at::Tensor& target,
+                                     const at::Tensor& lo, const at::Tensor& hi, int64_t c0, int64_t mode,
+                                     const at::Tensor& saved, const at::Tensor& lse, const at::Tensor& grad,
+                                     const at::Tensor& rowdot, const at::Tensor& coldot) {
   T* d = dots.data_ptr<T>();
   const T* prx = rx.data_ptr<T>();
   const T* prw = rw.data_ptr<T>();
@@ -112,6 +183,7 @@ void cosine_logits_bwd_rows_cpu_impl(const at::Tensor& dots, const at::Tensor& r
   const T s = scale.item<T>();
   const int64_t* pt = mode != kProbs ? target.data_ptr<int64_t>() : nullptr;
   const T* sv = saved.numel() ? saved.data_ptr<T>() : nullptr;
+  const T* pl = lse.numel() ? lse.data_ptr<T>() : nullptr;
   const T* gr = grad.data_ptr<T>();
   T* prd = rowdot.data_ptr<T>();
   const MarginT<T> M = make_margin_t<T>(margin);
@@ -119,34 +191,55 @@ void cosine_logits_bwd_rows_cpu_impl(const at::Tensor& dots, const at::Tensor& r
   const int nthreads = std::max(1, at::get_num_threads());
   std::vector<T> partial(static_cast<size_t>(nthreads) * K, T(0));
   at::parallel_for(0, B, 8, [&](int64_t b0, int64_t b1) {
-    T* cd = partial.data() + static_cast<size_t>(at::get_thread_num()) * K;
+    T* __restrict__ cd = partial.data() + static_cast<size_t>(at::get_thread_num()) * K;
     for (int64_t b = b0; b < b1; ++b) {
-      T* row = d + b * ld;
-      const int64_t t = pt ? pt[b] - c0 : -1;
+      T* __restrict__ row = d + b * ld;
       const T xr = prx[b];
-      T pg = T(0);
-      if (mode == kProbs) {
-        for (int64_t k = 0; k < K; ++k) pg += sv[b * K + k] * gr[b * K + k];
-      }
       T rd = T(0);
-      for (int64_t k = 0; k < K; ++k) {
-        const T c = row[k] * xr * prw[k];
-        T dc;
-        if (mode == kProbs) {
-          dc = s * sv[b * K + k] * (gr[b * K + k] - pg);
-        } else {
-          T dl;
-          if (mode == kLogits) {
-            dl = gr[b * K + k];
-          } else {
-            const T logit = s * (k == t ? margin_fwd(c, M) : c);
-            dl = gr[b] * (std::exp(logit - sv[b]) - (k == t ? T(1) : T(0)));
-          }
-          dc = s * dl * (k == t ? margin_bwd(c, M) : T(1));
+      if (mode == kProbs) {
+        // dots is output only: cos = (log p + lse) / s is recovered from the saved probabilities
+        // (where p = 0 the gradient is 0 and cos is not needed), so no GEMM is recomputed.
+        const T* P = sv + b * K;
+        const T* G = gr + b * K;
+        const T lb = pl[b], inv_s = T(1) / s;
+        T pg = T(0);
+#pragma omp simd reduction(+ : pg)
+        for (int64_t k = 0; k < K; ++k) pg += P[k] * G[k];
+        for (int64_t k = 0; k < K; ++k) {
+          const T p = P[k];
+          const T dc = s * p * (G[k] - pg);
+          const T dcc = p > T(0) ? dc * (std::log(p) + lb) * inv_s : T(0);
+          rd += dcc;
+          cd[k] += dcc;
+          row[k] = dc * xr * prw[k];
         }
-        rd += dc * c;
-        cd[k] += dc * c;
-        row[k] = dc * xr * prw[k];
+        prd[b] += rd;
+        continue;
+      }
+      const int64_t t = pt[b] - c0;
+      if (mode == kCrossEntropy) {
+        const RowCtx r{t, 0, K};
+        const T ct = logits_row(row, K, s, xr, prw, r, M);
+        rd = ce_grad_row(row, K, s, xr, prw, t, ct, pl[b], gr[b], M, cd);
+      } else {  // kLogits: dcos = s * G, times the margin derivative at the target
+        const bool has_t = t >= 0 && t < K;
+        const T ct = has_t ? row[t] * xr * prw[t] : T(0);
+        const T* G = gr + b * K;
+#pragma omp simd reduction(+ : rd)
+        for (int64_t k = 0; k < K; ++k) {
+          const T c = row[k] * xr * prw[k];
+          const T dc = s * G[k];
+          rd += dc * c;
+          cd[k] += dc * c;
+          row[k] = dc * xr * prw[k];
+        }
+        if (has_t) {
+          const T plain = s * G[t];
+          const T dc = plain * margin_bwd(ct, M);
+          rd += (dc - plain) * ct;
+          cd[t] += (dc - plain) * ct;
+          row[t] = dc * xr * prw[t];
+        }
       }
       prd[b] += rd;
     }
@@ -155,7 +248,50 @@ void cosine_logits_bwd_rows_cpu_impl(const at::Tensor& dots, const at::Tensor& r
   for (int64_t k = 0; k < K; ++k) {
     T acc = T(0);
     for (int i = 0; i < nthreads; ++i) acc += partial[static_cast<size_t>(i) * K + k];
-    pcd[k] = acc;
+    pcd[k] += acc;
+  }
+}
+
+// Fused cross-entropy forward + gradient on whole rows (all classes in `dots`): stats[0] = lse,
+// stats[1] = loss; dots <- e = dcos * rx * rw for the row weights `weight` (dL/dloss_b).
+template <typename T>
+void cosine_logits_ce_rows_cpu_impl(const at::Tensor& dots, const at::Tensor& rx, const at::Tensor& rw,
+                                    const at::Tensor& scale, double margin, const at::Tensor& target,
+                                    double weight, const at::Tensor& stats, const at::Tensor& rowdot,
+                                    const at::Tensor& coldot) {
+  T* d = dots.data_ptr<T>();
+  const T* prx = rx.data_ptr<T>();
+  const T* prw = rw.data_ptr<T>();
+  const int64_t B = dots.size(0), K = dots.size(1), ld = dots.stride(0);
+  const T s = scale.item<T>(), g = static_cast<T>(weight);
+  const int64_t* pt = target.data_ptr<int64_t>();
+  T* st = stats.data_ptr<T>();
+  T* prd = rowdot.data_ptr<T>();
+  const MarginT<T> M = make_margin_t<T>(margin);
+  const int nthreads = std::max(1, at::get_num_threads());
+  std::vector<T> partial(static_cast<size_t>(nthreads) * K, T(0));
+  at::parallel_for(0, B, 8, [&](int64_t b0, int64_t b1) {
+    T* __restrict__ cd = partial.data() + static_cast<size_t>(at::get_thread_num()) * K;
+    std::vector<T> tmp(K);
+    for (int64_t b = b0; b < b1; ++b) {
+      T* __restrict__ row = d + b * ld;
+      const RowCtx r{pt[b], 0, K};
+      const T ct = logits_row(row, K, s, prx[b], prw, r, M);
+      const T mx = row_max(row, int64_t{0}, K);
+      std::copy(row, row + K, tmp.begin());
+      T sum, ev;
+      exp_shift(tmp.data(), K, mx, &sum, &ev);
+      const T lse = mx + std::log(sum);
+      st[b] = lse;
+      st[B + b] = lse - row[pt[b]];
+      prd[b] += ce_grad_row(row, K, s, prx[b], prw, pt[b], ct, lse, g, M, cd);
+    }
+  });
+  T* pcd = coldot.data_ptr<T>();
+  for (int64_t k = 0; k < K; ++k) {
+    T acc = T(0);
+    for (int i = 0; i < nthreads; ++i) acc += partial[static_cast<size_t>(i) * K + k];
+    pcd[k] += acc;
   }
 }
 
@@ -175,13 +311,22 @@ void cosine_logits_fwd_rows_cpu(const at::Tensor& dots, const at::Tensor& rx, co
 void cosine_logits_bwd_rows_cpu(const at::Tensor& dots, const at::Tensor& rx, const at::Tensor& rw,
                                 const at::Tensor& scale, double margin, const at::Tensor& target,
                                 const at::Tensor& lo, const at::Tensor& hi, int64_t c0, int64_t mode,
-                                const at::Tensor& saved, const at::Tensor& grad, const at::Tensor& rowdot,
-                                const at::Tensor& coldot) {
+                                const at::Tensor& saved, const at::Tensor& lse, const at::Tensor& grad,
+                                const at::Tensor& rowdot, const at::Tensor& coldot) {
   check_rows_args(dots, rx, rw, scale, target, lo, hi, mode);
-  check_bwd_args(dots, mode, saved, grad, rowdot, coldot);
+  check_bwd_args(dots, mode, saved, lse, grad, rowdot, coldot);
   AT_DISPATCH_FLOATING_TYPES(dots.scalar_type(), "cosine_logits_bwd_rows_cpu", [&] {
-    cosine_logits_bwd_rows_cpu_impl<scalar_t>(dots, rx, rw, scale, margin, target, lo, hi, c0, mode, saved, grad,
-                                              rowdot, coldot);
+    cosine_logits_bwd_rows_cpu_impl<scalar_t>(dots, rx, rw, scale, margin, target, lo, hi, c0, mode, saved, lse,
+                                              grad, rowdot, coldot);
+  });
+}
+
+void cosine_logits_ce_rows_cpu(const at::Tensor& dots, const at::Tensor& rx, const at::Tensor& rw,
+                               const at::Tensor& scale, double margin, const at::Tensor& target, double weight,
+                               const at::Tensor& stats, const at::Tensor& rowdot, const at::Tensor& coldot) {
+  check_ce_rows_args(dots, rx, rw, scale, target, stats, rowdot, coldot);
+  AT_DISPATCH_FLOATING_TYPES(dots.scalar_type(), "cosine_logits_ce_rows_cpu", [&] {
+    cosine_logits_ce_rows_cpu_impl<scalar_t>(dots, rx, rw, scale, margin, target, weight, stats, rowdot, coldot);
   });
 }
 

@@ -70,7 +70,7 @@ template <int kMode, typename T>
 __global__ void bwd_rows_kernel(T* __restrict__ dots, int64_t ld, int64_t K, int64_t c0,
                                 const T* __restrict__ rx, const T* __restrict__ rw,
                                 const T* __restrict__ scale, MarginT<T> M, const int64_t* __restrict__ tgt,
-                                const T* __restrict__ saved, const T* __restrict__ grad,
+                                const T* __restrict__ saved, const T* __restrict__ lse, const T* __restrict__ grad,
                                 T* __restrict__ rowdot, T* __restrict__ coldot) {
   __shared__ T buf[32];
   const int64_t b = blockIdx.x;
@@ -84,20 +84,67 @@ __global__ void bwd_rows_kernel(T* __restrict__ dots, int64_t ld, int64_t K, int
   }
   T rd = T(0);
   for (int64_t k = threadIdx.x; k < K; k += blockDim.x) {
-    const T c = row[k] * xr * rw[k];
-    T dc;
+    T dc, c;
     if (kMode == kProbs) {
-      dc = s * saved[b * K + k] * (grad[b * K + k] - pg);
+      // dots is output only: cos = (log p + lse) / s from the saved probabilities (no GEMM recompute)
+      const T p = saved[b * K + k];
+      dc = s * p * (grad[b * K + k] - pg);
+      c = p > T(0) ? (log(p) + lse[b]) / s : T(0);
     } else {
+      c = row[k] * xr * rw[k];
       T dl;
       if (kMode == kLogits) {
         dl = grad[b * K + k];
       } else {
         const T logit = s * (k == t ? margin_fwd(c, M) : c);
-        dl = grad[b] * (exp(logit - saved[b]) - (k == t ? T(1) : T(0)));
+        dl = grad[b] * (exp(logit - lse[b]) - (k == t ? T(1) : T(0)));
       }
       dc = s * dl * (k == t ? margin_bwd(c, M) : T(1));
     }
+    rd += dc * c;
+    atomicAdd(coldot + k, dc * c);
+    row[k] = dc * xr * rw[k];
+  }
+  rd = block_reduce<false, T>(rd, buf);
+  if (threadIdx.x == 0) rowdot[b] += rd;
+}
+
+// Fused cross-entropy forward + gradient on whole rows: stats[b] = lse, stats[B + b] = loss,
+// dots <- e = dcos * rx * rw for dL/dloss_b = weight.
+template <typename T>
+__global__ void ce_rows_kernel(T* __restrict__ dots, int64_t ld, int64_t K, int64_t B, const T* __restrict__ rx,
+                               const T* __restrict__ rw, const T* __restrict__ scale, MarginT<T> M,
+                               const int64_t* __restrict__ tgt, T weight, T* __restrict__ stats,
+                               T* __restrict__ rowdot, T* __restrict__ coldot) {
+  __shared__ T buf[32];
+  const int64_t b = blockIdx.x;
+  T* row = dots + b * ld;
+  const T s = *scale, xr = rx[b];
+  const int64_t t = tgt[b];
+  T mx = -INFINITY;
+  for (int64_t k = threadIdx.x; k < K; k += blockDim.x) {
+    const T c = row[k] * xr * rw[k];
+    const T v = s * (k == t ? margin_fwd(c, M) : c);
+    mx = max(mx, v);
+  }
+  mx = block_reduce<true, T>(mx, buf);
+  T sum = T(0);
+  for (int64_t k = threadIdx.x; k < K; k += blockDim.x) {
+    const T c = row[k] * xr * rw[k];
+    sum += exp(s * (k == t ? margin_fwd(c, M) : c) - mx);
+  }
+  sum = block_reduce<false, T>(sum, buf);
+  const T lse = mx + log(sum);
+  T rd = T(0);
+  for (int64_t k = threadIdx.x; k < K; k += blockDim.x) {
+    const T c = row[k] * xr * rw[k];
+    const T logit = s * (k == t ? margin_fwd(c, M) : c);
+    if (k == t) {
+      stats[b] = lse;
+      stats[B + b] = lse - logit;
+    }
+    const T dl = weight * (exp(logit - lse) - (k == t ? T(1) : T(0)));
+    const T dc = s * dl * (k == t ? margin_bwd(c, M) : T(1));
     rd += dc * c;
     atomicAdd(coldot + k, dc * c);
     row[k] = dc * xr * rw[k];
@@ -141,12 +188,12 @@ void cosine_logits_fwd_rows_cuda(const at::Tensor& dots, const at::Tensor& rx, c
 void cosine_logits_bwd_rows_cuda(const at::Tensor& dots, const at::Tensor& rx, const at::Tensor& rw,
                                  const at::Tensor& scale, double margin, const at::Tensor& target,
                                  const at::Tensor& lo, const at::Tensor& hi, int64_t c0, int64_t mode,
-                                 const at::Tensor& saved, const at::Tensor& grad, const at::Tensor& rowdot,
-                                 const at::Tensor& coldot) {
+                                 const at::Tensor& saved, const at::Tensor& lse, const at::Tensor& grad,
+                                 const at::Tensor& rowdot, const at::Tensor& coldot) {
   check_rows_args(dots, rx, rw, scale, target, lo, hi, mode);
   TORCH_CHECK(dots.is_cuda(), "cosine_logits (cuda): dots must be a CUDA tensor");
   const int64_t B = dots.size(0), K = dots.size(1);
-  check_bwd_args(dots, mode, saved, grad, rowdot, coldot);
+  check_bwd_args(dots, mode, saved, lse, grad, rowdot, coldot);
   if (B == 0 || K == 0) return;
   c10::cuda::CUDAGuard guard(dots.device());
   auto stream = c10::cuda::getCurrentCUDAStream();
@@ -154,7 +201,8 @@ void cosine_logits_bwd_rows_cuda(const at::Tensor& dots, const at::Tensor& rx, c
   #define SSGAN_LAUNCH_BWD(MODE)                                                                        \
   bwd_rows_kernel<MODE, T><<<B, kThreads, 0, stream>>>(dots.data_ptr<T>(), dots.stride(0), K, c0,    \
                                                     rx.data_ptr<T>(), rw.data_ptr<T>(),       \
-                                                    scale.data_ptr<T>(), M, pt, saved.numel() ? saved.data_ptr<T>() : nullptr,               \
+                                                    scale.data_ptr<T>(), M, pt, saved.numel() ? saved.data_ptr<T>() : nullptr, \
+                                                    lse.numel() ? lse.data_ptr<T>() : nullptr,               \
                                                     grad.data_ptr<T>(), rowdot.data_ptr<T>(), \
                                                     coldot.data_ptr<T>())
   AT_DISPATCH_FLOATING_TYPES(dots.scalar_type(), "cosine_logits_bwd_rows_cuda", [&] {
@@ -165,6 +213,25 @@ void cosine_logits_bwd_rows_cuda(const at::Tensor& dots, const at::Tensor& rx, c
     else SSGAN_LAUNCH_BWD(kCrossEntropy);
   });
 #undef SSGAN_LAUNCH_BWD
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+void cosine_logits_ce_rows_cuda(const at::Tensor& dots, const at::Tensor& rx, const at::Tensor& rw,
+                                const at::Tensor& scale, double margin, const at::Tensor& target, double weight,
+                                const at::Tensor& stats, const at::Tensor& rowdot, const at::Tensor& coldot) {
+  check_ce_rows_args(dots, rx, rw, scale, target, stats, rowdot, coldot);
+  TORCH_CHECK(dots.is_cuda(), "cosine_logits (cuda): dots must be a CUDA tensor");
+  const int64_t B = dots.size(0), K = dots.size(1);
+  if (B == 0 || K == 0) return;
+  c10::cuda::CUDAGuard guard(dots.device());
+  auto stream = c10::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES(dots.scalar_type(), "cosine_logits_ce_rows_cuda", [&] {
+    using T = scalar_t;
+    ce_rows_kernel<T><<<B, kThreads, 0, stream>>>(dots.data_ptr<T>(), dots.stride(0), K, B, rx.data_ptr<T>(),
+                                                  rw.data_ptr<T>(), scale.data_ptr<T>(), make_margin_t<T>(margin),
+                                                  target.data_ptr<int64_t>(), static_cast<T>(weight),
+                                                  stats.data_ptr<T>(), rowdot.data_ptr<T>(), coldot.data_ptr<T>());
+  });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 

@@ -8,7 +8,7 @@ def values_checkable() -> bool:
     """Value checks need a host sync: skip them while compiling or capturing a CUDA graph."""
     if torch.compiler.is_compiling():
         return False
-    if torch.cuda.is_available() and torch.cuda.is_current_stream_capturing():
+    if torch.cuda.is_initialized() and torch.cuda.is_current_stream_capturing():
         return False
     return True
 

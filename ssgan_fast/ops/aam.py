@@ -49,9 +49,11 @@ def aam_logits(x: torch.Tensor, weight: torch.Tensor, target: torch.Tensor, s: f
 
 def aam_cross_entropy(x: torch.Tensor, weight: torch.Tensor, target: torch.Tensor, s: float = 30.0,
                       m: float = 0.5, reduction: str = "mean", chunk_size: int | None = None) -> torch.Tensor:
-    """Cross-entropy of the AAM logits (aam-discriminator Eq. 8), fused: only lse [B] is kept for
-    backward, the logits are recomputed chunk by chunk over classes (chunk_size columns at a time,
-    about 16 MiB of float32 by default), so C can be 100 000 or more.
+    """Cross-entropy of the AAM logits (aam-discriminator Eq. 8), fused: no [B, C] tensor outlives
+    the call. With reduction "mean" / "sum" and inputs that need grad, the forward also computes
+    dx and dW on row chunks of the logits tile (about 16 MiB of float32 at a time) and backward
+    only scales them; otherwise only lse [B] is kept and backward recomputes the tile chunk by
+    chunk over classes (chunk_size columns at a time). C can be 100 000 or more.
 
     Returns a float32 loss (float64 for float64 inputs): a scalar for reduction "mean" / "sum",
     [B] for "none".
@@ -68,10 +70,7 @@ def aam_cross_entropy(x: torch.Tensor, weight: torch.Tensor, target: torch.Tenso
     if backend == "ref":
         out = reference.aam_cross_entropy(x, weight, target.long(), float(s), float(m), reduction)
         return out if out.dtype == torch.float64 else out.float()
-    rows = aam_cross_entropy_op(x, weight, target.long().contiguous(), float(s), float(m), backend,
-                                int(chunk_size))[0]
-    if reduction == "mean":
-        return rows.mean()
-    if reduction == "sum":
-        return rows.sum()
-    return rows
+    need_grad = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
+    loss = aam_cross_entropy_op(x, weight, target.long().contiguous(), float(s), float(m), reduction, need_grad,
+                                backend, int(chunk_size))[0]
+    return loss if loss.dtype == torch.float64 else loss.float()

@@ -122,7 +122,8 @@ def test_opcheck(device, backend, use_backend):
         (ops.cosine_softmax.default, (x, p, tau, e, e, backend)),
         (ops.clustering_loss.default, (x, p, tau, 4.0, backend)),
         (ops.aam_logits.default, (x, p, t, 30.0, 0.5, backend)),
-        (ops.aam_cross_entropy.default, (x, p, t, 30.0, 0.5, backend, 2)),
+        (ops.aam_cross_entropy.default, (x, p, t, 30.0, 0.5, "mean", True, backend, 2)),
+        (ops.aam_cross_entropy.default, (x, p, t, 30.0, 0.5, "none", True, backend, 2)),
     ]
     for op, args in cases:
         torch.library.opcheck(op, args, test_utils=("test_schema", "test_faketensor", "test_autograd_registration",

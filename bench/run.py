@@ -1,0 +1,18 @@
+"""Run every op microbenchmark: JSON under bench/results/<device>/ and a printed table.
+
+    python bench/run.py [--device cpu|cuda] [--quick] [--no-compile]
+"""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import aam  # noqa: E402
+import prototype  # noqa: E402
+from common import parse_args, print_table, write_records  # noqa: E402
+
+if __name__ == "__main__":
+    args = parse_args(__doc__)
+    for name, mod in (("prototype", prototype), ("aam", aam)):
+        recs = mod.run(args)
+        print_table(recs)
+        print("wrote", write_records(recs, name, args.device, None if args.out is None else f"{args.out}.{name}.json"))

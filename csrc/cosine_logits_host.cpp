@@ -1,0 +1,157 @@
+// Host side of the fused cosine-logits core for the cpp and cuda backends (device generic):
+// norms, the vendor GEMM (at::mm -> MKL / cuBLAS) chunk by chunk, and the fused row kernels.
+// Mirrors ssgan_fast/ops/_cosine_logits.py (the Triton backend's host), where the maths is written out.
+#include <ATen/ATen.h>
+
+#include <limits>
+
+#include "ops.h"
+
+namespace ssgan_fast {
+namespace {
+
+constexpr double kNormEps = 1e-12;  // F.normalize: v / max(||v||, eps)
+
+at::ScalarType compute_dtype(const at::Tensor& x, const at::Tensor& w) {
+  return (x.scalar_type() == at::kDouble || w.scalar_type() == at::kDouble) ? at::kDouble : at::kFloat;
+}
+
+at::Tensor inv_norm(const at::Tensor& t, at::ScalarType cdt) {
+  return at::linalg_vector_norm(t, 2, {1}, false, cdt).clamp_min_(kNormEps).reciprocal_();
+}
+
+// d(1 / max(n, eps)) / dv = -v / n^3 where n > eps, 0 where the clamp is active.
+at::Tensor norm_backward_factor(const at::Tensor& r) {
+  return at::where(r < 1.0 / kNormEps, r * r, at::zeros_like(r));
+}
+
+void fwd_rows(const at::Tensor& dots, const at::Tensor& rx, const at::Tensor& rw, const at::Tensor& scale,
+              double margin, const at::Tensor& target, const at::Tensor& lo, const at::Tensor& hi, int64_t c0,
+              int64_t mode, const at::Tensor& stats) {
+#ifdef WITH_CUDA
+  if (dots.is_cuda()) return cosine_logits_fwd_rows_cuda(dots, rx, rw, scale, margin, target, lo, hi, c0, mode, stats);
+#endif
+  TORCH_CHECK(dots.is_cpu(), "cosine_logits: no kernel for device ", dots.device());
+  cosine_logits_fwd_rows_cpu(dots, rx, rw, scale, margin, target, lo, hi, c0, mode, stats);
+}
+
+void bwd_rows(const at::Tensor& dots, const at::Tensor& rx, const at::Tensor& rw, const at::Tensor& scale,
+              double margin, const at::Tensor& target, const at::Tensor& lo, const at::Tensor& hi, int64_t c0,
+              int64_t mode, const at::Tensor& saved, const at::Tensor& lse, const at::Tensor& grad,
+              const at::Tensor& rowdot, const at::Tensor& coldot) {
+#ifdef WITH_CUDA
+  if (dots.is_cuda())
+    return cosine_logits_bwd_rows_cuda(dots, rx, rw, scale, margin, target, lo, hi, c0, mode, saved, lse, grad,
+                                       rowdot, coldot);
+#endif
+  TORCH_CHECK(dots.is_cpu(), "cosine_logits: no kernel for device ", dots.device());
+  cosine_logits_bwd_rows_cpu(dots, rx, rw, scale, margin, target, lo, hi, c0, mode, saved, lse, grad, rowdot,
+                             coldot);
+}
+
+void ce_rows(const at::Tensor& dots, const at::Tensor& rx, const at::Tensor& rw, const at::Tensor& scale,
+             double margin, const at::Tensor& target, double weight, const at::Tensor& stats, const at::Tensor& rowdot,
+             const at::Tensor& coldot) {
+#ifdef WITH_CUDA
+  if (dots.is_cuda())
+    return cosine_logits_ce_rows_cuda(dots, rx, rw, scale, margin, target, weight, stats, rowdot, coldot);
+#endif
+  TORCH_CHECK(dots.is_cpu(), "cosine_logits: no kernel for device ", dots.device());
+  cosine_logits_ce_rows_cpu(dots, rx, rw, scale, margin, target, weight, stats, rowdot, coldot);
+}
+
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> cosine_logits_forward(
+    const at::Tensor& x, const at::Tensor& w, const at::Tensor& scale, double margin, const at::Tensor& target,
+    const at::Tensor& lo, const at::Tensor& hi, int64_t mode, int64_t chunk) {
+  TORCH_CHECK(x.dim() == 2 && w.dim() == 2 && x.size(1) == w.size(1), "cosine_logits: x [B, D] and w [K, D] expected");
+  TORCH_CHECK(x.device() == w.device(), "cosine_logits: x and w must be on the same device");
+  const auto cdt = compute_dtype(x, w);
+  const int64_t B = x.size(0), K = w.size(0);
+  const at::Tensor xf = x.to(cdt).contiguous();
+  const at::Tensor sc = scale.to(xf.options()).reshape({1}).contiguous();
+  const at::Tensor rx = inv_norm(xf, cdt), rw = inv_norm(w, cdt);
+  at::Tensor stats = at::zeros({3, B}, xf.options());
+  if (mode != kCrossEntropy) {
+    at::Tensor dots = at::mm(xf, w.to(cdt).t());
+    fwd_rows(dots, rx, rw, sc, margin, target, lo, hi, 0, mode, stats);
+    return {dots, stats, rx, rw};
+  }
+  TORCH_CHECK(chunk > 0, "cosine_logits: chunk must be positive");
+  stats[0].fill_(-std::numeric_limits<double>::infinity());
+  for (int64_t c0 = 0; c0 < K; c0 += chunk) {
+    const int64_t c1 = std::min(K, c0 + chunk);
+    at::Tensor dots = at::mm(xf, w.slice(0, c0, c1).to(cdt).t());
+    fwd_rows(dots, rx, rw.slice(0, c0, c1), sc, margin, target, lo, hi, c0, mode, stats);
+  }
+  // stats rows: running max, sum of exp, target logit -> lse in row 0; out = loss rows
+  stats[0].add_(stats[1].log());
+  at::Tensor loss = stats[0] - stats[2];
+  return {loss, stats, rx, rw};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> cosine_logits_backward(
+    const at::Tensor& x, const at::Tensor& w, const at::Tensor& rx, const at::Tensor& rw, const at::Tensor& scale,
+    double margin, const at::Tensor& target, const at::Tensor& lo, const at::Tensor& hi, int64_t mode,
+    const at::Tensor& saved, const at::Tensor& lse, const at::Tensor& grad, int64_t chunk) {
+  const auto cdt = compute_dtype(x, w);
+  const at::Tensor xf = x.to(cdt).contiguous();
+  const int64_t B = xf.size(0), D = xf.size(1), K = w.size(0);
+  const at::Tensor sc = scale.to(xf.options()).reshape({1}).contiguous();
+  const at::Tensor sv = saved.to(cdt).contiguous(), ls = lse.to(cdt).contiguous(), gr = grad.to(cdt).contiguous();
+  at::Tensor dx = at::zeros({B, D}, xf.options());
+  at::Tensor dw = at::empty({K, D}, xf.options());
+  at::Tensor rowdot = at::zeros({B}, xf.options());
+  const at::Tensor kw = norm_backward_factor(rw);
+  const int64_t step = mode == kCrossEntropy ? chunk : K;
+  TORCH_CHECK(step > 0, "cosine_logits: chunk must be positive");
+  for (int64_t c0 = 0; c0 < K; c0 += step) {
+    const int64_t c1 = std::min(K, c0 + step);
+    const at::Tensor wc = w.slice(0, c0, c1).to(cdt);
+    // mode 0 recovers cos from the saved probabilities: no GEMM recompute
+    at::Tensor dots = mode == kProbs ? at::empty({B, c1 - c0}, xf.options()) : at::mm(xf, wc.t());
+    at::Tensor coldot = at::zeros({c1 - c0}, xf.options());
+    bwd_rows(dots, rx, rw.slice(0, c0, c1), sc, margin, target, lo, hi, c0, mode, sv, ls, gr, rowdot, coldot);
+    dx.addmm_(dots, wc);
+    at::Tensor dwc = dw.slice(0, c0, c1);
+    at::mm_out(dwc, dots.t(), xf);
+    dwc.addcmul_(wc, (kw.slice(0, c0, c1) * coldot).unsqueeze(1), -1.0);
+  }
+  dx.addcmul_(xf, (norm_backward_factor(rx) * rowdot).unsqueeze(1), -1.0);
+  return {dx.to(x.scalar_type()), dw.to(w.scalar_type()), rowdot.sum()};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> cosine_logits_ce_fused(
+    const at::Tensor& x, const at::Tensor& w, const at::Tensor& scale, double margin, const at::Tensor& target,
+    double weight, int64_t chunk) {
+  TORCH_CHECK(x.dim() == 2 && w.dim() == 2 && x.size(1) == w.size(1), "cosine_logits: x [B, D] and w [K, D] expected");
+  TORCH_CHECK(chunk > 0, "cosine_logits: chunk must be positive");
+  const auto cdt = compute_dtype(x, w);
+  const at::Tensor xf = x.to(cdt).contiguous(), wf = w.to(cdt).contiguous();
+  const int64_t B = xf.size(0), D = xf.size(1), K = wf.size(0);
+  const at::Tensor sc = scale.to(xf.options()).reshape({1}).contiguous();
+  const at::Tensor rx = inv_norm(xf, cdt), rw = inv_norm(wf, cdt);
+  const at::Tensor kx = norm_backward_factor(rx), kw = norm_backward_factor(rw);
+  at::Tensor loss = at::empty({B}, xf.options()), lse = at::empty({B}, xf.options());
+  at::Tensor dx = at::empty({B, D}, xf.options()), dw = at::zeros({K, D}, xf.options());
+  at::Tensor coldot = at::zeros({K}, xf.options());
+  for (int64_t r0 = 0; r0 < B; r0 += chunk) {  // row chunks of the [B, K] tile
+    const int64_t r1 = std::min(B, r0 + chunk);
+    const at::Tensor xc = xf.slice(0, r0, r1);
+    at::Tensor dots = at::mm(xc, wf.t());
+    at::Tensor stats = at::empty({3, r1 - r0}, xf.options());
+    at::Tensor rowdot = at::zeros({r1 - r0}, xf.options());
+    ce_rows(dots, rx.slice(0, r0, r1), rw, sc, margin, target.slice(0, r0, r1), weight, stats, rowdot, coldot);
+    lse.slice(0, r0, r1).copy_(stats[0]);
+    loss.slice(0, r0, r1).copy_(stats[1]);
+    at::Tensor dxc = dx.slice(0, r0, r1);
+    at::mm_out(dxc, dots, wf);
+    dxc.addcmul_(xc, (kx.slice(0, r0, r1) * rowdot).unsqueeze(1), -1.0);
+    dw.addmm_(dots.t(), xc);
+  }
+  dw.addcmul_(wf, (kw * coldot).unsqueeze(1), -1.0);
+  return {loss, lse, rx, rw, dx.to(x.scalar_type()), dw.to(w.scalar_type())};
+}
+
+}  // namespace ssgan_fast
