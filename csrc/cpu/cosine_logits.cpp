@@ -17,6 +17,8 @@
 // -ffast-math, which we do not want: the -inf masks must stay exact. exp(-inf) = 0.
 extern "C" __attribute__((simd("notinbranch"), const, nothrow)) float expf(float);
 extern "C" __attribute__((simd("notinbranch"), const, nothrow)) double exp(double);
+extern "C" __attribute__((simd("notinbranch"), const, nothrow)) float logf(float);
+extern "C" __attribute__((simd("notinbranch"), const, nothrow)) double log(double);
 
 namespace ssgan_fast {
 namespace {
@@ -55,6 +57,8 @@ inline RowCtx row_ctx(int64_t b, int64_t K, int64_t c0, const int64_t* tgt, cons
 
 inline float exp_t(float x) { return ::expf(x); }
 inline double exp_t(double x) { return ::exp(x); }
+inline float log_t(float x) { return ::logf(x); }
+inline double log_t(double x) { return ::log(x); }
 
 // row[k] <- exp(row[k] - mx) for k < n; returns (sum_k e_k, sum_k e_k * row_k).
 template <typename T>
@@ -205,10 +209,12 @@ void cosine_logits_bwd_rows_cpu_impl(const at::Tensor& dots, const at::Tensor& r
         T pg = T(0);
 #pragma omp simd reduction(+ : pg)
         for (int64_t k = 0; k < K; ++k) pg += P[k] * G[k];
+#pragma omp simd reduction(+ : rd)
         for (int64_t k = 0; k < K; ++k) {
           const T p = P[k];
           const T dc = s * p * (G[k] - pg);
-          const T dcc = p > T(0) ? dc * (std::log(p) + lb) * inv_s : T(0);
+          const T lp = log_t(p > T(0) ? p : T(1));
+          const T dcc = p > T(0) ? dc * (lp + lb) * inv_s : T(0);
           rd += dcc;
           cd[k] += dcc;
           row[k] = dc * xr * prw[k];

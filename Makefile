@@ -1,0 +1,36 @@
+# ssgan_fast: the two commands of the README are `make bench` (the main job until the trainer
+# lands: the op microbenchmarks) and `make test`. Both install what they need first.
+PY ?= python
+CUDA_HOME ?= /usr/local/cuda
+TORCH_CUDA_ARCH_LIST ?= 9.0
+export MAX_JOBS ?= 2
+
+.PHONY: install test bench bench-quick build-info clean
+
+install:
+	$(PY) -m pip install -q -U pip
+	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install -q ninja numpy scipy pytest
+	@# CUDA kernels are compiled (and linked) whenever nvcc exists, GPU or not, so they cannot rot.
+	if [ -x "$(CUDA_HOME)/bin/nvcc" ]; then \
+	  FORCE_CUDA=1 CUDA_HOME=$(CUDA_HOME) TORCH_CUDA_ARCH_LIST="$(TORCH_CUDA_ARCH_LIST)" \
+	    $(PY) -m pip install --no-build-isolation --no-deps -e . ; \
+	else \
+	  $(PY) -m pip install --no-build-isolation --no-deps -e . ; \
+	fi
+	$(PY) -c "import ssgan_fast; ssgan_fast.build_info(print_=True)"
+
+test: install
+	$(PY) -m pytest -q tests
+
+bench: install
+	$(PY) bench/run.py
+
+bench-quick: install
+	$(PY) bench/run.py --quick --no-compile
+
+build-info:
+	$(PY) -c "import ssgan_fast; ssgan_fast.build_info(print_=True)"
+
+clean:
+	rm -rf build dist *.egg-info ssgan_fast/_C*.so
