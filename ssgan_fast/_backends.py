@@ -68,7 +68,8 @@ def availability(name: str, device: torch.device | str | None = None) -> tuple[b
         if mod is None:
             return False, why
         if not mod.WITH_CUDA:
-            return False, "ssgan_fast._C was built without CUDA kernels (no CUDA toolkit at build time; FORCE_CUDA=1 forces them)"
+            return False, ("ssgan_fast._C was built without CUDA kernels (no nvcc or a CPU-only torch at build time, "
+                           "or SSGAN_FAST_NO_CUDA=1); rebuild with FORCE_CUDA=1")
         if mod.CUDA_VERSION.split(".")[0] != (torch.version.cuda or "").split(".")[0]:
             return False, f"ssgan_fast._C was built for CUDA {mod.CUDA_VERSION}, torch uses CUDA {torch.version.cuda}; rebuild"
         if not torch.cuda.is_available():

@@ -76,6 +76,16 @@ void exp_shift(T* __restrict__ row, int64_t n, T mx, T* sum_out, T* ev_out) {
   *ev_out = ev;
 }
 
+// coldot[k] += sum over threads of the per-thread column sums (fixed order: deterministic).
+template <typename T>
+void add_partials(const std::vector<T>& partial, int nthreads, int64_t K, T* coldot) {
+  for (int64_t k = 0; k < K; ++k) {
+    T acc = T(0);
+    for (int i = 0; i < nthreads; ++i) acc += partial[static_cast<size_t>(i) * K + k];
+    coldot[k] += acc;
+  }
+}
+
 // Pass 1 of every forward mode on one row: logits = s * cos in place (margin at column t),
 // -inf outside [lo, hi). Returns cos at the target (0 without one).
 template <typename T>
@@ -250,12 +260,7 @@ void cosine_logits_bwd_rows_cpu_impl(const at::Tensor& dots, const at::Tensor& r
       prd[b] += rd;
     }
   });
-  T* pcd = coldot.data_ptr<T>();
-  for (int64_t k = 0; k < K; ++k) {
-    T acc = T(0);
-    for (int i = 0; i < nthreads; ++i) acc += partial[static_cast<size_t>(i) * K + k];
-    pcd[k] += acc;
-  }
+  add_partials(partial, nthreads, K, coldot.data_ptr<T>());
 }
 
 // Fused cross-entropy forward + gradient on whole rows (all classes in `dots`): stats[0] = lse,
@@ -293,12 +298,7 @@ void cosine_logits_ce_rows_cpu_impl(const at::Tensor& dots, const at::Tensor& rx
       prd[b] += ce_grad_row(row, K, s, prx[b], prw, pt[b], ct, lse, g, M, cd);
     }
   });
-  T* pcd = coldot.data_ptr<T>();
-  for (int64_t k = 0; k < K; ++k) {
-    T acc = T(0);
-    for (int i = 0; i < nthreads; ++i) acc += partial[static_cast<size_t>(i) * K + k];
-    pcd[k] += acc;
-  }
+  add_partials(partial, nthreads, K, coldot.data_ptr<T>());
 }
 
 }  // namespace
