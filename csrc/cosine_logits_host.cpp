@@ -4,6 +4,7 @@
 #include <ATen/ATen.h>
 
 #include <limits>
+#include <optional>
 
 #include "ops.h"
 
@@ -60,60 +61,97 @@ void ce_rows(const at::Tensor& dots, const at::Tensor& rx, const at::Tensor& rw,
   cosine_logits_ce_rows_cpu(dots, rx, rw, scale, margin, target, weight, stats, rowdot, coldot);
 }
 
+at::Tensor opt_index(const std::optional<at::Tensor>& t, const at::Tensor& like) {
+  return t.has_value() ? t->contiguous() : at::empty({0}, like.options().dtype(at::kLong));
+}
+
+// The logit scale as a one-element tensor of the compute dtype: 1 / tau (a tensor: learnable
+// temperature, read on the device - no host sync) or the float `scale`.
+at::Tensor scale_tensor(const std::optional<at::Tensor>& tau, double scale, const at::Tensor& like) {
+  if (tau.has_value()) return tau->to(like.options()).reshape({1}).reciprocal();
+  return at::full({1}, scale, like.options());
+}
+
 }  // namespace
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> cosine_logits_forward(
-    const at::Tensor& x, const at::Tensor& w, const at::Tensor& scale, double margin, const at::Tensor& target,
-    const at::Tensor& lo, const at::Tensor& hi, int64_t mode, int64_t chunk) {
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> cosine_logits_forward(
+    const at::Tensor& x, const at::Tensor& w, const std::optional<at::Tensor>& tau, double scale, double margin,
+    const std::optional<at::Tensor>& target, const std::optional<at::Tensor>& lo, const std::optional<at::Tensor>& hi,
+    int64_t mode, int64_t chunk) {
   TORCH_CHECK(x.dim() == 2 && w.dim() == 2 && x.size(1) == w.size(1), "cosine_logits: x [B, D] and w [K, D] expected");
   TORCH_CHECK(x.device() == w.device(), "cosine_logits: x and w must be on the same device");
   const auto cdt = compute_dtype(x, w);
   const int64_t B = x.size(0), K = w.size(0);
   const at::Tensor xf = x.to(cdt).contiguous();
-  const at::Tensor sc = scale.to(xf.options()).reshape({1}).contiguous();
+  const at::Tensor sc = scale_tensor(tau, scale, xf);
+  const at::Tensor tg = opt_index(target, x), lo_ = opt_index(lo, x), hi_ = opt_index(hi, x);
   const at::Tensor rx = inv_norm(xf, cdt), rw = inv_norm(w, cdt);
   at::Tensor stats = at::zeros({3, B}, xf.options());
+  const at::Tensor none = at::empty({0}, xf.options());
   if (mode != kCrossEntropy) {
     at::Tensor dots = at::mm(xf, w.to(cdt).t());
-    fwd_rows(dots, rx, rw, sc, margin, target, lo, hi, 0, mode, stats);
-    return {dots, stats, rx, rw};
+    fwd_rows(dots, rx, rw, sc, margin, tg, lo_, hi_, 0, mode, stats);
+    at::Tensor out = dots.to(x.scalar_type());
+    // the float result too where the output was rounded (backward wants it)
+    return {out, out.scalar_type() == cdt ? none : dots, stats, rx, rw};
   }
   TORCH_CHECK(chunk > 0, "cosine_logits: chunk must be positive");
   stats[0].fill_(-std::numeric_limits<double>::infinity());
   for (int64_t c0 = 0; c0 < K; c0 += chunk) {
     const int64_t c1 = std::min(K, c0 + chunk);
     at::Tensor dots = at::mm(xf, w.slice(0, c0, c1).to(cdt).t());
-    fwd_rows(dots, rx, rw.slice(0, c0, c1), sc, margin, target, lo, hi, c0, mode, stats);
+    fwd_rows(dots, rx, rw.slice(0, c0, c1), sc, margin, tg, lo_, hi_, c0, mode, stats);
   }
   // stats rows: running max, sum of exp, target logit -> lse in row 0; out = loss rows
   stats[0].add_(stats[1].log());
   at::Tensor loss = stats[0] - stats[2];
-  return {loss, stats, rx, rw};
+  return {loss, none, stats, rx, rw};
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> cosine_logits_backward(
-    const at::Tensor& x, const at::Tensor& w, const at::Tensor& rx, const at::Tensor& rw, const at::Tensor& scale,
-    double margin, const at::Tensor& target, const at::Tensor& lo, const at::Tensor& hi, int64_t mode,
-    const at::Tensor& saved, const at::Tensor& lse, const at::Tensor& grad, int64_t chunk) {
+    const at::Tensor& x, const at::Tensor& w, const at::Tensor& rx, const at::Tensor& rw,
+    const std::optional<at::Tensor>& tau, double scale, double margin, const std::optional<at::Tensor>& target,
+    const std::optional<at::Tensor>& lo, const std::optional<at::Tensor>& hi, int64_t mode,
+    const std::optional<at::Tensor>& saved, const std::optional<at::Tensor>& lse, const at::Tensor& grad, double lam,
+    int64_t chunk) {
   const auto cdt = compute_dtype(x, w);
   const at::Tensor xf = x.to(cdt).contiguous();
   const int64_t B = xf.size(0), D = xf.size(1), K = w.size(0);
-  const at::Tensor sc = scale.to(xf.options()).reshape({1}).contiguous();
-  const at::Tensor sv = saved.to(cdt).contiguous(), ls = lse.to(cdt).contiguous(), gr = grad.to(cdt).contiguous();
+  const at::Tensor sc = scale_tensor(tau, scale, xf);
+  const at::Tensor tg = opt_index(target, x), lo_ = opt_index(lo, x), hi_ = opt_index(hi, x);
+  const at::Tensor none = at::empty({0}, xf.options());
+  const at::Tensor sv = saved.has_value() ? saved->to(cdt).contiguous() : none;
+  const at::Tensor ls = lse.has_value() ? lse->to(cdt).contiguous() : none;
+  at::Tensor gr = grad.to(cdt).contiguous();
+  int64_t kmode = mode;
+  if (mode == kClustering) {
+    // SphericGAN Eq. (2): dL/dphi_bk = g * (-(log phi_bk + 1) / B - lam / (K B pbar_k)), the
+    // second term 0 where pbar is clamped; then the softmax backward of mode 0.
+    const at::Tensor pbar = sv.mean(0);
+    const double pmin = 1e-30;
+    const at::Tensor logp = at::where(sv > 0, sv.clamp_min(pmin).log(), at::zeros_like(sv));
+    const at::Tensor dprior = at::where(pbar >= pmin, (lam / double(K * B)) / pbar.clamp_min(pmin), at::zeros_like(pbar));
+    gr = (gr.reshape({1, 1}) * (-(logp + 1.0) / double(B) - dprior.unsqueeze(0))).contiguous();
+    kmode = kProbs;
+  }
   at::Tensor dx = at::zeros({B, D}, xf.options());
   at::Tensor dw = at::empty({K, D}, xf.options());
   at::Tensor rowdot = at::zeros({B}, xf.options());
   const at::Tensor kw = norm_backward_factor(rw);
-  const int64_t step = mode == kCrossEntropy ? chunk : K;
+  const int64_t step = kmode == kCrossEntropy ? chunk : K;
   TORCH_CHECK(step > 0, "cosine_logits: chunk must be positive");
   for (int64_t c0 = 0; c0 < K; c0 += step) {
     const int64_t c1 = std::min(K, c0 + step);
     const at::Tensor wc = w.slice(0, c0, c1).to(cdt);
     // mode 0 recovers cos from the saved probabilities: no GEMM recompute
-    at::Tensor dots = mode == kProbs ? at::empty({B, c1 - c0}, xf.options()) : at::mm(xf, wc.t());
+    at::Tensor dots = kmode == kProbs ? at::empty({B, c1 - c0}, xf.options()) : at::mm(xf, wc.t());
     at::Tensor coldot = at::zeros({c1 - c0}, xf.options());
-    bwd_rows(dots, rx, rw.slice(0, c0, c1), sc, margin, target, lo, hi, c0, mode, sv, ls, gr, rowdot, coldot);
-    dx.addmm_(dots, wc);
+    bwd_rows(dots, rx, rw.slice(0, c0, c1), sc, margin, tg, lo_, hi_, c0, kmode, sv, ls, gr, rowdot, coldot);
+    if (step == K) {
+      at::mm_out(dx, dots, wc);
+    } else {
+      dx.addmm_(dots, wc);
+    }
     at::Tensor dwc = dw.slice(0, c0, c1);
     at::mm_out(dwc, dots.t(), xf);
     dwc.addcmul_(wc, (kw.slice(0, c0, c1) * coldot).unsqueeze(1), -1.0);
@@ -123,14 +161,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> cosine_logits_backward(
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> cosine_logits_ce_fused(
-    const at::Tensor& x, const at::Tensor& w, const at::Tensor& scale, double margin, const at::Tensor& target,
-    double weight, int64_t chunk) {
+    const at::Tensor& x, const at::Tensor& w, double scale, double margin, const at::Tensor& target, double weight,
+    int64_t chunk) {
   TORCH_CHECK(x.dim() == 2 && w.dim() == 2 && x.size(1) == w.size(1), "cosine_logits: x [B, D] and w [K, D] expected");
   TORCH_CHECK(chunk > 0, "cosine_logits: chunk must be positive");
   const auto cdt = compute_dtype(x, w);
   const at::Tensor xf = x.to(cdt).contiguous(), wf = w.to(cdt).contiguous();
   const int64_t B = xf.size(0), D = xf.size(1), K = wf.size(0);
-  const at::Tensor sc = scale.to(xf.options()).reshape({1}).contiguous();
+  const at::Tensor sc = at::full({1}, scale, xf.options());
   const at::Tensor rx = inv_norm(xf, cdt), rw = inv_norm(wf, cdt);
   const at::Tensor kx = norm_backward_factor(rx), kw = norm_backward_factor(rw);
   at::Tensor loss = at::empty({B}, xf.options()), lse = at::empty({B}, xf.options());

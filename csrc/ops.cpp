@@ -9,9 +9,9 @@ TORCH_LIBRARY(ssgan_fast_C, m) {
   m.def("cosine_logits_fwd_rows(Tensor(a!) dots, Tensor rx, Tensor rw, Tensor scale, float margin, Tensor target, Tensor lo, Tensor hi, int c0, int mode, Tensor(b!) stats) -> ()");
   m.def("cosine_logits_bwd_rows(Tensor(a!) dots, Tensor rx, Tensor rw, Tensor scale, float margin, Tensor target, Tensor lo, Tensor hi, int c0, int mode, Tensor saved, Tensor lse, Tensor grad, Tensor(b!) rowdot, Tensor(c!) coldot) -> ()");
   m.def("cosine_logits_ce_rows(Tensor(a!) dots, Tensor rx, Tensor rw, Tensor scale, float margin, Tensor target, float weight, Tensor(b!) stats, Tensor(c!) rowdot, Tensor(d!) coldot) -> ()");
-  m.def("cosine_logits_forward(Tensor x, Tensor w, Tensor scale, float margin, Tensor target, Tensor lo, Tensor hi, int mode, int chunk) -> (Tensor, Tensor, Tensor, Tensor)");
-  m.def("cosine_logits_backward(Tensor x, Tensor w, Tensor rx, Tensor rw, Tensor scale, float margin, Tensor target, Tensor lo, Tensor hi, int mode, Tensor saved, Tensor lse, Tensor grad, int chunk) -> (Tensor, Tensor, Tensor)");
-  m.def("cosine_logits_ce_fused(Tensor x, Tensor w, Tensor scale, float margin, Tensor target, float weight, int chunk) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+  m.def("cosine_logits_forward(Tensor x, Tensor w, Tensor? tau, float scale, float margin, Tensor? target, Tensor? lo, Tensor? hi, int mode, int chunk) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
+  m.def("cosine_logits_backward(Tensor x, Tensor w, Tensor rx, Tensor rw, Tensor? tau, float scale, float margin, Tensor? target, Tensor? lo, Tensor? hi, int mode, Tensor? saved, Tensor? lse, Tensor grad, float lam, int chunk) -> (Tensor, Tensor, Tensor)");
+  m.def("cosine_logits_ce_fused(Tensor x, Tensor w, float scale, float margin, Tensor target, float weight, int chunk) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
   m.def("prototype_ema_rows(Tensor(a!) protos, Tensor sums, Tensor wsum, float momentum) -> ()");
 }
 

@@ -14,11 +14,12 @@
 
 #include <cmath>
 #include <cstdint>
+#include <optional>
 #include <tuple>
 
 namespace ssgan_fast {
 
-enum Mode : int64_t { kProbs = 0, kLogits = 1, kCrossEntropy = 2 };
+enum Mode : int64_t { kProbs = 0, kLogits = 1, kCrossEntropy = 2, kClustering = 3 };  // 3: host-side only
 
 // ArcFace additive angular margin, insightface's non-"easy" form:
 //   phi(c) = cos(acos(c) + m)          if c > th = cos(pi - m)
@@ -127,18 +128,23 @@ void prototype_ema_rows_cpu(const at::Tensor& protos, const at::Tensor& sums, co
                             double momentum);
 
 // Whole forward / backward (host + kernels) for the cpp and cuda backends: csrc/cosine_logits_host.cpp.
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> cosine_logits_forward(
-    const at::Tensor& x, const at::Tensor& w, const at::Tensor& scale, double margin, const at::Tensor& target,
-    const at::Tensor& lo, const at::Tensor& hi, int64_t mode, int64_t chunk);
+// forward -> (out in x's dtype, out as float where that differs else empty, stats [3, B], rx, rw)
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> cosine_logits_forward(
+    const at::Tensor& x, const at::Tensor& w, const std::optional<at::Tensor>& tau, double scale, double margin,
+    const std::optional<at::Tensor>& target, const std::optional<at::Tensor>& lo, const std::optional<at::Tensor>& hi,
+    int64_t mode, int64_t chunk);
+// backward -> (dx, dw, sum_bk dcos * cos); mode kClustering: grad is dL/dloss of clustering_loss
 std::tuple<at::Tensor, at::Tensor, at::Tensor> cosine_logits_backward(
-    const at::Tensor& x, const at::Tensor& w, const at::Tensor& rx, const at::Tensor& rw, const at::Tensor& scale,
-    double margin, const at::Tensor& target, const at::Tensor& lo, const at::Tensor& hi, int64_t mode,
-    const at::Tensor& saved, const at::Tensor& lse, const at::Tensor& grad, int64_t chunk);
+    const at::Tensor& x, const at::Tensor& w, const at::Tensor& rx, const at::Tensor& rw,
+    const std::optional<at::Tensor>& tau, double scale, double margin, const std::optional<at::Tensor>& target,
+    const std::optional<at::Tensor>& lo, const std::optional<at::Tensor>& hi, int64_t mode,
+    const std::optional<at::Tensor>& saved, const std::optional<at::Tensor>& lse, const at::Tensor& grad, double lam,
+    int64_t chunk);
 // Cross-entropy forward that also computes the input gradients for dL/dloss_b = weight (the
 // gradient is then only scaled in backward): (loss, lse, rx, rw, dx, dw).
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> cosine_logits_ce_fused(
-    const at::Tensor& x, const at::Tensor& w, const at::Tensor& scale, double margin, const at::Tensor& target,
-    double weight, int64_t chunk);
+    const at::Tensor& x, const at::Tensor& w, double scale, double margin, const at::Tensor& target, double weight,
+    int64_t chunk);
 
 #ifdef WITH_CUDA
 void cosine_logits_fwd_rows_cuda(const at::Tensor& dots, const at::Tensor& rx, const at::Tensor& rw,

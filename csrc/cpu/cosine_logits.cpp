@@ -223,8 +223,8 @@ void cosine_logits_bwd_rows_cpu_impl(const at::Tensor& dots, const at::Tensor& r
         for (int64_t k = 0; k < K; ++k) {
           const T p = P[k];
           const T dc = s * p * (G[k] - pg);
-          const T lp = log_t(p > T(0) ? p : T(1));
-          const T dcc = p > T(0) ? dc * (lp + lb) * inv_s : T(0);
+          // p = 0 gives dc = 0; the clamp keeps log finite so 0 * log stays 0 (branch-free: vectorises)
+          const T dcc = dc * (log_t(std::max(p, std::numeric_limits<T>::min())) + lb) * inv_s;
           rd += dcc;
           cd[k] += dcc;
           row[k] = dc * xr * prw[k];

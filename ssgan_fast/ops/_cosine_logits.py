@@ -1,4 +1,4 @@
-"""Host side of the fused cosine-logits core, and the custom ops built on it.
+"""Host side of the fused cosine-logits core, and the autograd / custom ops built on it.
 
 Both op families - prototype assignment (cosine softmax) and the AAM margin - are
 "normalised linear + softmax" ops. With rx_b = 1 / max(||x_b||, eps), rw_k likewise,
@@ -7,15 +7,23 @@ Both op families - prototype assignment (cosine softmax) and the AAM margin - ar
 Every backend computes the raw dot products with the vendor GEMM (cuBLAS / MKL, fp32
 accumulation) into a float32 tile, and one fused kernel per pass does the rest in place:
 scaling, margin, masking, softmax / online log-sum-exp, entropy (forward); the logit
-gradient, margin derivative and the row/column sums of dcos * cos (backward). No [B, K]
-logits tensor is kept for backward: cross-entropy saves only lse [B] and recomputes the
-tile chunk by chunk over classes, so the memory of aam_cross_entropy is O(B * chunk).
+gradient, margin derivative and the row/column sums of dcos * cos (backward).
+- softmax (mode 0): backward recovers cos = (log p + lse) / s from the saved probabilities,
+  so fwd + bwd is three GEMMs, as in eager torch.
+- cross-entropy (mode 2): no [B, C] tensor outlives the call. With a scalar loss and grads
+  wanted, the forward also writes dx, dW over row chunks of the tile (`ce_fused`), backward only
+  scales them; otherwise only lse [B] is kept and backward recomputes the tile over class chunks.
 
 Backward of the normalisation (k_x = rx^2 where ||x|| > eps, else 0):
   dx_b = sum_k e_bk w_k - k_x x_b sum_k dcos_bk cos_bk,    e_bk = dcos_bk rx_b rw_k
   dw_k = sum_b e_bk x_b - k_w w_k sum_b dcos_bk cos_bk.
+
+The cpp / cuda backends run the host loop in C++ (csrc/cosine_logits_host.cpp); the Triton
+backend's host below mirrors it line by line.
 """
 from __future__ import annotations
+
+from typing import Optional
 
 import torch
 from torch import Tensor
@@ -23,13 +31,18 @@ from torch import Tensor
 from .._backends import kernels
 from .reference import NORM_EPS, PBAR_MIN
 
-PROBS, LOGITS, CROSS_ENTROPY = 0, 1, 2
+PROBS, LOGITS, CROSS_ENTROPY, CLUSTERING = 0, 1, 2, 3
 _INV_EPS = 1.0 / NORM_EPS
 
 
 def default_chunk(B: int, K: int) -> int:
-    """Columns per cross-entropy chunk: a float32 tile of about 16 MiB."""
+    """Columns per cross-entropy chunk (no-grad / per-row-grad path): a float32 tile of ~16 MiB."""
     return int(max(1024, min(K, (1 << 22) // max(B, 1))))
+
+
+def default_row_chunk(B: int, K: int) -> int:
+    """Rows per chunk of the fused cross-entropy: a [rows, K] float32 tile of about 16 MiB."""
+    return int(max(1, min(B, (1 << 22) // max(K, 1))))
 
 
 def compute_dtype(x: Tensor, w: Tensor, backend: str) -> torch.dtype:
@@ -41,6 +54,8 @@ def compute_dtype(x: Tensor, w: Tensor, backend: str) -> torch.dtype:
     return torch.float32
 
 
+# ------------------------------------------------------------------------- Triton host
+
 def _inv_norm(t: Tensor, dtype: torch.dtype) -> Tensor:
     n = torch.linalg.vector_norm(t, dim=1, dtype=dtype)
     return n.clamp_min(NORM_EPS).reciprocal()
@@ -51,44 +66,64 @@ def _norm_backward_factor(r: Tensor) -> Tensor:
     return torch.where(r < _INV_EPS, r * r, torch.zeros_like(r))
 
 
-def _empty_index(t: Tensor) -> Tensor:
-    return torch.empty(0, dtype=torch.int64, device=t.device)
+def _index_or_empty(t, like):
+    return t.contiguous() if t is not None else torch.empty(0, dtype=torch.int64, device=like.device)
 
 
-def triton_forward(x, w, scale, margin, target, lo, hi, mode, chunk):
-    """Host of the Triton backend; same contract as ssgan_fast_C::cosine_logits_forward.
+def _scale_tensor(tau, scale, cdt, device):
+    if tau is not None:
+        return tau.to(device=device, dtype=cdt).reshape(1).reciprocal()
+    return torch.full((1,), scale, dtype=cdt, device=device)
 
-    Returns (out, stats[3, B], rx, rw): out = probabilities (mode 0) / logits (mode 1) as a
-    float tile, or the per-row loss (mode 2, with lse in stats[0])."""
+
+def triton_forward(x, w, tau, scale, margin, target, lo, hi, mode, chunk):
+    """Same contract as ssgan_fast_C::cosine_logits_forward:
+    (out in x's dtype, out as float where that differs else empty, stats[3, B], rx, rw)."""
     kern = kernels("triton")
     cdt = compute_dtype(x, w, "triton")
     xf = x.to(cdt).contiguous()
-    scale = scale.to(cdt).reshape(1)
+    sc = _scale_tensor(tau, scale, cdt, x.device)
+    target, lo, hi = (_index_or_empty(t, x) for t in (target, lo, hi))
     B, K = x.shape[0], w.shape[0]
     rx, rw = _inv_norm(xf, cdt), _inv_norm(w, cdt)
     stats = torch.zeros(3, B, dtype=cdt, device=x.device)
+    none = xf.new_empty(0)
     if mode != CROSS_ENTROPY:
         dots = torch.mm(xf, w.to(cdt).t())
-        kern.fwd_rows(dots, rx, rw, scale, margin, target, lo, hi, 0, mode, stats)
-        return dots, stats, rx, rw
+        kern.fwd_rows(dots, rx, rw, sc, margin, target, lo, hi, 0, mode, stats)
+        out = dots.to(x.dtype)
+        return out, (none if out.dtype == cdt else dots), stats, rx, rw
     stats[0].fill_(float("-inf"))
     for c0 in range(0, K, chunk):
         c1 = min(K, c0 + chunk)
         dots = torch.mm(xf, w[c0:c1].to(cdt).t())
-        kern.fwd_rows(dots, rx, rw[c0:c1], scale, margin, target, lo, hi, c0, mode, stats)
+        kern.fwd_rows(dots, rx, rw[c0:c1], sc, margin, target, lo, hi, c0, mode, stats)
     stats[0].add_(stats[1].log())
-    return stats[0] - stats[2], stats, rx, rw
+    return stats[0] - stats[2], none, stats, rx, rw
 
 
-def triton_backward(x, w, rx, rw, scale, margin, target, lo, hi, mode, saved, lse, grad, chunk):
-    """Host of the Triton backend; same contract as ssgan_fast_C::cosine_logits_backward.
+def _clustering_grad(probs, gloss, lam):
+    """dL/dphi of SphericGAN Eq. (2): g (-(log phi + 1) / B - lam / (K B pbar)), 0 where pbar is clamped."""
+    B, K = probs.shape
+    pbar = probs.mean(0)
+    logp = torch.where(probs > 0, probs.clamp_min(PBAR_MIN).log(), torch.zeros_like(probs))
+    dprior = torch.where(pbar >= PBAR_MIN, lam / (K * B) / pbar.clamp_min(PBAR_MIN), torch.zeros_like(pbar))
+    return (gloss.reshape(1, 1) * (-(logp + 1.0) / B - dprior[None, :])).contiguous()
 
-    Returns (dx, dw, sum_bk dcos * cos)."""
+
+def triton_backward(x, w, rx, rw, tau, scale, margin, target, lo, hi, mode, saved, lse, grad, lam, chunk):
+    """Same contract as ssgan_fast_C::cosine_logits_backward: (dx, dw, sum_bk dcos * cos)."""
     kern = kernels("triton")
     cdt = compute_dtype(x, w, "triton")
     xf = x.to(cdt).contiguous()
-    scale = scale.to(cdt).reshape(1)
-    saved, lse, grad = saved.to(cdt).contiguous(), lse.to(cdt).contiguous(), grad.to(cdt).contiguous()
+    sc = _scale_tensor(tau, scale, cdt, x.device)
+    target, lo, hi = (_index_or_empty(t, x) for t in (target, lo, hi))
+    none = xf.new_empty(0)
+    saved = saved.to(cdt).contiguous() if saved is not None else none
+    lse = lse.to(cdt).contiguous() if lse is not None else none
+    grad = grad.to(cdt).contiguous()
+    if mode == CLUSTERING:
+        grad, mode = _clustering_grad(saved, grad, lam), PROBS
     B, D = xf.shape
     K = w.shape[0]
     dx = torch.zeros(B, D, dtype=cdt, device=x.device)
@@ -102,7 +137,7 @@ def triton_backward(x, w, rx, rw, scale, margin, target, lo, hi, mode, saved, ls
         # mode 0 recovers cos from the saved probabilities: no GEMM recompute
         dots = torch.empty(B, c1 - c0, dtype=cdt, device=x.device) if mode == PROBS else torch.mm(xf, wc.t())
         coldot = torch.zeros(c1 - c0, dtype=cdt, device=x.device)
-        kern.bwd_rows(dots, rx, rw[c0:c1], scale, margin, target, lo, hi, c0, mode, saved, lse, grad, rowdot, coldot)
+        kern.bwd_rows(dots, rx, rw[c0:c1], sc, margin, target, lo, hi, c0, mode, saved, lse, grad, rowdot, coldot)
         dx.addmm_(dots, wc)
         dwc = dw[c0:c1]
         torch.mm(dots.t(), xf, out=dwc)
@@ -112,14 +147,12 @@ def triton_backward(x, w, rx, rw, scale, margin, target, lo, hi, mode, saved, ls
 
 
 def triton_ce_fused(x, w, scale, margin, target, weight, chunk):
-    """Host of the Triton backend; same contract as ssgan_fast_C::cosine_logits_ce_fused:
-    cross-entropy forward that also writes dx, dw for dL/dloss_b = weight (row chunks of `chunk`).
-
-    Returns (loss, lse, rx, rw, dx, dw)."""
+    """Same contract as ssgan_fast_C::cosine_logits_ce_fused: cross-entropy forward that also
+    writes dx, dw for dL/dloss_b = weight, over row chunks of `chunk`. (loss, lse, rx, rw, dx, dw)"""
     kern = kernels("triton")
     cdt = compute_dtype(x, w, "triton")
     xf, wf = x.to(cdt).contiguous(), w.to(cdt).contiguous()
-    scale = scale.to(cdt).reshape(1)
+    sc = torch.full((1,), scale, dtype=cdt, device=x.device)
     B, D = xf.shape
     K = wf.shape[0]
     rx, rw = _inv_norm(xf, cdt), _inv_norm(wf, cdt)
@@ -135,7 +168,7 @@ def triton_ce_fused(x, w, scale, margin, target, weight, chunk):
         dots = torch.mm(xc, wf.t())
         stats = torch.empty(3, r1 - r0, dtype=cdt, device=x.device)
         rowdot = torch.zeros(r1 - r0, dtype=cdt, device=x.device)
-        kern.ce_rows(dots, rx[r0:r1], rw, scale, margin, target[r0:r1], weight, stats, rowdot, coldot)
+        kern.ce_rows(dots, rx[r0:r1], rw, sc, margin, target[r0:r1].contiguous(), weight, stats, rowdot, coldot)
         lse[r0:r1] = stats[0]
         loss[r0:r1] = stats[1]
         torch.mm(dots, wf, out=dx[r0:r1])
@@ -153,28 +186,22 @@ def host(backend: str):
     return ops.cosine_logits_forward, ops.cosine_logits_backward, ops.cosine_logits_ce_fused
 
 
-def default_row_chunk(B: int, K: int) -> int:
-    """Rows per chunk of the fused cross-entropy: a [rows, K] float32 tile of about 16 MiB."""
-    return int(max(1, min(B, (1 << 22) // max(K, 1))))
-
-
 # ------------------------------------------------------------------------------ autograd
 # Every op exists twice with the same forward / setup / backward bodies:
 #  - an eager torch.autograd.Function (a few microseconds of overhead), used outside compilation;
 #  - a torch.library custom op with fake kernel and registered autograd, used while torch.compile
 #    traces (one opaque graph node, no graph break).
 
-
 @torch.library.custom_op("ssgan_fast::cosine_logits_backward", mutates_args=())
-def _backward_op(x: Tensor, w: Tensor, rx: Tensor, rw: Tensor, scale: Tensor, margin: float, target: Tensor,
-                 lo: Tensor, hi: Tensor, mode: int, saved: Tensor, lse: Tensor, grad: Tensor, backend: str,
+def _backward_op(x: Tensor, w: Tensor, rx: Tensor, rw: Tensor, tau: Optional[Tensor], scale: float, margin: float,
+                 target: Optional[Tensor], lo: Optional[Tensor], hi: Optional[Tensor], mode: int,
+                 saved: Optional[Tensor], lse: Optional[Tensor], grad: Tensor, lam: float, backend: str,
                  chunk: int) -> tuple[Tensor, Tensor, Tensor]:
-    dx, dw, rd = host(backend)[1](x, w, rx, rw, scale, margin, target, lo, hi, mode, saved, lse, grad, chunk)
-    return dx, dw, rd
+    return host(backend)[1](x, w, rx, rw, tau, scale, margin, target, lo, hi, mode, saved, lse, grad, lam, chunk)
 
 
 @_backward_op.register_fake
-def _(x, w, rx, rw, scale, margin, target, lo, hi, mode, saved, lse, grad, backend, chunk):
+def _(x, w, rx, rw, tau, scale, margin, target, lo, hi, mode, saved, lse, grad, lam, backend, chunk):
     return torch.empty_like(x), torch.empty_like(w), x.new_empty((), dtype=compute_dtype(x, w, backend))
 
 
@@ -182,21 +209,9 @@ def _bwd_fn(backend: str, traced: bool):
     if not traced:
         return host(backend)[1]
 
-    def call(x, w, rx, rw, scale, margin, target, lo, hi, mode, saved, lse, grad, chunk):
-        return _backward_op(x, w, rx, rw, scale, margin, target, lo, hi, mode, saved, lse, grad, backend, chunk)
+    def call(*args):
+        return _backward_op(*args[:-1], backend, args[-1])
     return call
-
-
-def _scale_of_tau(tau: Tensor) -> Tensor:
-    return tau.detach().double().reshape(1).reciprocal()
-
-
-def _scale_of(s: float, x: Tensor) -> Tensor:
-    return torch.full((1,), s, dtype=torch.float64, device=x.device)
-
-
-def _zeros_if_none(g, shape, like):
-    return like.new_zeros(shape) if g is None else g
 
 
 def _dtau(rd: Tensor, tau: Tensor) -> Tensor:
@@ -205,7 +220,7 @@ def _dtau(rd: Tensor, tau: Tensor) -> Tensor:
 
 
 def _define(name: str, fwd, fake, setup, grads):
-    """Build the eager Function and the custom op of one op from shared bodies.
+    """The eager Function and the custom op of one op, from shared bodies.
 
     fwd(*inputs) -> outputs; setup(ctx, inputs, outputs) saves what backward needs;
     grads(ctx, bwd, *grad_outputs) -> input grads, with bwd the backward host call."""
@@ -234,44 +249,37 @@ def _define(name: str, fwd, fake, setup, grads):
     return call
 
 
+def _probs_fake(x, w, backend, B, K):
+    cdt = compute_dtype(x, w, backend)
+    extra = x.new_empty(B, K, dtype=cdt) if x.dtype != cdt else x.new_empty(0, dtype=cdt)
+    return x.new_empty(B, K), extra, x.new_empty(3, B, dtype=cdt), x.new_empty(B, dtype=cdt), x.new_empty(K, dtype=cdt)
+
+
 # cosine_softmax ---------------------------------------------------------------
 
-def _probs_outputs(x, probs, stats):
-    """(probs in x's dtype, float probs for backward where that differs - else empty -, lse)."""
-    out = probs.to(x.dtype)
-    return out, (probs if out.dtype != probs.dtype else probs.new_empty(0)), stats[0].clone()
+def _cs_fwd(x: Tensor, protos: Tensor, tau: Optional[Tensor], scale: float, lo: Optional[Tensor],
+            hi: Optional[Tensor], backend: str) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    return host(backend)[0](x, protos, tau, scale, 0.0, None, lo, hi, PROBS, 0)
 
 
-def _saved_probs(out, extra):
-    return extra if extra.numel() else out
-
-
-def _cs_fwd(x: Tensor, protos: Tensor, tau: Tensor, lo: Tensor, hi: Tensor,
-            backend: str) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    dots, stats, rx, rw = host(backend)[0](x, protos, _scale_of_tau(tau), 0.0, _empty_index(x), lo, hi, PROBS, 0)
-    return (*_probs_outputs(x, dots, stats), rx, rw)
-
-
-def _cs_fake(x, protos, tau, lo, hi, backend):
-    B, K = x.shape[0], protos.shape[0]
-    cdt = compute_dtype(x, protos, backend)
-    extra = x.new_empty(B, K, dtype=cdt) if x.dtype != cdt else x.new_empty(0, dtype=cdt)
-    return x.new_empty(B, K), extra, x.new_empty(B, dtype=cdt), x.new_empty(B, dtype=cdt), x.new_empty(K, dtype=cdt)
+def _cs_fake(x, protos, tau, scale, lo, hi, backend):
+    return _probs_fake(x, protos, backend, x.shape[0], protos.shape[0])
 
 
 def _cs_setup(ctx, inputs, output):
-    x, protos, tau, lo, hi, backend = inputs
-    probs, extra, lse, rx, rw = output
-    ctx.backend = backend
-    ctx.save_for_backward(x, protos, tau, lo, hi, _saved_probs(probs, extra), lse, rx, rw)
+    x, protos, tau, scale, lo, hi, backend = inputs
+    probs, probs_f, stats, rx, rw = output
+    ctx.backend, ctx.scale = backend, scale
+    ctx.save_for_backward(x, protos, tau, lo, hi, probs_f if probs_f.numel() else probs, stats, rx, rw)
 
 
 def _cs_grads(ctx, bwd, gprobs, *_):
-    x, protos, tau, lo, hi, probs, lse, rx, rw = ctx.saved_tensors
-    gprobs = _zeros_if_none(gprobs, probs.shape, probs)
-    dx, dw, rd = bwd(x, protos, rx, rw, _scale_of_tau(tau), 0.0, _empty_index(x), lo, hi, PROBS, probs, lse, gprobs,
-                     0)
-    return dx, dw, _dtau(rd, tau) if ctx.needs_input_grad[2] else None, None, None, None
+    x, protos, tau, lo, hi, probs, stats, rx, rw = ctx.saved_tensors
+    if gprobs is None:
+        gprobs = torch.zeros_like(probs)
+    dx, dw, rd = bwd(x, protos, rx, rw, tau, ctx.scale, 0.0, None, lo, hi, PROBS, probs, stats[0], gprobs, 0.0, 0)
+    dtau = _dtau(rd, tau) if tau is not None and ctx.needs_input_grad[2] else None
+    return dx, dw, dtau, None, None, None, None
 
 
 cosine_softmax_op = _define("cosine_softmax", _cs_fwd, _cs_fake, _cs_setup, _cs_grads)
@@ -279,42 +287,37 @@ cosine_softmax_op = _define("cosine_softmax", _cs_fwd, _cs_fake, _cs_setup, _cs_
 
 # clustering_loss --------------------------------------------------------------
 
-def _cl_fwd(x: Tensor, protos: Tensor, tau: Tensor, lam: float,
+def _cl_fwd(x: Tensor, protos: Tensor, tau: Optional[Tensor], scale: float, lam: float,
             backend: str) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    e = _empty_index(x)
-    probs, stats, rx, rw = host(backend)[0](x, protos, _scale_of_tau(tau), 0.0, e, e, e, PROBS, 0)
-    pbar = probs.mean(0)
+    _, probs_f, stats, rx, rw = out = host(backend)[0](x, protos, tau, scale, 0.0, None, None, None, PROBS, 0)
+    probs = probs_f if probs_f.numel() else out[0]
     # SphericGAN Eq. (2); stats[1] is the per-row entropy computed by the softmax kernel
-    loss = stats[1].mean() - lam * torch.log(pbar.clamp_min(PBAR_MIN)).mean()
-    return loss, probs, stats[0].clone(), rx, rw
+    loss = stats[1].mean() - lam * torch.log(probs.mean(0).clamp_min(PBAR_MIN)).mean()
+    return loss, probs, stats, rx, rw
 
 
-def _cl_fake(x, protos, tau, lam, backend):
+def _cl_fake(x, protos, tau, scale, lam, backend):
     B, K = x.shape[0], protos.shape[0]
     cdt = compute_dtype(x, protos, backend)
-    return (x.new_empty((), dtype=cdt), x.new_empty(B, K, dtype=cdt), x.new_empty(B, dtype=cdt),
+    return (x.new_empty((), dtype=cdt), x.new_empty(B, K, dtype=cdt), x.new_empty(3, B, dtype=cdt),
             x.new_empty(B, dtype=cdt), x.new_empty(K, dtype=cdt))
 
 
 def _cl_setup(ctx, inputs, output):
-    x, protos, tau, lam, backend = inputs
-    _, probs, lse, rx, rw = output
-    ctx.backend, ctx.lam = backend, lam
-    ctx.save_for_backward(x, protos, tau, probs, lse, rx, rw)
+    x, protos, tau, scale, lam, backend = inputs
+    _, probs, stats, rx, rw = output
+    ctx.backend, ctx.scale, ctx.lam = backend, scale, lam
+    ctx.save_for_backward(x, protos, tau, probs, stats, rx, rw)
 
 
 def _cl_grads(ctx, bwd, gloss, *_):
-    x, protos, tau, probs, lse, rx, rw = ctx.saved_tensors
-    B, K = probs.shape
-    gloss = _zeros_if_none(gloss, (), probs)
-    # dL/dphi_bk of Eq. (2): -(log phi_bk + 1) / B  -  lam / (K B pbar_k)  (0 where pbar is clamped)
-    pbar = probs.mean(0)
-    logp = torch.where(probs > 0, torch.log(probs), torch.zeros_like(probs))
-    dprior = torch.where(pbar >= PBAR_MIN, ctx.lam / (K * B) / pbar.clamp_min(PBAR_MIN), torch.zeros_like(pbar))
-    G = gloss.to(probs.dtype) * (-(logp + 1.0) / B - dprior[None, :])
-    e = _empty_index(x)
-    dx, dw, rd = bwd(x, protos, rx, rw, _scale_of_tau(tau), 0.0, e, e, e, PROBS, probs, lse, G, 0)
-    return dx, dw, _dtau(rd, tau) if ctx.needs_input_grad[2] else None, None, None
+    x, protos, tau, probs, stats, rx, rw = ctx.saved_tensors
+    if gloss is None:
+        gloss = probs.new_zeros(())
+    dx, dw, rd = bwd(x, protos, rx, rw, tau, ctx.scale, 0.0, None, None, None, CLUSTERING, probs, stats[0], gloss,
+                     ctx.lam, 0)
+    dtau = _dtau(rd, tau) if tau is not None and ctx.needs_input_grad[2] else None
+    return dx, dw, dtau, None, None, None
 
 
 clustering_loss_op = _define("clustering_loss", _cl_fwd, _cl_fake, _cl_setup, _cl_grads)
@@ -323,31 +326,26 @@ clustering_loss_op = _define("clustering_loss", _cl_fwd, _cl_fake, _cl_setup, _c
 # aam_logits -------------------------------------------------------------------
 
 def _al_fwd(x: Tensor, weight: Tensor, target: Tensor, s: float, m: float,
-            backend: str) -> tuple[Tensor, Tensor, Tensor]:
-    e = _empty_index(x)
-    dots, _, rx, rw = host(backend)[0](x, weight, _scale_of(s, x), m, target, e, e, LOGITS, 0)
-    return dots.to(x.dtype), rx, rw
+            backend: str) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    return host(backend)[0](x, weight, None, s, m, target, None, None, LOGITS, 0)
 
 
 def _al_fake(x, weight, target, s, m, backend):
-    B, C = x.shape[0], weight.shape[0]
-    cdt = compute_dtype(x, weight, backend)
-    return x.new_empty(B, C), x.new_empty(B, dtype=cdt), x.new_empty(C, dtype=cdt)
+    return _probs_fake(x, weight, backend, x.shape[0], weight.shape[0])
 
 
 def _al_setup(ctx, inputs, output):
     x, weight, target, s, m, backend = inputs
-    _, rx, rw = output
+    _, _, _, rx, rw = output
     ctx.backend, ctx.s, ctx.m = backend, s, m
     ctx.save_for_backward(x, weight, target, rx, rw)
 
 
 def _al_grads(ctx, bwd, glogits, *_):
     x, weight, target, rx, rw = ctx.saved_tensors
-    glogits = _zeros_if_none(glogits, (x.shape[0], weight.shape[0]), rx)
-    e = _empty_index(x)
-    dx, dw, _ = bwd(x, weight, rx, rw, _scale_of(ctx.s, x), ctx.m, target, e, e, LOGITS, rx.new_empty(0),
-                    rx.new_empty(0), glogits, 0)
+    if glogits is None:
+        glogits = rx.new_zeros(x.shape[0], weight.shape[0])
+    dx, dw, _ = bwd(x, weight, rx, rw, None, ctx.s, ctx.m, target, None, None, LOGITS, None, None, glogits, 0.0, 0)
     return dx, dw, None, None, None, None
 
 
@@ -355,21 +353,17 @@ aam_logits_op = _define("aam_logits", _al_fwd, _al_fake, _al_setup, _al_grads)
 
 
 # aam_cross_entropy ---------------------------------------------------------------
-# reduction "mean" / "sum" with grad: the forward computes dx, dw for dL/dloss = 1 on row chunks
-# (fused cross-entropy, the [B, C] tile never leaves the chunk) and backward only scales them.
-# reduction "none", or no grad: the forward keeps lse [B] and backward recomputes the tile in
-# column chunks.
 
 def _ace_fwd(x: Tensor, weight: Tensor, target: Tensor, s: float, m: float, reduction: str, need_grad: bool,
              backend: str, chunk: int) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    e = _empty_index(x)
     fwd, _, ce_fused = host(backend)
     B, C = x.shape[0], weight.shape[0]
     if need_grad and reduction != "none":
+        # the forward writes dx, dW for dL/dloss = 1 (row chunks of the logits tile)
         w_row = 1.0 / B if reduction == "mean" else 1.0
-        loss, lse, rx, rw, dx, dw = ce_fused(x, weight, _scale_of(s, x), m, target, w_row, default_row_chunk(B, C))
+        loss, lse, rx, rw, dx, dw = ce_fused(x, weight, s, m, target, w_row, default_row_chunk(B, C))
     else:
-        loss, stats, rx, rw = fwd(x, weight, _scale_of(s, x), m, target, e, e, CROSS_ENTROPY, chunk)
+        loss, _, stats, rx, rw = fwd(x, weight, None, s, m, target, None, None, CROSS_ENTROPY, chunk)
         lse = stats[0].clone()
         dx, dw = x.new_empty(0), weight.new_empty(0)
     if reduction == "mean":
@@ -398,15 +392,15 @@ def _ace_setup(ctx, inputs, output):
 
 def _ace_grads(ctx, bwd, gloss, *_):
     x, weight, target, lse, rx, rw, dx, dw = ctx.saved_tensors
-    gloss = _zeros_if_none(gloss, lse.shape if ctx.reduction == "none" else (), lse)
+    if gloss is None:
+        gloss = lse.new_zeros(lse.shape if ctx.reduction == "none" else ())
     if dx.numel():  # gradients written by the forward for dL/dloss = 1
         return gloss.to(dx.dtype) * dx, gloss.to(dw.dtype) * dw, None, None, None, None, None, None, None
     g = gloss.to(lse.dtype).expand(lse.shape)
     if ctx.reduction == "mean":
         g = g / lse.shape[0]
-    e = _empty_index(x)
-    dx, dw, _ = bwd(x, weight, rx, rw, _scale_of(ctx.s, x), ctx.m, target, e, e, CROSS_ENTROPY, lse.new_empty(0),
-                    lse, g.contiguous(), ctx.chunk)
+    dx, dw, _ = bwd(x, weight, rx, rw, None, ctx.s, ctx.m, target, None, None, CROSS_ENTROPY, None, lse,
+                    g.contiguous(), 0.0, ctx.chunk)
     return dx, dw, None, None, None, None, None, None, None
 
 

@@ -19,11 +19,12 @@ from ._cosine_logits import clustering_loss_op, cosine_softmax_op, prototype_ema
 __all__ = ["cosine_softmax", "clustering_loss", "prototype_ema_update", "group_offsets"]
 
 
-def _tau_tensor(tau, x: torch.Tensor) -> torch.Tensor:
+def _tau_args(tau, x: torch.Tensor):
+    """(tau tensor or None, 1 / tau as a float): a float tau creates no tensor."""
     check_positive(tau, "tau")
     if isinstance(tau, torch.Tensor):
-        return tau.to(device=x.device).reshape(())
-    return torch.full((), float(tau), dtype=torch.float64, device=x.device)
+        return tau.to(device=x.device).reshape(()), 1.0
+    return None, 1.0 / float(tau)
 
 
 def group_offsets(counts) -> torch.Tensor:
@@ -79,16 +80,12 @@ def cosine_softmax(x: torch.Tensor, protos: torch.Tensor, tau=1.0, group=None) -
         probabilities [B, K] in the dtype of x; gradients flow to x, protos and tau.
     """
     check_pair(x, protos, "x", "protos", "K")
-    tau_t = _tau_tensor(tau, x)
-    K = protos.shape[0]
-    if group is not None:
-        lo, hi = _group_bounds(group, x, K)
-    else:
-        lo = hi = torch.empty(0, dtype=torch.int64, device=x.device)
+    tau_t, scale = _tau_args(tau, x)
+    lo, hi = _group_bounds(group, x, protos.shape[0]) if group is not None else (None, None)
     backend = pick_backend(x.device)
     if backend == "ref":
         return reference.cosine_softmax(x, protos, tau, group)
-    return cosine_softmax_op(x, protos, tau_t, lo, hi, backend)[0]
+    return cosine_softmax_op(x, protos, tau_t, scale, lo, hi, backend)[0]
 
 
 def clustering_loss(x: torch.Tensor, protos: torch.Tensor, tau=1.0, lam: float = 4.0) -> torch.Tensor:
@@ -99,14 +96,14 @@ def clustering_loss(x: torch.Tensor, protos: torch.Tensor, tau=1.0, lam: float =
     to x, protos and tau.
     """
     check_pair(x, protos, "x", "protos", "K")
-    tau_t = _tau_tensor(tau, x)
+    tau_t, scale = _tau_args(tau, x)
     if not isinstance(lam, (int, float)):
         raise TypeError(f"lam must be a float, got {type(lam).__name__}")
     backend = pick_backend(x.device)
     if backend == "ref":
         out = reference.clustering_loss(x, protos, tau, lam)
         return out if out.dtype == torch.float64 else out.float()
-    return clustering_loss_op(x, protos, tau_t, float(lam), backend)[0]
+    return clustering_loss_op(x, protos, tau_t, scale, float(lam), backend)[0]
 
 
 def prototype_ema_update(protos: torch.Tensor, feats: torch.Tensor, weights: torch.Tensor,

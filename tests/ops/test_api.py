@@ -115,12 +115,14 @@ def test_opcheck(device, backend, use_backend):
     x = torch.randn(5, 7, device=device, requires_grad=True)
     p = torch.randn(4, 7, device=device, requires_grad=True)
     t = torch.tensor([0, 3, 1, 2, 2], device=device)
-    e = torch.empty(0, dtype=torch.int64, device=device)
     tau = torch.tensor(0.5, dtype=torch.float64, device=device)
+    lo = torch.tensor([0, 1, 0, 2, 0], device=device)
+    hi = torch.tensor([2, 4, 4, 3, 1], device=device)
     ops = torch.ops.ssgan_fast
     cases = [
-        (ops.cosine_softmax.default, (x, p, tau, e, e, backend)),
-        (ops.clustering_loss.default, (x, p, tau, 4.0, backend)),
+        (ops.cosine_softmax.default, (x, p, tau, 1.0, None, None, backend)),
+        (ops.cosine_softmax.default, (x, p, None, 2.0, lo, hi, backend)),
+        (ops.clustering_loss.default, (x, p, tau, 1.0, 4.0, backend)),
         (ops.aam_logits.default, (x, p, t, 30.0, 0.5, backend)),
         (ops.aam_cross_entropy.default, (x, p, t, 30.0, 0.5, "mean", True, backend, 2)),
         (ops.aam_cross_entropy.default, (x, p, t, 30.0, 0.5, "none", True, backend, 2)),
