@@ -3,7 +3,8 @@ memory, roofline, JSON records and the printed table.
 
 One record per (op, backend, shape, dtype, pass) with: device name, median / p10 / p90 ms,
 GB/s and TFLOP/s, % of roofline (known GPUs only), speed-up vs eager and vs torch.compile,
-and the bytes each implementation keeps alive for backward (saved tensors; device-independent),
+and the bytes each implementation keeps alive for backward (saved tensors beyond the inputs;
+device-independent),
 plus peak device memory of fwd+bwd on CUDA.
 """
 from __future__ import annotations
@@ -72,9 +73,11 @@ def time_fn(fn, device: str, min_time: float = 0.2, max_iters: int = 200) -> tup
     return statistics.median(times), q(0.1), q(0.9)
 
 
-def saved_bytes(fn) -> int:
-    """Bytes of the tensors autograd keeps for backward while fn() runs (unique storages)."""
+def saved_bytes(fn, inputs=()) -> int:
+    """Bytes of the tensors autograd keeps for backward while fn() runs (unique storages), not
+    counting the inputs' own storages (every implementation keeps those alive anyway)."""
     seen = {}
+    skip = {t.untyped_storage().data_ptr() for t in inputs if isinstance(t, torch.Tensor)}
 
     def pack(t):
         try:
@@ -87,7 +90,7 @@ def saved_bytes(fn) -> int:
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         out = fn()
     del out
-    return int(sum(seen.values()))
+    return int(sum(v for k, v in seen.items() if k not in skip))
 
 
 def peak_cuda_bytes(fn) -> int | None:
@@ -192,7 +195,7 @@ def bench_case(op: str, shape: dict, dtype, device: str, make_inputs, fused, ref
             if not grad:
                 ps = {"fwd": ps["fwd"]}
             timings[name] = {p: time_fn(f, device) for p, f in ps.items()}
-            saved[name] = saved_bytes(lambda: fn(*inputs)) if grad else None
+            saved[name] = saved_bytes(lambda: fn(*inputs), inputs) if grad else None
             peaks[name] = peak_cuda_bytes(ps["fwd+bwd"]) if grad and device == "cuda" else None
     records = []
     for name in impls:

@@ -2,6 +2,11 @@
 // norms, the vendor GEMM (at::mm -> MKL / cuBLAS) chunk by chunk, and the fused row kernels.
 // Mirrors ssgan_fast/ops/_cosine_logits.py (the Triton backend's host), where the maths is written out.
 #include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+
+#include <cmath>
+#include <type_traits>
 
 #include <limits>
 #include <optional>
@@ -17,13 +22,56 @@ at::ScalarType compute_dtype(const at::Tensor& x, const at::Tensor& w) {
   return (x.scalar_type() == at::kDouble || w.scalar_type() == at::kDouble) ? at::kDouble : at::kFloat;
 }
 
+// 1 / max(||row||, eps) in the compute dtype. CPU: one pass, no temporaries (this sits on the
+// small-batch critical path); CUDA: ATen's reduction.
 at::Tensor inv_norm(const at::Tensor& t, at::ScalarType cdt) {
-  return at::linalg_vector_norm(t, 2, {1}, false, cdt).clamp_min_(kNormEps).reciprocal_();
+  if (!t.is_cpu()) return at::linalg_vector_norm(t, 2, {1}, false, cdt).clamp_min_(kNormEps).reciprocal_();
+  const at::Tensor tc = t.contiguous();
+  const int64_t N = tc.size(0), D = tc.size(1);
+  at::Tensor out = at::empty({N}, tc.options().dtype(cdt));
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, tc.scalar_type(), "inv_norm", [&] {
+    using acc_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
+    const scalar_t* p = tc.data_ptr<scalar_t>();
+    at::parallel_for(0, N, std::max<int64_t>(1, (int64_t{1} << 15) / std::max<int64_t>(D, 1)), [&](int64_t a, int64_t b) {
+      for (int64_t i = a; i < b; ++i) {
+        acc_t ss = 0;
+        const scalar_t* r = p + i * D;
+        for (int64_t j = 0; j < D; ++j) ss += static_cast<acc_t>(r[j]) * static_cast<acc_t>(r[j]);
+        const double inv = 1.0 / std::max(std::sqrt(static_cast<double>(ss)), kNormEps);
+        if (cdt == at::kDouble) out.data_ptr<double>()[i] = inv;
+        else out.data_ptr<float>()[i] = static_cast<float>(inv);
+      }
+    });
+  });
+  return out;
 }
 
-// d(1 / max(n, eps)) / dv = -v / n^3 where n > eps, 0 where the clamp is active.
-at::Tensor norm_backward_factor(const at::Tensor& r) {
-  return at::where(r < 1.0 / kNormEps, r * r, at::zeros_like(r));
+// The normalisation backward's second term: g[i, :] -= k_i * dot[i] * v[i, :], with
+// k = r^2 where the norm was not clamped (r < 1/eps), else 0 (d(1/max(n, eps))/dv = -v/n^3).
+// CPU: one pass without temporaries; CUDA: ATen element-wise ops.
+void norm_backward_sub(at::Tensor& g, const at::Tensor& v, const at::Tensor& r, const at::Tensor& dot) {
+  if (!g.is_cpu()) {
+    const at::Tensor k = at::where(r < 1.0 / kNormEps, r * r, at::zeros_like(r));
+    g.addcmul_(v, (k * dot).unsqueeze(1), -1.0);
+    return;
+  }
+  TORCH_CHECK(g.is_contiguous() && v.is_contiguous() && g.scalar_type() == v.scalar_type(), "norm_backward_sub: layout");
+  const int64_t N = g.size(0), D = g.size(1);
+  AT_DISPATCH_FLOATING_TYPES(g.scalar_type(), "norm_backward_sub", [&] {
+    scalar_t* pg = g.data_ptr<scalar_t>();
+    const scalar_t* pv = v.data_ptr<scalar_t>();
+    const scalar_t* pr = r.data_ptr<scalar_t>();
+    const scalar_t* pd = dot.data_ptr<scalar_t>();
+    const scalar_t lim = static_cast<scalar_t>(1.0 / kNormEps);
+    at::parallel_for(0, N, std::max<int64_t>(1, (int64_t{1} << 15) / std::max<int64_t>(D, 1)), [&](int64_t a, int64_t b) {
+      for (int64_t i = a; i < b; ++i) {
+        const scalar_t f = pr[i] < lim ? pr[i] * pr[i] * pd[i] : scalar_t(0);
+        scalar_t* gi = pg + i * D;
+        const scalar_t* vi = pv + i * D;
+        _Pragma("omp simd") for (int64_t j = 0; j < D; ++j) gi[j] -= f * vi[j];
+      }
+    });
+  });
 }
 
 void fwd_rows(const at::Tensor& dots, const at::Tensor& rx, const at::Tensor& rw, const at::Tensor& scale,
@@ -137,26 +185,26 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> cosine_logits_backward(
   at::Tensor dx = at::zeros({B, D}, xf.options());
   at::Tensor dw = at::empty({K, D}, xf.options());
   at::Tensor rowdot = at::zeros({B}, xf.options());
-  const at::Tensor kw = norm_backward_factor(rw);
   const int64_t step = kmode == kCrossEntropy ? chunk : K;
   TORCH_CHECK(step > 0, "cosine_logits: chunk must be positive");
   for (int64_t c0 = 0; c0 < K; c0 += step) {
     const int64_t c1 = std::min(K, c0 + step);
-    const at::Tensor wc = w.slice(0, c0, c1).to(cdt);
+    const at::Tensor wc = (step == K ? w : w.slice(0, c0, c1)).to(cdt);
     // mode 0 recovers cos from the saved probabilities: no GEMM recompute
     at::Tensor dots = kmode == kProbs ? at::empty({B, c1 - c0}, xf.options()) : at::mm(xf, wc.t());
     at::Tensor coldot = at::zeros({c1 - c0}, xf.options());
-    bwd_rows(dots, rx, rw.slice(0, c0, c1), sc, margin, tg, lo_, hi_, c0, kmode, sv, ls, gr, rowdot, coldot);
+    bwd_rows(dots, rx, step == K ? rw : rw.slice(0, c0, c1), sc, margin, tg, lo_, hi_, c0, kmode, sv, ls, gr, rowdot,
+             coldot);
     if (step == K) {
       at::mm_out(dx, dots, wc);
     } else {
       dx.addmm_(dots, wc);
     }
-    at::Tensor dwc = dw.slice(0, c0, c1);
+    at::Tensor dwc = step == K ? dw : dw.slice(0, c0, c1);
     at::mm_out(dwc, dots.t(), xf);
-    dwc.addcmul_(wc, (kw.slice(0, c0, c1) * coldot).unsqueeze(1), -1.0);
+    norm_backward_sub(dwc, wc.contiguous(), step == K ? rw : rw.slice(0, c0, c1), coldot);
   }
-  dx.addcmul_(xf, (norm_backward_factor(rx) * rowdot).unsqueeze(1), -1.0);
+  norm_backward_sub(dx, xf, rx, rowdot);
   return {dx.to(x.scalar_type()), dw.to(w.scalar_type()), rowdot.sum()};
 }
 
@@ -170,7 +218,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   const int64_t B = xf.size(0), D = xf.size(1), K = wf.size(0);
   const at::Tensor sc = at::full({1}, scale, xf.options());
   const at::Tensor rx = inv_norm(xf, cdt), rw = inv_norm(wf, cdt);
-  const at::Tensor kx = norm_backward_factor(rx), kw = norm_backward_factor(rw);
   at::Tensor loss = at::empty({B}, xf.options()), lse = at::empty({B}, xf.options());
   at::Tensor dx = at::empty({B, D}, xf.options()), dw = at::zeros({K, D}, xf.options());
   at::Tensor coldot = at::zeros({K}, xf.options());
@@ -185,10 +232,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
     loss.slice(0, r0, r1).copy_(stats[1]);
     at::Tensor dxc = dx.slice(0, r0, r1);
     at::mm_out(dxc, dots, wf);
-    dxc.addcmul_(xc, (kx.slice(0, r0, r1) * rowdot).unsqueeze(1), -1.0);
+    norm_backward_sub(dxc, xc, rx.slice(0, r0, r1), rowdot);
     dw.addmm_(dots.t(), xc);
   }
-  dw.addcmul_(wf, (kw * coldot).unsqueeze(1), -1.0);
+  norm_backward_sub(dw, wf, rw, coldot);
   return {loss, lse, rx, rw, dx.to(x.scalar_type()), dw.to(w.scalar_type())};
 }
 

@@ -76,6 +76,10 @@ void exp_shift(T* __restrict__ row, int64_t n, T mx, T* sum_out, T* ev_out) {
   *ev_out = ev;
 }
 
+// Rows per parallel task: enough elements (~32k) that a task outweighs the fork/join cost, so
+// small batches run on one thread.
+inline int64_t row_grain(int64_t K) { return std::max<int64_t>(8, (int64_t{1} << 15) / std::max<int64_t>(K, 1)); }
+
 // coldot[k] += sum over threads of the per-thread column sums (fixed order: deterministic).
 template <typename T>
 void add_partials(const std::vector<T>& partial, int nthreads, int64_t K, T* coldot) {
@@ -154,7 +158,7 @@ void cosine_logits_fwd_rows_cpu_impl(const at::Tensor& dots, const at::Tensor& r
   T* st = stats.data_ptr<T>();
   const MarginT<T> M = make_margin_t<T>(margin);
 
-  at::parallel_for(0, B, 8, [&](int64_t b0, int64_t b1) {
+  at::parallel_for(0, B, row_grain(K), [&](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; ++b) {
       T* __restrict__ row = d + b * ld;
       const RowCtx r = row_ctx(b, K, c0, pt, plo, phi);
@@ -204,7 +208,7 @@ void cosine_logits_bwd_rows_cpu_impl(const at::Tensor& dots, const at::Tensor& r
 
   const int nthreads = std::max(1, at::get_num_threads());
   std::vector<T> partial(static_cast<size_t>(nthreads) * K, T(0));
-  at::parallel_for(0, B, 8, [&](int64_t b0, int64_t b1) {
+  at::parallel_for(0, B, row_grain(K), [&](int64_t b0, int64_t b1) {
     T* __restrict__ cd = partial.data() + static_cast<size_t>(at::get_thread_num()) * K;
     for (int64_t b = b0; b < b1; ++b) {
       T* __restrict__ row = d + b * ld;
@@ -281,7 +285,7 @@ void cosine_logits_ce_rows_cpu_impl(const at::Tensor& dots, const at::Tensor& rx
   const MarginT<T> M = make_margin_t<T>(margin);
   const int nthreads = std::max(1, at::get_num_threads());
   std::vector<T> partial(static_cast<size_t>(nthreads) * K, T(0));
-  at::parallel_for(0, B, 8, [&](int64_t b0, int64_t b1) {
+  at::parallel_for(0, B, row_grain(K), [&](int64_t b0, int64_t b1) {
     T* __restrict__ cd = partial.data() + static_cast<size_t>(at::get_thread_num()) * K;
     std::vector<T> tmp(K);
     for (int64_t b = b0; b < b1; ++b) {

@@ -10,9 +10,11 @@ scaling, margin, masking, softmax / online log-sum-exp, entropy (forward); the l
 gradient, margin derivative and the row/column sums of dcos * cos (backward).
 - softmax (mode 0): backward recovers cos = (log p + lse) / s from the saved probabilities,
   so fwd + bwd is three GEMMs, as in eager torch.
-- cross-entropy (mode 2): no [B, C] tensor outlives the call. With a scalar loss and grads
-  wanted, the forward also writes dx, dW over row chunks of the tile (`ce_fused`), backward only
-  scales them; otherwise only lse [B] is kept and backward recomputes the tile over class chunks.
+- cross-entropy (mode 2): no [B, C] tensor outlives the call. With a scalar loss, grads wanted
+  and a weight of at most FUSED_CE_MAX_WEIGHT elements, the forward also writes dx, dW over row
+  chunks of the tile (`ce_fused`: three GEMMs in all) and backward only scales them; otherwise
+  only lse [B] is kept and backward recomputes the tile over class chunks (four GEMMs, but no
+  second weight-sized tensor held between forward and backward).
 
 Backward of the normalisation (k_x = rx^2 where ||x|| > eps, else 0):
   dx_b = sum_k e_bk w_k - k_x x_b sum_k dcos_bk cos_bk,    e_bk = dcos_bk rx_b rw_k
@@ -43,6 +45,15 @@ def default_chunk(B: int, K: int) -> int:
 def default_row_chunk(B: int, K: int) -> int:
     """Rows per chunk of the fused cross-entropy: a [rows, K] float32 tile of about 16 MiB."""
     return int(max(1, min(B, (1 << 22) // max(K, 1))))
+
+
+# Above this many weight elements the cross-entropy does not precompute dW in the forward (it
+# would hold a second weight-sized tensor from forward to backward): backward recomputes instead.
+FUSED_CE_MAX_WEIGHT = 1 << 24
+
+
+def fused_ce(reduction: str, need_grad: bool, weight: Tensor) -> bool:
+    return need_grad and reduction != "none" and weight.numel() <= FUSED_CE_MAX_WEIGHT
 
 
 def compute_dtype(x: Tensor, w: Tensor, backend: str) -> torch.dtype:
@@ -358,7 +369,7 @@ def _ace_fwd(x: Tensor, weight: Tensor, target: Tensor, s: float, m: float, redu
              backend: str, chunk: int) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     fwd, _, ce_fused = host(backend)
     B, C = x.shape[0], weight.shape[0]
-    if need_grad and reduction != "none":
+    if fused_ce(reduction, need_grad, weight):
         # the forward writes dx, dW for dL/dloss = 1 (row chunks of the logits tile)
         w_row = 1.0 / B if reduction == "mean" else 1.0
         loss, lse, rx, rw, dx, dw = ce_fused(x, weight, s, m, target, w_row, default_row_chunk(B, C))
@@ -377,7 +388,7 @@ def _ace_fake(x, weight, target, s, m, reduction, need_grad, backend, chunk):
     B, C = x.shape[0], weight.shape[0]
     cdt = compute_dtype(x, weight, backend)
     loss = x.new_empty(B, dtype=cdt) if reduction == "none" else x.new_empty((), dtype=cdt)
-    fused = need_grad and reduction != "none"
+    fused = fused_ce(reduction, need_grad, weight)
     dx = torch.empty_like(x) if fused else x.new_empty(0)
     dw = torch.empty_like(weight) if fused else weight.new_empty(0)
     return loss, x.new_empty(B, dtype=cdt), x.new_empty(B, dtype=cdt), x.new_empty(C, dtype=cdt), dx, dw

@@ -50,10 +50,11 @@ def aam_logits(x: torch.Tensor, weight: torch.Tensor, target: torch.Tensor, s: f
 def aam_cross_entropy(x: torch.Tensor, weight: torch.Tensor, target: torch.Tensor, s: float = 30.0,
                       m: float = 0.5, reduction: str = "mean", chunk_size: int | None = None) -> torch.Tensor:
     """Cross-entropy of the AAM logits (aam-discriminator Eq. 8), fused: no [B, C] tensor outlives
-    the call. With reduction "mean" / "sum" and inputs that need grad, the forward also computes
-    dx and dW on row chunks of the logits tile (about 16 MiB of float32 at a time) and backward
-    only scales them; otherwise only lse [B] is kept and backward recomputes the tile chunk by
-    chunk over classes (chunk_size columns at a time). C can be 100 000 or more.
+    the call. With reduction "mean" / "sum", inputs that need grad and a weight of at most 2^24
+    elements, the forward also computes dx and dW on row chunks of the logits tile (about 16 MiB
+    of float32 at a time) and backward only scales them; otherwise only lse [B] is kept and
+    backward recomputes the tile chunk by chunk over classes (chunk_size columns at a time).
+    C can be 100 000 or more.
 
     Returns a float32 loss (float64 for float64 inputs): a scalar for reduction "mean" / "sum",
     [B] for "none".

@@ -65,6 +65,23 @@ def test_aam_cross_entropy_values_and_grads(device, backend, dtype, atol, rtol, 
     assert_close(w.grad, wr.grad, atol, rtol, "grad weight")
 
 
+@pytest.mark.parametrize("device,backend", BACKENDS)
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_aam_cross_entropy_recompute_path_for_large_weights(device, backend, reduction, use_backend, monkeypatch):
+    """Above FUSED_CE_MAX_WEIGHT the scalar losses keep only lse and recompute in backward."""
+    from ssgan_fast.ops import _cosine_logits
+    monkeypatch.setattr(_cosine_logits, "FUSED_CE_MAX_WEIGHT", 0)
+    use_backend(backend)
+    x0, w0, t, _ = _inputs(11, 9, 700, seed=6)
+    x, w = leaf(x0, torch.float32, device), leaf(w0, torch.float32, device)
+    loss = aam_cross_entropy(x, w, t.to(device), 30.0, 0.5, reduction, chunk_size=256)
+    (3.0 * loss).backward()
+    xr, wr = ref_leaf(x), ref_leaf(w)
+    (3.0 * R.aam_cross_entropy(xr, wr, t, 30.0, 0.5, reduction)).backward()
+    assert_close(x.grad, xr.grad, 1e-5, 1e-4, "grad x")
+    assert_close(w.grad, wr.grad, 1e-5, 1e-4, "grad weight")
+
+
 def test_aam_cross_entropy_sum_and_large_C(use_backend):
     """C = 100 000 classes (face-recognition size) in several chunks on the C++ path."""
     use_backend("cpp")
