@@ -37,6 +37,41 @@ def _margin_bwd(c, cos_m, sin_m, th, EPS: tl.constexpr):
 
 
 @triton.jit
+def _tile(dots, ld, rw, rows, rmask, k0, K, xr, s, t, cos_m, sin_m, th, mm, EPS: tl.constexpr,
+          BLOCK_K: tl.constexpr):
+    """One [BLOCK_B, BLOCK_K] tile of raw dot products: its columns, masks and pointers, cos, the
+    target mask and the logits (s cos, s cos(theta + m) at the target column)."""
+    cols = k0 + tl.arange(0, BLOCK_K)
+    cmask = cols < K
+    iomask = rmask[:, None] & cmask[None, :]
+    ptrs = dots + rows[:, None] * ld + cols[None, :]
+    wr = tl.load(rw + cols, mask=cmask, other=0.0)
+    c = tl.load(ptrs, mask=iomask, other=0.0) * xr[:, None] * wr[None, :]
+    is_t = cols[None, :] == t[:, None]
+    logit = s * tl.where(is_t, _margin_fwd(c, cos_m, sin_m, th, mm, EPS), c)
+    return cols, cmask, iomask, ptrs, wr, c, is_t, logit
+
+
+@triton.jit
+def _lse_update(m_i, l_i, logit):
+    """Online log-sum-exp: fold a tile of logits (-inf = masked) into the running (max, sum)."""
+    m_new = tl.maximum(m_i, tl.max(logit, 1))
+    m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
+    l_new = l_i * tl.exp(m_i - m_safe) + tl.sum(tl.exp(logit - m_safe[:, None]), 1)
+    return m_new, l_new
+
+
+@triton.jit
+def _store_e_and_sums(ptrs, iomask, cols, cmask, dc, c, xr, wr, rd, coldot):
+    """dots <- e = dcos * rx * rw; returns rd + row sums of dcos * cos; coldot += column sums."""
+    dc = tl.where(iomask, dc, 0.0)
+    dcc = dc * c
+    tl.atomic_add(coldot + cols, tl.sum(dcc, 0), mask=cmask)
+    tl.store(ptrs, dc * xr[:, None] * wr[None, :], mask=iomask)
+    return rd + tl.sum(dcc, 1)
+
+
+@triton.jit
 def _fwd_rows_kernel(dots, ld, rx, rw, scale, target, lo, hi, stats, B, K, c0,
                      cos_m, sin_m, th, mm,
                      MODE: tl.constexpr, HAS_GROUP: tl.constexpr, EPS: tl.constexpr,
@@ -60,36 +95,21 @@ def _fwd_rows_kernel(dots, ld, rx, rw, scale, target, lo, hi, stats, B, K, c0,
     l_i = tl.zeros([BLOCK_B], tl.float32)
     tl_i = tl.zeros([BLOCK_B], tl.float32)
     for k0 in range(0, K, BLOCK_K):
-        cols = k0 + tl.arange(0, BLOCK_K)
-        cmask = cols < K
-        ptrs = dots + rows[:, None] * ld + cols[None, :]
-        iomask = rmask[:, None] & cmask[None, :]
-        d = tl.load(ptrs, mask=iomask, other=0.0)
-        wr = tl.load(rw + cols, mask=cmask, other=0.0)
-        c = d * xr[:, None] * wr[None, :]
-        is_t = cols[None, :] == t[:, None]
-        logit = s * tl.where(is_t, _margin_fwd(c, cos_m, sin_m, th, mm, EPS), c)
+        cols, cmask, iomask, ptrs, wr, c, is_t, logit = _tile(dots, ld, rw, rows, rmask, k0, K, xr, s, t,
+                                                              cos_m, sin_m, th, mm, EPS, BLOCK_K)
         valid = iomask & (cols[None, :] >= l[:, None]) & (cols[None, :] < h[:, None])
         logit = tl.where(valid, logit, float("-inf"))
         if MODE == 1:
             tl.store(ptrs, logit, mask=iomask)
         else:
-            m_new = tl.maximum(m_i, tl.max(logit, 1))
-            m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
-            l_i = l_i * tl.exp(m_i - m_safe) + tl.sum(tl.exp(logit - m_safe[:, None]), 1)
-            m_i = m_new
+            m_i, l_i = _lse_update(m_i, l_i, logit)
             tl_i += tl.sum(tl.where(is_t & valid, logit, 0.0), 1)
     if MODE == 0:
         lse = m_i + tl.log(tl.where(rmask, l_i, 1.0))
         acc = tl.zeros([BLOCK_B], tl.float32)
         for k0 in range(0, K, BLOCK_K):
-            cols = k0 + tl.arange(0, BLOCK_K)
-            cmask = cols < K
-            ptrs = dots + rows[:, None] * ld + cols[None, :]
-            iomask = rmask[:, None] & cmask[None, :]
-            d = tl.load(ptrs, mask=iomask, other=0.0)
-            wr = tl.load(rw + cols, mask=cmask, other=0.0)
-            logit = s * (d * xr[:, None] * wr[None, :])
+            cols, cmask, iomask, ptrs, wr, c, is_t, logit = _tile(dots, ld, rw, rows, rmask, k0, K, xr, s, t,
+                                                                  cos_m, sin_m, th, mm, EPS, BLOCK_K)
             valid = iomask & (cols[None, :] >= l[:, None]) & (cols[None, :] < h[:, None])
             p = tl.where(valid, tl.exp(logit - lse[:, None]), 0.0)
             acc += tl.sum(tl.where(p > 0.0, p * logit, 0.0), 1)
@@ -117,52 +137,41 @@ def _bwd_rows_kernel(dots, ld, rx, rw, scale, target, saved, lse_ptr, grad, rowd
     rmask = rows < B
     s = tl.load(scale)
     xr = tl.load(rx + rows, mask=rmask, other=0.0)
-    if MODE != 0:
-        t = tl.load(target + rows, mask=rmask, other=-1) - c0
-    else:
-        t = tl.full([BLOCK_B], -1, tl.int64)
-    if MODE != 1:
-        lse = tl.load(lse_ptr + rows, mask=rmask, other=0.0)
-    else:
-        lse = tl.zeros([BLOCK_B], tl.float32)
-    pg = tl.zeros([BLOCK_B], tl.float32)
+    rd = tl.zeros([BLOCK_B], tl.float32)
     if MODE == 0:
+        # dots is output only: cos = (log p + lse) / s from the saved probabilities (no recompute)
+        lse = tl.load(lse_ptr + rows, mask=rmask, other=0.0)
+        pg = tl.zeros([BLOCK_B], tl.float32)
         for k0 in range(0, K, BLOCK_K):
             cols = k0 + tl.arange(0, BLOCK_K)
             iomask = rmask[:, None] & (cols < K)[None, :]
             off = rows[:, None] * K + cols[None, :]
             pg += tl.sum(tl.load(saved + off, mask=iomask, other=0.0) * tl.load(grad + off, mask=iomask, other=0.0), 1)
-    if MODE == 2:
-        g = tl.load(grad + rows, mask=rmask, other=0.0)
-    rd = tl.zeros([BLOCK_B], tl.float32)
-    for k0 in range(0, K, BLOCK_K):
-        cols = k0 + tl.arange(0, BLOCK_K)
-        cmask = cols < K
-        iomask = rmask[:, None] & cmask[None, :]
-        ptrs = dots + rows[:, None] * ld + cols[None, :]
-        wr = tl.load(rw + cols, mask=cmask, other=0.0)
-        if MODE == 0:
-            # dots is output only: cos = (log p + lse) / s from the saved probabilities
+        for k0 in range(0, K, BLOCK_K):
+            cols = k0 + tl.arange(0, BLOCK_K)
+            cmask = cols < K
+            iomask = rmask[:, None] & cmask[None, :]
             off = rows[:, None] * K + cols[None, :]
+            wr = tl.load(rw + cols, mask=cmask, other=0.0)
             p = tl.load(saved + off, mask=iomask, other=0.0)
-            gk = tl.load(grad + off, mask=iomask, other=0.0)
-            dc = s * p * (gk - pg[:, None])
+            dc = s * p * (tl.load(grad + off, mask=iomask, other=0.0) - pg[:, None])
             c = tl.where(p > 0.0, (tl.log(tl.where(p > 0.0, p, 1.0)) + lse[:, None]) / s, 0.0)
-        else:
-            d = tl.load(ptrs, mask=iomask, other=0.0)
-            c = d * xr[:, None] * wr[None, :]
-            is_t = cols[None, :] == t[:, None]
+            rd = _store_e_and_sums(dots + rows[:, None] * ld + cols[None, :], iomask, cols, cmask, dc, c, xr, wr,
+                                   rd, coldot)
+    else:
+        t = tl.load(target + rows, mask=rmask, other=-1) - c0
+        if MODE == 2:
+            lse = tl.load(lse_ptr + rows, mask=rmask, other=0.0)
+            g = tl.load(grad + rows, mask=rmask, other=0.0)
+        for k0 in range(0, K, BLOCK_K):
+            cols, cmask, iomask, ptrs, wr, c, is_t, logit = _tile(dots, ld, rw, rows, rmask, k0, K, xr, s, t,
+                                                                  cos_m, sin_m, th, mm, EPS, BLOCK_K)
             if MODE == 1:
                 dl = tl.load(grad + rows[:, None] * K + cols[None, :], mask=iomask, other=0.0)
             else:
-                logit = s * tl.where(is_t, _margin_fwd(c, cos_m, sin_m, th, mm, EPS), c)
                 dl = g[:, None] * (tl.exp(logit - lse[:, None]) - tl.where(is_t, 1.0, 0.0))
             dc = s * dl * tl.where(is_t, _margin_bwd(c, cos_m, sin_m, th, EPS), 1.0)
-        dc = tl.where(iomask, dc, 0.0)
-        dcc = dc * c
-        rd += tl.sum(dcc, 1)
-        tl.atomic_add(coldot + cols, tl.sum(dcc, 0), mask=cmask)
-        tl.store(ptrs, dc * xr[:, None] * wr[None, :], mask=iomask)
+            rd = _store_e_and_sums(ptrs, iomask, cols, cmask, dc, c, xr, wr, rd, coldot)
     old = tl.load(rowdot + rows, mask=rmask, other=0.0)
     tl.store(rowdot + rows, old + rd, mask=rmask)
 
@@ -181,39 +190,21 @@ def _ce_rows_kernel(dots, ld, rx, rw, scale, target, weight, stats, rowdot, cold
     l_i = tl.zeros([BLOCK_B], tl.float32)
     tl_i = tl.zeros([BLOCK_B], tl.float32)
     for k0 in range(0, K, BLOCK_K):
-        cols = k0 + tl.arange(0, BLOCK_K)
-        cmask = cols < K
-        iomask = rmask[:, None] & cmask[None, :]
-        d = tl.load(dots + rows[:, None] * ld + cols[None, :], mask=iomask, other=0.0)
-        wr = tl.load(rw + cols, mask=cmask, other=0.0)
-        c = d * xr[:, None] * wr[None, :]
-        is_t = cols[None, :] == t[:, None]
-        logit = tl.where(iomask, s * tl.where(is_t, _margin_fwd(c, cos_m, sin_m, th, mm, EPS), c), float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(logit, 1))
-        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
-        l_i = l_i * tl.exp(m_i - m_safe) + tl.sum(tl.exp(logit - m_safe[:, None]), 1)
-        m_i = m_new
+        cols, cmask, iomask, ptrs, wr, c, is_t, logit = _tile(dots, ld, rw, rows, rmask, k0, K, xr, s, t,
+                                                              cos_m, sin_m, th, mm, EPS, BLOCK_K)
+        logit = tl.where(iomask, logit, float("-inf"))
+        m_i, l_i = _lse_update(m_i, l_i, logit)
         tl_i += tl.sum(tl.where(is_t & iomask, logit, 0.0), 1)
     lse = m_i + tl.log(tl.where(rmask, l_i, 1.0))
     tl.store(stats + rows, lse, mask=rmask)
     tl.store(stats + B + rows, lse - tl_i, mask=rmask)
     rd = tl.zeros([BLOCK_B], tl.float32)
     for k0 in range(0, K, BLOCK_K):
-        cols = k0 + tl.arange(0, BLOCK_K)
-        cmask = cols < K
-        iomask = rmask[:, None] & cmask[None, :]
-        ptrs = dots + rows[:, None] * ld + cols[None, :]
-        d = tl.load(ptrs, mask=iomask, other=0.0)
-        wr = tl.load(rw + cols, mask=cmask, other=0.0)
-        c = d * xr[:, None] * wr[None, :]
-        is_t = cols[None, :] == t[:, None]
-        logit = s * tl.where(is_t, _margin_fwd(c, cos_m, sin_m, th, mm, EPS), c)
+        cols, cmask, iomask, ptrs, wr, c, is_t, logit = _tile(dots, ld, rw, rows, rmask, k0, K, xr, s, t,
+                                                              cos_m, sin_m, th, mm, EPS, BLOCK_K)
         dl = weight * (tl.exp(logit - lse[:, None]) - tl.where(is_t, 1.0, 0.0))
-        dc = tl.where(iomask, s * dl * tl.where(is_t, _margin_bwd(c, cos_m, sin_m, th, EPS), 1.0), 0.0)
-        dcc = dc * c
-        rd += tl.sum(dcc, 1)
-        tl.atomic_add(coldot + cols, tl.sum(dcc, 0), mask=cmask)
-        tl.store(ptrs, dc * xr[:, None] * wr[None, :], mask=iomask)
+        dc = s * dl * tl.where(is_t, _margin_bwd(c, cos_m, sin_m, th, EPS), 1.0)
+        rd = _store_e_and_sums(ptrs, iomask, cols, cmask, dc, c, xr, wr, rd, coldot)
     old = tl.load(rowdot + rows, mask=rmask, other=0.0)
     tl.store(rowdot + rows, old + rd, mask=rmask)
 
