@@ -29,6 +29,7 @@ from typing import Optional
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 from .._backends import kernels
 from .reference import NORM_EPS, PBAR_MIN
@@ -247,6 +248,7 @@ def _define(name: str, fwd, fake, setup, grads):
             return out
 
         @staticmethod
+        @once_differentiable  # the backward kernels are not differentiable: say so, never return wrong 2nd derivatives
         def backward(ctx, *g):
             return grads(ctx, _bwd_fn(ctx.backend, False), *g)
 

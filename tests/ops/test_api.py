@@ -231,3 +231,13 @@ def test_non_contiguous_inputs(backend, use_backend):
         use_backend(backend)
         assert torch.allclose(xt.grad.double(), xr.grad, atol=1e-5, rtol=1e-4)
         assert torch.allclose(w.grad.double(), wr.grad, atol=1e-5, rtol=1e-4)
+
+
+def test_double_backward_is_refused_not_wrong(use_backend):
+    """Second derivatives (e.g. an R1 penalty through the head) raise instead of being silently 0."""
+    use_backend("cpp")
+    x = torch.randn(4, 6, requires_grad=True)
+    loss = aam_cross_entropy(x, P, T, 10.0, 0.2) + cosine_softmax(x, P).square().sum()
+    (gx,) = torch.autograd.grad(loss, x, create_graph=True)
+    with pytest.raises(RuntimeError, match="once_differentiable|differentiate"):
+        gx.square().sum().backward()
