@@ -60,20 +60,46 @@ inline double exp_t(double x) { return ::exp(x); }
 inline float log_t(float x) { return ::logf(x); }
 inline double log_t(double x) { return ::log(x); }
 
-// row[k] <- exp(row[k] - mx) for k < n; returns (sum_k e_k, sum_k e_k * row_k).
-template <typename T>
-void exp_shift(T* __restrict__ row, int64_t n, T mx, T* sum_out, T* ev_out) {
-  T sum = T(0), ev = T(0);
-#pragma omp simd reduction(+ : sum, ev)
-  for (int64_t k = 0; k < n; ++k) {
-    const T v = row[k];
-    const T e = exp_t(v - mx);
-    sum += e;
-    ev += e * v;  // v is finite inside the row's group
-    row[k] = e;
-  }
-  *sum_out = sum;
+// row[k] <- exp(row[k] - mx) for k < n; returns (sum_k e_k, sum_k e_k * row_k). The same loop is
+// compiled twice: for the x86-64 baseline (SSE2, libmvec's 4-lane exp) and for AVX2 + FMA
+// (8 lanes), chosen once at run time. Only this leaf loop gets the AVX2 target, so no inline
+// library code is ever compiled for an ISA the machine may lack.
+#define SSGAN_EXP_SHIFT_BODY                          \
+  T sum = T(0), ev = T(0);                            \
+  _Pragma("omp simd reduction(+ : sum, ev)")          \
+  for (int64_t k = 0; k < n; ++k) {                   \
+    const T v = row[k];                               \
+    const T e = exp_t(v - mx);                        \
+    sum += e;                                         \
+    ev += e * v; /* v is finite inside the group */   \
+    row[k] = e;                                       \
+  }                                                   \
+  *sum_out = sum;                                     \
   *ev_out = ev;
+
+template <typename T>
+void exp_shift_base(T* __restrict__ row, int64_t n, T mx, T* sum_out, T* ev_out) {
+  SSGAN_EXP_SHIFT_BODY
+}
+#if defined(__x86_64__) && defined(__GNUC__)
+template <typename T>
+__attribute__((target("avx2,fma"))) void exp_shift_avx2(T* __restrict__ row, int64_t n, T mx, T* sum_out,
+                                                        T* ev_out) {
+  SSGAN_EXP_SHIFT_BODY
+}
+inline bool has_avx2() {
+  static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return yes;
+}
+#endif
+#undef SSGAN_EXP_SHIFT_BODY
+
+template <typename T>
+void exp_shift(T* row, int64_t n, T mx, T* sum_out, T* ev_out) {
+#if defined(__x86_64__) && defined(__GNUC__)
+  if (has_avx2()) return exp_shift_avx2(row, n, mx, sum_out, ev_out);
+#endif
+  exp_shift_base(row, n, mx, sum_out, ev_out);
 }
 
 // Rows per parallel task: enough elements (~32k) that a task outweighs the fork/join cost, so
