@@ -94,6 +94,32 @@ inline bool has_avx2() {
 #endif
 #undef SSGAN_EXP_SHIFT_BODY
 
+// out[k] = log(max(in[k], smallest normal)), base and AVX2 builds as for exp_shift.
+#define SSGAN_LOG_CLAMPED_BODY                                 \
+  const T lo = std::numeric_limits<T>::min();                  \
+  _Pragma("omp simd")                                          \
+  for (int64_t k = 0; k < n; ++k) out[k] = log_t(in[k] > lo ? in[k] : lo);
+
+template <typename T>
+void log_clamped_base(const T* __restrict__ in, T* __restrict__ out, int64_t n) {
+  SSGAN_LOG_CLAMPED_BODY
+}
+#if defined(__x86_64__) && defined(__GNUC__)
+template <typename T>
+__attribute__((target("avx2,fma"))) void log_clamped_avx2(const T* __restrict__ in, T* __restrict__ out, int64_t n) {
+  SSGAN_LOG_CLAMPED_BODY
+}
+#endif
+#undef SSGAN_LOG_CLAMPED_BODY
+
+template <typename T>
+void log_clamped(const T* in, T* out, int64_t n) {
+#if defined(__x86_64__) && defined(__GNUC__)
+  if (has_avx2()) return log_clamped_avx2(in, out, n);
+#endif
+  log_clamped_base(in, out, n);
+}
+
 template <typename T>
 void exp_shift(T* row, int64_t n, T mx, T* sum_out, T* ev_out) {
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -249,12 +275,12 @@ void cosine_logits_bwd_rows_cpu_impl(const at::Tensor& dots, const at::Tensor& r
         T pg = T(0);
 #pragma omp simd reduction(+ : pg)
         for (int64_t k = 0; k < K; ++k) pg += P[k] * G[k];
+        log_clamped(P, row, K);  // row <- log p (clamped: p = 0 gives dc = 0 and 0 * log stays 0)
 #pragma omp simd reduction(+ : rd)
         for (int64_t k = 0; k < K; ++k) {
           const T p = P[k];
           const T dc = s * p * (G[k] - pg);
-          // p = 0 gives dc = 0; the clamp keeps log finite so 0 * log stays 0 (branch-free: vectorises)
-          const T dcc = dc * (log_t(std::max(p, std::numeric_limits<T>::min())) + lb) * inv_s;
+          const T dcc = dc * (row[k] + lb) * inv_s;
           rd += dcc;
           cd[k] += dcc;
           row[k] = dc * xr * prw[k];
