@@ -8,9 +8,11 @@ raw dot products ``dots[B, Kc]`` (x_b . w_{c0+k}, from the vendor GEMM) and
   ``dcos * cos`` that the normalisation backward needs.
 A program owns BLOCK_B rows and walks the columns in BLOCK_K tiles (2-D tiles; online softmax).
 """
+import contextlib
 import math
 import os
 
+import torch
 import triton
 import triton.language as tl
 
@@ -235,18 +237,31 @@ def _interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET") == "1"
 
 
+def _ptr(t, dummy):
+    """An argument the kernel never dereferences (its constexpr switch is off) must still be a real
+    device pointer: empty tensors stand in as `dummy`."""
+    return t if t.numel() else dummy
+
+
+def _device(t):
+    """Triton launches on the current CUDA device: make it the tensors' (multi-GPU)."""
+    return torch.cuda.device(t.device) if t.is_cuda else contextlib.nullcontext()
+
+
 def fwd_rows(dots, rx, rw, scale, margin, target, lo, hi, c0, mode, stats):
     B, K = dots.shape
     if B == 0 or K == 0:
         return
     cm, sm, th, mm = margin_constants(margin)
-    args = (dots, dots.stride(0), rx, rw, scale, target, lo, hi, stats, B, K, c0, cm, sm, th, mm)
+    args = (dots, dots.stride(0), rx, rw, scale, _ptr(target, rx), _ptr(lo, rx), _ptr(hi, rx), stats, B, K, c0,
+            cm, sm, th, mm)
     meta = dict(MODE=mode, HAS_GROUP=lo.numel() > 0, EPS=MARGIN_CLAMP_EPS)
-    if _interpreting():
-        BB, BK = _blocks(B, K)
-        _fwd_rows_kernel[(triton.cdiv(B, BB),)](*args, **meta, BLOCK_B=BB, BLOCK_K=BK)
-    else:
-        _fwd_tuned[lambda META: (triton.cdiv(B, META["BLOCK_B"]),)](*args, **meta)
+    with _device(dots):
+        if _interpreting():
+            BB, BK = _blocks(B, K)
+            _fwd_rows_kernel[(triton.cdiv(B, BB),)](*args, **meta, BLOCK_B=BB, BLOCK_K=BK)
+        else:
+            _fwd_tuned[lambda META: (triton.cdiv(B, META["BLOCK_B"]),)](*args, **meta)
 
 
 def bwd_rows(dots, rx, rw, scale, margin, target, lo, hi, c0, mode, saved, lse, grad, rowdot, coldot):
@@ -254,13 +269,15 @@ def bwd_rows(dots, rx, rw, scale, margin, target, lo, hi, c0, mode, saved, lse, 
     if B == 0 or K == 0:
         return
     cm, sm, th, mm = margin_constants(margin)
-    args = (dots, dots.stride(0), rx, rw, scale, target, saved, lse, grad, rowdot, coldot, B, K, c0, cm, sm, th, mm)
+    args = (dots, dots.stride(0), rx, rw, scale, _ptr(target, rx), _ptr(saved, rx), _ptr(lse, rx), grad, rowdot,
+            coldot, B, K, c0, cm, sm, th, mm)
     meta = dict(MODE=mode, EPS=MARGIN_CLAMP_EPS)
-    if _interpreting():
-        BB, BK = _blocks(B, K)
-        _bwd_rows_kernel[(triton.cdiv(B, BB),)](*args, **meta, BLOCK_B=BB, BLOCK_K=BK)
-    else:
-        _bwd_tuned[lambda META: (triton.cdiv(B, META["BLOCK_B"]),)](*args, **meta)
+    with _device(dots):
+        if _interpreting():
+            BB, BK = _blocks(B, K)
+            _bwd_rows_kernel[(triton.cdiv(B, BB),)](*args, **meta, BLOCK_B=BB, BLOCK_K=BK)
+        else:
+            _bwd_tuned[lambda META: (triton.cdiv(B, META["BLOCK_B"]),)](*args, **meta)
 
 
 def ce_rows(dots, rx, rw, scale, margin, target, weight, stats, rowdot, coldot):
@@ -269,8 +286,9 @@ def ce_rows(dots, rx, rw, scale, margin, target, weight, stats, rowdot, coldot):
         return
     cm, sm, th, mm = margin_constants(margin)
     args = (dots, dots.stride(0), rx, rw, scale, target, float(weight), stats, rowdot, coldot, B, K, cm, sm, th, mm)
-    if _interpreting():
-        BB, BK = _blocks(B, K)
-        _ce_rows_kernel[(triton.cdiv(B, BB),)](*args, EPS=MARGIN_CLAMP_EPS, BLOCK_B=BB, BLOCK_K=BK)
-    else:
-        _ce_tuned[lambda META: (triton.cdiv(B, META["BLOCK_B"]),)](*args, EPS=MARGIN_CLAMP_EPS)
+    with _device(dots):
+        if _interpreting():
+            BB, BK = _blocks(B, K)
+            _ce_rows_kernel[(triton.cdiv(B, BB),)](*args, EPS=MARGIN_CLAMP_EPS, BLOCK_B=BB, BLOCK_K=BK)
+        else:
+            _ce_tuned[lambda META: (triton.cdiv(B, META["BLOCK_B"]),)](*args, EPS=MARGIN_CLAMP_EPS)

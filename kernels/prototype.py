@@ -6,6 +6,8 @@ sums = weights^T feats and wsum come from the host GEMM. Same contract as csrc/c
 import triton
 import triton.language as tl
 
+from .cosine_logits import _device
+
 
 @triton.jit
 def _ema_kernel(protos, sums, wsum, n, D, mu, BLOCK: tl.constexpr):
@@ -24,4 +26,5 @@ def ema_rows(protos, sums, wsum, momentum):
     if n == 0:
         return
     BLOCK = 1024
-    _ema_kernel[(triton.cdiv(n, BLOCK),)](protos, sums, wsum, n, protos.shape[1], float(momentum), BLOCK=BLOCK)
+    with _device(protos):
+        _ema_kernel[(triton.cdiv(n, BLOCK),)](protos, sums, wsum, n, protos.shape[1], float(momentum), BLOCK=BLOCK)
