@@ -40,11 +40,13 @@ def _load_ext():
 def _load_triton():
     try:
         import triton  # noqa: F401
-        from ssgan_fast.kernels import cosine_logits, prototype
+        from ssgan_fast.kernels import cosine_logits, cosine_softmax, prototype
     except Exception as e:  # ImportError, or a Triton that fails to initialise
         return None, f"Triton is not usable ({type(e).__name__}: {e})"
     return SimpleNamespace(fwd_rows=cosine_logits.fwd_rows, bwd_rows=cosine_logits.bwd_rows,
-                           ce_rows=cosine_logits.ce_rows, ema_rows=prototype.ema_rows), ""
+                           ce_rows=cosine_logits.ce_rows, ema_rows=prototype.ema_rows,
+                           fused_softmax=cosine_softmax.fused_forward,
+                           fused_softmax_supported=cosine_softmax.supported), ""
 
 
 def _interpret() -> bool:

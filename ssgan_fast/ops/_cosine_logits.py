@@ -93,8 +93,13 @@ def triton_forward(x, w, tau, scale, margin, target, lo, hi, mode, chunk):
     (out in x's dtype, out as float where that differs else empty, stats[3, B], rx, rw)."""
     kern = kernels("triton")
     cdt = compute_dtype(x, w, "triton")
-    xf = x.to(cdt).contiguous()
     sc = _scale_tensor(tau, scale, cdt, x.device)
+    if mode == PROBS and kern.fused_softmax_supported(x, w):
+        # K <= 256: one launch does norms, dot products, softmax and entropy
+        probs, stats, rx, rw = kern.fused_softmax(x, w, sc, lo, hi)
+        out = probs.to(x.dtype)
+        return out, (probs.new_empty(0) if out.dtype == probs.dtype else probs), stats, rx, rw
+    xf = x.to(cdt).contiguous()
     target, lo, hi = (_index_or_empty(t, x) for t in (target, lo, hi))
     B, K = x.shape[0], w.shape[0]
     rx, rw = _inv_norm(xf, cdt), _inv_norm(w, cdt)

@@ -1,0 +1,101 @@
+"""Single-launch Triton forward of cosine_softmax for K <= 256 prototypes (SphericGAN Eq. 1,
+LCP-GAN Eq. 3): one program owns BLOCK_B rows and all K columns; it walks D in BLOCK_D chunks
+accumulating x.p^T with tl.dot together with the squared row norms of x and of the prototypes,
+then scales by 1 / (||x|| ||p|| tau), masks the row's group, and writes probabilities, lse,
+entropy, 1/||x|| and 1/||p||. No logits tensor, no separate norm or GEMM launches.
+
+Same outputs as the generic path (torch GEMM + kernels/cosine_logits.fwd_rows mode 0), which
+the Triton backend keeps for K > 256; the backward is shared.
+"""
+import contextlib
+import os
+
+import torch
+import triton
+import triton.language as tl
+
+MAX_K = 256
+NORM_EPS = 1e-12
+
+
+@triton.jit
+def _fused_fwd_kernel(x, sxb, sxd, p, spk, spd, scale, lo, hi, probs, stats, rx_out, rw_out, B, K, D,
+                      HAS_GROUP: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_K: tl.constexpr,
+                      BLOCK_D: tl.constexpr):
+    pid = tl.program_id(0)
+    rows = pid * BLOCK_B + tl.arange(0, BLOCK_B)
+    cols = tl.arange(0, BLOCK_K)
+    rmask = rows < B
+    cmask = cols < K
+    acc = tl.zeros([BLOCK_B, BLOCK_K], tl.float32)
+    xs = tl.zeros([BLOCK_B], tl.float32)
+    ps = tl.zeros([BLOCK_K], tl.float32)
+    for d0 in range(0, D, BLOCK_D):
+        ds = d0 + tl.arange(0, BLOCK_D)
+        dmask = ds < D
+        xt = tl.load(x + rows[:, None] * sxb + ds[None, :] * sxd, mask=rmask[:, None] & dmask[None, :], other=0.0)
+        pt = tl.load(p + cols[:, None] * spk + ds[None, :] * spd, mask=cmask[:, None] & dmask[None, :], other=0.0)
+        # fp32 products for every input dtype (as the generic path's fp32 GEMM): at K <= 256 the
+        # dot is tiny and the kernel is latency-bound, so tensor-core precision buys nothing
+        xf = xt.to(tl.float32)
+        pf = pt.to(tl.float32)
+        acc = tl.dot(xf, tl.trans(pf), acc, input_precision="ieee")
+        xs += tl.sum(xf * xf, 1)
+        ps += tl.sum(pf * pf, 1)
+    rx = 1.0 / tl.maximum(tl.sqrt(xs), NORM_EPS)
+    rw = 1.0 / tl.maximum(tl.sqrt(ps), NORM_EPS)
+    s = tl.load(scale)
+    logit = s * acc * rx[:, None] * rw[None, :]
+    valid = rmask[:, None] & cmask[None, :]
+    if HAS_GROUP:
+        l = tl.load(lo + rows, mask=rmask, other=0)
+        h = tl.load(hi + rows, mask=rmask, other=0)
+        valid = valid & (cols[None, :] >= l[:, None]) & (cols[None, :] < h[:, None])
+    logit = tl.where(valid, logit, float("-inf"))
+    mx = tl.max(logit, 1)
+    mx = tl.where(rmask, mx, 0.0)
+    e = tl.where(valid, tl.exp(logit - mx[:, None]), 0.0)
+    ssum = tl.sum(e, 1)
+    ssum = tl.where(rmask, ssum, 1.0)
+    pr = e / ssum[:, None]
+    lse = mx + tl.log(ssum)
+    ent = lse - tl.sum(pr * tl.where(valid, logit, 0.0), 1)
+    tl.store(probs + rows[:, None] * K + cols[None, :], pr, mask=rmask[:, None] & cmask[None, :])
+    tl.store(stats + rows, lse, mask=rmask)
+    tl.store(stats + B + rows, ent, mask=rmask)
+    tl.store(rx_out + rows, rx, mask=rmask)
+    if pid == 0:
+        tl.store(rw_out + cols, rw, mask=cmask)
+
+
+def _configs():
+    return [triton.Config({"BLOCK_B": bb, "BLOCK_D": bd}, num_warps=nw)
+            for bb in (16, 32, 64) for bd in (32, 64) for nw in (4, 8)]
+
+
+_fused_tuned = triton.autotune(_configs(), key=["B", "K", "D", "HAS_GROUP"])(_fused_fwd_kernel)
+
+
+def supported(x, w) -> bool:
+    return w.shape[0] <= MAX_K and x.dtype == w.dtype and x.dtype != torch.float64
+
+
+def fused_forward(x, w, scale, lo, hi):
+    """(probs float32 [B, K], stats [3, B] with lse and entropy, rx [B], rw [K])."""
+    B, D = x.shape
+    K = w.shape[0]
+    probs = torch.empty(B, K, dtype=torch.float32, device=x.device)
+    stats = torch.zeros(3, B, dtype=torch.float32, device=x.device)
+    rx = torch.empty(B, dtype=torch.float32, device=x.device)
+    rw = torch.empty(K, dtype=torch.float32, device=x.device)
+    has_group = lo is not None and lo.numel() > 0
+    lo_, hi_ = (lo, hi) if has_group else (rx, rx)  # never dereferenced without a group
+    BK = max(16, triton.next_power_of_2(K))
+    args = (x, x.stride(0), x.stride(1), w, w.stride(0), w.stride(1), scale, lo_, hi_, probs, stats, rx, rw, B, K, D)
+    ctx = torch.cuda.device(x.device) if x.is_cuda else contextlib.nullcontext()
+    with ctx:
+        if os.environ.get("TRITON_INTERPRET") == "1":
+            _fused_fwd_kernel[(triton.cdiv(B, 16),)](*args, HAS_GROUP=has_group, BLOCK_B=16, BLOCK_K=BK, BLOCK_D=32)
+        else:
+            _fused_tuned[lambda META: (triton.cdiv(B, META["BLOCK_B"]),)](*args, HAS_GROUP=has_group, BLOCK_K=BK)
+    return probs, stats, rx, rw
