@@ -4,8 +4,9 @@ accumulating x.p^T with tl.dot together with the squared row norms of x and of t
 then scales by 1 / (||x|| ||p|| tau), masks the row's group, and writes probabilities, lse,
 entropy, 1/||x|| and 1/||p||. No logits tensor, no separate norm or GEMM launches.
 
-Same outputs as the generic path (torch GEMM + kernels/cosine_logits.fwd_rows mode 0), which
-the Triton backend keeps for K > 256; the backward is shared.
+The backward is one launch too (`fused_backward`): dx rows are complete inside a row block,
+dw is accumulated with atomics. Same results as the generic path (torch GEMM +
+kernels/cosine_logits row kernels), which the Triton backend keeps for K > 256.
 """
 import contextlib
 import os
@@ -68,12 +69,57 @@ def _fused_fwd_kernel(x, sxb, sxd, p, spk, spd, scale, lo, hi, probs, stats, rx_
         tl.store(rw_out + cols, rw, mask=cmask)
 
 
+@triton.jit
+def _fused_bwd_kernel(x, sxb, sxd, p, spk, spd, P, G, lse, rx, rw, scale, dx, sdb, dw_acc, rd_total, B, K, D,
+                      BLOCK_B: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr):
+    """Softmax backward for K <= 256 in one launch. Per row block: dcos = s P (G - <P, G>), cos from
+    the saved probabilities ((log P + lse) / s), e = dcos rx rw; then per D chunk
+    dx = e p - k_x (sum_k dcos cos) x  (complete: the block holds all K columns) and
+    dw += e^T x - k_w (sum_b dcos cos) p  (atomic: every row block adds its share)."""
+    pid = tl.program_id(0)
+    rows = pid * BLOCK_B + tl.arange(0, BLOCK_B)
+    cols = tl.arange(0, BLOCK_K)
+    rmask = rows < B
+    cmask = cols < K
+    m2 = rmask[:, None] & cmask[None, :]
+    s = tl.load(scale)
+    pr = tl.load(P + rows[:, None] * K + cols[None, :], mask=m2, other=0.0)
+    g = tl.load(G + rows[:, None] * K + cols[None, :], mask=m2, other=0.0)
+    ls = tl.load(lse + rows, mask=rmask, other=0.0)
+    xr = tl.load(rx + rows, mask=rmask, other=0.0)
+    wr = tl.load(rw + cols, mask=cmask, other=0.0)
+    pg = tl.sum(pr * g, 1)
+    dc = s * pr * (g - pg[:, None])
+    c = tl.where(pr > 0.0, (tl.log(tl.where(pr > 0.0, pr, 1.0)) + ls[:, None]) / s, 0.0)
+    dcc = dc * c
+    rd = tl.sum(dcc, 1)
+    cd = tl.sum(dcc, 0)
+    tl.atomic_add(rd_total, tl.sum(rd, 0))
+    e = dc * xr[:, None] * wr[None, :]
+    kx = tl.where(xr < 1.0 / NORM_EPS, xr * xr, 0.0) * rd
+    kw = tl.where(wr < 1.0 / NORM_EPS, wr * wr, 0.0) * cd
+    for d0 in range(0, D, BLOCK_D):
+        ds = d0 + tl.arange(0, BLOCK_D)
+        dmask = ds < D
+        xt = tl.load(x + rows[:, None] * sxb + ds[None, :] * sxd, mask=rmask[:, None] & dmask[None, :],
+                     other=0.0).to(tl.float32)
+        pt = tl.load(p + cols[:, None] * spk + ds[None, :] * spd, mask=cmask[:, None] & dmask[None, :],
+                     other=0.0).to(tl.float32)
+        dxt = tl.dot(e, pt, input_precision="ieee") - kx[:, None] * xt
+        tl.store(dx + rows[:, None] * sdb + ds[None, :], dxt.to(dx.dtype.element_ty),
+                 mask=rmask[:, None] & dmask[None, :])
+        dwt = tl.dot(tl.trans(e), xt, input_precision="ieee") - kw[:, None] * pt
+        tl.atomic_add(dw_acc + cols[:, None] * D + ds[None, :], dwt, mask=cmask[:, None] & dmask[None, :])
+
+
 def _configs():
     return [triton.Config({"BLOCK_B": bb, "BLOCK_D": bd}, num_warps=nw)
             for bb in (16, 32, 64) for bd in (32, 64) for nw in (4, 8)]
 
 
 _fused_tuned = triton.autotune(_configs(), key=["B", "K", "D", "HAS_GROUP"])(_fused_fwd_kernel)
+_fused_bwd_tuned = triton.autotune(_configs(), key=["B", "K", "D"], reset_to_zero=["dw_acc", "rd_total"])(
+    _fused_bwd_kernel)
 
 
 def supported(x, w) -> bool:
@@ -99,3 +145,22 @@ def fused_forward(x, w, scale, lo, hi):
         else:
             _fused_tuned[lambda META: (triton.cdiv(B, META["BLOCK_B"]),)](*args, HAS_GROUP=has_group, BLOCK_K=BK)
     return probs, stats, rx, rw
+
+
+def fused_backward(x, w, rx, rw, scale, probs, lse, grad):
+    """(dx in x's dtype, dw in w's dtype, sum_bk dcos * cos) of the softmax for K <= 256."""
+    B, D = x.shape
+    K = w.shape[0]
+    dx = torch.empty(B, D, dtype=x.dtype, device=x.device)
+    dw = torch.zeros(K, D, dtype=torch.float32, device=x.device)
+    rd = torch.zeros(1, dtype=torch.float32, device=x.device)
+    BK = max(16, triton.next_power_of_2(K))
+    args = (x, x.stride(0), x.stride(1), w, w.stride(0), w.stride(1), probs, grad, lse, rx, rw, scale, dx, dx.stride(0),
+            dw, rd, B, K, D)
+    ctx = torch.cuda.device(x.device) if x.is_cuda else contextlib.nullcontext()
+    with ctx:
+        if os.environ.get("TRITON_INTERPRET") == "1":
+            _fused_bwd_kernel[(triton.cdiv(B, 16),)](*args, BLOCK_B=16, BLOCK_K=BK, BLOCK_D=32)
+        else:
+            _fused_bwd_tuned[lambda META: (triton.cdiv(B, META["BLOCK_B"]),)](*args, BLOCK_K=BK)
+    return dx, dw.to(w.dtype), rd[0]

@@ -46,6 +46,7 @@ def _load_triton():
     return SimpleNamespace(fwd_rows=cosine_logits.fwd_rows, bwd_rows=cosine_logits.bwd_rows,
                            ce_rows=cosine_logits.ce_rows, ema_rows=prototype.ema_rows,
                            fused_softmax=cosine_softmax.fused_forward,
+                           fused_softmax_backward=cosine_softmax.fused_backward,
                            fused_softmax_supported=cosine_softmax.supported), ""
 
 

@@ -141,6 +141,9 @@ def triton_backward(x, w, rx, rw, tau, scale, margin, target, lo, hi, mode, save
     grad = grad.to(cdt).contiguous()
     if mode == CLUSTERING:
         grad, mode = _clustering_grad(saved, grad, lam), PROBS
+    if mode == PROBS and kern.fused_softmax_supported(x, w):
+        # K <= 256: one launch (dx complete per row block, dw by atomics)
+        return kern.fused_softmax_backward(x, w, rx, rw, sc, saved, lse, grad)
     B, D = xf.shape
     K = w.shape[0]
     dx = torch.zeros(B, D, dtype=cdt, device=x.device)
