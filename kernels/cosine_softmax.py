@@ -1,5 +1,8 @@
-"""Single-launch Triton forward of cosine_softmax for K <= 256 prototypes (SphericGAN Eq. 1,
-LCP-GAN Eq. 3): one program owns BLOCK_B rows and all K columns; it walks D in BLOCK_D chunks
+"""Single-launch Triton kernels for K <= 256 classes / prototypes (the papers' sizes):
+cosine_softmax forward and backward (SphericGAN Eq. 1-2, LCP-GAN Eq. 3) and the AAM
+cross-entropy with its gradients (aam-discriminator Eq. 8).
+
+Forward: one program owns BLOCK_B rows and all K columns; it walks D in BLOCK_D chunks
 accumulating x.p^T with tl.dot together with the squared row norms of x and of the prototypes,
 then scales by 1 / (||x|| ||p|| tau), masks the row's group, and writes probabilities, lse,
 entropy, 1/||x|| and 1/||p||. No logits tensor, no separate norm or GEMM launches.
@@ -14,6 +17,8 @@ import os
 import torch
 import triton
 import triton.language as tl
+
+from .cosine_logits import MARGIN_CLAMP_EPS, _margin_bwd, _margin_fwd, margin_constants
 
 MAX_K = 256
 NORM_EPS = 1e-12
@@ -112,12 +117,76 @@ def _fused_bwd_kernel(x, sxb, sxd, p, spk, spd, P, G, lse, rx, rw, scale, dx, sd
         tl.atomic_add(dw_acc + cols[:, None] * D + ds[None, :], dwt, mask=cmask[:, None] & dmask[None, :])
 
 
+@triton.jit
+def _fused_ce_kernel(x, sxb, sxd, p, spk, spd, target, loss_out, lse_out, rx_out, rw_out, dx, sdb, dw_acc,
+                     B, K, D, s, weight, cos_m, sin_m, th, mm, EPS: tl.constexpr,
+                     BLOCK_B: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr):
+    """AAM cross-entropy (aam-discriminator Eq. 8) for C <= 256 in one launch: loss, lse and the
+    gradients for dL/dloss_b = weight (dx per row block, dw by atomics)."""
+    pid = tl.program_id(0)
+    rows = pid * BLOCK_B + tl.arange(0, BLOCK_B)
+    cols = tl.arange(0, BLOCK_K)
+    rmask = rows < B
+    cmask = cols < K
+    m2 = rmask[:, None] & cmask[None, :]
+    acc = tl.zeros([BLOCK_B, BLOCK_K], tl.float32)
+    xs = tl.zeros([BLOCK_B], tl.float32)
+    ps = tl.zeros([BLOCK_K], tl.float32)
+    for d0 in range(0, D, BLOCK_D):
+        ds = d0 + tl.arange(0, BLOCK_D)
+        dmask = ds < D
+        xf = tl.load(x + rows[:, None] * sxb + ds[None, :] * sxd, mask=rmask[:, None] & dmask[None, :],
+                     other=0.0).to(tl.float32)
+        pf = tl.load(p + cols[:, None] * spk + ds[None, :] * spd, mask=cmask[:, None] & dmask[None, :],
+                     other=0.0).to(tl.float32)
+        acc = tl.dot(xf, tl.trans(pf), acc, input_precision="ieee")
+        xs += tl.sum(xf * xf, 1)
+        ps += tl.sum(pf * pf, 1)
+    xr = 1.0 / tl.maximum(tl.sqrt(xs), NORM_EPS)
+    wr = 1.0 / tl.maximum(tl.sqrt(ps), NORM_EPS)
+    c = acc * xr[:, None] * wr[None, :]
+    t = tl.load(target + rows, mask=rmask, other=-1)
+    is_t = cols[None, :] == t[:, None]
+    logit = tl.where(m2, s * tl.where(is_t, _margin_fwd(c, cos_m, sin_m, th, mm, EPS), c), float("-inf"))
+    mx = tl.where(rmask, tl.max(logit, 1), 0.0)
+    ex = tl.where(m2, tl.exp(logit - mx[:, None]), 0.0)
+    ssum = tl.where(rmask, tl.sum(ex, 1), 1.0)
+    lse = mx + tl.log(ssum)
+    tlogit = tl.sum(tl.where(is_t & m2, logit, 0.0), 1)
+    tl.store(loss_out + rows, lse - tlogit, mask=rmask)
+    tl.store(lse_out + rows, lse, mask=rmask)
+    tl.store(rx_out + rows, xr, mask=rmask)
+    if pid == 0:
+        tl.store(rw_out + cols, wr, mask=cmask)
+    dl = weight * (ex / ssum[:, None] - tl.where(is_t, 1.0, 0.0))
+    dc = tl.where(m2, s * dl * tl.where(is_t, _margin_bwd(c, cos_m, sin_m, th, EPS), 1.0), 0.0)
+    dcc = dc * c
+    rd = tl.sum(dcc, 1)
+    cd = tl.sum(dcc, 0)
+    e = dc * xr[:, None] * wr[None, :]
+    kx = tl.where(xr < 1.0 / NORM_EPS, xr * xr, 0.0) * rd
+    kw = tl.where(wr < 1.0 / NORM_EPS, wr * wr, 0.0) * cd
+    for d0 in range(0, D, BLOCK_D):
+        ds = d0 + tl.arange(0, BLOCK_D)
+        dmask = ds < D
+        xt = tl.load(x + rows[:, None] * sxb + ds[None, :] * sxd, mask=rmask[:, None] & dmask[None, :],
+                     other=0.0).to(tl.float32)
+        pt = tl.load(p + cols[:, None] * spk + ds[None, :] * spd, mask=cmask[:, None] & dmask[None, :],
+                     other=0.0).to(tl.float32)
+        dxt = tl.dot(e, pt, input_precision="ieee") - kx[:, None] * xt
+        tl.store(dx + rows[:, None] * sdb + ds[None, :], dxt.to(dx.dtype.element_ty),
+                 mask=rmask[:, None] & dmask[None, :])
+        dwt = tl.dot(tl.trans(e), xt, input_precision="ieee") - kw[:, None] * pt
+        tl.atomic_add(dw_acc + cols[:, None] * D + ds[None, :], dwt, mask=cmask[:, None] & dmask[None, :])
+
+
 def _configs():
     return [triton.Config({"BLOCK_B": bb, "BLOCK_D": bd}, num_warps=nw)
             for bb in (16, 32, 64) for bd in (32, 64) for nw in (4, 8)]
 
 
 _fused_tuned = triton.autotune(_configs(), key=["B", "K", "D", "HAS_GROUP"])(_fused_fwd_kernel)
+_fused_ce_tuned = triton.autotune(_configs(), key=["B", "K", "D"], reset_to_zero=["dw_acc"])(_fused_ce_kernel)
 _fused_bwd_tuned = triton.autotune(_configs(), key=["B", "K", "D"], reset_to_zero=["dw_acc", "rd_total"])(
     _fused_bwd_kernel)
 
@@ -164,3 +233,24 @@ def fused_backward(x, w, rx, rw, scale, probs, lse, grad):
         else:
             _fused_bwd_tuned[lambda META: (triton.cdiv(B, META["BLOCK_B"]),)](*args, BLOCK_K=BK)
     return dx, dw.to(w.dtype), rd[0]
+
+
+def fused_ce(x, w, s, m, target, weight):
+    """(loss, lse, rx, rw, dx, dw) of the AAM cross-entropy for C <= 256, one launch."""
+    B, D = x.shape
+    K = w.shape[0]
+    f32 = dict(dtype=torch.float32, device=x.device)
+    loss, lse, rx, rw = torch.empty(B, **f32), torch.empty(B, **f32), torch.empty(B, **f32), torch.empty(K, **f32)
+    dx = torch.empty(B, D, dtype=x.dtype, device=x.device)
+    dw = torch.zeros(K, D, **f32)
+    cm, sm, th, mm = margin_constants(m)
+    BK = max(16, triton.next_power_of_2(K))
+    args = (x, x.stride(0), x.stride(1), w, w.stride(0), w.stride(1), target, loss, lse, rx, rw, dx, dx.stride(0), dw,
+            B, K, D, float(s), float(weight), cm, sm, th, mm)
+    ctx = torch.cuda.device(x.device) if x.is_cuda else contextlib.nullcontext()
+    with ctx:
+        if os.environ.get("TRITON_INTERPRET") == "1":
+            _fused_ce_kernel[(triton.cdiv(B, 16),)](*args, EPS=MARGIN_CLAMP_EPS, BLOCK_B=16, BLOCK_K=BK, BLOCK_D=32)
+        else:
+            _fused_ce_tuned[lambda META: (triton.cdiv(B, META["BLOCK_B"]),)](*args, EPS=MARGIN_CLAMP_EPS, BLOCK_K=BK)
+    return loss, lse, rx, rw, dx, dw.to(w.dtype)

@@ -47,6 +47,7 @@ def _load_triton():
                            ce_rows=cosine_logits.ce_rows, ema_rows=prototype.ema_rows,
                            fused_softmax=cosine_softmax.fused_forward,
                            fused_softmax_backward=cosine_softmax.fused_backward,
+                           fused_ce=cosine_softmax.fused_ce,
                            fused_softmax_supported=cosine_softmax.supported), ""
 
 

@@ -170,6 +170,8 @@ def triton_ce_fused(x, w, scale, margin, target, weight, chunk):
     """Same contract as ssgan_fast_C::cosine_logits_ce_fused: cross-entropy forward that also
     writes dx, dw for dL/dloss_b = weight, over row chunks of `chunk`. (loss, lse, rx, rw, dx, dw)"""
     kern = kernels("triton")
+    if kern.fused_softmax_supported(x, w):  # C <= 256: everything in one launch
+        return kern.fused_ce(x, w, scale, margin, target.contiguous(), weight)
     cdt = compute_dtype(x, w, "triton")
     xf, wf = x.to(cdt).contiguous(), w.to(cdt).contiguous()
     sc = torch.full((1,), scale, dtype=cdt, device=x.device)
