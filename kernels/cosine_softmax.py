@@ -6,10 +6,9 @@ Forward: one program owns BLOCK_B rows and all K columns; it walks D in BLOCK_D 
 accumulating x.p^T with tl.dot together with the squared row norms of x and of the prototypes,
 then scales by 1 / (||x|| ||p|| tau), masks the row's group, and writes probabilities, lse,
 entropy, 1/||x|| and 1/||p||. No logits tensor, no separate norm or GEMM launches.
-
-The backward is one launch too (`fused_backward`): dx rows are complete inside a row block,
-dw is accumulated with atomics. Same results as the generic path (torch GEMM +
-kernels/cosine_logits row kernels), which the Triton backend keeps for K > 256.
+Gradients: dx rows are complete inside a row block; dw is accumulated with atomics.
+Same results as the generic path (torch GEMM + kernels/cosine_logits row kernels), which the
+Triton backend keeps for K > 256.
 """
 import contextlib
 import os
@@ -25,6 +24,54 @@ NORM_EPS = 1e-12
 
 
 @triton.jit
+def _dots_and_norms(x, sxb, sxd, p, spk, spd, rows, rmask, cols, cmask, D,
+                    BLOCK_B: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr):
+    """x_b . p_k for the block, and 1 / max(norm, eps) of its rows and columns. fp32 products for
+    every input dtype: at K <= 256 the kernel is latency-bound, tensor-core precision buys nothing."""
+    acc = tl.zeros([BLOCK_B, BLOCK_K], tl.float32)
+    xs = tl.zeros([BLOCK_B], tl.float32)
+    ps = tl.zeros([BLOCK_K], tl.float32)
+    for d0 in range(0, D, BLOCK_D):
+        ds = d0 + tl.arange(0, BLOCK_D)
+        dmask = ds < D
+        xf = tl.load(x + rows[:, None] * sxb + ds[None, :] * sxd, mask=rmask[:, None] & dmask[None, :],
+                     other=0.0).to(tl.float32)
+        pf = tl.load(p + cols[:, None] * spk + ds[None, :] * spd, mask=cmask[:, None] & dmask[None, :],
+                     other=0.0).to(tl.float32)
+        acc = tl.dot(xf, tl.trans(pf), acc, input_precision="ieee")
+        xs += tl.sum(xf * xf, 1)
+        ps += tl.sum(pf * pf, 1)
+    return acc, 1.0 / tl.maximum(tl.sqrt(xs), NORM_EPS), 1.0 / tl.maximum(tl.sqrt(ps), NORM_EPS)
+
+
+@triton.jit
+def _input_grads(x, sxb, sxd, p, spk, spd, rows, rmask, cols, cmask, D, dc, c, xr, wr, dx, sdb, dw_acc,
+                 BLOCK_D: tl.constexpr):
+    """From dcos of the block (0 outside it): dx = e p - k_x (sum_k dcos cos) x for its rows
+    (complete), dw += e^T x - k_w (sum_b dcos cos) p (atomic), with e = dcos rx rw and
+    k = r^2 where the norm was not clamped. Returns the block's sum of dcos * cos."""
+    dcc = dc * c
+    rd = tl.sum(dcc, 1)
+    cd = tl.sum(dcc, 0)
+    e = dc * xr[:, None] * wr[None, :]
+    kx = tl.where(xr < 1.0 / NORM_EPS, xr * xr, 0.0) * rd
+    kw = tl.where(wr < 1.0 / NORM_EPS, wr * wr, 0.0) * cd
+    for d0 in range(0, D, BLOCK_D):
+        ds = d0 + tl.arange(0, BLOCK_D)
+        dmask = ds < D
+        xt = tl.load(x + rows[:, None] * sxb + ds[None, :] * sxd, mask=rmask[:, None] & dmask[None, :],
+                     other=0.0).to(tl.float32)
+        pt = tl.load(p + cols[:, None] * spk + ds[None, :] * spd, mask=cmask[:, None] & dmask[None, :],
+                     other=0.0).to(tl.float32)
+        dxt = tl.dot(e, pt, input_precision="ieee") - kx[:, None] * xt
+        tl.store(dx + rows[:, None] * sdb + ds[None, :], dxt.to(dx.dtype.element_ty),
+                 mask=rmask[:, None] & dmask[None, :])
+        dwt = tl.dot(tl.trans(e), xt, input_precision="ieee") - kw[:, None] * pt
+        tl.atomic_add(dw_acc + cols[:, None] * D + ds[None, :], dwt, mask=cmask[:, None] & dmask[None, :])
+    return tl.sum(rd, 0)
+
+
+@triton.jit
 def _fused_fwd_kernel(x, sxb, sxd, p, spk, spd, scale, lo, hi, probs, stats, rx_out, rw_out, B, K, D,
                       HAS_GROUP: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_K: tl.constexpr,
                       BLOCK_D: tl.constexpr):
@@ -33,36 +80,17 @@ def _fused_fwd_kernel(x, sxb, sxd, p, spk, spd, scale, lo, hi, probs, stats, rx_
     cols = tl.arange(0, BLOCK_K)
     rmask = rows < B
     cmask = cols < K
-    acc = tl.zeros([BLOCK_B, BLOCK_K], tl.float32)
-    xs = tl.zeros([BLOCK_B], tl.float32)
-    ps = tl.zeros([BLOCK_K], tl.float32)
-    for d0 in range(0, D, BLOCK_D):
-        ds = d0 + tl.arange(0, BLOCK_D)
-        dmask = ds < D
-        xt = tl.load(x + rows[:, None] * sxb + ds[None, :] * sxd, mask=rmask[:, None] & dmask[None, :], other=0.0)
-        pt = tl.load(p + cols[:, None] * spk + ds[None, :] * spd, mask=cmask[:, None] & dmask[None, :], other=0.0)
-        # fp32 products for every input dtype (as the generic path's fp32 GEMM): at K <= 256 the
-        # dot is tiny and the kernel is latency-bound, so tensor-core precision buys nothing
-        xf = xt.to(tl.float32)
-        pf = pt.to(tl.float32)
-        acc = tl.dot(xf, tl.trans(pf), acc, input_precision="ieee")
-        xs += tl.sum(xf * xf, 1)
-        ps += tl.sum(pf * pf, 1)
-    rx = 1.0 / tl.maximum(tl.sqrt(xs), NORM_EPS)
-    rw = 1.0 / tl.maximum(tl.sqrt(ps), NORM_EPS)
-    s = tl.load(scale)
-    logit = s * acc * rx[:, None] * rw[None, :]
+    acc, rx, rw = _dots_and_norms(x, sxb, sxd, p, spk, spd, rows, rmask, cols, cmask, D, BLOCK_B, BLOCK_K, BLOCK_D)
+    logit = tl.load(scale) * acc * rx[:, None] * rw[None, :]
     valid = rmask[:, None] & cmask[None, :]
     if HAS_GROUP:
         l = tl.load(lo + rows, mask=rmask, other=0)
         h = tl.load(hi + rows, mask=rmask, other=0)
         valid = valid & (cols[None, :] >= l[:, None]) & (cols[None, :] < h[:, None])
     logit = tl.where(valid, logit, float("-inf"))
-    mx = tl.max(logit, 1)
-    mx = tl.where(rmask, mx, 0.0)
+    mx = tl.where(rmask, tl.max(logit, 1), 0.0)
     e = tl.where(valid, tl.exp(logit - mx[:, None]), 0.0)
-    ssum = tl.sum(e, 1)
-    ssum = tl.where(rmask, ssum, 1.0)
+    ssum = tl.where(rmask, tl.sum(e, 1), 1.0)
     pr = e / ssum[:, None]
     lse = mx + tl.log(ssum)
     ent = lse - tl.sum(pr * tl.where(valid, logit, 0.0), 1)
@@ -77,10 +105,7 @@ def _fused_fwd_kernel(x, sxb, sxd, p, spk, spd, scale, lo, hi, probs, stats, rx_
 @triton.jit
 def _fused_bwd_kernel(x, sxb, sxd, p, spk, spd, P, G, lse, rx, rw, scale, dx, sdb, dw_acc, rd_total, B, K, D,
                       BLOCK_B: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr):
-    """Softmax backward for K <= 256 in one launch. Per row block: dcos = s P (G - <P, G>), cos from
-    the saved probabilities ((log P + lse) / s), e = dcos rx rw; then per D chunk
-    dx = e p - k_x (sum_k dcos cos) x  (complete: the block holds all K columns) and
-    dw += e^T x - k_w (sum_b dcos cos) p  (atomic: every row block adds its share)."""
+    """Softmax backward: dcos = s P (G - <P, G>), cos recovered as (log P + lse) / s."""
     pid = tl.program_id(0)
     rows = pid * BLOCK_B + tl.arange(0, BLOCK_B)
     cols = tl.arange(0, BLOCK_K)
@@ -93,57 +118,24 @@ def _fused_bwd_kernel(x, sxb, sxd, p, spk, spd, P, G, lse, rx, rw, scale, dx, sd
     ls = tl.load(lse + rows, mask=rmask, other=0.0)
     xr = tl.load(rx + rows, mask=rmask, other=0.0)
     wr = tl.load(rw + cols, mask=cmask, other=0.0)
-    pg = tl.sum(pr * g, 1)
-    dc = s * pr * (g - pg[:, None])
+    dc = s * pr * (g - tl.sum(pr * g, 1)[:, None])
     c = tl.where(pr > 0.0, (tl.log(tl.where(pr > 0.0, pr, 1.0)) + ls[:, None]) / s, 0.0)
-    dcc = dc * c
-    rd = tl.sum(dcc, 1)
-    cd = tl.sum(dcc, 0)
-    tl.atomic_add(rd_total, tl.sum(rd, 0))
-    e = dc * xr[:, None] * wr[None, :]
-    kx = tl.where(xr < 1.0 / NORM_EPS, xr * xr, 0.0) * rd
-    kw = tl.where(wr < 1.0 / NORM_EPS, wr * wr, 0.0) * cd
-    for d0 in range(0, D, BLOCK_D):
-        ds = d0 + tl.arange(0, BLOCK_D)
-        dmask = ds < D
-        xt = tl.load(x + rows[:, None] * sxb + ds[None, :] * sxd, mask=rmask[:, None] & dmask[None, :],
-                     other=0.0).to(tl.float32)
-        pt = tl.load(p + cols[:, None] * spk + ds[None, :] * spd, mask=cmask[:, None] & dmask[None, :],
-                     other=0.0).to(tl.float32)
-        dxt = tl.dot(e, pt, input_precision="ieee") - kx[:, None] * xt
-        tl.store(dx + rows[:, None] * sdb + ds[None, :], dxt.to(dx.dtype.element_ty),
-                 mask=rmask[:, None] & dmask[None, :])
-        dwt = tl.dot(tl.trans(e), xt, input_precision="ieee") - kw[:, None] * pt
-        tl.atomic_add(dw_acc + cols[:, None] * D + ds[None, :], dwt, mask=cmask[:, None] & dmask[None, :])
+    rd = _input_grads(x, sxb, sxd, p, spk, spd, rows, rmask, cols, cmask, D, dc, c, xr, wr, dx, sdb, dw_acc, BLOCK_D)
+    tl.atomic_add(rd_total, rd)
 
 
 @triton.jit
 def _fused_ce_kernel(x, sxb, sxd, p, spk, spd, target, loss_out, lse_out, rx_out, rw_out, dx, sdb, dw_acc,
                      B, K, D, s, weight, cos_m, sin_m, th, mm, EPS: tl.constexpr,
                      BLOCK_B: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr):
-    """AAM cross-entropy (aam-discriminator Eq. 8) for C <= 256 in one launch: loss, lse and the
-    gradients for dL/dloss_b = weight (dx per row block, dw by atomics)."""
+    """AAM cross-entropy: loss, lse, and the gradients for dL/dloss_b = weight."""
     pid = tl.program_id(0)
     rows = pid * BLOCK_B + tl.arange(0, BLOCK_B)
     cols = tl.arange(0, BLOCK_K)
     rmask = rows < B
     cmask = cols < K
     m2 = rmask[:, None] & cmask[None, :]
-    acc = tl.zeros([BLOCK_B, BLOCK_K], tl.float32)
-    xs = tl.zeros([BLOCK_B], tl.float32)
-    ps = tl.zeros([BLOCK_K], tl.float32)
-    for d0 in range(0, D, BLOCK_D):
-        ds = d0 + tl.arange(0, BLOCK_D)
-        dmask = ds < D
-        xf = tl.load(x + rows[:, None] * sxb + ds[None, :] * sxd, mask=rmask[:, None] & dmask[None, :],
-                     other=0.0).to(tl.float32)
-        pf = tl.load(p + cols[:, None] * spk + ds[None, :] * spd, mask=cmask[:, None] & dmask[None, :],
-                     other=0.0).to(tl.float32)
-        acc = tl.dot(xf, tl.trans(pf), acc, input_precision="ieee")
-        xs += tl.sum(xf * xf, 1)
-        ps += tl.sum(pf * pf, 1)
-    xr = 1.0 / tl.maximum(tl.sqrt(xs), NORM_EPS)
-    wr = 1.0 / tl.maximum(tl.sqrt(ps), NORM_EPS)
+    acc, xr, wr = _dots_and_norms(x, sxb, sxd, p, spk, spd, rows, rmask, cols, cmask, D, BLOCK_B, BLOCK_K, BLOCK_D)
     c = acc * xr[:, None] * wr[None, :]
     t = tl.load(target + rows, mask=rmask, other=-1)
     is_t = cols[None, :] == t[:, None]
@@ -152,32 +144,14 @@ def _fused_ce_kernel(x, sxb, sxd, p, spk, spd, target, loss_out, lse_out, rx_out
     ex = tl.where(m2, tl.exp(logit - mx[:, None]), 0.0)
     ssum = tl.where(rmask, tl.sum(ex, 1), 1.0)
     lse = mx + tl.log(ssum)
-    tlogit = tl.sum(tl.where(is_t & m2, logit, 0.0), 1)
-    tl.store(loss_out + rows, lse - tlogit, mask=rmask)
+    tl.store(loss_out + rows, lse - tl.sum(tl.where(is_t & m2, logit, 0.0), 1), mask=rmask)
     tl.store(lse_out + rows, lse, mask=rmask)
     tl.store(rx_out + rows, xr, mask=rmask)
     if pid == 0:
         tl.store(rw_out + cols, wr, mask=cmask)
     dl = weight * (ex / ssum[:, None] - tl.where(is_t, 1.0, 0.0))
     dc = tl.where(m2, s * dl * tl.where(is_t, _margin_bwd(c, cos_m, sin_m, th, EPS), 1.0), 0.0)
-    dcc = dc * c
-    rd = tl.sum(dcc, 1)
-    cd = tl.sum(dcc, 0)
-    e = dc * xr[:, None] * wr[None, :]
-    kx = tl.where(xr < 1.0 / NORM_EPS, xr * xr, 0.0) * rd
-    kw = tl.where(wr < 1.0 / NORM_EPS, wr * wr, 0.0) * cd
-    for d0 in range(0, D, BLOCK_D):
-        ds = d0 + tl.arange(0, BLOCK_D)
-        dmask = ds < D
-        xt = tl.load(x + rows[:, None] * sxb + ds[None, :] * sxd, mask=rmask[:, None] & dmask[None, :],
-                     other=0.0).to(tl.float32)
-        pt = tl.load(p + cols[:, None] * spk + ds[None, :] * spd, mask=cmask[:, None] & dmask[None, :],
-                     other=0.0).to(tl.float32)
-        dxt = tl.dot(e, pt, input_precision="ieee") - kx[:, None] * xt
-        tl.store(dx + rows[:, None] * sdb + ds[None, :], dxt.to(dx.dtype.element_ty),
-                 mask=rmask[:, None] & dmask[None, :])
-        dwt = tl.dot(tl.trans(e), xt, input_precision="ieee") - kw[:, None] * pt
-        tl.atomic_add(dw_acc + cols[:, None] * D + ds[None, :], dwt, mask=cmask[:, None] & dmask[None, :])
+    _input_grads(x, sxb, sxd, p, spk, spd, rows, rmask, cols, cmask, D, dc, c, xr, wr, dx, sdb, dw_acc, BLOCK_D)
 
 
 def _configs():
@@ -191,52 +165,53 @@ _fused_bwd_tuned = triton.autotune(_configs(), key=["B", "K", "D"], reset_to_zer
     _fused_bwd_kernel)
 
 
+def _launch(kernel, tuned, B, K, args, **meta):
+    """On the tensors' device; heuristic tiles under the interpreter, autotuned ones on a GPU."""
+    BK = max(16, triton.next_power_of_2(K))
+    ctx = torch.cuda.device(args[0].device) if args[0].is_cuda else contextlib.nullcontext()
+    with ctx:
+        if os.environ.get("TRITON_INTERPRET") == "1":
+            kernel[(triton.cdiv(B, 16),)](*args, **meta, BLOCK_B=16, BLOCK_K=BK, BLOCK_D=32)
+        else:
+            tuned[lambda META: (triton.cdiv(B, META["BLOCK_B"]),)](*args, **meta, BLOCK_K=BK)
+
+
 def supported(x, w) -> bool:
     return w.shape[0] <= MAX_K and x.dtype == w.dtype and x.dtype != torch.float64
+
+
+def _views(x, w):
+    return (x, x.stride(0), x.stride(1), w, w.stride(0), w.stride(1))
 
 
 def fused_forward(x, w, scale, lo, hi):
     """(probs float32 [B, K], stats [3, B] with lse and entropy, rx [B], rw [K])."""
     B, D = x.shape
     K = w.shape[0]
-    probs = torch.empty(B, K, dtype=torch.float32, device=x.device)
-    stats = torch.zeros(3, B, dtype=torch.float32, device=x.device)
-    rx = torch.empty(B, dtype=torch.float32, device=x.device)
-    rw = torch.empty(K, dtype=torch.float32, device=x.device)
+    f32 = dict(dtype=torch.float32, device=x.device)
+    probs, stats = torch.empty(B, K, **f32), torch.zeros(3, B, **f32)
+    rx, rw = torch.empty(B, **f32), torch.empty(K, **f32)
     has_group = lo is not None and lo.numel() > 0
     lo_, hi_ = (lo, hi) if has_group else (rx, rx)  # never dereferenced without a group
-    BK = max(16, triton.next_power_of_2(K))
-    args = (x, x.stride(0), x.stride(1), w, w.stride(0), w.stride(1), scale, lo_, hi_, probs, stats, rx, rw, B, K, D)
-    ctx = torch.cuda.device(x.device) if x.is_cuda else contextlib.nullcontext()
-    with ctx:
-        if os.environ.get("TRITON_INTERPRET") == "1":
-            _fused_fwd_kernel[(triton.cdiv(B, 16),)](*args, HAS_GROUP=has_group, BLOCK_B=16, BLOCK_K=BK, BLOCK_D=32)
-        else:
-            _fused_tuned[lambda META: (triton.cdiv(B, META["BLOCK_B"]),)](*args, HAS_GROUP=has_group, BLOCK_K=BK)
+    _launch(_fused_fwd_kernel, _fused_tuned, B, K,
+            (*_views(x, w), scale, lo_, hi_, probs, stats, rx, rw, B, K, D), HAS_GROUP=has_group)
     return probs, stats, rx, rw
 
 
 def fused_backward(x, w, rx, rw, scale, probs, lse, grad):
-    """(dx in x's dtype, dw in w's dtype, sum_bk dcos * cos) of the softmax for K <= 256."""
+    """(dx in x's dtype, dw in w's dtype, sum_bk dcos * cos) of the softmax."""
     B, D = x.shape
     K = w.shape[0]
     dx = torch.empty(B, D, dtype=x.dtype, device=x.device)
     dw = torch.zeros(K, D, dtype=torch.float32, device=x.device)
     rd = torch.zeros(1, dtype=torch.float32, device=x.device)
-    BK = max(16, triton.next_power_of_2(K))
-    args = (x, x.stride(0), x.stride(1), w, w.stride(0), w.stride(1), probs, grad, lse, rx, rw, scale, dx, dx.stride(0),
-            dw, rd, B, K, D)
-    ctx = torch.cuda.device(x.device) if x.is_cuda else contextlib.nullcontext()
-    with ctx:
-        if os.environ.get("TRITON_INTERPRET") == "1":
-            _fused_bwd_kernel[(triton.cdiv(B, 16),)](*args, BLOCK_B=16, BLOCK_K=BK, BLOCK_D=32)
-        else:
-            _fused_bwd_tuned[lambda META: (triton.cdiv(B, META["BLOCK_B"]),)](*args, BLOCK_K=BK)
+    _launch(_fused_bwd_kernel, _fused_bwd_tuned, B, K,
+            (*_views(x, w), probs, grad, lse, rx, rw, scale, dx, dx.stride(0), dw, rd, B, K, D))
     return dx, dw.to(w.dtype), rd[0]
 
 
 def fused_ce(x, w, s, m, target, weight):
-    """(loss, lse, rx, rw, dx, dw) of the AAM cross-entropy for C <= 256, one launch."""
+    """(loss, lse, rx, rw, dx, dw) of the AAM cross-entropy for dL/dloss_b = weight."""
     B, D = x.shape
     K = w.shape[0]
     f32 = dict(dtype=torch.float32, device=x.device)
@@ -244,13 +219,7 @@ def fused_ce(x, w, s, m, target, weight):
     dx = torch.empty(B, D, dtype=x.dtype, device=x.device)
     dw = torch.zeros(K, D, **f32)
     cm, sm, th, mm = margin_constants(m)
-    BK = max(16, triton.next_power_of_2(K))
-    args = (x, x.stride(0), x.stride(1), w, w.stride(0), w.stride(1), target, loss, lse, rx, rw, dx, dx.stride(0), dw,
-            B, K, D, float(s), float(weight), cm, sm, th, mm)
-    ctx = torch.cuda.device(x.device) if x.is_cuda else contextlib.nullcontext()
-    with ctx:
-        if os.environ.get("TRITON_INTERPRET") == "1":
-            _fused_ce_kernel[(triton.cdiv(B, 16),)](*args, EPS=MARGIN_CLAMP_EPS, BLOCK_B=16, BLOCK_K=BK, BLOCK_D=32)
-        else:
-            _fused_ce_tuned[lambda META: (triton.cdiv(B, META["BLOCK_B"]),)](*args, EPS=MARGIN_CLAMP_EPS, BLOCK_K=BK)
+    _launch(_fused_ce_kernel, _fused_ce_tuned, B, K,
+            (*_views(x, w), target, loss, lse, rx, rw, dx, dx.stride(0), dw, B, K, D, float(s), float(weight),
+             cm, sm, th, mm), EPS=MARGIN_CLAMP_EPS)
     return loss, lse, rx, rw, dx, dw.to(w.dtype)
