@@ -140,18 +140,20 @@ def _train_fn(x, p, w, t, labels, offsets):
     return loss + (probs * probs).sum() + aam_logits(x, w, t).mean()
 
 
+@pytest.mark.parametrize("device,backend", [("cpu", "cpp"), pytest.param("cuda", "triton", marks=pytest.mark.gpu),
+                                            pytest.param("cuda", "cuda", marks=pytest.mark.gpu)])
 @pytest.mark.parametrize("compile_backend", ["aot_eager", "inductor"])
-def test_torch_compile_fullgraph(compile_backend, use_backend):
+def test_torch_compile_fullgraph(compile_backend, device, backend, use_backend):
     """A function using every op compiles without graph breaks and matches eager, grads included."""
-    use_backend("cpp")
+    use_backend(backend)
     torch._dynamo.reset()
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(8, 6, generator=g, requires_grad=True)
-    p = torch.randn(4, 6, generator=g, requires_grad=True)
-    w = torch.randn(5, 6, generator=g, requires_grad=True)
-    t = torch.randint(0, 5, (8,), generator=g)
-    labels = torch.randint(0, 2, (8,), generator=g)
-    offsets = group_offsets([2, 2])
+    x = torch.randn(8, 6, generator=g).to(device).requires_grad_()
+    p = torch.randn(4, 6, generator=g).to(device).requires_grad_()
+    w = torch.randn(5, 6, generator=g).to(device).requires_grad_()
+    t = torch.randint(0, 5, (8,), generator=g).to(device)
+    labels = torch.randint(0, 2, (8,), generator=g).to(device)
+    offsets = group_offsets([2, 2]).to(device)
     eager = _train_fn(x, p, w, t, labels, offsets)
     ge = torch.autograd.grad(eager, (x, p, w))
     compiled = torch.compile(_train_fn, fullgraph=True, backend=compile_backend)
