@@ -251,22 +251,25 @@ def _define(name: str, fwd, fake, setup, grads):
     op.register_autograd(lambda ctx, *g: grads(ctx, _bwd_fn(ctx.backend, True), *g), setup_context=setup)
 
     class Fn(torch.autograd.Function):
+        # Eager path: only the op's first output leaves the Function (the others are saved in ctx),
+        # so autograd tracks one output and materialises no zero gradients for the rest.
         @staticmethod
         def forward(ctx, *inputs):
             out = fwd(*inputs)
             setup(ctx, inputs, out)
-            return out
+            return out[0]
 
         @staticmethod
         @once_differentiable  # the backward kernels are not differentiable: say so, never return wrong 2nd derivatives
-        def backward(ctx, *g):
-            return grads(ctx, _bwd_fn(ctx.backend, False), *g)
+        def backward(ctx, g):
+            return grads(ctx, _bwd_fn(ctx.backend, False), g)
 
     Fn.__name__ = f"{name}_function"
 
     def call(*inputs):
+        """The op's first output (the probabilities, logits or loss), differentiable."""
         if torch.compiler.is_compiling():
-            return op(*inputs)
+            return op(*inputs)[0]
         return Fn.apply(*inputs)
     call.op = op
     return call

@@ -44,7 +44,7 @@ def aam_logits(x: torch.Tensor, weight: torch.Tensor, target: torch.Tensor, s: f
     backend = pick_backend(x.device)
     if backend == "ref":
         return reference.aam_logits(x, weight, target.long(), float(s), float(m))
-    return aam_logits_op(x, weight, target.long().contiguous(), float(s), float(m), backend)[0]
+    return aam_logits_op(x, weight, target.long().contiguous(), float(s), float(m), backend)
 
 
 def aam_cross_entropy(x: torch.Tensor, weight: torch.Tensor, target: torch.Tensor, s: float = 30.0,
@@ -73,5 +73,5 @@ def aam_cross_entropy(x: torch.Tensor, weight: torch.Tensor, target: torch.Tenso
         return out if out.dtype == torch.float64 else out.float()
     need_grad = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
     loss = aam_cross_entropy_op(x, weight, target.long().contiguous(), float(s), float(m), reduction, need_grad,
-                                backend, int(chunk_size))[0]
+                                backend, int(chunk_size))
     return loss if loss.dtype == torch.float64 else loss.float()

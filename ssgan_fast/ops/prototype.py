@@ -85,7 +85,7 @@ def cosine_softmax(x: torch.Tensor, protos: torch.Tensor, tau=1.0, group=None) -
     backend = pick_backend(x.device)
     if backend == "ref":
         return reference.cosine_softmax(x, protos, tau, group)
-    return cosine_softmax_op(x, protos, tau_t, scale, lo, hi, backend)[0]
+    return cosine_softmax_op(x, protos, tau_t, scale, lo, hi, backend)
 
 
 def clustering_loss(x: torch.Tensor, protos: torch.Tensor, tau=1.0, lam: float = 4.0) -> torch.Tensor:
@@ -103,7 +103,7 @@ def clustering_loss(x: torch.Tensor, protos: torch.Tensor, tau=1.0, lam: float =
     if backend == "ref":
         out = reference.clustering_loss(x, protos, tau, lam)
         return out if out.dtype == torch.float64 else out.float()
-    return clustering_loss_op(x, protos, tau_t, scale, float(lam), backend)[0]
+    return clustering_loss_op(x, protos, tau_t, scale, float(lam), backend)
 
 
 def prototype_ema_update(protos: torch.Tensor, feats: torch.Tensor, weights: torch.Tensor,
