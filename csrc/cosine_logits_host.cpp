@@ -6,7 +6,6 @@
 #include <ATen/Parallel.h>
 
 #include <cmath>
-#include <type_traits>
 
 #include <limits>
 #include <optional>
@@ -22,28 +21,9 @@ at::ScalarType compute_dtype(const at::Tensor& x, const at::Tensor& w) {
   return (x.scalar_type() == at::kDouble || w.scalar_type() == at::kDouble) ? at::kDouble : at::kFloat;
 }
 
-// 1 / max(||row||, eps) in the compute dtype. CPU: one pass, no temporaries (this sits on the
-// small-batch critical path); CUDA: ATen's reduction.
+// 1 / max(||row||, eps) in the compute dtype (ATen's vectorised reduction).
 at::Tensor inv_norm(const at::Tensor& t, at::ScalarType cdt) {
-  if (!t.is_cpu()) return at::linalg_vector_norm(t, 2, {1}, false, cdt).clamp_min_(kNormEps).reciprocal_();
-  const at::Tensor tc = t.contiguous();
-  const int64_t N = tc.size(0), D = tc.size(1);
-  at::Tensor out = at::empty({N}, tc.options().dtype(cdt));
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, tc.scalar_type(), "inv_norm", [&] {
-    using acc_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
-    const scalar_t* p = tc.data_ptr<scalar_t>();
-    at::parallel_for(0, N, std::max<int64_t>(1, (int64_t{1} << 15) / std::max<int64_t>(D, 1)), [&](int64_t a, int64_t b) {
-      for (int64_t i = a; i < b; ++i) {
-        acc_t ss = 0;
-        const scalar_t* r = p + i * D;
-        for (int64_t j = 0; j < D; ++j) ss += static_cast<acc_t>(r[j]) * static_cast<acc_t>(r[j]);
-        const double inv = 1.0 / std::max(std::sqrt(static_cast<double>(ss)), kNormEps);
-        if (cdt == at::kDouble) out.data_ptr<double>()[i] = inv;
-        else out.data_ptr<float>()[i] = static_cast<float>(inv);
-      }
-    });
-  });
-  return out;
+  return at::linalg_vector_norm(t, 2, {1}, false, cdt).clamp_min_(kNormEps).reciprocal_();
 }
 
 // The normalisation backward's second term: g[i, :] -= k_i * dot[i] * v[i, :], with
