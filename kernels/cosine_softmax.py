@@ -24,6 +24,24 @@ NORM_EPS = 1e-12
 
 
 @triton.jit
+def _block(B, K, BLOCK_B: tl.constexpr, BLOCK_K: tl.constexpr):
+    """This program's rows (a block of BLOCK_B) and all K columns, with their bounds masks."""
+    pid = tl.program_id(0)
+    rows = pid * BLOCK_B + tl.arange(0, BLOCK_B)
+    cols = tl.arange(0, BLOCK_K)
+    return pid, rows, cols, rows < B, cols < K
+
+
+@triton.jit
+def _softmax_rows(logit, valid, rmask):
+    """Row softmax of logits (-inf where not valid): (unnormalised exp, row sums, lse)."""
+    mx = tl.where(rmask, tl.max(logit, 1), 0.0)
+    e = tl.where(valid, tl.exp(logit - mx[:, None]), 0.0)
+    ssum = tl.where(rmask, tl.sum(e, 1), 1.0)
+    return e, ssum, mx + tl.log(ssum)
+
+
+@triton.jit
 def _dots_and_norms(x, sxb, sxd, p, spk, spd, rows, rmask, cols, cmask, D,
                     BLOCK_B: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr):
     """x_b . p_k for the block, and 1 / max(norm, eps) of its rows and columns. fp32 products for
@@ -75,11 +93,7 @@ def _input_grads(x, sxb, sxd, p, spk, spd, rows, rmask, cols, cmask, D, dc, c, x
 def _fused_fwd_kernel(x, sxb, sxd, p, spk, spd, scale, lo, hi, probs, stats, rx_out, rw_out, B, K, D,
                       HAS_GROUP: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_K: tl.constexpr,
                       BLOCK_D: tl.constexpr):
-    pid = tl.program_id(0)
-    rows = pid * BLOCK_B + tl.arange(0, BLOCK_B)
-    cols = tl.arange(0, BLOCK_K)
-    rmask = rows < B
-    cmask = cols < K
+    pid, rows, cols, rmask, cmask = _block(B, K, BLOCK_B, BLOCK_K)
     acc, rx, rw = _dots_and_norms(x, sxb, sxd, p, spk, spd, rows, rmask, cols, cmask, D, BLOCK_B, BLOCK_K, BLOCK_D)
     logit = tl.load(scale) * acc * rx[:, None] * rw[None, :]
     valid = rmask[:, None] & cmask[None, :]
@@ -88,11 +102,8 @@ def _fused_fwd_kernel(x, sxb, sxd, p, spk, spd, scale, lo, hi, probs, stats, rx_
         h = tl.load(hi + rows, mask=rmask, other=0)
         valid = valid & (cols[None, :] >= l[:, None]) & (cols[None, :] < h[:, None])
     logit = tl.where(valid, logit, float("-inf"))
-    mx = tl.where(rmask, tl.max(logit, 1), 0.0)
-    e = tl.where(valid, tl.exp(logit - mx[:, None]), 0.0)
-    ssum = tl.where(rmask, tl.sum(e, 1), 1.0)
+    e, ssum, lse = _softmax_rows(logit, valid, rmask)
     pr = e / ssum[:, None]
-    lse = mx + tl.log(ssum)
     ent = lse - tl.sum(pr * tl.where(valid, logit, 0.0), 1)
     tl.store(probs + rows[:, None] * K + cols[None, :], pr, mask=rmask[:, None] & cmask[None, :])
     tl.store(stats + rows, lse, mask=rmask)
@@ -106,11 +117,7 @@ def _fused_fwd_kernel(x, sxb, sxd, p, spk, spd, scale, lo, hi, probs, stats, rx_
 def _fused_bwd_kernel(x, sxb, sxd, p, spk, spd, P, G, lse, rx, rw, scale, dx, sdb, dw_acc, rd_total, B, K, D,
                       BLOCK_B: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr):
     """Softmax backward: dcos = s P (G - <P, G>), cos recovered as (log P + lse) / s."""
-    pid = tl.program_id(0)
-    rows = pid * BLOCK_B + tl.arange(0, BLOCK_B)
-    cols = tl.arange(0, BLOCK_K)
-    rmask = rows < B
-    cmask = cols < K
+    pid, rows, cols, rmask, cmask = _block(B, K, BLOCK_B, BLOCK_K)
     m2 = rmask[:, None] & cmask[None, :]
     s = tl.load(scale)
     pr = tl.load(P + rows[:, None] * K + cols[None, :], mask=m2, other=0.0)
@@ -129,21 +136,14 @@ def _fused_ce_kernel(x, sxb, sxd, p, spk, spd, target, loss_out, lse_out, rx_out
                      B, K, D, s, weight, cos_m, sin_m, th, mm, EPS: tl.constexpr,
                      BLOCK_B: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr):
     """AAM cross-entropy: loss, lse, and the gradients for dL/dloss_b = weight."""
-    pid = tl.program_id(0)
-    rows = pid * BLOCK_B + tl.arange(0, BLOCK_B)
-    cols = tl.arange(0, BLOCK_K)
-    rmask = rows < B
-    cmask = cols < K
+    pid, rows, cols, rmask, cmask = _block(B, K, BLOCK_B, BLOCK_K)
     m2 = rmask[:, None] & cmask[None, :]
     acc, xr, wr = _dots_and_norms(x, sxb, sxd, p, spk, spd, rows, rmask, cols, cmask, D, BLOCK_B, BLOCK_K, BLOCK_D)
     c = acc * xr[:, None] * wr[None, :]
     t = tl.load(target + rows, mask=rmask, other=-1)
     is_t = cols[None, :] == t[:, None]
     logit = tl.where(m2, s * tl.where(is_t, _margin_fwd(c, cos_m, sin_m, th, mm, EPS), c), float("-inf"))
-    mx = tl.where(rmask, tl.max(logit, 1), 0.0)
-    ex = tl.where(m2, tl.exp(logit - mx[:, None]), 0.0)
-    ssum = tl.where(rmask, tl.sum(ex, 1), 1.0)
-    lse = mx + tl.log(ssum)
+    ex, ssum, lse = _softmax_rows(logit, m2, rmask)
     tl.store(loss_out + rows, lse - tl.sum(tl.where(is_t & m2, logit, 0.0), 1), mask=rmask)
     tl.store(lse_out + rows, lse, mask=rmask)
     tl.store(rx_out + rows, xr, mask=rmask)
