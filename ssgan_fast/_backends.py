@@ -99,11 +99,11 @@ def availability(name: str, device: torch.device | str | None = None) -> tuple[b
 
 @functools.lru_cache(maxsize=None)
 def kernels(name: str):
-    """The kernel namespace of a backend: fwd_rows, bwd_rows, ce_rows, ema_rows."""
+    """The kernels a backend's Python side calls. Triton: the row kernels, the single-launch
+    kernels and ema_rows (its host loop is Python). cpp / cuda: ema_rows only - their row kernels
+    run inside the C++ host (ssgan_fast_C::cosine_logits_forward / _backward / _ce_fused)."""
     if name in ("cpp", "cuda"):
-        ops = torch.ops.ssgan_fast_C
-        return SimpleNamespace(fwd_rows=ops.cosine_logits_fwd_rows, bwd_rows=ops.cosine_logits_bwd_rows,
-                               ce_rows=ops.cosine_logits_ce_rows, ema_rows=ops.prototype_ema_rows)
+        return SimpleNamespace(ema_rows=torch.ops.ssgan_fast_C.prototype_ema_rows)
     if name == "triton":
         mod, why = _load_triton()
         if mod is None:

@@ -132,10 +132,8 @@ def triton_backward(x, w, rx, rw, tau, scale, margin, target, lo, hi, mode, save
     """Same contract as ssgan_fast_C::cosine_logits_backward: (dx, dw, sum_bk dcos * cos)."""
     kern = kernels("triton")
     cdt = compute_dtype(x, w, "triton")
-    xf = x.to(cdt).contiguous()
     sc = _scale_tensor(tau, scale, cdt, x.device)
-    target, lo, hi = (_index_or_empty(t, x) for t in (target, lo, hi))
-    none = xf.new_empty(0)
+    none = torch.empty(0, dtype=cdt, device=x.device)
     saved = saved.to(cdt).contiguous() if saved is not None else none
     lse = lse.to(cdt).contiguous() if lse is not None else none
     grad = grad.to(cdt).contiguous()
@@ -144,6 +142,8 @@ def triton_backward(x, w, rx, rw, tau, scale, margin, target, lo, hi, mode, save
     if mode == PROBS and kern.fused_softmax_supported(x, w):
         # K <= 256: one launch (dx complete per row block, dw by atomics)
         return kern.fused_softmax_backward(x, w, rx, rw, sc, saved, lse, grad)
+    xf = x.to(cdt).contiguous()
+    target, lo, hi = (_index_or_empty(t, x) for t in (target, lo, hi))
     B, D = xf.shape
     K = w.shape[0]
     dx = torch.zeros(B, D, dtype=cdt, device=x.device)
@@ -271,7 +271,6 @@ def _define(name: str, fwd, fake, setup, grads):
         if torch.compiler.is_compiling():
             return op(*inputs)[0]
         return Fn.apply(*inputs)
-    call.op = op
     return call
 
 
@@ -455,5 +454,3 @@ def prototype_ema_update_op(protos, feats, weights, momentum, backend):
         return _ema_op(protos, feats, weights, momentum, backend)
     return _ema_impl(protos, feats, weights, momentum, backend)
 
-
-prototype_ema_update_op.op = _ema_op
