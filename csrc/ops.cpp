@@ -3,6 +3,7 @@
 #include <Python.h>
 #include <torch/library.h>
 
+#include "image_ops.h"
 #include "ops.h"
 
 TORCH_LIBRARY(ssgan_fast_C, m) {
@@ -13,6 +14,11 @@ TORCH_LIBRARY(ssgan_fast_C, m) {
   m.def("cosine_logits_backward(Tensor x, Tensor w, Tensor rx, Tensor rw, Tensor? tau, float scale, float margin, Tensor? target, Tensor? lo, Tensor? hi, int mode, Tensor? saved, Tensor? lse, Tensor grad, float lam, int chunk) -> (Tensor, Tensor, Tensor)");
   m.def("cosine_logits_ce_fused(Tensor x, Tensor w, float scale, float margin, Tensor target, float weight, int chunk) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
   m.def("prototype_ema_rows(Tensor(a!) protos, Tensor sums, Tensor wsum, float momentum) -> ()");
+  m.def("cutmix_forward(Tensor xa, Tensor xb, Tensor boxes) -> (Tensor, Tensor)");
+  m.def("cutmix_backward(Tensor grad, Tensor boxes) -> (Tensor, Tensor)");
+  m.def("mask_embed_forward(Tensor feat, Tensor emb) -> Tensor");
+  m.def("mask_embed_backward(Tensor grad, Tensor feat, Tensor emb) -> (Tensor, Tensor)");
+  m.def("class_moments(Tensor x, Tensor labels, Tensor shift, Tensor(a!) count, Tensor(b!) sum, Tensor(c!) xtx) -> ()");
 }
 
 TORCH_LIBRARY_IMPL(ssgan_fast_C, CPU, m) {
@@ -20,6 +26,11 @@ TORCH_LIBRARY_IMPL(ssgan_fast_C, CPU, m) {
   m.impl("cosine_logits_bwd_rows", &ssgan_fast::cosine_logits_bwd_rows_cpu);
   m.impl("cosine_logits_ce_rows", &ssgan_fast::cosine_logits_ce_rows_cpu);
   m.impl("prototype_ema_rows", &ssgan_fast::prototype_ema_rows_cpu);
+  m.impl("cutmix_forward", &ssgan_fast::cutmix_forward_cpu);
+  m.impl("cutmix_backward", &ssgan_fast::cutmix_backward_cpu);
+  m.impl("mask_embed_forward", &ssgan_fast::mask_embed_forward_cpu);
+  m.impl("mask_embed_backward", &ssgan_fast::mask_embed_backward_cpu);
+  m.impl("class_moments", &ssgan_fast::class_moments_cpu);
   m.impl("cosine_logits_forward", &ssgan_fast::cosine_logits_forward);
   m.impl("cosine_logits_backward", &ssgan_fast::cosine_logits_backward);
   m.impl("cosine_logits_ce_fused", &ssgan_fast::cosine_logits_ce_fused);
@@ -31,6 +42,11 @@ TORCH_LIBRARY_IMPL(ssgan_fast_C, CUDA, m) {
   m.impl("cosine_logits_bwd_rows", &ssgan_fast::cosine_logits_bwd_rows_cuda);
   m.impl("cosine_logits_ce_rows", &ssgan_fast::cosine_logits_ce_rows_cuda);
   m.impl("prototype_ema_rows", &ssgan_fast::prototype_ema_rows_cuda);
+  m.impl("cutmix_forward", &ssgan_fast::cutmix_forward_cuda);
+  m.impl("cutmix_backward", &ssgan_fast::cutmix_backward_cuda);
+  m.impl("mask_embed_forward", &ssgan_fast::mask_embed_forward_cuda);
+  m.impl("mask_embed_backward", &ssgan_fast::mask_embed_backward_cuda);
+  m.impl("class_moments", &ssgan_fast::class_moments_cuda);
   m.impl("cosine_logits_forward", &ssgan_fast::cosine_logits_forward);
   m.impl("cosine_logits_backward", &ssgan_fast::cosine_logits_backward);
   m.impl("cosine_logits_ce_fused", &ssgan_fast::cosine_logits_ce_fused);

@@ -40,7 +40,7 @@ def _load_ext():
 def _load_triton():
     try:
         import triton  # noqa: F401
-        from ssgan_fast.kernels import cosine_logits, cosine_softmax, prototype
+        from ssgan_fast.kernels import cosine_logits, cosine_softmax, cutmix, feature_stats, prototype
     except Exception as e:  # ImportError, or a Triton that fails to initialise
         return None, f"Triton is not usable ({type(e).__name__}: {e})"
     return SimpleNamespace(fwd_rows=cosine_logits.fwd_rows, bwd_rows=cosine_logits.bwd_rows,
@@ -48,7 +48,11 @@ def _load_triton():
                            fused_softmax=cosine_softmax.fused_forward,
                            fused_softmax_backward=cosine_softmax.fused_backward,
                            fused_ce=cosine_softmax.fused_ce,
-                           fused_softmax_supported=cosine_softmax.supported), ""
+                           fused_softmax_supported=cosine_softmax.supported,
+                           cutmix_forward=cutmix.cutmix_forward, cutmix_backward=cutmix.cutmix_backward,
+                           mask_embed_forward=cutmix.mask_embed_forward,
+                           mask_embed_backward=cutmix.mask_embed_backward,
+                           class_moments=feature_stats.class_moments), ""
 
 
 def _interpret() -> bool:

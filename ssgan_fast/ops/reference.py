@@ -87,3 +87,57 @@ def aam_logits(x, weight, target, s=30.0, m=0.5):
 def aam_cross_entropy(x, weight, target, s=30.0, m=0.5, reduction="mean"):
     """aam-discriminator Eq. (8): softmax cross-entropy of the AAM logits (no bias)."""
     return F.cross_entropy(aam_logits(x, weight, target, s, m), target, reduction=reduction)
+
+
+# ---------------------------------------------------------------- op family 3: CutMix + mask embedding
+
+def box_mask(boxes: torch.Tensor, H: int, W: int, dtype=torch.float32) -> torch.Tensor:
+    """[B, 1, H, W] mask: 1 inside box (y0, x0, y1, x1) (half-open: y0 <= y < y1, x0 <= x < x1)."""
+    b = boxes.long()
+    ys = torch.arange(H, device=boxes.device)[None, :]
+    xs = torch.arange(W, device=boxes.device)[None, :]
+    my = (ys >= b[:, 0:1]) & (ys < b[:, 2:3])
+    mx = (xs >= b[:, 1:2]) & (xs < b[:, 3:4])
+    return (my[:, :, None] & mx[:, None, :]).unsqueeze(1).to(dtype)
+
+
+def cutmix(xa: torch.Tensor, xb: torch.Tensor, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """MED-GAN Eq. (1): x_hat = m * xa + (1 - m) * xb with m = 1 inside the box (a selection: no
+    arithmetic on the pixel values). Returns (mixed, mask [B, 1, H, W])."""
+    mask = box_mask(boxes, xa.shape[2], xa.shape[3], xa.dtype)
+    return torch.where(mask.bool(), xa, xb), mask
+
+
+def nearest_index(n_out: int, n_in: int, device=None) -> torch.Tensor:
+    """Source index floor(i * n_in / n_out) of each of n_out destination positions (exact integer
+    arithmetic; equals F.interpolate(mode="nearest") whenever one size divides the other)."""
+    return torch.arange(n_out, device=device) * n_in // n_out
+
+
+def resize_nearest(emb: torch.Tensor, H: int, W: int) -> torch.Tensor:
+    iy = nearest_index(H, emb.shape[2], emb.device)
+    ix = nearest_index(W, emb.shape[3], emb.device)
+    return emb[:, :, iy][:, :, :, ix]
+
+
+def mask_embed(feat: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+    """MED-GAN Eq. (2): D_f(x, m) = D_f(x) + A_mask(m) * D_f(x), with emb = A_mask(m) [B, 1 or C, h, w]
+    resized to the resolution of feat by nearest neighbour."""
+    up = resize_nearest(emb.to(feat.dtype), feat.shape[2], feat.shape[3])
+    return feat + up * feat
+
+
+# ---------------------------------------------------------------- op family 4: feature statistics
+
+def class_moments(x: torch.Tensor, labels: torch.Tensor, shift: torch.Tensor, num_classes: int):
+    """Per-class (count [C], sum [C, D], X^T X [C, D, D]) of y = x - shift[label], in float64."""
+    x = x.double()
+    y = x - shift.double()[labels]
+    C, D = num_classes, x.shape[1]
+    count = torch.bincount(labels, minlength=C).double()
+    s = torch.zeros(C, D, dtype=torch.float64, device=x.device).index_add_(0, labels, y)
+    xtx = torch.zeros(C, D, D, dtype=torch.float64, device=x.device)
+    for c in torch.unique(labels).tolist():
+        yc = y[labels == c]
+        xtx[c] = yc.t() @ yc
+    return count, s, xtx
