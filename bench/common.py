@@ -213,7 +213,8 @@ def bench_case(op: str, shape: dict, dtype, device: str, make_inputs, fused, ref
     for name in impls:
         for p, (med, p10, p90) in timings[name].items():
             pass_flops = flops * {"fwd": 1, "bwd": 3, "fwd+bwd": 4}[p]
-            gbs, tfl, pct = roofline(device, med, nbytes, pass_flops, tensor_cores)
+            pass_bytes = nbytes[p] if isinstance(nbytes, dict) else nbytes
+            gbs, tfl, pct = roofline(device, med, pass_bytes, pass_flops, tensor_cores)
             rec = {"op": op, "backend": name, "shape": shape, "shape_str": shape_str,
                    "dtype": str(dtype).replace("torch.", ""), "pass": p, "device": device_name(device),
                    "median_ms": med, "p10_ms": p10, "p90_ms": p90, "gb_per_s": gbs, "tflop_per_s": tfl,

@@ -112,18 +112,30 @@ at::Tensor mask_embed_forward_cpu(const at::Tensor& feat_, const at::Tensor& emb
     const scalar_t* f = feat.const_data_ptr<scalar_t>();
     const scalar_t* e = emb.const_data_ptr<scalar_t>();
     scalar_t* o = out.data_ptr<scalar_t>();
-    if (!g.cl) {  // rows (n, c, y) of W elements
-      at::parallel_for(0, g.B * g.C * g.H, std::max<int64_t>(1, 8192 / g.W), [&](int64_t r0, int64_t r1) {
-        for (int64_t row = r0; row < r1; ++row) {
-          const int64_t y = row % g.H, c = (row / g.H) % g.C, n = row / (g.H * g.C);
-          const scalar_t* er = e + ((n * Ce + (Ce == 1 ? 0 : c)) * h + sy[y]) * w;
-          const scalar_t* fr = f + row * g.W;
-          scalar_t* orow = o + row * g.W;
-          for (int64_t x = 0; x < g.W; ++x) orow[x] = static_cast<scalar_t>(acc_t(fr[x]) * (acc_t(1) + acc_t(er[sx[x]])));
+    if (!g.cl) {
+      // task = (n, c) planes of H*W contiguous elements; the scale plane 1 + up(emb) of (n, ce) is
+      // built once (H*W lookups) and reused for every channel it covers (all of them if Ce == 1).
+      const int64_t HW = g.H * g.W;
+      at::parallel_for(0, g.B * g.C, std::max<int64_t>(1, 32768 / HW), [&](int64_t t0, int64_t t1) {
+        std::vector<acc_t> sc(HW);
+        int64_t cached = -1;
+        for (int64_t t = t0; t < t1; ++t) {
+          const int64_t c = t % g.C, n = t / g.C, key = n * Ce + (Ce == 1 ? 0 : c);
+          if (key != cached) {
+            const scalar_t* ep = e + key * h * w;
+            for (int64_t y = 0; y < g.H; ++y)
+              for (int64_t x = 0; x < g.W; ++x) sc[y * g.W + x] = acc_t(1) + acc_t(ep[sy[y] * w + sx[x]]);
+            cached = key;
+          }
+          const scalar_t* fr = f + t * HW;
+          scalar_t* orow = o + t * HW;
+          const acc_t* scp = sc.data();
+          _Pragma("omp simd")
+          for (int64_t i = 0; i < HW; ++i) orow[i] = static_cast<scalar_t>(acc_t(fr[i]) * scp[i]);
         }
       });
-    } else {  // pixels (n, y, x) of C elements
-      at::parallel_for(0, g.B * g.H, std::max<int64_t>(1, 8192 / (g.W * g.C)), [&](int64_t r0, int64_t r1) {
+    } else {  // pixels (n, y, x) of C contiguous elements
+      at::parallel_for(0, g.B * g.H, std::max<int64_t>(1, 16384 / (g.W * g.C)), [&](int64_t r0, int64_t r1) {
         for (int64_t row = r0; row < r1; ++row) {
           const int64_t y = row % g.H, n = row / g.H;
           for (int64_t x = 0; x < g.W; ++x) {
@@ -132,6 +144,7 @@ at::Tensor mask_embed_forward_cpu(const at::Tensor& feat_, const at::Tensor& emb
             const scalar_t* ep = e + (n * Ce * h + sy[y]) * w + sx[x];  // channel stride h * w
             if (Ce == 1) {
               const acc_t s = acc_t(1) + acc_t(*ep);
+            _Pragma("omp simd")
               for (int64_t c = 0; c < g.C; ++c) op[c] = static_cast<scalar_t>(acc_t(fp[c]) * s);
             } else {
               for (int64_t c = 0; c < g.C; ++c) op[c] = static_cast<scalar_t>(acc_t(fp[c]) * (acc_t(1) + acc_t(ep[c * h * w])));
@@ -160,7 +173,44 @@ std::tuple<at::Tensor, at::Tensor> mask_embed_backward_cpu(const at::Tensor& g_,
     const scalar_t* e = emb.const_data_ptr<scalar_t>();
     scalar_t* df = dfeat.data_ptr<scalar_t>();
     scalar_t* de = demb.data_ptr<scalar_t>();
-    // one task per source row (n, ce, sy): its footprint rows y in [Y0, Y1), channels ce (or all if Ce == 1)
+    if (!g.cl) {
+      // task = (n, ce): sweep the planes it covers (all C if Ce == 1) contiguously, dfeat = g * scale
+      // and g * feat summed into one H*W plane (SIMD), then binned into demb[n, ce] once.
+      const int64_t HW = g.H * g.W;
+      const auto sy = nearest_table(g.H, h);
+      at::parallel_for(0, g.B * Ce, 1, [&](int64_t t0, int64_t t1) {
+        std::vector<acc_t> sc(HW), prod(HW), acc(h * w);
+        for (int64_t t = t0; t < t1; ++t) {
+          const int64_t ce = t % Ce, n = t / Ce;
+          const scalar_t* ep = e + t * h * w;
+          for (int64_t y = 0; y < g.H; ++y)
+            for (int64_t x = 0; x < g.W; ++x) sc[y * g.W + x] = acc_t(1) + acc_t(ep[sy[y] * w + sx[x]]);
+          std::fill(prod.begin(), prod.end(), acc_t(0));
+          const acc_t* scp = sc.data();
+          acc_t* pp = prod.data();
+          const int64_t c_lo = Ce == 1 ? 0 : ce, c_hi = Ce == 1 ? g.C : ce + 1;
+          for (int64_t c = c_lo; c < c_hi; ++c) {
+            const int64_t off = (n * g.C + c) * HW;
+            const scalar_t* gr_ = gp + off;
+            const scalar_t* fr = f + off;
+            scalar_t* dr = df + off;
+            _Pragma("omp simd")
+            for (int64_t i = 0; i < HW; ++i) {
+              const acc_t gv = acc_t(gr_[i]);
+              dr[i] = static_cast<scalar_t>(gv * scp[i]);
+              pp[i] += gv * acc_t(fr[i]);
+            }
+          }
+          std::fill(acc.begin(), acc.end(), acc_t(0));
+          for (int64_t y = 0; y < g.H; ++y)
+            for (int64_t x = 0; x < g.W; ++x) acc[sy[y] * w + sx[x]] += pp[y * g.W + x];
+          for (int64_t j = 0; j < h * w; ++j) de[t * h * w + j] = static_cast<scalar_t>(acc[j]);
+        }
+      });
+      return;
+    }
+    // channels_last: one task per source row (n, ce, sy), its footprint rows y in [Y0, Y1); per
+    // pixel a SIMD reduction over the channels it covers (all if Ce == 1).
     at::parallel_for(0, g.B * Ce * h, 1, [&](int64_t r0, int64_t r1) {
       std::vector<acc_t> acc(w);
       for (int64_t er = r0; er < r1; ++er) {
@@ -170,27 +220,17 @@ std::tuple<at::Tensor, at::Tensor> mask_embed_backward_cpu(const at::Tensor& g_,
         const scalar_t* erow = e + er * w;
         std::fill(acc.begin(), acc.end(), acc_t(0));
         for (int64_t y = Y0; y < Y1; ++y) {
-          if (!g.cl) {
+          for (int64_t x = 0; x < g.W; ++x) {
+            const int64_t off = ((n * g.H + y) * g.W + x) * g.C;
+            const acc_t sc1 = acc_t(1) + acc_t(erow[sx[x]]);
+            acc_t a = 0;
+            _Pragma("omp simd reduction(+ : a)")
             for (int64_t c = c_lo; c < c_hi; ++c) {
-              const int64_t off = ((n * g.C + c) * g.H + y) * g.W;
-              for (int64_t x = 0; x < g.W; ++x) {
-                const acc_t gv = acc_t(gp[off + x]);
-                df[off + x] = static_cast<scalar_t>(gv * (acc_t(1) + acc_t(erow[sx[x]])));
-                acc[sx[x]] += gv * acc_t(f[off + x]);
-              }
+              const acc_t gv = acc_t(gp[off + c]);
+              df[off + c] = static_cast<scalar_t>(gv * sc1);
+              a += gv * acc_t(f[off + c]);
             }
-          } else {
-            for (int64_t x = 0; x < g.W; ++x) {
-              const int64_t off = ((n * g.H + y) * g.W + x) * g.C;
-              const acc_t sc = acc_t(1) + acc_t(erow[sx[x]]);
-              acc_t a = 0;
-              for (int64_t c = c_lo; c < c_hi; ++c) {
-                const acc_t gv = acc_t(gp[off + c]);
-                df[off + c] = static_cast<scalar_t>(gv * sc);
-                a += gv * acc_t(f[off + c]);
-              }
-              acc[sx[x]] += a;
-            }
+            acc[sx[x]] += a;
           }
         }
         for (int64_t j = 0; j < w; ++j) de[er * w + j] = static_cast<scalar_t>(acc[j]);
