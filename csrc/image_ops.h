@@ -66,6 +66,8 @@ std::tuple<at::Tensor, at::Tensor> mask_embed_backward_cpu(const at::Tensor& g, 
 
 // Per-class moments of shifted features, accumulated in place (float64 accumulators):
 //   count[c] += n_c,  sum[c] += sum_{i in c} (x_i - shift_c),  xtx[c] += sum_{i in c} (x_i - shift_c)(x_i - shift_c)^T
+// Only the upper triangle of xtx (j >= i) is defined after the call: kernels may skip the lower
+// blocks of the symmetric product (the CPU one does) or mirror them (CUDA, Triton).
 // x [N, D] float32/float64 (products in the dtype of x, i.e. float32 products for float32 features,
 // accumulated in float64 once per call); labels int64 [N] in [0, C) (the caller checks); shift [C, D].
 void class_moments_cpu(const at::Tensor& x, const at::Tensor& labels, const at::Tensor& shift, const at::Tensor& count,

@@ -10,6 +10,7 @@
 #include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/mm.h>
+#include <ATen/ops/empty.h>
 
 #include <algorithm>
 #include <vector>
@@ -20,6 +21,7 @@ namespace ssgan_fast {
 namespace {
 constexpr int64_t kChunk = 4096;  // rows per float32 GEMM before the float64 accumulation
 constexpr int64_t kColBlock = 256;
+constexpr int64_t kBlock = 256;  // column block of the symmetric (upper block triangle) products
 }  // namespace
 
 void class_moments_cpu(const at::Tensor& x, const at::Tensor& labels, const at::Tensor& shift, const at::Tensor& count,
@@ -70,12 +72,27 @@ void class_moments_cpu(const at::Tensor& x, const at::Tensor& labels, const at::
     });
   });
   double* pc = count.data_ptr<double>();
+  // Upper block triangle only (blocks bi <= bj of kBlock columns): 36 of 64 block products at
+  // D = 2048. The strictly lower blocks of xtx are never written; readers use triu(xtx) (see
+  // FeatureStats._xtx). Each block product is a float32 BLAS GEMM into an L2-sized scratch, then
+  // added to the float64 accumulator block.
+  const int64_t nb = (D + kBlock - 1) / kBlock;
+  at::Tensor tmp = at::empty({std::min(kBlock, D), std::min(kBlock, D)}, x.options());
   for (int64_t c : present) {
     pc[c] += static_cast<double>(start[c + 1] - start[c]);
     at::Tensor acc = xtx.select(0, c);
     for (int64_t r0 = start[c]; r0 < start[c + 1]; r0 += kChunk) {
       const at::Tensor seg = y.narrow(0, r0, std::min(kChunk, start[c + 1] - r0));
-      acc.add_(at::mm(seg.t(), seg));  // float32 (or float64) GEMM, float64 accumulation
+      for (int64_t bi = 0; bi < nb; ++bi) {
+        const int64_t i0 = bi * kBlock, wi = std::min(kBlock, D - i0);
+        const at::Tensor a = seg.narrow(1, i0, wi).t();
+        for (int64_t bj = bi; bj < nb; ++bj) {
+          const int64_t j0 = bj * kBlock, wj = std::min(kBlock, D - j0);
+          at::Tensor t = tmp.narrow(0, 0, wi).narrow(1, 0, wj);
+          at::mm_out(t, a, seg.narrow(1, j0, wj));
+          acc.narrow(0, i0, wi).narrow(1, j0, wj).add_(t);
+        }
+      }
     }
   }
 }

@@ -74,6 +74,11 @@ class FeatureStats:
     def device(self) -> torch.device:
         return self.count.device
 
+    def _xtx(self, idx) -> Tensor:
+        """Full symmetric X^T X of class(es) idx: the kernels define only the upper triangle."""
+        u = torch.triu(self.xtx[idx])
+        return u + torch.triu(u, 1).transpose(-1, -2)
+
     # ------------------------------------------------------------------ update
     def update(self, feats: Tensor, labels: Tensor | None = None) -> "FeatureStats":
         """Add a batch of features [N, dim] (and their class labels [N] when num_classes is set)."""
@@ -108,15 +113,16 @@ class FeatureStats:
         return self
 
     def _init_shifts(self, x: Tensor, labels: Tensor):
-        """Classes seen for the first time get their batch mean as shift (rounded to float32, so it
-        is exactly representable in every dtype the kernels use)."""
+        """Classes seen for the first time get their batch mean as shift. Any vector near the mean
+        serves (it only has to remove the bulk of the offset), so it is computed in the features'
+        dtype and rounded to float32: exactly representable in every dtype the kernels use."""
         C = self.count.numel()
-        n = torch.bincount(labels, minlength=C).double()
+        n = torch.bincount(labels, minlength=C)
         new = (n > 0) & ~self.has_shift
         if not bool(new.any()):
             return
-        s = torch.zeros(C, self.dim, dtype=torch.float64, device=self.device).index_add_(0, labels, x.double())
-        mean = (s / n.clamp_min(1)[:, None]).float().double()
+        s = torch.zeros(C, self.dim, dtype=x.dtype, device=self.device).index_add_(0, labels, x)
+        mean = (s / n.clamp_min(1)[:, None].to(x.dtype)).float().double()
         self.shift = torch.where(new[:, None], mean, self.shift)
         self.has_shift |= new
 
@@ -158,7 +164,7 @@ class FeatureStats:
             if n < 2:
                 raise ValueError(f"the covariance needs >= 2 samples{'' if c is None else f' of class {c}'}, got {int(n)}")
             ybar = self.sum[i] / n
-            cov = (self.xtx[i] - n * torch.outer(ybar, ybar)) / (n - 1)
+            cov = (self._xtx(i) - n * torch.outer(ybar, ybar)) / (n - 1)
             return (cov + cov.t()) / 2
         N = float(self.count.sum())
         if N < 2:
@@ -166,7 +172,7 @@ class FeatureStats:
         m = self.mean()
         d = self.shift - m  # x - m = y + d for the rows of each class
         seen = self.count > 0
-        S = self.xtx[seen].sum(0)
+        S = self._xtx(seen).sum(0)
         ds, ss, n = d[seen], self.sum[seen], self.count[seen]
         S = S + ds.t() @ ss + ss.t() @ ds + (ds * n[:, None]).t() @ ds
         cov = S / (N - 1)
@@ -179,7 +185,7 @@ class FeatureStats:
         idx = (self.count >= min_count).nonzero().flatten()
         n = self.count[idx]
         ybar = self.sum[idx] / n[:, None]
-        covs = (self.xtx[idx] - n[:, None, None] * ybar[:, :, None] * ybar[:, None, :]) / (n - 1)[:, None, None]
+        covs = (self._xtx(idx) - n[:, None, None] * ybar[:, :, None] * ybar[:, None, :]) / (n - 1)[:, None, None]
         covs = (covs + covs.transpose(1, 2)) / 2
         return idx, self.shift[idx] + ybar, covs
 
@@ -187,10 +193,11 @@ class FeatureStats:
     def _recenter(self, new_shift: Tensor) -> None:
         """Express the accumulators relative to new_shift (exact algebra, float64)."""
         delta = self.shift - new_shift  # y_new = y_old + delta
-        n = self.count
-        self.xtx += delta[:, :, None] * self.sum[:, None, :] + self.sum[:, :, None] * delta[:, None, :] \
-            + n[:, None, None] * delta[:, :, None] * delta[:, None, :]
-        self.sum += n[:, None] * delta
+        moved = ((delta != 0).any(1) & (self.count > 0)).nonzero().flatten().tolist()
+        for c in moved:  # per class: no [C, D, D] temporaries
+            d, sm, n = delta[c], self.sum[c], float(self.count[c])
+            self.xtx[c] += torch.outer(d, sm) + torch.outer(sm, d) + n * torch.outer(d, d)
+        self.sum += self.count[:, None] * delta
         self.shift = new_shift.clone()
 
     def merge(self, other: "FeatureStats") -> "FeatureStats":
