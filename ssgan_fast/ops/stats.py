@@ -178,11 +178,17 @@ class FeatureStats:
         cov = S / (N - 1)
         return (cov + cov.t()) / 2
 
-    def class_stats(self, min_count: int = 2) -> tuple[Tensor, Tensor, Tensor]:
-        """(class indices [K], means [K, dim], covs [K, dim, dim]) of the classes with >= min_count samples."""
+    def class_stats(self, min_count: int = 2, classes=None) -> tuple[Tensor, Tensor, Tensor]:
+        """(class indices [K], means [K, dim], covs [K, dim, dim]) of the given classes (default: all
+        with >= min_count samples). Batch over a few classes at a time for large dims."""
         if self.num_classes is None:
             raise ValueError("this FeatureStats is unconditional (num_classes=None)")
-        idx = (self.count >= min_count).nonzero().flatten()
+        if classes is None:
+            idx = (self.count >= min_count).nonzero().flatten()
+        else:
+            idx = torch.as_tensor(classes, dtype=torch.int64, device=self.device).reshape(-1)
+            if bool((self.count[idx] < 2).any()):
+                raise ValueError(f"classes {idx[self.count[idx] < 2].tolist()} have < 2 samples")
         n = self.count[idx]
         ybar = self.sum[idx] / n[:, None]
         covs = (self._xtx(idx) - n[:, None, None] * ybar[:, :, None] * ybar[:, None, :]) / (n - 1)[:, None, None]

@@ -1,0 +1,14 @@
+"""Evaluation metrics on streaming feature statistics: FID, Intra-FID, cFID, IS, RA, GAN-train / GAN-test.
+
+Feature extractors: ``FIDInceptionV3`` (the FID Inception, weights from the registry) and
+``SmallClassifier`` (RA / GAN-test, and the feature space for data Inception does not fit).
+Weights are never downloaded (``ssgan_fast.metrics.weights``).
+"""
+from .classifier import SmallClassifier, evaluate_accuracy, train_classifier
+from .inception import FIDInceptionV3
+from .scores import Collected, InceptionScore, cfid, collect, fid, intra_fid
+from .weights import REGISTRY, WeightsError, register_weights, weights_dir, weights_path
+
+__all__ = ["FIDInceptionV3", "SmallClassifier", "train_classifier", "evaluate_accuracy", "collect", "Collected",
+           "fid", "intra_fid", "cfid", "InceptionScore", "REGISTRY", "WeightsError", "register_weights",
+           "weights_dir", "weights_path"]

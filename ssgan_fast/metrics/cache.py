@@ -1,0 +1,75 @@
+"""Reference statistics of real data, cached as .npz keyed by data set + extractor identity.
+
+Folder: ``$SSGAN_FAST_CACHE`` (default ``~/.cache/ssgan_fast/stats``). The key is a hash of a dict
+(data spec, split, resolution, extractor ident - which contains a hash of its weights - and the
+class count), so changed weights or data never reuse stale statistics. Files are written
+atomically (temp file + rename).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..ops import FeatureStats
+
+log = logging.getLogger("ssgan_fast")
+
+_FIELDS = ("count", "sum", "xtx", "shift", "has_shift")
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("SSGAN_FAST_CACHE", "~/.cache/ssgan_fast/stats")).expanduser()
+
+
+def cache_key(key: dict) -> str:
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def save_stats(path: Path, key: dict, stats: dict[str, FeatureStats | None]) -> None:
+    arrays = {"__key__": np.frombuffer(json.dumps(key, sort_keys=True).encode(), dtype=np.uint8)}
+    for name, st in stats.items():
+        if st is None:
+            continue
+        sd = st.state_dict()
+        arrays[f"{name}.meta"] = np.array([sd["dim"], -1 if sd["num_classes"] is None else sd["num_classes"]])
+        for f in _FIELDS:
+            arrays[f"{name}.{f}"] = sd[f].numpy()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+def load_stats(path: Path, device="cpu") -> dict[str, FeatureStats]:
+    out = {}
+    with np.load(path) as z:
+        names = {k.split(".")[0] for k in z.keys() if k.endswith(".meta")}
+        for name in names:
+            dim, nc = (int(v) for v in z[f"{name}.meta"])
+            st = FeatureStats(dim, None if nc < 0 else nc, device=device)
+            sd = {"dim": dim, "num_classes": None if nc < 0 else nc}
+            sd.update({f: torch.from_numpy(z[f"{name}.{f}"]) for f in _FIELDS})
+            out[name] = st.load_state_dict(sd)
+    return out
+
+
+def cached(key: dict, compute, device="cpu", use_cache: bool = True) -> dict[str, FeatureStats]:
+    """compute() -> {name: FeatureStats}; loaded from the cache when the key was computed before."""
+    path = cache_dir() / f"{cache_key(key)}.npz"
+    if use_cache and path.is_file():
+        try:
+            log.info("reference statistics from cache %s", path)
+            return load_stats(path, device)
+        except Exception as e:  # a truncated / foreign file: recompute, say so
+            log.warning("ignoring unreadable statistics cache %s (%s); recomputing", path, e)
+    stats = compute()
+    if use_cache:
+        save_stats(path, key, stats)
+        log.info("reference statistics cached in %s", path)
+    return stats

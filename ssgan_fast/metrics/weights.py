@@ -1,0 +1,94 @@
+"""Pretrained weights: a registry name -> file name -> sha256, looked up locally, never downloaded.
+
+Files live in ``$SSGAN_FAST_WEIGHTS`` (default ``~/.cache/ssgan_fast``). A missing file, or one
+whose hash does not match, raises ``WeightsError`` naming the file, the expected hash, the folder
+and where the file can be obtained. Hashes: a full 64-hex-digit sha256, or - where only that is
+published, as in torch-hub file names such as ``...-6726825d.pth`` - its leading hex digits
+(the torch-hub convention), checked as a prefix of the file's sha256.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+__all__ = ["WeightSpec", "WeightsError", "REGISTRY", "register_weights", "weights_dir", "weights_path",
+           "load_state_dict", "sha256_file"]
+
+
+class WeightsError(FileNotFoundError):
+    pass
+
+
+@dataclass(frozen=True)
+class WeightSpec:
+    file: str
+    sha256: str
+    source: str
+    note: str = ""
+
+
+REGISTRY: dict[str, WeightSpec] = {
+    # pytorch-fid's port of the TensorFlow FID Inception graph (inception-2015-12-05); the hash
+    # published with the file is the sha256 prefix in its name.
+    "inception-fid": WeightSpec(
+        "pt_inception-2015-12-05-6726825d.pth", "6726825d",
+        "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth",
+        "FID Inception-v3 (2048-d pool3 features, 1008 logits for IS)"),
+    # torchvision ImageNet ResNet-50 (V1 weights), the LCP-GAN clustering feature network
+    "resnet50-imagenet": WeightSpec(
+        "resnet50-0676ba61.pth", "0676ba61", "https://download.pytorch.org/models/resnet50-0676ba61.pth",
+        "torchvision ResNet-50 IMAGENET1K_V1"),
+}
+
+
+def register_weights(name: str, file: str, sha256: str, source: str = "", note: str = "") -> None:
+    """Add (or replace) a registry entry, e.g. a classifier trained for RA / GAN-test."""
+    h = sha256.lower()
+    if not h or any(c not in "0123456789abcdef" for c in h) or len(h) > 64:
+        raise ValueError(f"sha256 must be hex digits (a full hash or a prefix), got {sha256!r}")
+    REGISTRY[name] = WeightSpec(file, h, source, note)
+
+
+def weights_dir() -> Path:
+    return Path(os.environ.get("SSGAN_FAST_WEIGHTS", "~/.cache/ssgan_fast")).expanduser()
+
+
+_HASH_CACHE: dict[tuple, str] = {}
+
+
+def sha256_file(path: Path) -> str:
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key not in _HASH_CACHE:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        _HASH_CACHE[key] = h.hexdigest()
+    return _HASH_CACHE[key]
+
+
+def weights_path(name: str) -> Path:
+    """The verified local file of registry entry `name`."""
+    if name not in REGISTRY:
+        raise KeyError(f"unknown weights {name!r}; registered: {', '.join(sorted(REGISTRY))}")
+    spec = REGISTRY[name]
+    path = weights_dir() / spec.file
+    where = f" (obtain it from {spec.source})" if spec.source else ""
+    if not path.is_file():
+        raise WeightsError(f"weights {name!r} not found: put the file {spec.file} (sha256 {spec.sha256}...) in "
+                           f"{weights_dir()} or point $SSGAN_FAST_WEIGHTS at its folder{where}. "
+                           "Nothing is downloaded at run time.")
+    digest = sha256_file(path)
+    if not digest.startswith(spec.sha256):
+        raise WeightsError(f"weights file {path} has sha256 {digest}, expected {spec.sha256}"
+                           f"{'...' if len(spec.sha256) < 64 else ''}: wrong or corrupt file{where}")
+    return path
+
+
+def load_state_dict(name: str) -> dict:
+    return torch.load(weights_path(name), map_location="cpu", weights_only=True)

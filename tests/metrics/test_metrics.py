@@ -1,0 +1,163 @@
+"""Metrics package: weights registry, extractors, streaming FID / Intra-FID / cFID / IS, evaluate CLI."""
+import hashlib
+import json
+import logging
+
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+
+from ssgan_fast.metrics import (FIDInceptionV3, InceptionScore, SmallClassifier, WeightsError, cfid, collect, fid,
+                                intra_fid)
+from ssgan_fast.metrics import weights as W
+from ssgan_fast.ops import FeatureStats
+
+
+class _Fixed(torch.nn.Module):
+    """A deterministic 'extractor' (identity on flattened pixels) so the metrics can be checked by hand."""
+    dim = 6
+    ident = "fixed"
+
+    def forward(self, x):
+        f = x.flatten(1)[:, :6].double()
+        return {"pool": f, "logits": f[:, :4] * 3}
+
+
+def _scipy_fid(a, b):
+    mu1, mu2 = a.mean(0), b.mean(0)
+    s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    covmean = scipy.linalg.sqrtm(s1 @ s2)
+    covmean = covmean[0] if isinstance(covmean, tuple) else covmean
+    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean.real))
+
+
+def _data(n, seed, shift=0.0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 1, 2, 3, generator=g) + shift
+    y = torch.randint(0, 3, (n,), generator=g)
+    x[y == 1] += 2.0
+    return x, y
+
+
+def _batches(x, y, b=17):
+    for i in range(0, len(x), b):
+        yield x[i:i + b], y[i:i + b]
+
+
+def test_fid_intra_cfid_against_numpy(caplog):
+    xr, yr = _data(300, 0)
+    xf, yf = _data(250, 1, shift=0.3)
+    yf[yf == 2] = 0  # class 2 has no generated samples: skipped with a warning
+    ext = _Fixed()
+    r = collect(_batches(xr, yr), ext, num_classes=3)
+    f = collect(_batches(xf, yf), ext, num_classes=3)
+    a, b = xr.flatten(1)[:, :6].double().numpy(), xf.flatten(1)[:, :6].double().numpy()
+    assert fid(r.stats, f.stats) == pytest.approx(_scipy_fid(a, b), rel=1e-6)
+    with caplog.at_level(logging.WARNING, logger="ssgan_fast"):
+        mean, per = intra_fid(r.cstats, f.cstats)
+    assert "[2]" in caplog.text and set(per) == {0, 1}
+    yr_, yf_ = yr.numpy(), yf.numpy()
+    for c in (0, 1):
+        assert per[c] == pytest.approx(_scipy_fid(a[yr_ == c], b[yf_ == c]), rel=1e-6)
+    assert mean == pytest.approx(np.mean([per[0], per[1]]))
+    # cFID: class-frequency-weighted mean distance + trace term of pooled within-class covariances
+    cls = [0, 1]
+    w = np.array([(yr_ == c).sum() for c in cls], dtype=float)
+    mean_term = sum(w[i] / w.sum() * ((a[yr_ == c].mean(0) - b[yf_ == c].mean(0)) ** 2).sum() for i, c in enumerate(cls))
+
+    def pooled(z, y):
+        ns = np.array([(y == c).sum() - 1 for c in cls], dtype=float)
+        return sum(ns[i] / ns.sum() * np.cov(z[y == c], rowvar=False) for i, c in enumerate(cls))
+    sr, sf = pooled(a, yr_), pooled(b, yf_)
+    covmean = scipy.linalg.sqrtm(sr @ sf)
+    covmean = covmean[0] if isinstance(covmean, tuple) else covmean
+    want = mean_term + np.trace(sr) + np.trace(sf) - 2 * np.trace(covmean.real)
+    assert cfid(r.cstats, f.cstats) == pytest.approx(want, rel=1e-6)
+
+
+def test_inception_score_streaming_equals_direct():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(103, 7, generator=g) * 2
+    acc = InceptionScore(103, splits=4)
+    for i in range(0, 103, 10):
+        acc.update(logits[i:i + 10])
+    p = torch.softmax(logits.double(), 1).numpy()
+    scores = []
+    for k in range(4):
+        part = p[np.arange(103) * 4 // 103 == k]
+        py = part.mean(0, keepdims=True)
+        scores.append(np.exp((part * (np.log(part) - np.log(py))).sum(1).mean()))
+    m, s = acc.compute()
+    assert m == pytest.approx(np.mean(scores), rel=1e-10) and s == pytest.approx(np.std(scores), rel=1e-8)
+    with pytest.raises(ValueError, match="expected 103"):
+        InceptionScore(103, 4).compute()
+
+
+def test_inception_architecture_and_weights(tmp_path, monkeypatch):
+    torch.manual_seed(0)
+    m = FIDInceptionV3(pretrained=False)
+    sd = m.net.state_dict()
+    assert sd["fc.weight"].shape == (1008, 2048) and "Mixed_7c.branch_pool.conv.weight" in sd
+    assert not any(k.startswith("AuxLogits") for k in sd)  # pytorch-fid's file has no aux head
+    assert sum(p.numel() for p in m.parameters()) == 23_850_960  # 95 MB of float32, the size of the file
+    x = torch.rand(2, 3, 37, 41) * 2 - 1
+    out = m(x)
+    assert out["pool"].shape == (2, 2048) and out["logits"].shape == (2, 1008)
+    assert torch.allclose(m(x[:, :1].expand(-1, 3, -1, -1))["pool"], m(x[:, :1])["pool"])  # grayscale
+    # missing file: the error names the file, its hash and the folder; nothing is downloaded
+    monkeypatch.setenv("SSGAN_FAST_WEIGHTS", str(tmp_path))
+    with pytest.raises(WeightsError, match="pt_inception-2015-12-05-6726825d.pth.*6726825d.*" + str(tmp_path)):
+        FIDInceptionV3(pretrained=True)
+    # a wrong file: hash mismatch
+    (tmp_path / "pt_inception-2015-12-05-6726825d.pth").write_bytes(b"not weights")
+    with pytest.raises(WeightsError, match="sha256"):
+        FIDInceptionV3(pretrained=True)
+    # a file whose hash matches the registry loads into the architecture
+    f = tmp_path / "fake_inception.pth"
+    torch.save(sd, f)
+    digest = hashlib.sha256(f.read_bytes()).hexdigest()
+    monkeypatch.setitem(W.REGISTRY, "inception-fid", W.WeightSpec(f.name, digest, ""))
+    m2 = FIDInceptionV3(pretrained=True)
+    assert torch.equal(m2(x)["pool"], out["pool"]) and m2.ident.startswith("inception-fid:")
+    monkeypatch.setitem(W.REGISTRY, "inception-fid", W.WeightSpec(f.name, digest[:8], ""))  # prefix form
+    FIDInceptionV3(pretrained=True)
+    with pytest.raises(ValueError, match="hex"):
+        W.register_weights("x", "x.pt", "not-a-hash")
+
+
+def test_evaluate_cli(tmp_path, monkeypatch, capsys):
+    from ssgan_fast.data import load_arrays
+    from ssgan_fast.evaluate import main
+    monkeypatch.setenv("SSGAN_FAST_WEIGHTS", str(tmp_path / "w"))
+    monkeypatch.setenv("SSGAN_FAST_CACHE", str(tmp_path / "cache"))
+    d = load_arrays("digits", "test", size=8)
+    np.savez(tmp_path / "s.npz", images=d.images[:200], labels=d.labels[:200])
+    args = ["--samples", str(tmp_path / "s.npz"), "--data", "digits", "--size", "8", "--extractor", "classifier",
+            "--train-classifier", "--classifier-epochs", "2", "--metrics", "fid,intra_fid,cfid,is,ra,gan_test,gan_train",
+            "--splits", "2", "--out", str(tmp_path / "m.json")]
+    assert main(args) == 0
+    out = json.loads((tmp_path / "m.json").read_text())
+    assert set(out["metrics"]) == {"fid", "intra_fid", "cfid", "is_mean", "is_std", "ra", "gan_test", "gan_train"}
+    assert all(np.isfinite(v) for v in out["metrics"].values())
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 1 and len(list((tmp_path / "w").glob("*.pt"))) == 1
+    assert main(args) == 0  # second run: cached classifier and reference statistics, same numbers
+    assert json.loads((tmp_path / "m.json").read_text())["metrics"] == out["metrics"]
+    # inception weights missing: exit 2, one line naming the file
+    assert main(["--samples", str(tmp_path / "s.npz"), "--metrics", "fid", "--size", "8"]) == 2
+    assert "pt_inception-2015-12-05-6726825d.pth" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--samples", str(tmp_path / "s.npz"), "--metrics", "fid,nope"])
+    with pytest.raises(SystemExit):
+        main(["--samples", str(tmp_path / "missing.npz")])
+
+
+def test_classifier_and_bad_stats():
+    c = SmallClassifier(10, in_channels=1, width=8)
+    out = c(torch.zeros(2, 1, 8, 8))
+    assert out["pool"].shape == (2, 32) and out["logits"].shape == (2, 10)
+    with pytest.raises(ValueError, match="feature dims differ"):
+        fid(FeatureStats(3).update(torch.randn(5, 3)), FeatureStats(4).update(torch.randn(5, 4)))
+    a = FeatureStats(3, 4).update(torch.randn(4, 3), torch.tensor([0, 1, 2, 3]))
+    with pytest.raises(ValueError, match="no class"):
+        intra_fid(a, a)
