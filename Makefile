@@ -10,7 +10,7 @@ export MAX_JOBS ?= 2
 install:
 	$(PY) -m pip install -q -U pip
 	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install -q ninja numpy scipy pytest
+	$(PY) -m pip install -q ninja numpy scipy pytest scikit-learn tqdm pyyaml
 	@# CUDA kernels are compiled (and linked) whenever nvcc exists, GPU or not, so they cannot rot.
 	if [ -x "$(CUDA_HOME)/bin/nvcc" ]; then \
 	  FORCE_CUDA=1 CUDA_HOME=$(CUDA_HOME) TORCH_CUDA_ARCH_LIST="$(TORCH_CUDA_ARCH_LIST)" \

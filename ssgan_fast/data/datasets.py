@@ -1,0 +1,397 @@
+"""Data sets from spec strings.
+
+    digits                    scikit-learn's 8x8 digits (offline, the default), upsampled to `size`; 1 channel
+    ring2d[:variance]         MED-GAN toy data: 8 Gaussians at (cos 2k pi/8, sin 2k pi/8), variance 0.1
+                              (the paper's value), 16 labeled + 256 unlabeled points per mode
+    ring2d-cvae               CVAE-GAN toy data: a ring of radius 2 (radial std 0.1) centred at (100, 100)
+    folder:/path              one sub-folder per class (sorted names = class indices)
+    domains:/path             StarGAN / AAM data: one sub-folder per domain; optional attrs.csv
+                              (`file,attr1,attr2,...` with 0/1 values) adds attribute labels
+    cub200:/path[?bbox=1]     CUB_200_2011 layout (images.txt, image_class_labels.txt,
+                              train_test_split.txt, bounding_boxes.txt); bbox=1 crops to the box
+    cifar10:/path, cifar100:/path   the python pickle batches (the folder or its parent)
+    npz:/file.npz             arrays images (uint8 [N, H, W, C]) and labels (int [N], -1 = unlabeled);
+                              optional test_images / test_labels
+
+Image data sets are either in memory (uint8 NHWC arrays) or files decoded on demand; every image
+comes out RGB (grayscale / RGBA / palette converted; digits stay 1-channel), resized so its shorter
+side is `size`, then centre-cropped to size x size. Missing paths, empty class folders and
+inconsistent label files are errors before any training starts.
+"""
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import os
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+log = logging.getLogger("ssgan_fast")
+
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff")
+
+__all__ = ["ImageDataset", "PointDataset", "open_dataset", "parse_spec", "load_arrays", "images_to_tensor",
+           "decode_image", "DataError"]
+
+
+class DataError(ValueError):
+    """Bad data: missing paths, empty classes, inconsistent label files, too many corrupt images."""
+
+
+def images_to_tensor(images) -> torch.Tensor:
+    """uint8 NHWC -> float32 NCHW in [-1, 1]."""
+    t = torch.as_tensor(images)
+    if t.dtype != torch.uint8 or t.dim() != 4:
+        raise ValueError(f"images must be uint8 [N, H, W, C], got {tuple(t.shape)} {t.dtype}")
+    return t.permute(0, 3, 1, 2).float().div(127.5).sub(1.0).contiguous()
+
+
+def _resize_crop(img: np.ndarray, size: int) -> np.ndarray:
+    """uint8 HWC -> uint8 [size, size, C]: shorter side to `size` (bilinear, antialiased), centre crop."""
+    h, w = img.shape[:2]
+    if (h, w) == (size, size):
+        return img
+    s = size / min(h, w)
+    nh, nw = max(size, round(h * s)), max(size, round(w * s))
+    t = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].float()
+    t = F.interpolate(t, size=(nh, nw), mode="bilinear", align_corners=False, antialias=True)
+    y0, x0 = (nh - size) // 2, (nw - size) // 2
+    t = t[0, :, y0:y0 + size, x0:x0 + size].round().clamp(0, 255).to(torch.uint8)
+    return t.permute(1, 2, 0).numpy()
+
+
+def decode_image(path: str, size: int, box=None) -> np.ndarray:
+    """Decode an image file to RGB uint8 [size, size, 3] (optionally cropped to box = (x, y, w, h)).
+    Raises OSError / ValueError for corrupt or truncated files."""
+    from PIL import Image
+    with Image.open(path) as im:
+        im.load()  # truncated files fail here
+        if im.mode != "RGB":
+            im = im.convert("RGBA").convert("RGB") if im.mode in ("P", "LA") else im.convert("RGB")
+        if box is not None:
+            x, y, w, h = (float(v) for v in box)
+            im = im.crop((int(x), int(y), int(math.ceil(x + w)), int(math.ceil(y + h))))
+        arr = np.asarray(im, dtype=np.uint8)
+    if arr.ndim != 3 or arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ValueError(f"{path}: empty image")
+    return _resize_crop(arr, size)
+
+
+@dataclass
+class ImageDataset:
+    """Images with class labels (-1 = unlabeled), in memory (`images`) or as `files`."""
+    name: str
+    labels: np.ndarray
+    num_classes: int
+    size: int
+    channels: int = 3
+    images: np.ndarray | None = None
+    files: list | None = None
+    boxes: np.ndarray | None = None
+    attrs: np.ndarray | None = None
+    attr_names: list = field(default_factory=list)
+    class_names: list = field(default_factory=list)
+    kind: str = "image"
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def in_memory(self) -> bool:
+        return self.images is not None
+
+    def load(self, i: int) -> np.ndarray:
+        """uint8 [size, size, C] of item i (raises for corrupt files)."""
+        if self.images is not None:
+            return self.images[i]
+        return decode_image(self.files[i], self.size, None if self.boxes is None else self.boxes[i])
+
+    def nbytes(self) -> int:
+        return len(self) * self.size * self.size * self.channels
+
+
+@dataclass
+class PointDataset:
+    """2-D points [N, 2] float32 with labels (-1 = unlabeled)."""
+    name: str
+    points: np.ndarray
+    labels: np.ndarray
+    num_classes: int
+    kind: str = "points"
+    size: int = 0
+    channels: int = 0
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def in_memory(self) -> bool:
+        return True
+
+
+def parse_spec(spec: str) -> tuple[str, str, dict]:
+    """'name:path?k=v&k2=v2' -> (name, path, {k: v}); 'ring2d:0.05' -> ('ring2d', '0.05', {})."""
+    if not isinstance(spec, str) or not spec:
+        raise DataError("empty data set spec")
+    name, _, rest = spec.partition(":")
+    path, _, q = rest.partition("?")
+    opts = {}
+    for kv in filter(None, q.split("&")):
+        k, eq, v = kv.partition("=")
+        if not eq:
+            raise DataError(f"bad option {kv!r} in data spec {spec!r} (want key=value)")
+        opts[k] = v
+    return name, path, opts
+
+
+# ------------------------------------------------------------------------------ built-in sets
+
+def _digits(size: int, split: str) -> ImageDataset:
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+    d = load_digits()
+    x = torch.from_numpy(d.images.astype(np.float32) / 16.0)[:, None]
+    if size != 8:
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False).clamp(0, 1)
+    imgs = (x * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    labels = d.target.astype(np.int64)
+    idx = np.arange(len(labels))
+    tr, te = train_test_split(idx, test_size=0.2, random_state=0, stratify=labels)
+    sel = {"train": np.sort(tr), "test": np.sort(te), "all": idx}[split]
+    return ImageDataset(f"digits{size}-{split}", labels[sel], 10, size, channels=1, images=np.ascontiguousarray(imgs[sel]),
+                        class_names=[str(i) for i in range(10)])
+
+
+def _ring2d(arg: str, split: str) -> PointDataset:
+    """MED-GAN Sec. 5.2: 8 modes, `variance` each, 16 labeled + 256 unlabeled per mode (fixed seed)."""
+    var = float(arg) if arg else 0.1
+    if not var > 0:
+        raise DataError(f"ring2d variance must be > 0, got {var}")
+    rng = np.random.default_rng(1234 if split != "test" else 4321)
+    pts, labels = [], []
+    for k in range(8):
+        mu = np.array([math.cos(2 * k * math.pi / 8), math.sin(2 * k * math.pi / 8)])
+        p = rng.normal(mu, math.sqrt(var), size=(16 + 256, 2))
+        pts.append(p)
+        labels.append(np.r_[np.full(16, k), np.full(256, -1)])
+    return PointDataset(f"ring2d-var{var}-{split}", np.concatenate(pts).astype(np.float32),
+                        np.concatenate(labels).astype(np.int64), 8)
+
+
+def _ring2d_cvae(split: str) -> PointDataset:
+    """CVAE-GAN Sec. 4: a ring centred at (100, 100), far from the generator's initial outputs."""
+    rng = np.random.default_rng(99 if split != "test" else 98)
+    n = 4000
+    th = rng.uniform(0, 2 * math.pi, n)
+    r = 2.0 + rng.normal(0, 0.1, n)
+    pts = np.stack([100 + r * np.cos(th), 100 + r * np.sin(th)], 1).astype(np.float32)
+    return PointDataset(f"ring2d-cvae-{split}", pts, np.zeros(n, dtype=np.int64), 1)
+
+
+# ------------------------------------------------------------------------------ files on disk
+
+def _check_dir(path: str, what: str) -> Path:
+    p = Path(path).expanduser()
+    if not path:
+        raise DataError(f"{what} needs a path, e.g. {what}:/data/set")
+    if not p.exists():
+        raise DataError(f"{what}: path {p} does not exist")
+    if not p.is_dir():
+        raise DataError(f"{what}: {p} is not a directory")
+    return p
+
+
+def _image_files(d: Path) -> list[Path]:
+    return sorted(f for f in d.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTS)
+
+
+def _folder(path: str, size: int, what: str = "folder") -> ImageDataset:
+    root = _check_dir(path, what)
+    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not classes:
+        raise DataError(f"{what}: {root} has no class sub-folders (expected {root}/<class>/<image files>)")
+    files, labels = [], []
+    empty = []
+    for c, name in enumerate(classes):
+        fs = _image_files(root / name)
+        if not fs:
+            empty.append(name)
+        files += [str(f) for f in fs]
+        labels += [c] * len(fs)
+    if empty:
+        raise DataError(f"{what}: class folder(s) without images under {root}: {empty[:10]}"
+                        f"{' ...' if len(empty) > 10 else ''} (image extensions: {', '.join(IMAGE_EXTS)})")
+    return ImageDataset(f"{what}:{root.resolve()}", np.array(labels, dtype=np.int64), len(classes), size, files=files,
+                        class_names=classes)
+
+
+def _domains(path: str, size: int) -> ImageDataset:
+    ds = _folder(path, size, "domains")
+    root = Path(path).expanduser()
+    attr_file = root / "attrs.csv"
+    if attr_file.is_file():
+        with open(attr_file, newline="") as f:
+            rows = list(csv.reader(f))
+        if not rows or rows[0][0] != "file":
+            raise DataError(f"{attr_file}: the first row must be 'file,<attr names>'")
+        names = rows[0][1:]
+        table = {}
+        for r in rows[1:]:
+            if len(r) != len(names) + 1:
+                raise DataError(f"{attr_file}: row {r[:1]} has {len(r) - 1} values, expected {len(names)}")
+            table[r[0]] = [float(v) for v in r[1:]]
+        rel = [str(Path(f).relative_to(root)) for f in ds.files]
+        missing = [r for r in rel if r not in table and Path(r).name not in table]
+        if missing:
+            raise DataError(f"{attr_file}: no attributes for {len(missing)} image(s), e.g. {missing[:3]}")
+        ds.attrs = np.array([table.get(r, table.get(Path(r).name)) for r in rel], dtype=np.float32)
+        ds.attr_names = names
+    return ds
+
+
+def _read_table(path: Path, ncols: int, what: str) -> dict:
+    if not path.is_file():
+        raise DataError(f"{what}: missing {path}")
+    out = {}
+    for ln, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = line.split()
+        if len(parts) < ncols:
+            raise DataError(f"{path}:{ln}: expected {ncols} columns, got {line!r}")
+        out[int(parts[0])] = parts[1:ncols] if ncols > 2 else parts[1]
+    return out
+
+
+def _cub200(path: str, size: int, split: str, opts: dict) -> ImageDataset:
+    root = _check_dir(path, "cub200")
+    if (root / "CUB_200_2011").is_dir():
+        root = root / "CUB_200_2011"
+    images = _read_table(root / "images.txt", 2, "cub200")
+    labels = _read_table(root / "image_class_labels.txt", 2, "cub200")
+    is_train = _read_table(root / "train_test_split.txt", 2, "cub200")
+    ids = sorted(images)
+    for name, table in (("image_class_labels.txt", labels), ("train_test_split.txt", is_train)):
+        if sorted(table) != ids:
+            raise DataError(f"cub200: {name} lists {len(table)} images but images.txt lists {len(ids)} "
+                            f"(ids differ: {sorted(set(ids) ^ set(table))[:5]})")
+    bbox = opts.get("bbox", "0") not in ("0", "false", "")
+    boxes = None
+    if bbox:
+        bb = _read_table(root / "bounding_boxes.txt", 5, "cub200")
+        if sorted(bb) != ids:
+            raise DataError(f"cub200: bounding_boxes.txt lists {len(bb)} images but images.txt lists {len(ids)}")
+    keep = [i for i in ids if split == "all" or (is_train[i] == "1") == (split == "train")]
+    files = [str(root / "images" / images[i]) for i in keep]
+    missing = [f for f in files[:] if not os.path.isfile(f)]
+    if missing:
+        raise DataError(f"cub200: {len(missing)} image file(s) listed in images.txt do not exist, e.g. {missing[:3]}")
+    y = np.array([int(labels[i]) - 1 for i in keep], dtype=np.int64)
+    if bbox:
+        boxes = np.array([[float(v) for v in bb[i]] for i in keep], dtype=np.float32)
+    classes_file = root / "classes.txt"
+    names = [c[1] for c in sorted((int(k), v) for k, v in _read_table(classes_file, 2, "cub200").items())] \
+        if classes_file.is_file() else [str(i) for i in range(200)]
+    nc = max(200, int(y.max()) + 1) if len(y) else 200
+    return ImageDataset(f"cub200:{root.resolve()}{'-bbox' if bbox else ''}-{split}", y, nc, size, files=files, boxes=boxes,
+                        class_names=names)
+
+
+def _cifar(path: str, size: int, split: str, n: int) -> ImageDataset:
+    root = _check_dir(path, f"cifar{n}")
+    sub = "cifar-10-batches-py" if n == 10 else "cifar-100-python"
+    if (root / sub).is_dir():
+        root = root / sub
+    if n == 10:
+        names = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}
+    else:
+        names = {"train": ["train"], "test": ["test"]}
+    names["all"] = names["train"] + names["test"]
+    xs, ys = [], []
+    for b in names[split]:
+        f = root / b
+        if not f.is_file():
+            raise DataError(f"cifar{n}: missing batch file {f}")
+        with open(f, "rb") as fh:
+            try:
+                d = pickle.load(fh, encoding="bytes")
+            except Exception as e:
+                raise DataError(f"cifar{n}: {f} is not a CIFAR python pickle ({e})") from e
+        data = d.get(b"data")
+        lab = d.get(b"labels" if n == 10 else b"fine_labels")
+        if data is None or lab is None or len(data) != len(lab):
+            raise DataError(f"cifar{n}: {f} lacks data / labels or their lengths differ")
+        xs.append(np.asarray(data, dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+        ys.append(np.asarray(lab, dtype=np.int64))
+    imgs = np.concatenate(xs)
+    if size != 32:
+        imgs = np.stack([_resize_crop(im, size) for im in imgs])
+    return ImageDataset(f"cifar{n}:{root.resolve()}-{split}-{size}", np.concatenate(ys), n, size,
+                        images=np.ascontiguousarray(imgs))
+
+
+def _npz(path: str, size: int, split: str) -> ImageDataset:
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise DataError(f"npz: file {p} does not exist")
+    with np.load(p) as z:
+        key_i, key_l = ("test_images", "test_labels") if split == "test" else ("images", "labels")
+        if key_i not in z or key_l not in z:
+            raise DataError(f"npz: {p} needs arrays {key_i!r} (uint8 [N, H, W, C]) and {key_l!r} (int [N]); "
+                            f"it has {list(z.keys())}")
+        imgs, labels = z[key_i], z[key_l].astype(np.int64)
+    if imgs.dtype != np.uint8 or imgs.ndim != 4 or imgs.shape[-1] not in (1, 3, 4):
+        raise DataError(f"npz: {p}: {key_i} must be uint8 [N, H, W, 1|3|4], got {imgs.shape} {imgs.dtype}")
+    if labels.shape != (imgs.shape[0],):
+        raise DataError(f"npz: {p}: {key_l} must have shape [{imgs.shape[0]}], got {labels.shape}")
+    if imgs.shape[-1] == 4:
+        imgs = imgs[..., :3]
+    if imgs.shape[1:3] != (size, size):
+        imgs = np.stack([_resize_crop(im, size) for im in imgs])
+    known = labels[labels >= 0]
+    return ImageDataset(f"npz:{p.resolve()}-{split}-{size}", labels, int(known.max()) + 1 if known.size else 0, size,
+                        channels=imgs.shape[-1], images=np.ascontiguousarray(imgs))
+
+
+def open_dataset(spec: str = "digits", split: str = "train", size: int = 32):
+    """The data set of a spec string (see the module docstring)."""
+    if split not in ("train", "test", "all"):
+        raise DataError(f"split must be train, test or all, got {split!r}")
+    if not isinstance(size, int) or size < 1:
+        raise DataError(f"size must be a positive int, got {size!r}")
+    name, path, opts = parse_spec(spec)
+    if name == "digits":
+        return _digits(size, split)
+    if name == "ring2d":
+        return _ring2d(path, split)
+    if name == "ring2d-cvae":
+        return _ring2d_cvae(split)
+    if name == "folder":
+        return _folder(path, size)
+    if name == "domains":
+        return _domains(path, size)
+    if name == "cub200":
+        return _cub200(path, size, split, opts)
+    if name in ("cifar10", "cifar100"):
+        return _cifar(path, size, split, 10 if name == "cifar10" else 100)
+    if name == "npz":
+        return _npz(path, size, split)
+    raise DataError(f"unknown data set {name!r} in spec {spec!r}; known: digits, ring2d, ring2d-cvae, folder:, "
+                    "domains:, cub200:, cifar10:, cifar100:, npz:")
+
+
+def load_arrays(spec: str, split: str = "train", size: int = 32) -> ImageDataset:
+    """An in-memory image data set (decodes file data sets; corrupt files are an error here)."""
+    ds = open_dataset(spec, split, size)
+    if ds.kind != "image":
+        raise DataError(f"{spec} is not an image data set")
+    if not ds.in_memory:
+        ds.images = np.stack([ds.load(i) for i in range(len(ds))])
+        ds.files = None
+    return ds

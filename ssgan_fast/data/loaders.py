@@ -1,0 +1,400 @@
+"""Loaders: one interface, an infinite iterator of batches {x_l, y_l, x_u} on the training device,
+images in [-1, 1] (NCHW float32) or 2-D points, with static shapes (batch_labeled, batch_unlabeled).
+
+- ``tensor``: the whole data set as uint8 on the device; batches are index_select + batched
+  augmentation on the device. The fast path for data that fit in memory (digits, CIFAR, 2-D).
+- ``torch``: torch.utils.data.DataLoader with worker processes (decode + resize; torchvision.io
+  when available, else PIL), pinned memory, augmentation batched in the main process. For CPU
+  training, large folders without DALI, and as the baseline.
+- ``dali``: NVIDIA DALI pipelines (file reading, JPEG/PNG decode on the GPU, random resized crop,
+  flip and normalisation on the GPU), one for the labeled and one for the unlabeled pool, sharded
+  per DDP rank. Needs DALI and a GPU; never a silent fallback (``auto`` falls back with a logged
+  reason).
+
+Corrupt or truncated images are skipped and counted: the tensor and DALI loaders scan up front
+(bad files leave the pools, reported once); the torch loader replaces a bad item by the next good
+one of the same pool, counts it and reports the count at the end of each epoch. More than
+``max_bad_fraction`` bad images aborts with an error. ``next_into(buffers)`` copies a batch into
+static buffers (CUDA-graph replay).
+"""
+from __future__ import annotations
+
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import torch
+
+from .augment import Augment
+from .datasets import DataError, ImageDataset, PointDataset, decode_image
+from .split import SemiSupervisedSampler, Split
+
+log = logging.getLogger("ssgan_fast")
+
+__all__ = ["TensorLoader", "TorchLoader", "DaliLoader", "make_loader", "dali_available", "LOADERS"]
+
+LOADERS = ("auto", "tensor", "torch", "dali")
+
+
+def dali_available() -> tuple[bool, str]:
+    try:
+        import nvidia.dali  # noqa: F401
+        from nvidia.dali.plugin import pytorch  # noqa: F401
+    except Exception as e:
+        return False, f"NVIDIA DALI is not installed ({type(e).__name__}: {e}); pip install .[dali]"
+    return True, ""
+
+
+def _to_unit(x: torch.Tensor) -> torch.Tensor:
+    return x.float().div_(127.5).sub_(1.0)
+
+
+def _scan(ds: ImageDataset, indices: np.ndarray, threads: int = 8) -> np.ndarray:
+    """Indices (of `indices`) whose files decode; the rest are reported."""
+    def ok(i):
+        try:
+            ds.load(int(i))
+            return True
+        except Exception:
+            return False
+    with ThreadPoolExecutor(threads) as ex:
+        good = np.fromiter(ex.map(ok, indices), dtype=bool, count=len(indices))
+    return good
+
+
+class _Base:
+    x_shape: tuple
+
+    def __init__(self, ds, split: Split, batch_labeled: int, batch_unlabeled: int, device, seed: int,
+                 class_balanced: bool, max_bad_fraction: float, rank: int, world_size: int):
+        if len(ds) == 0:
+            raise DataError(f"{ds.name} is empty")
+        self.ds, self.split = ds, split
+        self.bl, self.bu = batch_labeled, batch_unlabeled
+        self.device = torch.device(device)
+        self.seed = seed
+        self.max_bad_fraction = max_bad_fraction
+        self.bad = 0
+        self.labels = np.asarray(ds.labels, dtype=np.int64)
+        self.sampler = SemiSupervisedSampler(split, self.labels, batch_labeled, batch_unlabeled, seed, class_balanced,
+                                             rank, world_size)
+
+    def __iter__(self):
+        return self
+
+    def _check_bad(self, seen: int, when: str):
+        if self.bad:
+            frac = self.bad / max(1, seen)
+            log.warning("%s: %d corrupt or unreadable image(s) skipped %s (%.2f%%)", self.ds.name, self.bad, when,
+                        100 * frac)
+            if frac > self.max_bad_fraction:
+                raise DataError(f"{self.ds.name}: {self.bad} of {seen} images are corrupt or unreadable, more than "
+                                f"max_bad_fraction = {self.max_bad_fraction}")
+
+    def next_into(self, buffers: dict) -> dict:
+        """Copy the next batch into static buffers (same keys and shapes); returns buffers."""
+        b = next(self)
+        for k, v in b.items():
+            buffers[k].copy_(v, non_blocking=True)
+        return buffers
+
+    def state_dict(self) -> dict:
+        return {"sampler": self.sampler.state_dict()}
+
+    def load_state_dict(self, s: dict) -> None:
+        self.sampler.load_state_dict(s["sampler"])
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return len(self.sampler)
+
+
+class TensorLoader(_Base):
+    """The data set resident on the device as uint8 (points as float32)."""
+
+    def __init__(self, ds, split, batch_labeled, batch_unlabeled, device="cpu", augment: Augment | None = None,
+                 seed: int = 0, class_balanced: bool = False, max_bad_fraction: float = 0.01, rank: int = 0,
+                 world_size: int = 1):
+        arr, bad = None, 0
+        if isinstance(ds, ImageDataset) and not ds.in_memory:
+            # decode every file once (threads); unreadable ones leave the pools
+            arr = np.zeros((len(ds), ds.size, ds.size, ds.channels), dtype=np.uint8)
+
+            def load(i):
+                try:
+                    arr[i] = ds.load(i)
+                    return True
+                except Exception:
+                    return False
+            with ThreadPoolExecutor(8) as ex:
+                good = np.fromiter(ex.map(load, range(len(ds))), dtype=bool, count=len(ds))
+            bad = int((~good).sum())
+            self.bad_files = [ds.files[i] for i in np.nonzero(~good)[0]]
+            split = Split(split.labeled[good[split.labeled]], split.unlabeled[good[split.unlabeled]], split.num_classes,
+                          split.seed, split.rule, split.fingerprint)
+        super().__init__(ds, split, batch_labeled, batch_unlabeled, device, seed, class_balanced, max_bad_fraction,
+                         rank, world_size)
+        self.augment = augment or Augment()
+        if bad:
+            self.bad = bad
+            self._check_bad(len(ds), "while loading")
+        if isinstance(ds, PointDataset):
+            self.data = torch.from_numpy(ds.points).to(self.device)
+        else:
+            arr = ds.images if arr is None else arr
+            self.data = torch.from_numpy(np.ascontiguousarray(arr)).permute(0, 3, 1, 2).contiguous().to(self.device)
+        self.label_t = torch.from_numpy(self.labels).to(self.device)
+        self.gen = torch.Generator(self.device).manual_seed(seed)
+
+    def __next__(self) -> dict:
+        il, iu = next(self.sampler)
+        il = torch.from_numpy(il).to(self.device, non_blocking=True)
+        iu = torch.from_numpy(iu).to(self.device, non_blocking=True)
+        xl, xu = self.data.index_select(0, il), self.data.index_select(0, iu)
+        if isinstance(self.ds, ImageDataset):
+            xl, xu = self.augment(_to_unit(xl), self.gen), self.augment(_to_unit(xu), self.gen)
+        return {"x_l": xl, "y_l": self.label_t.index_select(0, il), "x_u": xu}
+
+    def state_dict(self) -> dict:
+        return {"sampler": self.sampler.state_dict(), "gen": self.gen.get_state()}
+
+    def load_state_dict(self, s: dict) -> None:
+        self.sampler.load_state_dict(s["sampler"])
+        self.gen.set_state(s["gen"])
+
+
+# ----------------------------------------------------------------------------- torch DataLoader
+
+def _decode_tv(path: str, size: int, box):
+    """torchvision.io decode (JPEG / PNG / GIF / WebP) when available and no box crop; else PIL."""
+    from .datasets import _resize_crop
+    from torchvision.io import ImageReadMode, decode_image as tv_decode, read_file
+    img = tv_decode(read_file(path), mode=ImageReadMode.RGB)
+    return _resize_crop(img.permute(1, 2, 0).numpy(), size)
+
+
+class _Items(torch.utils.data.Dataset):
+    """Map-style view: item i -> (uint8 CHW image, 1) or, if unreadable, (the next good item of
+    the same pool, 0). Pools are given per call through the batch sampler's (index, pool) pairs."""
+
+    def __init__(self, ds: ImageDataset, pools: dict, use_tv: bool):
+        self.ds, self.pools, self.use_tv = ds, pools, use_tv
+
+    def __len__(self):
+        return len(self.ds)
+
+    def _load(self, i):
+        ds = self.ds
+        if ds.in_memory:
+            return ds.images[i]
+        if self.use_tv and ds.boxes is None and os.path.splitext(ds.files[i])[1].lower() in (".jpg", ".jpeg", ".png"):
+            try:
+                return _decode_tv(ds.files[i], ds.size, None)
+            except Exception:
+                pass  # PIL gets the final word (and the error)
+        return ds.load(i)
+
+    def __getitem__(self, key):
+        i, pool = key
+        ok = 1
+        candidates = self.pools[pool]
+        pos = int(np.searchsorted(candidates, i))
+        for t in range(len(candidates)):
+            j = i if t == 0 else int(candidates[(pos + t) % len(candidates)])
+            try:
+                img = self._load(j)
+                return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1), int(self.ds.labels[j]), ok
+            except Exception:
+                ok = 0
+        raise DataError(f"{self.ds.name}: no readable image in the {pool} pool")
+
+
+class _Batches(torch.utils.data.Sampler):
+    def __init__(self, sampler: SemiSupervisedSampler):
+        self.s = sampler
+
+    def __iter__(self):
+        while True:
+            lab, unl = next(self.s)
+            yield [(int(i), "l") for i in lab] + [(int(i), "u") for i in unl]
+
+
+class TorchLoader(_Base):
+    def __init__(self, ds, split, batch_labeled, batch_unlabeled, device="cpu", augment: Augment | None = None,
+                 seed: int = 0, class_balanced: bool = False, max_bad_fraction: float = 0.01, rank: int = 0,
+                 world_size: int = 1, num_workers: int | None = None, decoder: str = "auto"):
+        if isinstance(ds, PointDataset):
+            raise DataError("the torch loader is for images; 2-D points use the tensor loader")
+        super().__init__(ds, split, batch_labeled, batch_unlabeled, device, seed, class_balanced, max_bad_fraction,
+                         rank, world_size)
+        self.augment = augment or Augment()
+        use_tv = False
+        if decoder in ("auto", "torchvision"):
+            try:
+                import torchvision.io  # noqa: F401
+                use_tv = True
+            except Exception:
+                if decoder == "torchvision":
+                    raise DataError("decoder='torchvision' but torchvision is not installed")
+        pools = {"l": np.sort(self.sampler.lab), "u": np.sort(self.sampler.unl)}
+        if num_workers is None:
+            num_workers = 0 if ds.in_memory else min(8, os.cpu_count() or 1)
+        self.dl = torch.utils.data.DataLoader(
+            _Items(ds, pools, use_tv), batch_sampler=_Batches(self.sampler), num_workers=num_workers,
+            pin_memory=self.device.type == "cuda", persistent_workers=num_workers > 0,
+            prefetch_factor=4 if num_workers > 0 else None)
+        self._it = None
+        self.gen = torch.Generator(self.device).manual_seed(seed)
+        self.seen = self.steps = 0
+
+    def __next__(self) -> dict:
+        if self._it is None:
+            self._it = iter(self.dl)
+        x, y, ok = next(self._it)
+        self.bad += int((ok == 0).sum())
+        self.seen += int(ok.numel())
+        self.steps += 1
+        if self.steps % self.steps_per_epoch == 0:
+            self._check_bad(self.seen, f"in epoch {self.steps // self.steps_per_epoch}")
+            self.bad = self.seen = 0
+        x = _to_unit(x.to(self.device, non_blocking=True))
+        xl, xu = x[:self.bl], x[self.bl:]
+        return {"x_l": self.augment(xl, self.gen), "y_l": y[:self.bl].to(self.device, non_blocking=True),
+                "x_u": self.augment(xu, self.gen)}
+
+    def state_dict(self) -> dict:
+        # batches already prefetched by workers are not counted: the sampler is read back by the
+        # number of batches handed out, so resume continues where training stopped
+        return {"steps": self.steps, "gen": self.gen.get_state()}
+
+    def load_state_dict(self, s: dict) -> None:
+        for _ in range(int(s["steps"])):
+            next(self.sampler)
+        self.steps = int(s["steps"])
+        self.gen.set_state(s["gen"])
+
+
+# ----------------------------------------------------------------------------- DALI
+
+class DaliLoader(_Base):
+    """DALI pipelines for the labeled and the unlabeled pool (file data sets).
+
+    Augmentation: random resized crop (area 0.8-1, aspect 3/4-4/3) when ``augment.crop_pad`` or
+    ``augment.translate`` is set, else resize + centre crop; flip when ``augment.flip``. DALI shuffles
+    itself (seeded); class_balanced sampling is not available with DALI."""
+
+    def __init__(self, ds, split, batch_labeled, batch_unlabeled, device="cuda", augment: Augment | None = None,
+                 seed: int = 0, class_balanced: bool = False, max_bad_fraction: float = 0.01, rank: int = 0,
+                 world_size: int = 1, num_threads: int = 4, _dali_device: str | None = None):
+        ok, why = dali_available()
+        if not ok:
+            raise DataError(f"--loader dali: {why}")
+        dev = torch.device(device)
+        if _dali_device is None and (dev.type != "cuda" or not torch.cuda.is_available()):
+            raise DataError("--loader dali needs a CUDA device (DALI decodes and augments on the GPU); "
+                            "use --loader tensor or torch on CPU")
+        if not isinstance(ds, ImageDataset) or ds.in_memory:
+            raise DataError("the dali loader reads image files (folder:, cub200:, domains:); in-memory data sets "
+                            "use the tensor loader")
+        if ds.boxes is not None:
+            raise DataError("the dali loader does not crop to bounding boxes; use --loader tensor or torch for cub200 "
+                            "with bbox=1")
+        if class_balanced:
+            raise DataError("class_balanced sampling is not available with the dali loader")
+        super().__init__(ds, split, batch_labeled, batch_unlabeled, dev, seed, class_balanced, max_bad_fraction,
+                         rank, world_size)
+        self.augment = augment or Augment()
+        pools = {"l": self.sampler.lab, "u": self.sampler.unl}
+        seen = len(pools["l"]) + len(pools["u"])
+        for k in pools:
+            good = _scan(ds, pools[k])
+            self.bad += int((~good).sum())
+            pools[k] = pools[k][good]
+        self._check_bad(seen, "before training (pre-scan)")
+        dali_dev = _dali_device or "gpu"
+        device_id = None if dali_dev == "cpu" else (dev.index if dev.index is not None else torch.cuda.current_device())
+        self._iters = {}
+        for k, bs in (("l", batch_labeled), ("u", batch_unlabeled)):
+            if bs:
+                self._iters[k] = self._pipeline(pools[k], bs, dali_dev, device_id, num_threads, seed + (k == "u"))
+
+    def _pipeline(self, idx, bs, dali_dev, device_id, threads, seed):
+        import nvidia.dali.fn as fn
+        import nvidia.dali.types as types
+        from nvidia.dali import pipeline_def
+        from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy
+        files = [self.ds.files[i] for i in idx]
+        labels = [int(self.ds.labels[i]) if self.ds.labels[i] >= 0 else 0 for i in idx]
+        size, aug = self.ds.size, self.augment
+
+        @pipeline_def(batch_size=bs, num_threads=threads, device_id=device_id, seed=seed)
+        def pipe():
+            enc, lab = fn.readers.file(files=files, labels=labels, random_shuffle=True, seed=seed, name="reader")
+            img = fn.decoders.image(enc, device="mixed" if dali_dev == "gpu" else "cpu", output_type=types.RGB)
+            if aug.crop_pad > 0 or aug.translate > 0:
+                img = fn.random_resized_crop(img, size=(size, size), random_area=(0.8, 1.0),
+                                             random_aspect_ratio=(3 / 4, 4 / 3))
+            else:
+                img = fn.resize(img, resize_shorter=size)
+                img = fn.crop(img, crop=(size, size))
+            mirror = fn.random.coin_flip(probability=0.5) if aug.flip else 0
+            img = fn.crop_mirror_normalize(img, dtype=types.FLOAT, output_layout="CHW", mean=[127.5] * 3,
+                                           std=[127.5] * 3, mirror=mirror)
+            return img, lab
+
+        p = pipe()
+        p.build()
+        return DALIGenericIterator([p], ["x", "y"], reader_name="reader", auto_reset=True,
+                                   last_batch_policy=LastBatchPolicy.DROP)
+
+    def _next(self, k):
+        it = self._iters[k]
+        try:
+            b = next(it)
+        except StopIteration:  # auto_reset starts the next epoch
+            b = next(it)
+        return b[0]["x"].to(self.device), b[0]["y"].view(-1).long().to(self.device)
+
+    def __next__(self) -> dict:
+        shape = (0, 3, self.ds.size, self.ds.size)
+        xl, yl = self._next("l") if "l" in self._iters else (torch.zeros(shape, device=self.device),
+                                                             torch.zeros(0, dtype=torch.long, device=self.device))
+        xu = self._next("u")[0] if "u" in self._iters else torch.zeros(shape, device=self.device)
+        return {"x_l": xl, "y_l": yl, "x_u": xu}
+
+    def state_dict(self) -> dict:
+        return {}  # DALI readers are not resumable mid-epoch: a resumed run starts a fresh shuffle
+
+    def load_state_dict(self, s: dict) -> None:
+        pass
+
+
+def make_loader(kind: str, ds, split: Split, batch_labeled: int, batch_unlabeled: int, device="cpu",
+                augment: Augment | None = None, seed: int = 0, memory_budget: int | None = None, **kw):
+    """The loader `kind` (auto | tensor | torch | dali). auto: tensor when the data fit in memory
+    (in-memory sets, points, or decoded size under `memory_budget`), dali for image files on a GPU
+    when DALI is installed, else torch; the choice and its reason are logged."""
+    if kind not in LOADERS:
+        raise DataError(f"unknown loader {kind!r}; choose one of {', '.join(LOADERS)}")
+    dev = torch.device(device)
+    args = (ds, split, batch_labeled, batch_unlabeled, dev, augment, seed)
+    if kind == "auto":
+        if memory_budget is None:
+            memory_budget = (torch.cuda.get_device_properties(dev).total_memory // 4 if dev.type == "cuda"
+                             else 4 << 30)
+        ok, why = dali_available()
+        if ds.in_memory:
+            kind, reason = "tensor", "the data set is in memory"
+        elif dev.type == "cuda" and ok and getattr(ds, "boxes", None) is None:
+            kind, reason = "dali", "image files on a GPU with DALI installed"
+        elif ds.nbytes() <= memory_budget:
+            kind, reason = "tensor", f"the decoded data set ({ds.nbytes() / 2**20:.0f} MiB) fits the memory budget"
+            if dev.type == "cuda":
+                reason += f" (dali not used: {why or 'bounding-box crops'})"
+        else:
+            kind, reason = "torch", (f"{ds.nbytes() / 2**20:.0f} MiB decoded exceeds the budget and "
+                                     f"{'no GPU' if dev.type != 'cuda' else why or 'bounding-box crops need PIL'}")
+        log.info("loader auto -> %s (%s)", kind, reason)
+    cls = {"tensor": TensorLoader, "torch": TorchLoader, "dali": DaliLoader}[kind]
+    return cls(*args, **kw)
