@@ -11,6 +11,8 @@ install:
 	$(PY) -m pip install -q -U pip
 	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
 	$(PY) -m pip install -q ninja numpy scipy pytest scikit-learn tqdm pyyaml
+	@# NVIDIA DALI (optional extra): its CPU operators let the tests check the DALI loader without a GPU
+	$(PY) -m pip install -q nvidia-dali-cuda130 || echo "DALI not installed: the DALI loader tests will be skipped"
 	@# CUDA kernels are compiled (and linked) whenever nvcc exists, GPU or not, so they cannot rot.
 	if [ -x "$(CUDA_HOME)/bin/nvcc" ]; then \
 	  FORCE_CUDA=1 CUDA_HOME=$(CUDA_HOME) TORCH_CUDA_ARCH_LIST="$(TORCH_CUDA_ARCH_LIST)" \

@@ -82,6 +82,11 @@ void class_moments_cuda(const at::Tensor& x, const at::Tensor& labels, const at:
                         const at::Tensor& sum, const at::Tensor& xtx);
 #endif
 
+// Loader augmentation (CPU): shift by (dy, dx) with reflect (mode 0) / constant fill (mode 1),
+// optional mirror, then float(double(v) / divisor + shift) (to_float) or uint8. See csrc/cpu/augment.cpp.
+at::Tensor augment_shift_cpu(const at::Tensor& x, const at::Tensor& dy, const at::Tensor& dx, const at::Tensor& flip,
+                             int64_t mode, double fill, double divisor, double shift, bool to_float);
+
 inline void check_class_moments(const at::Tensor& x, const at::Tensor& labels, const at::Tensor& shift,
                                 const at::Tensor& count, const at::Tensor& sum, const at::Tensor& xtx) {
   TORCH_CHECK(x.dim() == 2 && x.is_contiguous() && (x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble),

@@ -18,6 +18,7 @@ TORCH_LIBRARY(ssgan_fast_C, m) {
   m.def("cutmix_backward(Tensor grad, Tensor boxes) -> (Tensor, Tensor)");
   m.def("mask_embed_forward(Tensor feat, Tensor emb) -> Tensor");
   m.def("mask_embed_backward(Tensor grad, Tensor feat, Tensor emb) -> (Tensor, Tensor)");
+  m.def("augment_shift(Tensor x, Tensor dy, Tensor dx, Tensor flip, int mode, float fill, float divisor, float shift, bool to_float) -> Tensor");
   m.def("class_moments(Tensor x, Tensor labels, Tensor shift, Tensor(a!) count, Tensor(b!) sum, Tensor(c!) xtx) -> ()");
 }
 
@@ -31,6 +32,7 @@ TORCH_LIBRARY_IMPL(ssgan_fast_C, CPU, m) {
   m.impl("mask_embed_forward", &ssgan_fast::mask_embed_forward_cpu);
   m.impl("mask_embed_backward", &ssgan_fast::mask_embed_backward_cpu);
   m.impl("class_moments", &ssgan_fast::class_moments_cpu);
+  m.impl("augment_shift", &ssgan_fast::augment_shift_cpu);
   m.impl("cosine_logits_forward", &ssgan_fast::cosine_logits_forward);
   m.impl("cosine_logits_backward", &ssgan_fast::cosine_logits_backward);
   m.impl("cosine_logits_ce_fused", &ssgan_fast::cosine_logits_ce_fused);

@@ -34,7 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m ssgan_fast.evaluate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--samples", required=True, help="npz with images (uint8 NHWC) and labels (int64)")
-    p.add_argument("--data", default="digits", help="real data set spec: digits | npz:/file.npz (default digits)")
+    p.add_argument("--data", default="digits",
+                   help="real data set spec (see ssgan_fast.data): digits, cifar10:/path, cub200:/path, folder:/path, "
+                        "npz:/file.npz, ... (default digits)")
     p.add_argument("--size", type=int, default=32, help="resolution of the built-in digits (default 32)")
     p.add_argument("--metrics", default="fid,intra_fid,cfid,is,ra",
                    help=f"comma-separated subset of {','.join(METRICS)} (default fid,intra_fid,cfid,is,ra)")
@@ -103,7 +105,7 @@ def _classifier(args, real, device):
 
 
 def evaluate(args) -> dict:
-    from .data import images_to_tensor, load_arrays
+    from .data import DataError, images_to_tensor, load_arrays
     from .metrics import FIDInceptionV3, cfid, collect, evaluate_accuracy, fid, intra_fid, train_classifier
     from .metrics.cache import cached
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
@@ -114,7 +116,10 @@ def evaluate(args) -> dict:
     torch.manual_seed(args.seed)
     imgs, labels = _load_samples(args.samples)
     real = load_arrays(args.data, "train", args.size)
-    test = load_arrays(args.data, "test", args.size) if args.data == "digits" else None
+    try:
+        test = load_arrays(args.data, "test", args.size)
+    except DataError:
+        test = None  # no held-out split: gan_train needs one (checked below)
     nc = real.num_classes
     if labels.max() >= nc or labels.min() < 0:
         raise SystemExit(f"error: sample labels span [{labels.min()}, {labels.max()}] but {args.data} has {nc} classes")
@@ -169,6 +174,8 @@ def evaluate(args) -> dict:
 
 def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from ._sys import tune_malloc
+    tune_malloc()
     args = build_parser().parse_args(argv)
     try:
         out = evaluate(args)

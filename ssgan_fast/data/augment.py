@@ -3,17 +3,44 @@
 - flip: horizontal flip with probability 1/2 per image.
 - crop: random crop of the image padded by `crop_pad` pixels (reflect), i.e. a random translation
   by up to `crop_pad` pixels with reflected borders (the CIFAR recipe).
-- translate: DiffAugment-style translation by up to `translate` x size pixels with zero fill.
-All randomness comes from the given torch.Generator (reproducible, on the images' device).
+- translate: DiffAugment-style translation by up to `translate` x size pixels, filled with the mid
+  value (0 in [-1, 1]; 128 for uint8 batches).
+Flip and crop are one gather (a flat index per image), translation a second one. All randomness
+comes from the given torch.Generator (reproducible, on the images' device). ``to_unit`` augments a
+uint8 batch and converts it to [-1, 1]; on CPU tensors it runs the fused C++ kernel
+(ssgan_fast_C::augment_shift: index map + conversion in one pass), elsewhere the torch ops - the
+same random draws, the same result.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
-__all__ = ["Augment"]
+__all__ = ["Augment", "to_unit"]
+
+_REFLECT, _FILL = 0, 1
+
+
+# uint8 -> [-1, 1]: float32(v / 127.5 - 1) evaluated in float64, the definition every path follows
+UNIT_LUT = (torch.arange(256, dtype=torch.float64) / 127.5 - 1.0).float()
+_LUTS: dict = {}
+
+
+def to_unit(x: torch.Tensor) -> torch.Tensor:
+    """uint8 [0, 255] -> float32 [-1, 1] (a 256-entry table lookup)."""
+    lut = _LUTS.get(x.device)
+    if lut is None:
+        lut = _LUTS[x.device] = UNIT_LUT.to(x.device)
+    return lut[x.long()]
+
+
+def _cpp_kernel():
+    try:
+        import ssgan_fast._C  # noqa: F401
+        return torch.ops.ssgan_fast_C.augment_shift
+    except (ImportError, AttributeError, RuntimeError):
+        return None
 
 
 @dataclass
@@ -26,29 +53,77 @@ class Augment:
     def active(self) -> bool:
         return self.flip or self.crop_pad > 0 or self.translate > 0
 
+    def _stages(self, x: torch.Tensor, gen: torch.Generator):
+        """The random draws, in a fixed order: [(mode, dy, dx, flip), ...] (at most two stages)."""
+        B, _, H, W = x.shape
+        dev = x.device
+        stages = []
+        flip = torch.rand(B, generator=gen, device=dev) < 0.5 if self.flip else None
+        p = min(self.crop_pad, H - 1, W - 1) if self.crop_pad > 0 else 0
+        if flip is not None or p > 0:
+            stages.append((_REFLECT, *self._offsets(B, p, gen, dev), flip))
+        q = int(round(self.translate * min(H, W))) if self.translate > 0 else 0
+        if q > 0:
+            stages.append((_FILL, *self._offsets(B, q, gen, dev), None))
+        return stages
+
     @staticmethod
-    def _shift(x: torch.Tensor, p: int, mode: str, gen: torch.Generator) -> torch.Tensor:
+    def _offsets(B, p, gen, dev):
+        if not p:
+            z = torch.zeros(B, dtype=torch.long, device=dev)
+            return z, z
+        return (torch.randint(-p, p + 1, (B,), generator=gen, device=dev),
+                torch.randint(-p, p + 1, (B,), generator=gen, device=dev))
+
+    @staticmethod
+    def _apply(x: torch.Tensor, mode: int, dy, dx, flip) -> torch.Tensor:
+        """Shift each image by (dy, dx) (reflected borders or mid-value fill) and mirror where flip:
+        one gather with a flat index computed on the unpadded image."""
         B, C, H, W = x.shape
-        xp = F.pad(x, (p, p, p, p), mode=mode) if mode == "reflect" else F.pad(x, (p, p, p, p))
-        dy = torch.randint(0, 2 * p + 1, (B,), generator=gen, device=x.device)
-        dx = torch.randint(0, 2 * p + 1, (B,), generator=gen, device=x.device)
-        iy = dy[:, None] + torch.arange(H, device=x.device)[None]
-        ix = dx[:, None] + torch.arange(W, device=x.device)[None]
-        rows = torch.gather(xp, 2, iy[:, None, :, None].expand(B, C, H, xp.shape[3]))
-        return torch.gather(rows, 3, ix[:, None, None, :].expand(B, C, H, W))
+        dev = x.device
+        iy = dy[:, None] + torch.arange(H, device=dev)[None]
+        ix = dx[:, None] + torch.arange(W, device=dev)[None]
+        if flip is not None:
+            ix = torch.where(flip[:, None], W - 1 - ix, ix)
+        valid = None
+        if mode == _REFLECT:
+            iy = torch.where(iy < 0, -iy, torch.where(iy >= H, 2 * (H - 1) - iy, iy))
+            ix = torch.where(ix < 0, -ix, torch.where(ix >= W, 2 * (W - 1) - ix, ix))
+        else:
+            valid = ((iy >= 0) & (iy < H))[:, :, None] & ((ix >= 0) & (ix < W))[:, None, :]
+            iy, ix = iy.clamp(0, H - 1), ix.clamp(0, W - 1)
+        lin = (iy[:, :, None] * W + ix[:, None, :]).reshape(B, 1, H * W).expand(B, C, H * W)
+        out = torch.gather(x.reshape(B, C, H * W), 2, lin).reshape(B, C, H, W)
+        if valid is not None:
+            fill = torch.tensor(0 if x.is_floating_point() else 128, dtype=x.dtype, device=dev)
+            out = torch.where(valid[:, None], out, fill)
+        return out
 
     def __call__(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """Augment a batch [B, C, H, W] (uint8 or float), torch ops on any device."""
         if x.shape[0] == 0 or not self.active:
             return x
-        if self.flip:
-            m = torch.rand(x.shape[0], generator=gen, device=x.device) < 0.5
-            x = torch.where(m[:, None, None, None], x.flip(3), x)
-        if self.crop_pad > 0:
-            p = min(self.crop_pad, x.shape[2] - 1, x.shape[3] - 1)
-            if p > 0:
-                x = self._shift(x, p, "reflect", gen)
-        if self.translate > 0:
-            p = int(round(self.translate * min(x.shape[2], x.shape[3])))
-            if p > 0:
-                x = self._shift(x, p, "zeros", gen)
+        for mode, dy, dx, flip in self._stages(x, gen):
+            x = self._apply(x, mode, dy, dx, flip)
+        return x
+
+    def to_unit(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """Augment a uint8 batch and convert it to float32 in [-1, 1]."""
+        if x.device.type != "cpu" or x.dtype != torch.uint8 or x.shape[0] == 0:
+            return to_unit(self(x, gen))
+        kern = _cpp_kernel()
+        if kern is None:
+            return to_unit(self(x, gen))
+        stages = self._stages(x, gen) if self.active else []
+        x = x.contiguous()
+        if not stages:  # identity map: the kernel still does the conversion in one pass
+            z = torch.zeros(x.shape[0], dtype=torch.long)
+            stages = [(_REFLECT, z, z, None)]
+        empty = torch.empty(0, dtype=torch.bool)
+        for i, (mode, dy, dx, flip) in enumerate(stages):
+            last = i == len(stages) - 1
+            divisor, shift = (127.5, -1.0) if last else (1.0, 0.0)
+            fill = float(UNIT_LUT[128]) if last else 128.0  # the uint8 mid value, in output units
+            x = kern(x, dy.contiguous(), dx.contiguous(), empty if flip is None else flip.contiguous(), mode, fill,
+                     divisor, shift, last)
         return x

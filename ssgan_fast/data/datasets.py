@@ -77,7 +77,7 @@ def decode_image(path: str, size: int, box=None) -> np.ndarray:
         if box is not None:
             x, y, w, h = (float(v) for v in box)
             im = im.crop((int(x), int(y), int(math.ceil(x + w)), int(math.ceil(y + h))))
-        arr = np.asarray(im, dtype=np.uint8)
+        arr = np.array(im, dtype=np.uint8)
     if arr.ndim != 3 or arr.shape[0] == 0 or arr.shape[1] == 0:
         raise ValueError(f"{path}: empty image")
     return _resize_crop(arr, size)
@@ -372,6 +372,8 @@ def open_dataset(spec: str = "digits", split: str = "train", size: int = 32):
         return _ring2d(path, split)
     if name == "ring2d-cvae":
         return _ring2d_cvae(split)
+    if name in ("folder", "domains") and split == "test":
+        raise DataError(f"{name}: data sets have no train/test split (use a separate {name}:/path for held-out data)")
     if name == "folder":
         return _folder(path, size)
     if name == "domains":

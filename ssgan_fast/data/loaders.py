@@ -3,9 +3,9 @@ images in [-1, 1] (NCHW float32) or 2-D points, with static shapes (batch_labele
 
 - ``tensor``: the whole data set as uint8 on the device; batches are index_select + batched
   augmentation on the device. The fast path for data that fit in memory (digits, CIFAR, 2-D).
-- ``torch``: torch.utils.data.DataLoader with worker processes (decode + resize; torchvision.io
-  when available, else PIL), pinned memory, augmentation batched in the main process. For CPU
-  training, large folders without DALI, and as the baseline.
+- ``torch``: torch.utils.data.DataLoader with worker processes (PIL decode + resize; no
+  torchvision needed - its image decoders are deprecated since 0.29), pinned memory, augmentation
+  batched in the main process. For CPU training, large folders without DALI, and as the baseline.
 - ``dali``: NVIDIA DALI pipelines (file reading, JPEG/PNG decode on the GPU, random resized crop,
   flip and normalisation on the GPU), one for the labeled and one for the unlabeled pool, sharded
   per DDP rank. Needs DALI and a GPU; never a silent fallback (``auto`` falls back with a logged
@@ -44,10 +44,6 @@ def dali_available() -> tuple[bool, str]:
     except Exception as e:
         return False, f"NVIDIA DALI is not installed ({type(e).__name__}: {e}); pip install .[dali]"
     return True, ""
-
-
-def _to_unit(x: torch.Tensor) -> torch.Tensor:
-    return x.float().div_(127.5).sub_(1.0)
 
 
 def _scan(ds: ImageDataset, indices: np.ndarray, threads: int = 8) -> np.ndarray:
@@ -153,7 +149,7 @@ class TensorLoader(_Base):
         iu = torch.from_numpy(iu).to(self.device, non_blocking=True)
         xl, xu = self.data.index_select(0, il), self.data.index_select(0, iu)
         if isinstance(self.ds, ImageDataset):
-            xl, xu = self.augment(_to_unit(xl), self.gen), self.augment(_to_unit(xu), self.gen)
+            xl, xu = self.augment.to_unit(xl, self.gen), self.augment.to_unit(xu, self.gen)
         return {"x_l": xl, "y_l": self.label_t.index_select(0, il), "x_u": xu}
 
     def state_dict(self) -> dict:
@@ -166,34 +162,18 @@ class TensorLoader(_Base):
 
 # ----------------------------------------------------------------------------- torch DataLoader
 
-def _decode_tv(path: str, size: int, box):
-    """torchvision.io decode (JPEG / PNG / GIF / WebP) when available and no box crop; else PIL."""
-    from .datasets import _resize_crop
-    from torchvision.io import ImageReadMode, decode_image as tv_decode, read_file
-    img = tv_decode(read_file(path), mode=ImageReadMode.RGB)
-    return _resize_crop(img.permute(1, 2, 0).numpy(), size)
-
-
 class _Items(torch.utils.data.Dataset):
     """Map-style view: item i -> (uint8 CHW image, 1) or, if unreadable, (the next good item of
     the same pool, 0). Pools are given per call through the batch sampler's (index, pool) pairs."""
 
-    def __init__(self, ds: ImageDataset, pools: dict, use_tv: bool):
-        self.ds, self.pools, self.use_tv = ds, pools, use_tv
+    def __init__(self, ds: ImageDataset, pools: dict):
+        self.ds, self.pools = ds, pools
 
     def __len__(self):
         return len(self.ds)
 
     def _load(self, i):
-        ds = self.ds
-        if ds.in_memory:
-            return ds.images[i]
-        if self.use_tv and ds.boxes is None and os.path.splitext(ds.files[i])[1].lower() in (".jpg", ".jpeg", ".png"):
-            try:
-                return _decode_tv(ds.files[i], ds.size, None)
-            except Exception:
-                pass  # PIL gets the final word (and the error)
-        return ds.load(i)
+        return self.ds.load(i)
 
     def __getitem__(self, key):
         i, pool = key
@@ -223,25 +203,17 @@ class _Batches(torch.utils.data.Sampler):
 class TorchLoader(_Base):
     def __init__(self, ds, split, batch_labeled, batch_unlabeled, device="cpu", augment: Augment | None = None,
                  seed: int = 0, class_balanced: bool = False, max_bad_fraction: float = 0.01, rank: int = 0,
-                 world_size: int = 1, num_workers: int | None = None, decoder: str = "auto"):
+                 world_size: int = 1, num_workers: int | None = None):
         if isinstance(ds, PointDataset):
             raise DataError("the torch loader is for images; 2-D points use the tensor loader")
         super().__init__(ds, split, batch_labeled, batch_unlabeled, device, seed, class_balanced, max_bad_fraction,
                          rank, world_size)
         self.augment = augment or Augment()
-        use_tv = False
-        if decoder in ("auto", "torchvision"):
-            try:
-                import torchvision.io  # noqa: F401
-                use_tv = True
-            except Exception:
-                if decoder == "torchvision":
-                    raise DataError("decoder='torchvision' but torchvision is not installed")
         pools = {"l": np.sort(self.sampler.lab), "u": np.sort(self.sampler.unl)}
         if num_workers is None:
             num_workers = 0 if ds.in_memory else min(8, os.cpu_count() or 1)
         self.dl = torch.utils.data.DataLoader(
-            _Items(ds, pools, use_tv), batch_sampler=_Batches(self.sampler), num_workers=num_workers,
+            _Items(ds, pools), batch_sampler=_Batches(self.sampler), num_workers=num_workers,
             pin_memory=self.device.type == "cuda", persistent_workers=num_workers > 0,
             prefetch_factor=4 if num_workers > 0 else None)
         self._it = None
@@ -258,10 +230,10 @@ class TorchLoader(_Base):
         if self.steps % self.steps_per_epoch == 0:
             self._check_bad(self.seen, f"in epoch {self.steps // self.steps_per_epoch}")
             self.bad = self.seen = 0
-        x = _to_unit(x.to(self.device, non_blocking=True))
+        x = x.to(self.device, non_blocking=True)
         xl, xu = x[:self.bl], x[self.bl:]
-        return {"x_l": self.augment(xl, self.gen), "y_l": y[:self.bl].to(self.device, non_blocking=True),
-                "x_u": self.augment(xu, self.gen)}
+        return {"x_l": self.augment.to_unit(xl, self.gen), "y_l": y[:self.bl].to(self.device, non_blocking=True),
+                "x_u": self.augment.to_unit(xu, self.gen)}
 
     def state_dict(self) -> dict:
         # batches already prefetched by workers are not counted: the sampler is read back by the
