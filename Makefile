@@ -1,11 +1,11 @@
-# ssgan_fast: the two commands of the README are `make bench` (the main job until the trainer
-# lands: the op microbenchmarks) and `make test`. Both install what they need first.
+# ssgan_fast: the two commands of the README are `make train` (the main job: SphericGAN on the
+# built-in digits, CPU, a few minutes) and `make test`. Both install what they need first.
 PY ?= python
 CUDA_HOME ?= /usr/local/cuda
 TORCH_CUDA_ARCH_LIST ?= 9.0
 export MAX_JOBS ?= 2
 
-.PHONY: install test bench bench-quick build-info clean
+.PHONY: install train test bench bench-quick build-info clean
 
 install:
 	$(PY) -m pip install -q -U pip
@@ -21,6 +21,9 @@ install:
 	  $(PY) -m pip install --no-build-isolation --no-deps -e . ; \
 	fi
 	$(PY) -c "import ssgan_fast; ssgan_fast.build_info(print_=True)"
+
+train: install
+	$(PY) -m ssgan_fast.train
 
 test: install
 	$(PY) -m pytest -q tests

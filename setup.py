@@ -81,6 +81,7 @@ def _extensions():
 setup(
     packages=find_packages(include=["ssgan_fast", "ssgan_fast.*"]) + ["ssgan_fast.kernels"],
     package_dir={"ssgan_fast.kernels": "kernels"},
+    package_data={"ssgan_fast.configs": ["*.yaml"]},
     ext_modules=_extensions(),
     cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
 )

@@ -1,6 +1,6 @@
 """Evaluate generated samples against a real data set.
 
-    python -m ssgan_fast.evaluate --samples samples.npz --data digits \\
+    python -m ssgan_fast.evaluate --samples samples.npz | --ckpt runs/NAME --data digits \\
         --metrics fid,intra_fid,cfid,is,ra,gan_train,gan_test [--extractor inception|classifier] \\
         [--classifier F.pt | --train-classifier] [--out metrics.json]
 
@@ -33,7 +33,10 @@ log = logging.getLogger("ssgan_fast")
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m ssgan_fast.evaluate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--samples", required=True, help="npz with images (uint8 NHWC) and labels (int64)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--samples", help="npz with images (uint8 NHWC) and labels (int64)")
+    src.add_argument("--ckpt", help="a run folder: samples are generated from its checkpoint (EMA generator)")
+    p.add_argument("--per-class", type=int, default=100, help="samples per class with --ckpt (default 100)")
     p.add_argument("--data", default="digits",
                    help="real data set spec (see ssgan_fast.data): digits, cifar10:/path, cub200:/path, folder:/path, "
                         "npz:/file.npz, ... (default digits)")
@@ -114,7 +117,14 @@ def evaluate(args) -> dict:
         raise SystemExit(f"error: unknown metric(s) {bad or metrics}; choose from {', '.join(METRICS)}")
     device = torch.device(args.device)
     torch.manual_seed(args.seed)
-    imgs, labels = _load_samples(args.samples)
+    if args.ckpt:
+        from .generate import load_trainer
+        tr = load_trainer(args.ckpt, args.device)
+        imgs, labels = tr.generate(args.per_class)
+        args.samples = str(Path(args.ckpt) / "generated.npz")
+        np.savez(args.samples, images=imgs, labels=labels)
+    else:
+        imgs, labels = _load_samples(args.samples)
     real = load_arrays(args.data, "train", args.size)
     try:
         test = load_arrays(args.data, "test", args.size)

@@ -255,14 +255,18 @@ def _define(name: str, fwd, fake, setup, grads):
         # so autograd tracks one output and materialises no zero gradients for the rest.
         @staticmethod
         def forward(ctx, *inputs):
-            out = fwd(*inputs)
+            # the kernels take bf16 / fp16 inputs themselves and accumulate in fp32: autocast must not
+            # recast the GEMMs inside (it would hand the fused kernels bf16 dot products)
+            with torch.autocast(inputs[0].device.type, enabled=False):
+                out = fwd(*inputs)
             setup(ctx, inputs, out)
             return out[0]
 
         @staticmethod
         @once_differentiable  # the backward kernels are not differentiable: say so, never return wrong 2nd derivatives
         def backward(ctx, g):
-            return grads(ctx, _bwd_fn(ctx.backend, False), g)
+            with torch.autocast(g.device.type, enabled=False):
+                return grads(ctx, _bwd_fn(ctx.backend, False), g)
 
     Fn.__name__ = f"{name}_function"
 
@@ -452,5 +456,6 @@ def _(protos, feats, weights, momentum, backend):
 def prototype_ema_update_op(protos, feats, weights, momentum, backend):
     if torch.compiler.is_compiling():
         return _ema_op(protos, feats, weights, momentum, backend)
-    return _ema_impl(protos, feats, weights, momentum, backend)
+    with torch.autocast(protos.device.type, enabled=False):
+        return _ema_impl(protos, feats, weights, momentum, backend)
 

@@ -43,7 +43,8 @@ def aam_logits(x: torch.Tensor, weight: torch.Tensor, target: torch.Tensor, s: f
     _check(x, weight, target, s, m)
     backend = pick_backend(x.device)
     if backend == "ref":
-        return reference.aam_logits(x, weight, target.long(), float(s), float(m))
+        with torch.autocast(x.device.type, enabled=False):  # same numerics as the fused paths
+            return reference.aam_logits(x, weight, target.long(), float(s), float(m))
     return aam_logits_op(x, weight, target.long().contiguous(), float(s), float(m), backend)
 
 
@@ -69,7 +70,8 @@ def aam_cross_entropy(x: torch.Tensor, weight: torch.Tensor, target: torch.Tenso
         raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
     backend = pick_backend(x.device)
     if backend == "ref":
-        out = reference.aam_cross_entropy(x, weight, target.long(), float(s), float(m), reduction)
+        with torch.autocast(x.device.type, enabled=False):  # same numerics as the fused paths
+            out = reference.aam_cross_entropy(x, weight, target.long(), float(s), float(m), reduction)
         return out if out.dtype == torch.float64 else out.float()
     need_grad = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
     loss = aam_cross_entropy_op(x, weight, target.long().contiguous(), float(s), float(m), reduction, need_grad,

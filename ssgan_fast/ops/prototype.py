@@ -84,7 +84,8 @@ def cosine_softmax(x: torch.Tensor, protos: torch.Tensor, tau=1.0, group=None) -
     lo, hi = _group_bounds(group, x, protos.shape[0]) if group is not None else (None, None)
     backend = pick_backend(x.device)
     if backend == "ref":
-        return reference.cosine_softmax(x, protos, tau, group)
+        with torch.autocast(x.device.type, enabled=False):  # same numerics as the fused paths
+            return reference.cosine_softmax(x, protos, tau, group)
     return cosine_softmax_op(x, protos, tau_t, scale, lo, hi, backend)
 
 
@@ -101,7 +102,8 @@ def clustering_loss(x: torch.Tensor, protos: torch.Tensor, tau=1.0, lam: float =
         raise TypeError(f"lam must be a float, got {type(lam).__name__}")
     backend = pick_backend(x.device)
     if backend == "ref":
-        out = reference.clustering_loss(x, protos, tau, lam)
+        with torch.autocast(x.device.type, enabled=False):  # same numerics as the fused paths
+            out = reference.clustering_loss(x, protos, tau, lam)
         return out if out.dtype == torch.float64 else out.float()
     return clustering_loss_op(x, protos, tau_t, scale, float(lam), backend)
 
@@ -129,6 +131,7 @@ def prototype_ema_update(protos: torch.Tensor, feats: torch.Tensor, weights: tor
     backend = pick_backend(protos.device)
     with torch.no_grad():
         if backend == "ref":
-            return reference.prototype_ema_update(protos, feats, weights, momentum)
+            with torch.autocast(protos.device.type, enabled=False):  # same numerics as the fused paths
+                return reference.prototype_ema_update(protos, feats, weights, momentum)
         prototype_ema_update_op(protos, feats, weights, float(momentum), backend)
     return protos

@@ -108,7 +108,7 @@ class FeatureStats:
         x = feats if feats.dtype in (torch.float32, torch.float64) else feats.float()
         x = x.contiguous()
         self._init_shifts(x, labels)
-        with torch.no_grad():
+        with torch.no_grad(), torch.autocast(self.device.type, enabled=False):
             _class_moments(pick_backend(self.device), x, labels, self.shift, self.count, self.sum, self.xtx)
         return self
 

@@ -243,3 +243,21 @@ def test_double_backward_is_refused_not_wrong(use_backend):
     (gx,) = torch.autograd.grad(loss, x, create_graph=True)
     with pytest.raises(RuntimeError, match="once_differentiable|differentiate"):
         gx.square().sum().backward()
+
+
+@pytest.mark.parametrize("backend", ["cpp", "triton", "ref"])
+def test_ops_under_autocast(backend, use_backend):
+    """Inside a bf16 autocast region the ops still get their fp32 GEMMs (autocast is off inside)."""
+    from ssgan_fast.ops import aam_cross_entropy, clustering_loss, cosine_softmax, prototype_ema_update
+    use_backend(backend)
+    x = torch.randn(6, 8, requires_grad=True)
+    w = torch.randn(5, 8, requires_grad=True)
+    t = torch.randint(0, 5, (6,))
+    want = cosine_softmax(x, w, 0.5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = cosine_softmax(x, w, 0.5)
+        loss = clustering_loss(x, w) + aam_cross_entropy(x, w, t)
+        prototype_ema_update(w.detach().clone(), x.detach(), got.detach(), 0.1)
+    loss.backward()
+    torch.testing.assert_close(got, want)
+    assert x.grad is not None and torch.isfinite(x.grad).all()

@@ -1,0 +1,54 @@
+"""Mixed precision for the models' step functions: autocast context + (fp16) gradient scaling.
+
+bf16 autocast needs no scaling; fp16 uses one torch.amp.GradScaler for every optimizer of the
+model (``step`` per optimizer, one ``update`` per iteration, as the AMP docs prescribe for several
+losses and optimizers). ``mode=None``: fp32, no autocast.
+"""
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+MODES = (None, "bf16", "fp16")
+
+
+class Amp:
+    def __init__(self, mode: str | None, device):
+        if mode not in MODES:
+            raise ValueError(f"amp must be one of bf16, fp16 (or off), got {mode!r}")
+        self.mode = mode
+        self.device = torch.device(device)
+        if mode == "fp16" and self.device.type != "cuda":
+            raise ValueError("--amp fp16 needs a CUDA device (GradScaler); use --amp bf16 on CPU")
+        self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mode)
+        self.scaler = torch.amp.GradScaler("cuda") if mode == "fp16" else None
+
+    def ctx(self):
+        if self.mode is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    def backward(self, loss, params, retain_graph=False):
+        (self.scaler.scale(loss) if self.scaler else loss).backward(inputs=params, retain_graph=retain_graph)
+
+    def step(self, loss, opt, params, retain_graph=False):
+        """zero_grad + backward(loss) into `params` + optimizer step (loss None: step only)."""
+        if loss is not None:
+            opt.zero_grad(set_to_none=True)
+            self.backward(loss, params, retain_graph)
+        if self.scaler:
+            self.scaler.step(opt)
+        else:
+            opt.step()
+
+    def update(self):
+        if self.scaler:
+            self.scaler.update()
+
+    def state_dict(self):
+        return self.scaler.state_dict() if self.scaler else {}
+
+    def load_state_dict(self, s):
+        if self.scaler and s:
+            self.scaler.load_state_dict(s)

@@ -1,0 +1,78 @@
+"""Model contract and registry.
+
+A model owns its networks, optimizers and losses, and exposes step functions that take a batch
+of fixed shape ({x_l, y_l, x_u} from ssgan_fast.data) and return a dict of float losses. The
+engine calls ``train_step`` (the paper's update order), ``sample`` for images / points, and
+``state_dict`` / ``load_state_dict`` for checkpoints. Models register under their CLI name.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import torch
+from torch import nn
+
+MODELS: dict[str, type] = {}
+
+
+def register(name: str) -> Callable[[type], type]:
+    def deco(cls):
+        if name in MODELS:
+            raise ValueError(f"model {name!r} registered twice")
+        MODELS[name] = cls
+        cls.name = name
+        return cls
+    return deco
+
+
+def get_model(name: str) -> type:
+    if name not in MODELS:
+        raise KeyError(f"unknown model {name!r}; available: {', '.join(sorted(MODELS))}")
+    return MODELS[name]
+
+
+def config_from_dict(cls, values: dict, where: str):
+    """Dataclass `cls` from a dict; unknown keys and wrong types are errors naming the key."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {unknown}; allowed: {', '.join(sorted(fields))}")
+    out = {}
+    for k, v in values.items():
+        default = getattr(cls, k, None) if not isinstance(fields[k].default, dataclasses._MISSING_TYPE) else None
+        if isinstance(default, bool) and not isinstance(v, bool):
+            raise ValueError(f"{where}: {k} must be true/false, got {v!r}")
+        if isinstance(default, (int, float)) and not isinstance(default, bool):
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise ValueError(f"{where}: {k} must be a number, got {v!r}")
+            v = type(default)(v) if not (isinstance(default, int) and isinstance(v, float) and not v.is_integer()) else v
+        out[k] = v
+    return cls(**out)
+
+
+class GANModel(nn.Module):
+    """Base class: subclasses define Config, build networks in __init__, and implement train_step."""
+    name = "base"
+    Config = None
+
+    def __init__(self, cfg, data_info: dict):
+        super().__init__()
+        self.cfg, self.info = cfg, data_info
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        raise NotImplementedError
+
+    def train_step(self, batch: dict, step: int) -> dict[str, float]:
+        raise NotImplementedError
+
+    def generator_modules(self) -> list[str]:
+        """Names of the submodules that form the generator (EMA copies them)."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def sample(self, n: int, labels: torch.Tensor, noise: torch.Tensor | None = None, ema: nn.Module | None = None):
+        raise NotImplementedError
+
+    def noise(self, n: int, generator=None) -> torch.Tensor:
+        raise NotImplementedError

@@ -1,0 +1,261 @@
+"""SphericGAN (sphericgan.md): a hyper-spherical latent space with K learnable prototypes, a
+prototypical discriminator D_prt, a class-conditional D_class, a latent discriminator D_lat, a
+mapping network F, and a classifier C, trained semi-supervised.
+
+Networks: G = {G1: z -> z° on the unit sphere (MLP + normalisation), G2: (z°, y) -> image
+(BigGAN-style ResNet generator)}; F: image -> sphere; D_lat: MLP on latents; D_prt: ResNet backbone
++ cluster head (a PrototypeHead: cosine softmax over K) + real/fake head; D_class: projection
+discriminator; C: ResNet classifier; prototypes P [K, latent_dim].
+
+Losses (equation numbers of the paper), update order of Algorithm 1 (P, F, D's, G, C):
+  L_clust (Eq. 2) for P, via the fused clustering_loss (phi = cosine_softmax(z°, P), Eq. 1);
+  L_lat^eval (Eq. 3) cross-entropy of D_prt^P(x_z) against one-hot(phi(z°)) - for D_prt, and for G
+      as Eq. 9 writes it (Algorithm 1 omits it from G's update; `g_eval` switches it);
+  L_lat^adv (Eq. 4) D_lat tells F(x) from G1(z); F and G1 fool it (non-saturating);
+  L_lat^cons (Eq. 5) ||z°_x - F(G2(z°_x, y))||_1, weight nu, updates F only;
+  L_lat^align (Eq. 6) D_prt^P predicts the prior cluster rho_x of x and of G2(z°_x, y);
+  L_data^adv (Eq. 7) D_prt (real/fake head) and D_class (conditioned on y);
+  L_data^eval (Eq. 8) C: cross-entropy on labeled, entropy on unlabeled, mu * cross-entropy on x_z;
+      G minimises the mu-weighted term (semantic verification).
+y for real unlabeled images is C's pseudo label. Prior clusters rho_x: k-means (K clusters) on
+8x8 grayscale thumbnails of the real training images, fitted once (the paper uses a deep-clustering
+step [16]; k-means on features is this implementation's documented option), assigned to each
+real batch by nearest centroid (so any loader and augmentation works).
+Switches for the ablations (Table 1): latent_clustering (prototypes, L_clust, L_lat^eval),
+cluster_alignment (F, D_lat, L_lat^adv, L_cons, L_align), semantic_verification (G's L_data^eval).
+Optimisers: Adam 2e-4 (0.5, 0.999) for P, G, F and the D's; SGD 1e-3 for C (momentum 0.9).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..nn.blocks import MLP, ResNetClassifier, ResNetDiscriminator, ResNetGenerator, SNLinear
+from ..nn.heads import PrototypeHead
+from ..ops import clustering_loss, cosine_softmax
+from .base import GANModel, register
+
+
+@dataclass
+class SphericGANConfig:
+    z_dim: int = 64
+    latent_dim: int = 64
+    num_prototypes: int = 10  # K latent prototypes = prior clusters of the real data
+    ch: int = 32  # width of G2, F, D_prt, D_class
+    c_ch: int = 32  # width of C
+    attn_res: int = 0  # self-attention resolution (0: none)
+    lam: float = 4.0  # Eq. 2
+    mu: float = 5.0  # Eq. 8
+    nu: float = 0.01  # Eq. 9 (weight of L_cons)
+    lr: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    c_lr: float = 1e-3
+    c_momentum: float = 0.9
+    head_tau: float = 0.1  # temperature of D_prt's cluster head (cosine softmax)
+    latent_clustering: bool = True
+    cluster_alignment: bool = True
+    semantic_verification: bool = True
+    g_eval: bool = True
+    prior_samples: int = 5000  # real images used to fit the prior k-means
+
+
+def _d_real(l):
+    return F.softplus(-l).mean()
+
+
+def _d_fake(l):
+    return F.softplus(l).mean()
+
+
+def _nll(probs, target):
+    return -torch.log(probs.float().gather(1, target[:, None]).clamp_min(1e-12)).mean()
+
+
+class _Encoder(nn.Module):
+    """F: ResNet backbone -> linear -> unit sphere."""
+
+    def __init__(self, cfg, size, channels):
+        super().__init__()
+        self.body = ResNetDiscriminator(0, size, cfg.ch, channels, sn=False)
+        self.out = nn.Linear(self.body.feat_dim, cfg.latent_dim)
+
+    def forward(self, x):
+        return F.normalize(self.out(self.body.features(x)), dim=1)
+
+
+class _DPrt(nn.Module):
+    """D_prt: backbone + real/fake head + cluster head D_prt^P (probabilities over K)."""
+
+    def __init__(self, cfg, size, channels):
+        super().__init__()
+        self.body = ResNetDiscriminator(0, size, cfg.ch, channels, attn_res=cfg.attn_res)
+        self.cluster = PrototypeHead(self.body.feat_dim, cfg.num_prototypes, tau=cfg.head_tau)
+
+    def forward(self, x):
+        idt, h = self.body(x)
+        return idt, self.cluster(h.float())
+
+
+@register("sphericgan")
+class SphericGAN(GANModel):
+    Config = SphericGANConfig
+
+    def __init__(self, cfg: SphericGANConfig, info: dict):
+        super().__init__(cfg, info)
+        if info["kind"] != "image":
+            raise ValueError("sphericgan trains on images; use medgan / triplegan for 2-D data")
+        size, ch, nc = info["size"], info["channels"], info["num_classes"]
+        self.nc = nc
+        self.G1 = nn.Sequential(MLP(cfg.z_dim, cfg.latent_dim, hidden=(256, 256)))
+        self.G2 = ResNetGenerator(cfg.latent_dim, nc, size, cfg.ch, ch, attn_res=cfg.attn_res)
+        self.Dprt = _DPrt(cfg, size, ch)
+        self.Dclass = ResNetDiscriminator(nc, size, cfg.ch, ch, attn_res=cfg.attn_res)
+        self.C = ResNetClassifier(nc, size, cfg.c_ch, ch)
+        self.P = nn.Parameter(F.normalize(torch.randn(cfg.num_prototypes, cfg.latent_dim), dim=1))
+        if cfg.cluster_alignment:
+            self.F = _Encoder(cfg, size, ch)
+            self.Dlat = MLP(cfg.latent_dim, 1, hidden=(256, 256), sn=True)
+        self.register_buffer("centroids", torch.zeros(cfg.num_prototypes, 64))
+        self.register_buffer("prior_fitted", torch.zeros((), dtype=torch.bool))
+        adam = dict(lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+        self._opts = {
+            "P": torch.optim.Adam([self.P], **adam),
+            "G": torch.optim.Adam(list(self.G1.parameters()) + list(self.G2.parameters()), **adam),
+            "D": torch.optim.Adam(list(self.Dprt.parameters()) + list(self.Dclass.parameters()) +
+                                  (list(self.Dlat.parameters()) if cfg.cluster_alignment else []), **adam),
+            "C": torch.optim.SGD(self.C.parameters(), lr=cfg.c_lr, momentum=cfg.c_momentum),
+        }
+        if cfg.cluster_alignment:
+            self._opts["F"] = torch.optim.Adam(self.F.parameters(), **adam)
+
+    # ------------------------------------------------------------------ contract
+    def optimizers(self):
+        return self._opts
+
+    def generator_modules(self):
+        return ["G1", "G2"]
+
+    def noise(self, n, generator=None, device=None):
+        return torch.randn(n, self.cfg.z_dim, generator=generator, device=device or self.P.device)
+
+    def latent(self, z, g1=None):
+        return F.normalize((g1 or self.G1)(z).float(), dim=1)
+
+    @torch.no_grad()
+    def sample(self, labels, noise, modules=None):
+        m = modules or {"G1": self.G1, "G2": self.G2}
+        return m["G2"](self.latent(noise, m["G1"]), labels)
+
+    # ------------------------------------------------------------------ prior clusters
+    @staticmethod
+    def _thumb(x):
+        return F.adaptive_avg_pool2d(x.float().mean(1, keepdim=True), 8).flatten(1)
+
+    @torch.no_grad()
+    def fit_prior(self, images: torch.Tensor, seed: int = 0):
+        """k-means (K clusters) on 8x8 grayscale thumbnails of real images in [-1, 1]."""
+        from sklearn.cluster import KMeans
+        g = torch.Generator().manual_seed(seed)
+        idx = torch.randperm(images.shape[0], generator=g)[:self.cfg.prior_samples]
+        t = self._thumb(images[idx]).cpu().double().numpy()
+        km = KMeans(self.cfg.num_prototypes, n_init=3, random_state=seed).fit(t)
+        self.centroids.copy_(torch.from_numpy(km.cluster_centers_).float())
+        self.prior_fitted.fill_(True)
+
+    def prior_of(self, x):
+        return torch.cdist(self._thumb(x), self.centroids).argmin(1)
+
+    # ------------------------------------------------------------------ training
+    def train_step(self, batch, step, amp=None):
+        cfg, dev = self.cfg, self.P.device
+        from ..engine.amp import Amp
+        amp = amp or Amp(None, dev)
+        x_l, y_l, x_u = batch["x_l"], batch["y_l"], batch["x_u"]
+        x = torch.cat([x_l, x_u])
+        bz = x.shape[0]
+        z = self.noise(bz)
+        y_z = torch.randint(0, self.nc, (bz,), device=dev)
+        align, clust = cfg.cluster_alignment, cfg.latent_clustering
+        losses = {}
+        with torch.no_grad(), amp.ctx():
+            y_x = torch.cat([y_l, self.C(x_u).argmax(1)]) if x_u.shape[0] else y_l
+            rho = self.prior_of(x) if align else None
+        # -- P: L_clust (Eq. 2) on latents of G1 (held fixed)
+        if clust:
+            zc = self.latent(z).detach()
+            l = clustering_loss(zc, self.P, 1.0, cfg.lam)
+            amp.step(l, self._opts["P"], [self.P])
+            losses["P/clust"] = l.detach()
+        # -- discriminators
+        with torch.no_grad(), amp.ctx():
+            zc = self.latent(z)
+            xz = self.G2(zc, y_z)
+            if align:
+                zx = self.F(x)
+                xr = self.G2(zx, y_x)
+        with amp.ctx():
+            idt_r, _ = self.Dprt(x)
+            idt_f, pf = self.Dprt(xz)
+            ld = {"D/prt_adv": _d_real(idt_r) + _d_fake(idt_f)}  # Eq. 7, D_prt
+            if x_l.shape[0]:
+                ld["D/class_adv"] = _d_real(self.Dclass(x_l, y_l)[0]) + _d_fake(self.Dclass(xz, y_z)[0])  # Eq. 7
+            if clust:
+                target = cosine_softmax(zc, self.P.detach()).argmax(1)  # one-hot(phi(z°)), Eq. 1
+                ld["D/lat_eval"] = _nll(pf, target)  # Eq. 3
+            if align:
+                ld["D/lat_adv"] = _d_real(self.Dlat(zc).squeeze(1)) + _d_fake(self.Dlat(zx).squeeze(1))  # Eq. 4
+                _, pr = self.Dprt(x)
+                _, prr = self.Dprt(xr)
+                ld["D/align"] = _nll(pr, rho) + _nll(prr, rho)  # Eq. 6
+            loss_d = sum(ld.values())
+        amp.step(loss_d, self._opts["D"], self._opts["D"].param_groups[0]["params"])
+        losses.update({k: v.detach() for k, v in ld.items()})
+        # -- G (G1, G2) and F
+        with amp.ctx():
+            zc = self.latent(z)
+            xz = self.G2(zc, y_z)
+            idt_f, pf = self.Dprt(xz)
+            lg = {"G/adv": _d_real(idt_f) + _d_real(self.Dclass(xz, y_z)[0])}  # Eq. 7
+            if cfg.semantic_verification:
+                lg["G/verify"] = cfg.mu * F.cross_entropy(self.C(xz).float(), y_z)  # Eq. 8, mu term
+            if clust and cfg.g_eval:
+                lg["G/lat_eval"] = _nll(pf, cosine_softmax(zc, self.P.detach()).argmax(1))  # Eq. 3 / 9
+            lf = {}
+            if align:
+                zx = self.F(x)
+                xr = self.G2(zx, y_x)
+                lg["G/lat_adv"] = _d_fake(self.Dlat(zc).squeeze(1))  # Eq. 4, G1 side (non-saturating)
+                lf["F/lat_adv"] = _d_real(self.Dlat(zx).squeeze(1))  # Eq. 4, F side
+                l_align = _nll(self.Dprt(xr)[1], rho)  # Eq. 6, synthesized part
+                lg["G/align"] = l_align
+                lf["F/align"] = l_align
+                lf["F/cons"] = cfg.nu * (zx - self.F(xr).float()).abs().sum(1).mean()  # Eq. 5
+            loss_g = sum(lg.values())
+        gparams = self._opts["G"].param_groups[0]["params"]
+        if align:
+            fparams = self._opts["F"].param_groups[0]["params"]
+            self._opts["G"].zero_grad(set_to_none=True)
+            amp.backward(loss_g, gparams, retain_graph=True)
+            amp.step(sum(lf.values()), self._opts["F"], fparams)
+            amp.step(None, self._opts["G"], gparams)
+        else:
+            amp.step(loss_g, self._opts["G"], gparams)
+        losses.update({k: v.detach() for k, v in {**lg, **lf}.items()})
+        # -- C (SGD): Eq. 8
+        with amp.ctx():
+            lc = {}
+            if x_l.shape[0]:
+                lc["C/labeled"] = F.cross_entropy(self.C(x_l).float(), y_l)
+            if x_u.shape[0]:
+                p = torch.softmax(self.C(x_u).float(), 1)
+                lc["C/entropy"] = -(p * torch.log(p.clamp_min(1e-12))).sum(1).mean()
+            lc["C/fake"] = cfg.mu * F.cross_entropy(self.C(xz.detach()).float(), y_z)
+            loss_c = sum(lc.values())
+        amp.step(loss_c, self._opts["C"], list(self.C.parameters()))
+        losses.update({k: v.detach() for k, v in lc.items()})
+        amp.update()
+        return losses

@@ -1,0 +1,200 @@
+"""Train a model.
+
+    python -m ssgan_fast.train                                   # SphericGAN on the built-in digits, CPU
+    python -m ssgan_fast.train --model sphericgan --data cub200:/data/CUB_200_2011 --amp bf16
+
+Settings are layered: TrainConfig defaults < the model's preset (ssgan_fast/configs/<model>.yaml,
+section `default`, then the section named after the data set family) < --config FILE (same
+layout: `train:` / `model:`) < command-line flags < --set key=value (train.<field> or
+model.<field>). Unknown keys and illegal combinations are rejected before anything runs (exit 2).
+The run folder (runs/<name>/) gets config.json, split.json, losses.jsonl, samples/*.png,
+ckpt/last.pt and metrics.json.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+from importlib import resources
+from pathlib import Path
+
+import torch
+import yaml
+
+log = logging.getLogger("ssgan_fast")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .data import LOADERS
+    from .models import MODELS
+    p = argparse.ArgumentParser(prog="python -m ssgan_fast.train", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="sphericgan", choices=sorted(MODELS), help="which system to train")
+    p.add_argument("--data", default="digits", help="data set spec (digits, cub200:/path, folder:/path, ...)")
+    p.add_argument("--config", default=None, help="YAML file with train: / model: overrides")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one setting, e.g. --set model.lam=2 --set train.batch_labeled=64")
+    p.add_argument("--amp", choices=("bf16", "fp16"), default=None, help="autocast dtype (fp16 adds a GradScaler)")
+    p.add_argument("--graphs", action="store_true", help="capture the train step in CUDA graphs (CUDA only)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the networks")
+    p.add_argument("--ema", dest="ema", action="store_true", default=None, help="keep an EMA generator (default on)")
+    p.add_argument("--no-ema", dest="ema", action="store_false")
+    p.add_argument("--batch", type=int, default=None, help="labeled = unlabeled batch size")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--steps", type=int, default=None)
+    g.add_argument("--epochs", type=int, default=None)
+    g2 = p.add_mutually_exclusive_group()
+    g2.add_argument("--labels-per-class", type=int, default=None)
+    g2.add_argument("--label-fraction", type=float, default=None)
+    p.add_argument("--split-seed", type=int, default=None)
+    p.add_argument("--size", type=int, default=None, help="image resolution")
+    p.add_argument("--loader", choices=LOADERS, default=None)
+    p.add_argument("--out", default=None, help="folder of the runs (default runs/)")
+    p.add_argument("--name", default=None, help="run name (default <model>-<data>)")
+    p.add_argument("--resume", default=None, metavar="DIR", help="continue the run in DIR exactly")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")
+    p.add_argument("--eval-every", type=int, default=None)
+    p.add_argument("--sample-every", type=int, default=None)
+    p.add_argument("--ckpt-every", type=int, default=None)
+    p.add_argument("--skip-nonfinite", action="store_true", default=None,
+                   help="skip (and count) steps with a non-finite loss instead of stopping")
+    p.add_argument("--no-final-eval", action="store_true", help="skip the metrics after training")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def _parse_value(v: str):
+    try:
+        return yaml.safe_load(v)
+    except yaml.YAMLError:
+        return v
+
+
+def _preset(model: str, data: str) -> dict:
+    try:
+        text = resources.files("ssgan_fast.configs").joinpath(f"{model}.yaml").read_text()
+    except FileNotFoundError:
+        return {}
+    presets = yaml.safe_load(text) or {}
+    family = data.split(":")[0]
+    out = {"train": {}, "model": {}}
+    for sec in ("default", family):
+        for k in ("train", "model"):
+            out[k].update((presets.get(sec) or {}).get(k) or {})
+    return out
+
+
+def resolve(args) -> "TrainConfig":  # noqa: F821
+    from .engine.trainer import TrainConfig
+    from .models import get_model
+    from .models.base import config_from_dict
+    layers = _preset(args.model, args.data)
+    if args.config:
+        f = Path(args.config)
+        if not f.is_file():
+            raise ValueError(f"--config {f} does not exist")
+        user = yaml.safe_load(f.read_text()) or {}
+        bad = set(user) - {"train", "model"}
+        if bad:
+            raise ValueError(f"--config {f}: top-level keys must be train / model, got {sorted(bad)}")
+        for k in ("train", "model"):
+            layers[k].update(user.get(k) or {})
+    t = layers["train"]
+    flags = {"amp": args.amp, "graphs": args.graphs or None, "ema": args.ema, "steps": args.steps, "epochs": args.epochs,
+             "labels_per_class": args.labels_per_class, "label_fraction": args.label_fraction,
+             "split_seed": args.split_seed, "size": args.size, "loader": args.loader, "out": args.out, "name": args.name,
+             "seed": args.seed, "device": args.device, "eval_every": args.eval_every, "sample_every": args.sample_every,
+             "ckpt_every": args.ckpt_every, "skip_nonfinite": args.skip_nonfinite}
+    t.update({k: v for k, v in flags.items() if v is not None})
+    if args.steps is not None:
+        t["epochs"] = 0
+    if args.epochs is not None:
+        t["steps"] = 0
+    if args.labels_per_class is not None:
+        t["label_fraction"] = None
+    if args.label_fraction is not None:
+        t["labels_per_class"] = None
+    if args.batch is not None:
+        t["batch_labeled"] = t["batch_unlabeled"] = args.batch
+    for kv in args.set:
+        key, eq, val = kv.partition("=")
+        sec, dot, name = key.partition(".")
+        if not eq or not dot or sec not in ("train", "model") or not name:
+            raise ValueError(f"--set {kv!r}: use train.<field>=value or model.<field>=value")
+        layers[sec][name] = _parse_value(val)
+    t["model"], t["data"] = args.model, args.data
+    t["progress"] = not args.no_progress
+    if "device" not in t:
+        t["device"] = "cuda" if torch.cuda.is_available() else "cpu"
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(t) - fields)
+    if unknown:
+        raise ValueError(f"unknown train setting(s) {unknown}; allowed: {', '.join(sorted(fields - {'model_cfg'}))}")
+    Model = get_model(args.model)
+    config_from_dict(Model.Config, layers["model"], f"model settings of {args.model}")  # validate now
+    t["model_cfg"] = layers["model"]
+    cfg = TrainConfig(**t)
+    dev = torch.device(cfg.device)
+    if cfg.graphs and dev.type != "cuda":
+        raise ValueError("--graphs captures CUDA graphs and needs a CUDA device (got --device "
+                         f"{cfg.device}); drop --graphs on CPU")
+    if cfg.amp == "fp16" and dev.type != "cuda":
+        raise ValueError("--amp fp16 needs a CUDA device; use --amp bf16 on CPU")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {cfg.device}: no CUDA device is available")
+    if args.compile:
+        raise ValueError("--compile is not supported yet (the fused ops already compile; the trainer path lands "
+                         "with the CUDA-graph work)")
+    if cfg.steps and cfg.epochs:
+        raise ValueError("give steps or epochs, not both")
+    return cfg
+
+
+def main(argv=None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from ._sys import tune_malloc
+    tune_malloc()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from .data import DataError
+    from .engine.trainer import NonFiniteLoss, Trainer
+    try:
+        if args.resume:
+            cfg_file = Path(args.resume) / "config.json"
+            if not cfg_file.is_file():
+                raise ValueError(f"--resume {args.resume}: no config.json (not a run folder)")
+            from .engine.trainer import TrainConfig
+            saved = json.loads(cfg_file.read_text())
+            t = saved["train"]
+            t["model_cfg"] = saved["model"]
+            if args.steps is not None:
+                t["steps"], t["epochs"] = args.steps, 0
+            t["progress"] = not args.no_progress
+            cfg = TrainConfig(**t)
+        else:
+            cfg = resolve(args)
+        trainer = Trainer(cfg, resume=args.resume)
+    except (ValueError, KeyError, DataError, FileNotFoundError, NotImplementedError) as e:
+        parser.exit(2, f"error: {e}\n")
+    log.info("run %s: %s on %s (%d labeled / %d unlabeled), %d steps on %s", trainer.run_dir, cfg.model, cfg.data,
+             len(trainer.split.labeled), len(trainer.split.unlabeled), trainer.total, cfg.device)
+    try:
+        result = trainer.fit()
+    except NonFiniteLoss as e:
+        log.error("%s", e)
+        return 3
+    if result["interrupted"]:
+        log.info("interrupted at step %d; checkpoint saved in %s", result["step"], trainer.run_dir / "ckpt")
+        return 130
+    if not args.no_final_eval and trainer.ds.kind == "image" and trainer.ds.in_memory and cfg.size <= 64:
+        out = trainer.evaluate()
+        print(json.dumps(out["metrics"], indent=1))
+    log.info("done: %s", trainer.run_dir)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

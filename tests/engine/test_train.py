@@ -1,0 +1,127 @@
+"""Trainer engine, CLI and SphericGAN: steps, switches, AMP, resume exactness, CLI errors, generate."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from ssgan_fast.data import TensorLoader, images_to_tensor, make_split, open_dataset
+from ssgan_fast.engine.amp import Amp
+from ssgan_fast.generate import main as generate_main
+from ssgan_fast.models import get_model
+from ssgan_fast.train import main as train_main
+
+TINY = ["--size", "8", "--set", "model.ch=4", "--set", "model.c_ch=4", "--set", "model.z_dim=8",
+        "--set", "model.latent_dim=8", "--set", "model.num_prototypes=4", "--set", "model.prior_samples=200",
+        "--batch", "4", "--no-progress", "--no-final-eval"]
+
+
+def _model(**kw):
+    M = get_model("sphericgan")
+    cfg = M.Config(ch=4, c_ch=4, z_dim=8, latent_dim=8, num_prototypes=4, prior_samples=200, **kw)
+    torch.manual_seed(0)
+    m = M(cfg, {"kind": "image", "size": 8, "channels": 1, "num_classes": 10})
+    ds = open_dataset("digits", size=8)
+    m.fit_prior(images_to_tensor(ds.images))
+    loader = TensorLoader(ds, make_split(ds.labels, 10, label_fraction=0.1), 4, 4, seed=0)
+    return m, loader
+
+
+@pytest.mark.parametrize("amp", [None, "bf16"])
+def test_sphericgan_step_all_terms(amp):
+    m, loader = _model()
+    losses = m.train_step(next(loader), 0, Amp(amp, "cpu"))
+    want = {"P/clust", "D/prt_adv", "D/class_adv", "D/lat_eval", "D/lat_adv", "D/align", "G/adv", "G/verify",
+            "G/lat_eval", "G/lat_adv", "G/align", "F/lat_adv", "F/align", "F/cons", "C/labeled", "C/entropy", "C/fake"}
+    assert set(losses) == want
+    assert all(torch.isfinite(v) for v in losses.values())
+
+
+@pytest.mark.parametrize("switch,gone", [("latent_clustering", {"P/clust", "D/lat_eval", "G/lat_eval"}),
+                                         ("cluster_alignment", {"D/lat_adv", "D/align", "G/lat_adv", "G/align",
+                                                                "F/lat_adv", "F/align", "F/cons"}),
+                                         ("semantic_verification", {"G/verify"})])
+def test_sphericgan_switches(switch, gone):
+    full, loader = _model()
+    ref = full.train_step(next(loader), 0)
+    m, loader = _model(**{switch: False})
+    losses = m.train_step(next(loader), 0)
+    assert gone <= set(ref) and not (gone & set(losses)) and set(losses) == set(ref) - gone
+
+
+def test_fused_ops_match_reference_over_steps(monkeypatch):
+    """The same 8 steps with the fused C++ ops and with SSGAN_FAST_BACKEND=ref: same losses within tolerance."""
+    runs = []
+    for backend in ("cpp", "ref"):
+        monkeypatch.setenv("SSGAN_FAST_BACKEND", backend)
+        m, loader = _model()
+        runs.append([m.train_step(next(loader), i) for i in range(8)])
+    for a, b in zip(*runs):
+        for k in a:
+            assert float(a[k]) == pytest.approx(float(b[k]), rel=2e-3, abs=2e-4), k
+
+
+def test_resume_is_bit_exact(tmp_path):
+    common = TINY + ["--out", str(tmp_path), "--set", "train.log_every=1", "--ckpt-every", "3",
+                     "--sample-every", "0"]
+    assert train_main(common + ["--name", "full", "--steps", "6"]) == 0
+    assert train_main(common + ["--name", "part", "--steps", "3"]) == 0
+    assert train_main(["--resume", str(tmp_path / "part"), "--steps", "6", "--no-progress", "--no-final-eval"]) == 0
+    full = (tmp_path / "full" / "losses.jsonl").read_text().splitlines()
+    part = (tmp_path / "part" / "losses.jsonl").read_text().splitlines()
+    assert len(full) == len(part) == 6
+    assert full == part  # identical JSON lines: bit-for-bit the same losses
+    for f in ("config.json", "split.json", "ckpt/last.pt", "samples/final.png"):
+        assert (tmp_path / "full" / f).is_file()
+    # generate from the run
+    out = tmp_path / "s.npz"
+    assert generate_main(["--ckpt", str(tmp_path / "full"), "--per-class", "3", "--out", str(out),
+                          "--png", str(tmp_path / "g.png")]) == 0
+    z = np.load(out)
+    assert z["images"].shape == (30, 8, 8, 1) and z["images"].dtype == np.uint8 and sorted(set(z["labels"])) == list(range(10))
+
+
+@pytest.mark.parametrize("argv,msg", [
+    (["--graphs"], "CUDA device"),
+    (["--amp", "fp16"], "fp16"),
+    (["--set", "model.nope=1"], "unknown key"),
+    (["--set", "train.nope=1"], "unknown train setting"),
+    (["--set", "model.lam=abc"], "number"),
+    (["--set", "lam=2"], "train.<field>"),
+    (["--data", "folder:/does/not/exist"], "does not exist"),
+    (["--labels-per-class", "500"], "fewer labeled"),
+])
+def test_cli_rejects_bad_settings(argv, msg, capsys, tmp_path):
+    with pytest.raises(SystemExit) as e:
+        train_main(argv + ["--out", str(tmp_path), "--steps", "1", "--no-progress", "--no-final-eval"])
+    assert e.value.code == 2
+    assert msg in capsys.readouterr().err
+
+
+def test_cli_help_lists_flags(capsys):
+    with pytest.raises(SystemExit):
+        train_main(["--help"])
+    text = capsys.readouterr().out
+    for flag in ("--model", "--data", "--amp", "--graphs", "--resume", "--set", "--steps", "--epochs", "--ckpt-every"):
+        assert flag in text
+
+
+def test_nonfinite_loss_stops_with_name(tmp_path, monkeypatch):
+    from ssgan_fast.models import sphericgan
+    orig = sphericgan.SphericGAN.train_step
+    calls = []
+
+    def bad(self, batch, step, amp=None):
+        out = orig(self, batch, step, amp)
+        calls.append(step)
+        if step == 2 and calls.count(2) == 1:  # one bad step per run
+            out["G/adv"] = torch.tensor(float("nan"))
+        return out
+    monkeypatch.setattr(sphericgan.SphericGAN, "train_step", bad)
+    rc = train_main(TINY + ["--out", str(tmp_path), "--name", "nan", "--steps", "5"])
+    assert rc == 3
+    calls.clear()
+    rc = train_main(TINY + ["--out", str(tmp_path), "--name", "skip", "--steps", "5", "--skip-nonfinite"])
+    assert rc == 0
+    last = json.loads((tmp_path / "skip" / "losses.jsonl").read_text().splitlines()[-1])
+    assert last["skipped"] == 1 and last["step"] == 5
