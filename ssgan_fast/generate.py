@@ -53,6 +53,12 @@ def main(argv=None) -> int:
         p.exit(2, f"error: {e}\n")
     imgs, labels = tr.generate(args.per_class, use_ema=not args.no_ema, seed=args.seed)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    if tr.ds.kind == "points":
+        np.savez(args.out, points=imgs, labels=labels)
+        if args.png:
+            tr.sample_grid(Path(args.png))
+        log.info("wrote %d points to %s", len(labels), args.out)
+        return 0
     np.savez(args.out, images=imgs, labels=labels)
     if args.png:
         import torch

@@ -151,7 +151,9 @@ class Trainer:
     # ------------------------------------------------------------------ loop
     @torch.no_grad()
     def _ema_update(self):
-        d = self.cfg.ema_decay
+        # warm-up: the average starts short and lengthens to ema_decay (an EMA of a few hundred
+        # steps with decay 0.999 would still be mostly the random initial generator)
+        d = min(self.cfg.ema_decay, (1 + self.step) / (10 + self.step))
         for n, m in self.ema.items():
             src = getattr(self.model, n)
             for pe, p in zip(m.parameters(), src.parameters()):
@@ -167,8 +169,20 @@ class Trainer:
     @torch.no_grad()
     def sample_grid(self, path: Path):
         import torchvision.utils as vu
-        x = self.model.sample(self.fixed_labels, self.fixed_noise, self.generator())
         path.parent.mkdir(parents=True, exist_ok=True)
+        if self.ds.kind == "points":  # a density image of 2 000 samples (log counts, 128 x 128 bins)
+            g = torch.Generator().manual_seed(self.cfg.seed + 2)
+            y = torch.arange(2000) % self.ds.num_classes
+            pts = self.model.sample(y.to(self.device), self.model.noise(2000, generator=g, device="cpu").to(self.device),
+                                    self.generator()).float().cpu()
+            lo, hi = torch.from_numpy(self.ds.points).min(0).values - 0.5, torch.from_numpy(self.ds.points).max(0).values + 0.5
+            ij = ((pts - lo) / (hi - lo) * 127).round().long()
+            ok = ((ij >= 0) & (ij < 128)).all(1)
+            img = torch.zeros(128 * 128).index_add_(0, (127 - ij[ok, 1]) * 128 + ij[ok, 0], torch.ones(int(ok.sum())))
+            img = torch.log1p(img).view(1, 128, 128)
+            vu.save_image(img / img.max().clamp_min(1e-9), path)
+            return
+        x = self.model.sample(self.fixed_labels, self.fixed_noise, self.generator())
         vu.save_image(x.float().add(1).div(2).clamp(0, 1), path, nrow=self.per_class)
 
     def _signal(self, signum, frame):
@@ -242,6 +256,7 @@ class Trainer:
     # ------------------------------------------------------------------ samples and metrics
     @torch.no_grad()
     def generate(self, per_class: int, use_ema: bool = True, seed: int = 123) -> tuple[np.ndarray, np.ndarray]:
+        """(uint8 NHWC images, or float32 [N, 2] points for 2-D data; int64 labels), per_class per class."""
         g = torch.Generator().manual_seed(seed)
         labels = torch.arange(self.ds.num_classes).repeat_interleave(per_class)
         out = []
@@ -250,6 +265,8 @@ class Trainer:
             z = self.model.noise(len(y), generator=g, device="cpu").to(self.device)
             out.append(self.model.sample(y, z, self.generator(use_ema)).float().cpu())
         x = torch.cat(out)
+        if self.ds.kind == "points":
+            return x.numpy().astype(np.float32), labels.numpy()
         imgs = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
         return imgs, labels.numpy()
 
