@@ -159,6 +159,26 @@ def main(argv=None) -> int:
     tune_malloc()
     parser = build_parser()
     args = parser.parse_args(argv)
+    import os
+    import torch.distributed as dist
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():  # launched by torchrun
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        use_cuda = torch.cuda.is_available() and (args.device or "cuda").startswith("cuda")
+        if use_cuda:
+            torch.cuda.set_device(local)
+            args.device = f"cuda:{local}"
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+        if dist.get_rank() != 0:
+            args.no_progress = True
+    try:
+        return _main(args, parser)
+    finally:
+        if world > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _main(args, parser) -> int:
     from .data import DataError
     from .engine.trainer import NonFiniteLoss, Trainer
     try:
@@ -189,7 +209,8 @@ def main(argv=None) -> int:
     if result["interrupted"]:
         log.info("interrupted at step %d; checkpoint saved in %s", result["step"], trainer.run_dir / "ckpt")
         return 130
-    if not args.no_final_eval and trainer.ds.kind == "image" and trainer.ds.in_memory and cfg.size <= 64:
+    if (not args.no_final_eval and trainer.main and trainer.ds.kind == "image" and trainer.ds.in_memory
+            and cfg.size <= 64):
         out = trainer.evaluate()
         print(json.dumps(out["metrics"], indent=1))
     log.info("done: %s", trainer.run_dir)

@@ -23,6 +23,23 @@ class Amp:
             raise ValueError("--amp fp16 needs a CUDA device (GradScaler); use --amp bf16 on CPU")
         self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mode)
         self.scaler = torch.amp.GradScaler("cuda") if mode == "fp16" else None
+        import torch.distributed as dist
+        self.world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+    def _allreduce(self, params):
+        """DDP-style gradient averaging over the process group: one flat all-reduce per optimizer step
+        (the models step several optimizers on partial graphs, which DDP's wrapper does not model)."""
+        import torch.distributed as dist
+        grads = [p.grad for p in params if p.grad is not None]
+        if not grads:
+            return
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        dist.all_reduce(flat)
+        flat /= self.world
+        off = 0
+        for g in grads:
+            g.copy_(flat[off:off + g.numel()].view_as(g))
+            off += g.numel()
 
     def ctx(self):
         if self.mode is None:
@@ -37,6 +54,8 @@ class Amp:
         if loss is not None:
             opt.zero_grad(set_to_none=True)
             self.backward(loss, params, retain_graph)
+        if self.world > 1:
+            self._allreduce([p for g in opt.param_groups for p in g["params"]])
         if self.scaler:
             self.scaler.step(opt)
         else:

@@ -74,7 +74,12 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, resume: str | None = None):
         self.cfg = cfg
         self.device = torch.device(cfg.device)
-        torch.manual_seed(cfg.seed)
+        import torch.distributed as dist
+        self.dist = dist.is_available() and dist.is_initialized()
+        self.rank = dist.get_rank() if self.dist else 0
+        self.world = dist.get_world_size() if self.dist else 1
+        self.main = self.rank == 0
+        torch.manual_seed(cfg.seed)  # the same initial networks on every rank
         np.random.seed(cfg.seed)
         self.run_dir = Path(resume) if resume else Path(cfg.out) / (cfg.name or f"{cfg.model}-{cfg.data.split(':')[0]}")
         self.ds = open_dataset(cfg.data, "train", cfg.size)
@@ -99,7 +104,7 @@ class Trainer:
                         for n in self.model.generator_modules()}
         aug = Augment(cfg.augment_flip, cfg.augment_crop, cfg.augment_translate)
         self.loader = make_loader(cfg.loader, self.ds, self.split, cfg.batch_labeled, cfg.batch_unlabeled,
-                                  self.device, aug, seed=cfg.seed)
+                                  self.device, aug, seed=cfg.seed + self.rank, rank=self.rank, world_size=self.world)
         self.total = cfg.steps or cfg.epochs * self.loader.steps_per_epoch
         if self.total <= 0:
             raise ValueError("give steps > 0 or epochs > 0")
@@ -113,14 +118,21 @@ class Trainer:
         if resume:
             self._load(self.run_dir / "ckpt" / "last.pt")
         else:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            self.split.save(split_file)
-            (self.run_dir / "config.json").write_text(json.dumps(
-                {"train": dataclasses.asdict(cfg), "model": dataclasses.asdict(self.model_cfg)}, indent=1))
+            if self.main:
+                self.run_dir.mkdir(parents=True, exist_ok=True)
+                self.split.save(split_file)
+                (self.run_dir / "config.json").write_text(json.dumps(
+                    {"train": dataclasses.asdict(cfg), "model": dataclasses.asdict(self.model_cfg)}, indent=1))
             if hasattr(self.model, "fit_prior"):
                 imgs = images_to_tensor(self.ds.images) if self.ds.in_memory else None
                 if imgs is not None:
                     self.model.fit_prior(imgs.to(self.device), seed=cfg.seed)
+        if self.dist:
+            # identical networks everywhere (rank 0's), then rank-specific noise; a DDP resume is not
+            # bit-exact (the checkpoint holds rank 0's RNG state), a single-process one is
+            for t in list(self.model.parameters()) + list(self.model.buffers()):
+                dist.broadcast(t.data, 0)
+            torch.manual_seed(cfg.seed + 1000 * self.rank + self.step)
 
     # ------------------------------------------------------------------ checkpoints
     def state(self) -> dict:
@@ -131,7 +143,8 @@ class Trainer:
                 "config": dataclasses.asdict(self.cfg), "model_config": dataclasses.asdict(self.model_cfg)}
 
     def save(self):
-        save_atomic(self.state(), self.run_dir / "ckpt" / "last.pt")
+        if self.main:
+            save_atomic(self.state(), self.run_dir / "ckpt" / "last.pt")
 
     def _load(self, path: Path):
         if not path.is_file():
@@ -192,9 +205,17 @@ class Trainer:
     def fit(self) -> dict:
         cfg = self.cfg
         old = {s: signal.signal(s, self._signal) for s in (signal.SIGINT, signal.SIGTERM)}
-        losses_f = open(self.run_dir / "losses.jsonl", "a")
+        import io
+        losses_f = open(self.run_dir / "losses.jsonl", "a") if self.main else io.StringIO()  # rank 0 logs
+        tb = None
+        if self.main:
+            try:  # TensorBoard scalars when it is installed
+                from torch.utils.tensorboard import SummaryWriter
+                tb = SummaryWriter(str(self.run_dir / "tb"))
+            except ImportError:
+                pass
         bar = None
-        if cfg.progress:
+        if cfg.progress and self.main:
             from tqdm import tqdm
             bar = tqdm(total=self.total, initial=self.step, desc=cfg.model, unit="step", dynamic_ncols=True)
         t0, seen = time.perf_counter(), 0
@@ -226,26 +247,32 @@ class Trainer:
                 if self.step % cfg.log_every == 0 or self.step == self.total:
                     losses_f.write(json.dumps({"step": self.step, **vals, "skipped": self.skipped}) + "\n")
                     losses_f.flush()
+                    if tb is not None:
+                        for k, v in vals.items():
+                            tb.add_scalar(k, v, self.step)
                 if bar:
                     bar.update(1)
                     if self.step % cfg.log_every == 0:
                         ips = seen / max(1e-9, time.perf_counter() - t0)
                         bar.set_postfix({k.split("/")[-1][:6]: f"{v:.3f}" for k, v in list(vals.items())[:4]} |
                                         {"img/s": f"{ips:.0f}"})
-                if cfg.sample_every and self.step % cfg.sample_every == 0:
+                if cfg.sample_every and self.step % cfg.sample_every == 0 and self.main:
                     self.sample_grid(self.run_dir / "samples" / f"step_{self.step:07d}.png")
                 if cfg.ckpt_every and self.step % cfg.ckpt_every == 0:
                     self.save()
-                if cfg.eval_every and self.step % cfg.eval_every == 0:
+                if cfg.eval_every and self.step % cfg.eval_every == 0 and self.main:
                     self.evaluate()
         finally:
             losses_f.close()
+            if tb is not None:
+                tb.close()
             if bar:
                 bar.close()
             for s, h in old.items():
                 signal.signal(s, h)
         self.save()
-        self.sample_grid(self.run_dir / "samples" / "final.png")
+        if self.main:
+            self.sample_grid(self.run_dir / "samples" / "final.png")
         return {"step": self.step, "skipped": self.skipped, "interrupted": self._stop}
 
     def _restore(self, s):

@@ -73,6 +73,11 @@ def test_resume_is_bit_exact(tmp_path):
     assert full == part  # identical JSON lines: bit-for-bit the same losses
     for f in ("config.json", "split.json", "ckpt/last.pt", "samples/final.png"):
         assert (tmp_path / "full" / f).is_file()
+    try:
+        import tensorboard  # noqa: F401
+        assert list((tmp_path / "full" / "tb").glob("events.*"))  # scalars written when TensorBoard is installed
+    except ImportError:
+        pass
     # generate from the run
     out = tmp_path / "s.npz"
     assert generate_main(["--ckpt", str(tmp_path / "full"), "--per-class", "3", "--out", str(out),
@@ -185,3 +190,40 @@ def test_medgan_cli_ring2d_and_digits(model, tmp_path):
     z = tmp_path / "pts.npz"
     assert generate_main(["--ckpt", str(tmp_path / f"{model}-ring2d"), "--per-class", "5", "--out", str(z)]) == 0
     assert np.load(z)["points"].shape == (40, 2)
+
+
+def _ddp_worker(rank, world, port, out):
+    import os
+
+    import torch.distributed as dist
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo")
+    from ssgan_fast.engine.trainer import Trainer
+    from ssgan_fast.train import build_parser, resolve
+    tiny = ["--size", "8", "--set", "model.ch=4", "--set", "model.c_ch=4", "--set", "model.z_dim=8", "--batch", "4",
+            "--no-progress", "--no-final-eval"]
+    cfg = resolve(build_parser().parse_args(tiny + ["--out", str(out), "--name", "ddp", "--steps", "3",
+                                                    "--model", "triplegan", "--device", "cpu"]))
+    tr = Trainer(cfg)
+    assert tr.world == 2 and tr.loader.sampler.unl.size < len(tr.split.unlabeled)  # a shard per rank
+    tr.fit()
+    torch.save({k: v for k, v in tr.model.state_dict().items()}, out / f"rank{rank}.pt")
+    dist.destroy_process_group()
+
+
+def test_ddp_two_gloo_processes(tmp_path):
+    """torchrun-style 2-process run on CPU: every rank ends with the same networks (averaged grads)."""
+    import socket
+
+    import torch.multiprocessing as mp
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_ddp_worker, args=(2, port, tmp_path), nprocs=2)
+    a, b = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
+    for k in a:
+        if k.startswith(("G.", "D.", "C.")) and "running" not in k and "num_batches" not in k:
+            assert torch.equal(a[k], b[k]), k
+    assert (tmp_path / "ddp" / "ckpt" / "last.pt").is_file()

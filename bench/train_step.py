@@ -1,0 +1,71 @@
+"""End-to-end train-step throughput per model: images/s of one full iteration (every network's
+update) for eager fp32, --amp bf16, and the fused ops vs the reference ops (SSGAN_FAST_BACKEND=ref).
+
+Digits upsampled to 32 x 32, batch 32 labeled + 32 unlabeled (+ as many synthesized), the
+models' digits presets otherwise. --compile and --graphs are recorded as not available until the
+trainer supports them. Target on a GPU: --amp --graphs >= 2x eager fp32 at 32 x 32, batch 64;
+fused >= 1.3x reference ops.
+
+    python bench/train_step.py [--device cpu|cuda] [--quick]
+"""
+import os
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import backend_env, device_name, parse_args, write_records  # noqa: E402
+
+from ssgan_fast.data import TensorLoader, images_to_tensor, make_split, open_dataset  # noqa: E402
+from ssgan_fast.engine.amp import Amp  # noqa: E402
+from ssgan_fast.models import get_model  # noqa: E402
+from ssgan_fast.train import _preset  # noqa: E402
+
+
+def run(args):
+    dev, records = args.device, []
+    size, bl = 32, 32
+    ds = open_dataset("digits", size=size)
+    split = make_split(ds.labels, 10, label_fraction=0.1, seed=0)
+    steps = 2 if args.quick else 6
+    for name in ("sphericgan", "medgan", "triplegan"):
+        M = get_model(name)
+        mcfg = M.Config(**_preset(name, "digits")["model"])
+        for mode, amp, backend in (("eager-fp32", None, None), ("amp-bf16", "bf16", None),
+                                   ("eager-fp32-ref-ops", None, "ref")):
+            with backend_env(backend):
+                torch.manual_seed(0)
+                model = M(mcfg, {"kind": "image", "size": size, "channels": 1, "num_classes": 10}).to(dev)
+                if hasattr(model, "fit_prior"):
+                    model.fit_prior(images_to_tensor(ds.images[:1000]).to(dev))
+                loader = TensorLoader(ds, split, bl, bl, device=dev, seed=0)
+                a = Amp(amp, dev)
+                model.train_step(next(loader), 0, a)  # warm-up
+                if dev == "cuda":
+                    torch.cuda.synchronize()
+                t0 = time.perf_counter()
+                for i in range(steps):
+                    model.train_step(next(loader), i + 1, a)
+                if dev == "cuda":
+                    torch.cuda.synchronize()
+                dt = (time.perf_counter() - t0) / steps
+            rec = {"op": "train_step", "backend": mode, "shape": {"model": name, "size": size, "batch": 2 * bl},
+                   "shape_str": f"{name}-{size}px-b{2 * bl}", "dtype": amp or "float32", "device": device_name(dev),
+                   "seconds_per_step": dt, "images_per_s": 2 * bl / dt}
+            records.append(rec)
+            print(f"{name:10s} {mode:20s} {dt * 1e3:9.1f} ms/step {2 * bl / dt:9.1f} real images/s", flush=True)
+        for mode in ("compile", "graphs", "amp-bf16-graphs"):
+            records.append({"op": "train_step", "backend": mode, "shape_str": f"{name}-{size}px-b{2 * bl}",
+                            "device": device_name(dev), "images_per_s": None,
+                            "note": "not available yet in the trainer"})
+    by = {(r["shape_str"], r["backend"]): r["images_per_s"] for r in records}
+    for r in records:
+        if r["images_per_s"]:
+            r["speedup_vs_eager_fp32"] = r["images_per_s"] / by[(r["shape_str"], "eager-fp32")]
+    return records
+
+
+if __name__ == "__main__":
+    args = parse_args(__doc__)
+    print("wrote", write_records(run(args), "train_step", args.device, args.out))
