@@ -38,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override one setting, e.g. --set model.lam=2 --set train.batch_labeled=64")
     p.add_argument("--amp", choices=("bf16", "fp16"), default=None, help="autocast dtype (fp16 adds a GradScaler)")
     p.add_argument("--graphs", action="store_true", help="capture the train step in CUDA graphs (CUDA only)")
-    p.add_argument("--compile", action="store_true", help="torch.compile the networks")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the networks in place (train.compile_backend; inductor not supported yet)")
     p.add_argument("--ema", dest="ema", action="store_true", default=None, help="keep an EMA generator (default on)")
     p.add_argument("--no-ema", dest="ema", action="store_false")
     p.add_argument("--batch", type=int, default=None, help="labeled = unlabeled batch size")
@@ -103,7 +104,7 @@ def resolve(args) -> "TrainConfig":  # noqa: F821
         for k in ("train", "model"):
             layers[k].update(user.get(k) or {})
     t = layers["train"]
-    flags = {"amp": args.amp, "graphs": args.graphs or None, "ema": args.ema, "steps": args.steps, "epochs": args.epochs,
+    flags = {"amp": args.amp, "graphs": args.graphs or None, "compile": args.compile or None, "ema": args.ema, "steps": args.steps, "epochs": args.epochs,
              "labels_per_class": args.labels_per_class, "label_fraction": args.label_fraction,
              "split_seed": args.split_seed, "size": args.size, "loader": args.loader, "out": args.out, "name": args.name,
              "seed": args.seed, "device": args.device, "eval_every": args.eval_every, "sample_every": args.sample_every,
@@ -145,11 +146,12 @@ def resolve(args) -> "TrainConfig":  # noqa: F821
         raise ValueError("--amp fp16 needs a CUDA device; use --amp bf16 on CPU")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"--device {cfg.device}: no CUDA device is available")
-    if args.compile:
-        raise ValueError("--compile is not supported yet (the fused ops already compile; the trainer path lands "
-                         "with the CUDA-graph work)")
     if cfg.steps and cfg.epochs:
         raise ValueError("give steps or epochs, not both")
+    if cfg.compile and cfg.compile_backend == "inductor":
+        raise ValueError("--compile with inductor is not supported yet: the spectral-norm power iteration updates its "
+                         "u / v buffers in place between the several D forwards of one step, which inductor-compiled "
+                         "backward rejects (torch 2.14); --set train.compile_backend=aot_eager traces without it")
     return cfg
 
 

@@ -46,6 +46,8 @@ class TrainConfig:
     epochs: int = 0
     amp: str | None = None
     graphs: bool = False
+    compile: bool = False
+    compile_backend: str = "inductor"
     ema: bool = True
     ema_decay: float = 0.999
     seed: int = 0
@@ -98,6 +100,15 @@ class Trainer:
         self.amp = Amp(cfg.amp, self.device)
         if cfg.graphs:
             raise NotImplementedError("--graphs: CUDA-graph capture of the train step is not implemented yet")
+        if cfg.compile:
+            # nn.Module.compile() compiles in place: state_dict keys (and checkpoints) stay the same.
+            # SphericGAN's G / F update backpropagates one graph twice (retain_graph), which AOT
+            # autograd's donated buffers forbid: turn them off for this process.
+            import torch._functorch.config as fc
+            fc.donated_buffer = False
+            for name, m in self.model.named_children():
+                m.compile(backend=cfg.compile_backend)
+            log.info("torch.compile (%s) on %s", cfg.compile_backend, ", ".join(n for n, _ in self.model.named_children()))
         self.ema = None
         if cfg.ema:
             self.ema = {n: copy.deepcopy(getattr(self.model, n)).eval().requires_grad_(False)
