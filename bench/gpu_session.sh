@@ -13,3 +13,5 @@ python -c "import ssgan_fast; ssgan_fast.build_info(print_=True)" | tee -a "$OUT
 python -m pytest -q -m gpu tests 2>&1 | tee "$OUT/pytest_gpu.log" | tail -15
 python -m pytest -q tests/ops/test_api.py 2>&1 | tail -3 | tee -a "$OUT/pytest_gpu.log"
 python bench/run.py --device cuda --out "$OUT/bench" ${1:-} 2>&1 | tee "$OUT/bench.log" | tail -80
+python bench/train_step.py --device cuda --out "$OUT/train_step.json" 2>&1 | tee "$OUT/train_step.log" | tail -20
+SSGAN_FAST_TRAIN_STEP_JSON="$OUT/train_step.json" python bench/loader.py --device cuda --out "$OUT/loader.json" 2>&1 | tee "$OUT/loader.log" | tail -20
