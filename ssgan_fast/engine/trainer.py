@@ -233,7 +233,7 @@ class Trainer:
         try:
             while self.step < self.total and not self._stop:
                 batch = next(self.loader)
-                snapshot = self.state() if cfg.skip_nonfinite else None
+                snapshot = self._snapshot() if cfg.skip_nonfinite else None
                 self.model.train()
                 losses = self.model.train_step(batch, self.step, self.amp)
                 vals = {k: float(v) for k, v in losses.items()}
@@ -285,6 +285,12 @@ class Trainer:
         if self.main:
             self.sample_grid(self.run_dir / "samples" / "final.png")
         return {"step": self.step, "skipped": self.skipped, "interrupted": self._stop}
+
+    def _snapshot(self) -> dict:
+        """Copies (not views) of what a step changes: networks and optimizer states. state_dict()
+        returns the live tensors, which the step updates in place."""
+        return copy.deepcopy({"model": self.model.state_dict(),
+                              "optim": {k: o.state_dict() for k, o in self.model.optimizers().items()}})
 
     def _restore(self, s):
         self.model.load_state_dict(s["model"])

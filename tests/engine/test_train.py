@@ -244,3 +244,18 @@ def test_compile_flag_trains_and_checkpoints(tmp_path):
     ke = torch.load(tmp_path / "eager" / "ckpt" / "last.pt", weights_only=False)["model"].keys()
     kc = torch.load(tmp_path / "comp" / "ckpt" / "last.pt", weights_only=False)["model"].keys()
     assert ke == kc
+
+
+def test_skip_snapshot_restores_the_pre_step_state(tmp_path):
+    """--skip-nonfinite must undo the bad step: the snapshot may not alias the live parameters."""
+    from ssgan_fast.engine.trainer import Trainer
+    from ssgan_fast.train import build_parser, resolve
+    cfg = resolve(build_parser().parse_args(TINY + ["--out", str(tmp_path), "--steps", "1"]))
+    tr = Trainer(cfg)
+    before = {k: v.clone() for k, v in tr.model.state_dict().items()}
+    snap = tr._snapshot()
+    tr.model.train_step(next(tr.loader), 0, tr.amp)
+    assert any(not torch.equal(before[k], v) for k, v in tr.model.state_dict().items())
+    tr._restore(snap)
+    for k, v in tr.model.state_dict().items():
+        assert torch.equal(before[k], v), k
