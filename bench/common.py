@@ -85,6 +85,20 @@ def time_fn(fn, device: str, min_time: float = 0.2, max_iters: int = 200) -> tup
     return statistics.median(times), q(0.1), q(0.9)
 
 
+def best_of(fn, device: str, reps: int):
+    """(best wall-clock seconds of `reps` calls, the last result): for cases too slow for time_fn."""
+    best, out = float("inf"), None
+    for _ in range(reps):
+        if device == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        out = fn()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - t0)
+    return best, out
+
+
 def saved_bytes(fn, inputs=()) -> int:
     """Bytes of the tensors autograd keeps for backward while fn() runs (unique storages), not
     counting the inputs' own storages (every implementation keeps those alive anyway)."""

@@ -8,14 +8,13 @@ same value to 1e-6 relative; on a GPU <= 0.3 s.
 """
 import os
 import sys
-import time
 
 import numpy as np
 import scipy.linalg
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import device_name, parse_args, write_records  # noqa: E402
+from common import best_of, device_name, parse_args, write_records  # noqa: E402
 
 from ssgan_fast.ops import frechet_distance  # noqa: E402
 
@@ -27,19 +26,6 @@ def scipy_fid(mu1, s1, mu2, s2):
     return float(diff.dot(diff) + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean.real))
 
 
-def best_of(fn, n):
-    best, out = float("inf"), None
-    for _ in range(n):
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        out = fn()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - t0)
-    return best, out
-
-
 def run(args):
     records = []
     rng = np.random.default_rng(0)
@@ -49,9 +35,9 @@ def run(args):
         mu1, s1, mu2, s2 = a.mean(0), np.cov(a, rowvar=False), b.mean(0), np.cov(b, rowvar=False)
         t = [torch.from_numpy(v).to(args.device) for v in (mu1, s1, mu2, s2)]
         reps = 2 if D >= 2048 else 5
-        ts, want = best_of(lambda: scipy_fid(mu1, s1, mu2, s2), reps)
+        ts, want = best_of(lambda: scipy_fid(mu1, s1, mu2, s2), args.device, reps)
         frechet_distance(*t)  # warm-up (LAPACK / cuSOLVER initialisation)
-        to, got = best_of(lambda: frechet_distance(*t), reps)
+        to, got = best_of(lambda: frechet_distance(*t), args.device, reps)
         rec = {"op": "frechet_distance", "backend": "torch.linalg", "shape": {"D": D}, "shape_str": f"D{D}",
                "dtype": "float64", "device": device_name(args.device), "seconds": to, "scipy_seconds": ts,
                "speedup_vs_scipy": ts / to, "value": got, "scipy_value": want, "rel_diff": abs(got - want) / abs(want)}

@@ -14,30 +14,13 @@ throughput on a GPU.
 import gc
 import os
 import sys
-import time
 
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import backend_env, device_name, parse_args, write_records  # noqa: E402
+from common import backend_env, best_of, device_name, parse_args, write_records  # noqa: E402
 
 from ssgan_fast.ops import FeatureStats  # noqa: E402
-
-
-def sync(dev):
-    if dev == "cuda":
-        torch.cuda.synchronize()
-
-
-def timed(fn, dev, reps):
-    best = float("inf")
-    for _ in range(reps):
-        sync(dev)
-        t0 = time.perf_counter()
-        fn()
-        sync(dev)
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def loop(x, y, C, dt, acc):
@@ -58,7 +41,7 @@ def run(args):
     g = torch.Generator().manual_seed(0)
     x = (torch.rand(N, D, generator=g) * 2).to(dev)  # Inception-like: non-negative, mean ~1
     y = torch.randint(0, C, (N,), generator=g).to(dev)
-    t_mm = timed(lambda: x.t() @ x, dev, 3)
+    t_mm = best_of(lambda: x.t() @ x, dev, 3)[0]
     backends = ["cpp"] if dev == "cpu" else ["triton", "cuda"]
     for classes in (C, None):
         # accumulators are allocated and touched once, outside the timing (first-touch page faults
@@ -80,7 +63,7 @@ def run(args):
             cases["torch-fp64"] = lambda: x.double().t() @ x.double()
         times = {}
         for name, fn in cases.items():
-            times[name] = timed(fn, dev, reps)
+            times[name] = best_of(fn, dev, reps)[0]
         del st, cases
         gc.collect()
         base = times["loop-fp64" if classes else "torch-fp64"]

@@ -9,7 +9,6 @@ raw generator).
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path
@@ -24,13 +23,8 @@ def load_trainer(run_dir: str, device: str | None = None):
     d = Path(run_dir)
     if not (d / "config.json").is_file() or not (d / "ckpt" / "last.pt").is_file():
         raise FileNotFoundError(f"{d} is not a run folder with a checkpoint (config.json, ckpt/last.pt)")
-    saved = json.loads((d / "config.json").read_text())
-    t = saved["train"]
-    t["model_cfg"] = saved["model"]
-    t["progress"] = False
-    if device:
-        t["device"] = device
-    return Trainer(TrainConfig(**t), resume=str(d))
+    over = {"progress": False, **({"device": device} if device else {})}
+    return Trainer(TrainConfig.from_run(d, **over), resume=str(d))
 
 
 def main(argv=None) -> int:

@@ -185,17 +185,14 @@ def _main(args, parser) -> int:
     from .engine.trainer import NonFiniteLoss, Trainer
     try:
         if args.resume:
-            cfg_file = Path(args.resume) / "config.json"
-            if not cfg_file.is_file():
-                raise ValueError(f"--resume {args.resume}: no config.json (not a run folder)")
             from .engine.trainer import TrainConfig
-            saved = json.loads(cfg_file.read_text())
-            t = saved["train"]
-            t["model_cfg"] = saved["model"]
+            over = {"progress": not args.no_progress}
             if args.steps is not None:
-                t["steps"], t["epochs"] = args.steps, 0
-            t["progress"] = not args.no_progress
-            cfg = TrainConfig(**t)
+                over.update(steps=args.steps, epochs=0)
+            try:
+                cfg = TrainConfig.from_run(args.resume, **over)
+            except ValueError as e:
+                raise ValueError(f"--resume: {e}") from e
         else:
             cfg = resolve(args)
         trainer = Trainer(cfg, resume=args.resume)

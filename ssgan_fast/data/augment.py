@@ -27,20 +27,34 @@ UNIT_LUT = (torch.arange(256, dtype=torch.float64) / 127.5 - 1.0).float()
 _LUTS: dict = {}
 
 
-def to_unit(x: torch.Tensor) -> torch.Tensor:
-    """uint8 [0, 255] -> float32 [-1, 1] (a 256-entry table lookup)."""
-    lut = _LUTS.get(x.device)
-    if lut is None:
-        lut = _LUTS[x.device] = UNIT_LUT.to(x.device)
-    return lut[x.long()]
-
-
 def _cpp_kernel():
     try:
         import ssgan_fast._C  # noqa: F401
         return torch.ops.ssgan_fast_C.augment_shift
     except (ImportError, AttributeError, RuntimeError):
         return None
+
+
+def _kernel_to_unit(kern, x, mode, dy, dx, flip, last):
+    """One pass of the C++ kernel: shift/mirror, then float [-1, 1] (last) or uint8 (an inner stage)."""
+    divisor, shift = (127.5, -1.0) if last else (1.0, 0.0)
+    fill = float(UNIT_LUT[128]) if last else 128.0  # the uint8 mid value, in output units
+    empty = torch.empty(0, dtype=torch.bool)
+    return kern(x, dy.contiguous(), dx.contiguous(), empty if flip is None else flip.contiguous(), mode, fill,
+                divisor, shift, last)
+
+
+def to_unit(x: torch.Tensor) -> torch.Tensor:
+    """uint8 [0, 255] -> float32 [-1, 1]: UNIT_LUT, applied by the C++ kernel on CPU (one pass, no
+    int64 index copy) and as a table lookup elsewhere."""
+    kern = _cpp_kernel() if x.device.type == "cpu" and x.dim() == 4 and x.shape[0] else None
+    if kern is not None:
+        z = torch.zeros(x.shape[0], dtype=torch.long)
+        return _kernel_to_unit(kern, x.contiguous(), _REFLECT, z, z, None, True)
+    lut = _LUTS.get(x.device)
+    if lut is None:
+        lut = _LUTS[x.device] = UNIT_LUT.to(x.device)
+    return lut[x.long()]
 
 
 @dataclass
@@ -115,15 +129,9 @@ class Augment:
         if kern is None:
             return to_unit(self(x, gen))
         stages = self._stages(x, gen) if self.active else []
+        if not stages:
+            return to_unit(x)
         x = x.contiguous()
-        if not stages:  # identity map: the kernel still does the conversion in one pass
-            z = torch.zeros(x.shape[0], dtype=torch.long)
-            stages = [(_REFLECT, z, z, None)]
-        empty = torch.empty(0, dtype=torch.bool)
         for i, (mode, dy, dx, flip) in enumerate(stages):
-            last = i == len(stages) - 1
-            divisor, shift = (127.5, -1.0) if last else (1.0, 0.0)
-            fill = float(UNIT_LUT[128]) if last else 128.0  # the uint8 mid value, in output units
-            x = kern(x, dy.contiguous(), dx.contiguous(), empty if flip is None else flip.contiguous(), mode, fill,
-                     divisor, shift, last)
+            x = _kernel_to_unit(kern, x, mode, dy, dx, flip, i == len(stages) - 1)
         return x

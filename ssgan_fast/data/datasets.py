@@ -45,11 +45,12 @@ class DataError(ValueError):
 
 
 def images_to_tensor(images) -> torch.Tensor:
-    """uint8 NHWC -> float32 NCHW in [-1, 1]."""
+    """uint8 NHWC -> float32 NCHW in [-1, 1] (the loaders' conversion, ssgan_fast.data.augment.to_unit)."""
+    from .augment import to_unit
     t = torch.as_tensor(images)
     if t.dtype != torch.uint8 or t.dim() != 4:
         raise ValueError(f"images must be uint8 [N, H, W, C], got {tuple(t.shape)} {t.dtype}")
-    return t.permute(0, 3, 1, 2).float().div(127.5).sub(1.0).contiguous()
+    return to_unit(t.permute(0, 3, 1, 2).contiguous())
 
 
 def _resize_crop(img: np.ndarray, size: int) -> np.ndarray:

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from .augment import Augment
-from .datasets import DataError, ImageDataset, PointDataset, decode_image
+from .datasets import DataError, ImageDataset, PointDataset
 from .split import SemiSupervisedSampler, Split
 
 log = logging.getLogger("ssgan_fast")

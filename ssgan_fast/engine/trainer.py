@@ -67,6 +67,15 @@ class TrainConfig:
     progress: bool = True
     model_cfg: dict = field(default_factory=dict)
 
+    @classmethod
+    def from_run(cls, run_dir, **overrides) -> "TrainConfig":
+        """The configuration a run folder was started with (its config.json), with overrides."""
+        f = Path(run_dir) / "config.json"
+        if not f.is_file():
+            raise ValueError(f"{run_dir} is not a run folder (no config.json)")
+        saved = json.loads(f.read_text())
+        return cls(**{**saved["train"], "model_cfg": saved["model"], **overrides})
+
 
 class NonFiniteLoss(RuntimeError):
     pass
@@ -161,9 +170,7 @@ class Trainer:
         if not path.is_file():
             raise FileNotFoundError(f"--resume: no checkpoint at {path}")
         s = torch.load(path, map_location=self.device, weights_only=False)
-        self.model.load_state_dict(s["model"])
-        for k, o in self.model.optimizers().items():
-            o.load_state_dict(s["optim"][k])
+        self._restore(s)
         for k, m in (self.ema or {}).items():
             m.load_state_dict(s["ema"][k])
         self.amp.load_state_dict(s["amp"])

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..data.augment import Augment
+
 log = logging.getLogger("ssgan_fast")
 
 __all__ = ["SmallClassifier", "train_classifier", "evaluate_accuracy"]
@@ -52,18 +54,6 @@ class SmallClassifier(nn.Module):
         return {"pool": pool, "logits": self.fc(pool)}
 
 
-def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Random translation by up to 1/8 of the size (reflect padding): enough for small data sets."""
-    B, _, H, W = x.shape
-    p = max(1, H // 8)
-    xp = F.pad(x, (p, p, p, p), mode="reflect")
-    dy = torch.randint(0, 2 * p + 1, (B,), generator=gen)
-    dx = torch.randint(0, 2 * p + 1, (B,), generator=gen)
-    iy = (dy[:, None] + torch.arange(H)[None]).to(x.device)
-    ix = (dx[:, None] + torch.arange(W)[None]).to(x.device)
-    return xp[torch.arange(B, device=x.device)[:, None, None], :, iy[:, :, None], ix[:, None, :]].permute(0, 3, 1, 2)
-
-
 def train_classifier(images: torch.Tensor, labels: torch.Tensor, num_classes: int, epochs: int = 30,
                      batch_size: int = 128, lr: float = 2e-3, seed: int = 0, device="cpu",
                      width: int = 32, progress: bool = False) -> SmallClassifier:
@@ -73,6 +63,9 @@ def train_classifier(images: torch.Tensor, labels: torch.Tensor, num_classes: in
         raise ValueError(f"need >= 2 images with one label each, got {images.shape[0]} images, {labels.shape[0]} labels")
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
+    # random translations by up to 1/8 of the size with reflected borders: the loaders' Augment
+    shift = Augment(crop_pad=max(1, images.shape[2] // 8))
+    aug_gen = torch.Generator(device).manual_seed(seed)
     model = SmallClassifier(num_classes, images.shape[1], width).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     N = images.shape[0]
@@ -88,7 +81,7 @@ def train_classifier(images: torch.Tensor, labels: torch.Tensor, num_classes: in
         perm = torch.randperm(N, generator=gen).to(device)
         for i in range(0, N - batch_size + 1 if N >= batch_size else 1, batch_size):
             idx = perm[i:i + batch_size]
-            loss = F.cross_entropy(model(_augment(images[idx], gen))["logits"], labels[idx])
+            loss = F.cross_entropy(model(shift(images[idx], aug_gen))["logits"], labels[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -11,6 +11,7 @@ import dataclasses
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 MODELS: dict[str, type] = {}
@@ -49,6 +50,16 @@ def config_from_dict(cls, values: dict, where: str):
             v = type(default)(v) if not (isinstance(default, int) and isinstance(v, float) and not v.is_integer()) else v
         out[k] = v
     return cls(**out)
+
+
+def real_loss(logits: torch.Tensor) -> torch.Tensor:
+    """-log sigmoid(l): the non-saturating 'this is real' term (D on real data, G on its samples)."""
+    return F.softplus(-logits).mean()
+
+
+def fake_loss(logits: torch.Tensor) -> torch.Tensor:
+    """-log(1 - sigmoid(l)): the 'this is fake' term."""
+    return F.softplus(logits).mean()
 
 
 class GANModel(nn.Module):

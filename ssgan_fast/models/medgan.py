@@ -36,7 +36,7 @@ from ..nn.blocks import MLP, DBlock, ResNetClassifier, ResNetGenerator, SNLinear
 from ..nn.mask import MaskEmbedding
 from ..ops import cutmix, sample_cutmix_boxes, sample_region_boxes
 from ..ops.reference import box_mask
-from .base import GANModel, register
+from .base import GANModel, fake_loss, real_loss, register
 
 
 @dataclass
@@ -58,14 +58,6 @@ class MEDGANConfig:
     recg: bool = True
     idnt: bool = True
     mixed_c: bool = True
-
-
-def _real(l):
-    return F.softplus(-l).mean()
-
-
-def _fake(l):
-    return F.softplus(l).mean()
 
 
 class _ImageD(nn.Module):
@@ -205,16 +197,16 @@ class MEDGAN(GANModel):
         with amp.ctx():
             m_l = None if pts else self._region(B, dev)
             m_z = None if pts else self._region(bz, dev)
-            ld = {"D/real": _real(self.D(x_l, m_l, y_l)), "D/fake": _fake(self.D(x_z, m_z, y_z))}
+            ld = {"D/real": real_loss(self.D(x_l, m_l, y_l)), "D/fake": fake_loss(self.D(x_z, m_z, y_z))}
             if x_u.shape[0]:
                 m_u = None if pts else self._region(x_u.shape[0], dev)
-                ld["D/unlabeled"] = _real(self.D(x_u, m_u, y_u))
+                ld["D/unlabeled"] = real_loss(self.D(x_u, m_u, y_u))
             if not pts and (cfg.idnt or cfg.region_reg):
                 boxes, _ = self._cut(B, dev)
                 xh, mh = cutmix(x_l, x_z[:B], boxes)  # Eq. 1: x inside the box, x_z outside
                 out_h, fh = self.D(xh, mh, y_l, feats=True)
                 if cfg.idnt:
-                    ld["D/idnt"] = cfg.mu * _real(out_h)  # Eq. 11: the constructed image counts as real
+                    ld["D/idnt"] = cfg.mu * real_loss(out_h)  # Eq. 11: the constructed image counts as real
                 if cfg.region_reg:
                     b2 = self._jitter(boxes)
                     xh2, mh2 = cutmix(x_l, x_z[:B], b2)
@@ -256,7 +248,7 @@ class MEDGAN(GANModel):
         # ---------------- G (Eq. 6-8)
         with amp.ctx():
             x_z = self.G(z, y_z)
-            lg = {"G/advs": _real(self.D(x_z, None if pts else self._region(bz, dev), y_z))}  # Eq. 6
+            lg = {"G/advs": real_loss(self.D(x_z, None if pts else self._region(bz, dev), y_z))}  # Eq. 6
             if cfg.recg:
                 lg["G/recg"] = F.cross_entropy(self.C(x_z).float(), y_z)  # Eq. 7
             loss_g = sum(lg.values())

@@ -33,10 +33,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..nn.blocks import MLP, ResNetClassifier, ResNetDiscriminator, ResNetGenerator, SNLinear
+from ..nn.blocks import MLP, ResNetClassifier, ResNetDiscriminator, ResNetGenerator
 from ..nn.heads import PrototypeHead
 from ..ops import clustering_loss, cosine_softmax
-from .base import GANModel, register
+from .base import GANModel, fake_loss, real_loss, register
 
 
 @dataclass
@@ -61,14 +61,6 @@ class SphericGANConfig:
     semantic_verification: bool = True
     g_eval: bool = True
     prior_samples: int = 5000  # real images used to fit the prior k-means
-
-
-def _d_real(l):
-    return F.softplus(-l).mean()
-
-
-def _d_fake(l):
-    return F.softplus(l).mean()
 
 
 def _nll(probs, target):
@@ -200,14 +192,14 @@ class SphericGAN(GANModel):
         with amp.ctx():
             idt_r, _ = self.Dprt(x)
             idt_f, pf = self.Dprt(xz)
-            ld = {"D/prt_adv": _d_real(idt_r) + _d_fake(idt_f)}  # Eq. 7, D_prt
+            ld = {"D/prt_adv": real_loss(idt_r) + fake_loss(idt_f)}  # Eq. 7, D_prt
             if x_l.shape[0]:
-                ld["D/class_adv"] = _d_real(self.Dclass(x_l, y_l)[0]) + _d_fake(self.Dclass(xz, y_z)[0])  # Eq. 7
+                ld["D/class_adv"] = real_loss(self.Dclass(x_l, y_l)[0]) + fake_loss(self.Dclass(xz, y_z)[0])  # Eq. 7
             if clust:
                 target = cosine_softmax(zc, self.P.detach()).argmax(1)  # one-hot(phi(z°)), Eq. 1
                 ld["D/lat_eval"] = _nll(pf, target)  # Eq. 3
             if align:
-                ld["D/lat_adv"] = _d_real(self.Dlat(zc).squeeze(1)) + _d_fake(self.Dlat(zx).squeeze(1))  # Eq. 4
+                ld["D/lat_adv"] = real_loss(self.Dlat(zc).squeeze(1)) + fake_loss(self.Dlat(zx).squeeze(1))  # Eq. 4
                 _, pr = self.Dprt(x)
                 _, prr = self.Dprt(xr)
                 ld["D/align"] = _nll(pr, rho) + _nll(prr, rho)  # Eq. 6
@@ -219,7 +211,7 @@ class SphericGAN(GANModel):
             zc = self.latent(z)
             xz = self.G2(zc, y_z)
             idt_f, pf = self.Dprt(xz)
-            lg = {"G/adv": _d_real(idt_f) + _d_real(self.Dclass(xz, y_z)[0])}  # Eq. 7
+            lg = {"G/adv": real_loss(idt_f) + real_loss(self.Dclass(xz, y_z)[0])}  # Eq. 7
             if cfg.semantic_verification:
                 lg["G/verify"] = cfg.mu * F.cross_entropy(self.C(xz).float(), y_z)  # Eq. 8, mu term
             if clust and cfg.g_eval:
@@ -228,8 +220,8 @@ class SphericGAN(GANModel):
             if align:
                 zx = self.F(x)
                 xr = self.G2(zx, y_x)
-                lg["G/lat_adv"] = _d_fake(self.Dlat(zc).squeeze(1))  # Eq. 4, G1 side (non-saturating)
-                lf["F/lat_adv"] = _d_real(self.Dlat(zx).squeeze(1))  # Eq. 4, F side
+                lg["G/lat_adv"] = fake_loss(self.Dlat(zc).squeeze(1))  # Eq. 4, G1 side (non-saturating)
+                lf["F/lat_adv"] = real_loss(self.Dlat(zx).squeeze(1))  # Eq. 4, F side
                 l_align = _nll(self.Dprt(xr)[1], rho)  # Eq. 6, synthesized part
                 lg["G/align"] = l_align
                 lf["F/align"] = l_align
