@@ -34,6 +34,12 @@ inline ImageGeom image_geom(const at::Tensor& t, const char* op, const char* nam
   return ImageGeom{t.size(0), t.size(1), t.size(2), t.size(3), is_channels_last(t)};
 }
 
+// `t` must have the shape and dtype of `ref` (xb vs xa of cutmix, the gradient vs feat of mask_embed).
+inline void check_like(const at::Tensor& t, const at::Tensor& ref, const char* op, const char* tname, const char* rname) {
+  TORCH_CHECK(t.sizes() == ref.sizes() && t.scalar_type() == ref.scalar_type(), op, ": ", tname,
+              " must have the shape and dtype of ", rname);
+}
+
 // boxes: int32 contiguous [B, 4] = (y0, x0, y1, x1), 0 <= y0 <= y1 <= H, 0 <= x0 <= x1 <= W
 // (the Python side checks the values; kernels clamp nothing).
 inline void check_boxes(const at::Tensor& boxes, int64_t B, const at::Tensor& like, const char* op) {

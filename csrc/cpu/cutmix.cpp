@@ -78,7 +78,7 @@ std::vector<int64_t> nearest_table(int64_t n_out, int64_t n_in) {
 
 std::tuple<at::Tensor, at::Tensor> cutmix_forward_cpu(const at::Tensor& xa_, const at::Tensor& xb_, const at::Tensor& boxes) {
   const ImageGeom g = image_geom(xa_, "cutmix", "xa");
-  TORCH_CHECK(xb_.sizes() == xa_.sizes() && xb_.scalar_type() == xa_.scalar_type(), "cutmix: xb must have the shape and dtype of xa");
+  check_like(xb_, xa_, "cutmix", "xb", "xa");
   check_boxes(boxes, g.B, xa_, "cutmix");
   const at::Tensor xa = image_storage(xa_, g.cl), xb = image_storage(xb_, g.cl);
   at::Tensor out = at::empty_like(xa);
@@ -160,8 +160,7 @@ at::Tensor mask_embed_forward_cpu(const at::Tensor& feat_, const at::Tensor& emb
 std::tuple<at::Tensor, at::Tensor> mask_embed_backward_cpu(const at::Tensor& g_, const at::Tensor& feat_, const at::Tensor& emb) {
   const ImageGeom g = image_geom(feat_, "mask_embed_backward", "feat");
   check_mask_embed(feat_, emb, "mask_embed_backward");
-  TORCH_CHECK(g_.sizes() == feat_.sizes() && g_.scalar_type() == feat_.scalar_type(),
-              "mask_embed_backward: grad must have the shape and dtype of feat");
+  check_like(g_, feat_, "mask_embed_backward", "grad", "feat");
   const at::Tensor feat = image_storage(feat_, g.cl), gr = image_storage(g_, g.cl);
   at::Tensor dfeat = at::empty_like(feat), demb = at::empty_like(emb);
   const int64_t Ce = emb.size(1), h = emb.size(2), w = emb.size(3);

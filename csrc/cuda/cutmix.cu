@@ -117,7 +117,7 @@ int grid_for(int64_t n) { return static_cast<int>(std::min<int64_t>((n + kThread
 
 std::tuple<at::Tensor, at::Tensor> cutmix_forward_cuda(const at::Tensor& xa_, const at::Tensor& xb_, const at::Tensor& boxes) {
   const ImageGeom g = image_geom(xa_, "cutmix", "xa");
-  TORCH_CHECK(xb_.sizes() == xa_.sizes() && xb_.scalar_type() == xa_.scalar_type(), "cutmix: xb must have the shape and dtype of xa");
+  check_like(xb_, xa_, "cutmix", "xb", "xa");
   check_boxes(boxes, g.B, xa_, "cutmix");
   c10::cuda::CUDAGuard guard(xa_.device());
   const at::Tensor xa = image_storage(xa_, g.cl), xb = image_storage(xb_, g.cl);
@@ -177,8 +177,7 @@ at::Tensor mask_embed_forward_cuda(const at::Tensor& feat_, const at::Tensor& em
 std::tuple<at::Tensor, at::Tensor> mask_embed_backward_cuda(const at::Tensor& g_, const at::Tensor& feat_, const at::Tensor& emb) {
   const ImageGeom g = image_geom(feat_, "mask_embed_backward", "feat");
   check_mask_embed(feat_, emb, "mask_embed_backward");
-  TORCH_CHECK(g_.sizes() == feat_.sizes() && g_.scalar_type() == feat_.scalar_type(),
-              "mask_embed_backward: grad must have the shape and dtype of feat");
+  check_like(g_, feat_, "mask_embed_backward", "grad", "feat");
   c10::cuda::CUDAGuard guard(feat_.device());
   const at::Tensor feat = image_storage(feat_, g.cl), gr = image_storage(g_, g.cl);
   at::Tensor dfeat = at::empty_like(feat), demb = at::empty_like(emb);
