@@ -1,7 +1,7 @@
 """Evaluate generated samples against a real data set.
 
     python -m ssgan_fast.evaluate --samples samples.npz | --ckpt runs/NAME --data digits \\
-        --metrics fid,intra_fid,cfid,is,ra,gan_train,gan_test [--extractor inception|classifier] \\
+        --metrics fid,intra_fid,cfid,is,ra,gan_train,gan_test,avg_conf [--extractor inception|classifier] \\
         [--classifier F.pt | --train-classifier] [--out metrics.json]
 
 samples.npz holds ``images`` (uint8 [N, H, W, C]) and ``labels`` (int64 [N], the classes the images
@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-METRICS = ("fid", "intra_fid", "cfid", "is", "ra", "gan_train", "gan_test")
+METRICS = ("fid", "intra_fid", "cfid", "is", "ra", "gan_train", "gan_test", "avg_conf")
 log = logging.getLogger("ssgan_fast")
 
 
@@ -135,7 +135,7 @@ def evaluate(args) -> dict:
         raise SystemExit(f"error: sample labels span [{labels.min()}, {labels.max()}] but {args.data} has {nc} classes")
     fake_x, fake_y = images_to_tensor(imgs), torch.from_numpy(labels)
     real_x, real_y = images_to_tensor(real.images), torch.from_numpy(real.labels)
-    need_clf = args.extractor == "classifier" or any(m in metrics for m in ("ra", "gan_test"))
+    need_clf = args.extractor == "classifier" or any(m in metrics for m in ("ra", "gan_test", "avg_conf"))
     clf, clf_path, clf_sha = _classifier(args, real, device) if need_clf else (None, None, None)
     if args.extractor == "classifier":
         if fake_x.shape[1:] != real_x.shape[1:]:
@@ -153,7 +153,7 @@ def evaluate(args) -> dict:
         ref = cached(key, lambda: {"all": (c := collect(_batches(real_x, real_y, args.batch), extractor, nc,
                                                           device=device)).stats, "class": c.cstats},
                      device=device, use_cache=not args.no_cache)
-    ra_clf = clf if any(m in metrics for m in ("ra", "gan_test")) else None
+    ra_clf = clf if any(m in metrics for m in ("ra", "gan_test", "avg_conf")) else None
     got = collect(_batches(fake_x, fake_y, args.batch), extractor, nc, total=len(labels),
                   is_splits=args.splits if "is" in metrics else 0, classifier=ra_clf, device=device, progress=True)
     M = out["metrics"]
@@ -170,6 +170,8 @@ def evaluate(args) -> dict:
         M["ra"] = 100.0 * got.accuracy
     if "gan_test" in metrics:
         M["gan_test"] = 100.0 * got.accuracy  # same classifier-trained-on-real on generated images
+    if "avg_conf" in metrics:
+        M["avg_conf"] = 100.0 * got.confidence  # mean probability of the asked-for class, in %
     if ra_clf is not None and test is not None:
         out["classifier_real_test_accuracy"] = 100.0 * evaluate_accuracy(ra_clf, images_to_tensor(test.images),
                                                                          torch.from_numpy(test.labels))

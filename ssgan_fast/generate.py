@@ -1,10 +1,18 @@
-"""Generate samples from a trained run.
+"""Generate samples from a trained run, and the models' applications.
 
-    python -m ssgan_fast.generate --ckpt runs/sphericgan-digits --per-class 100 --out samples.npz [--png grid.png]
+    python -m ssgan_fast.generate [sample] --ckpt runs/sphericgan-digits --per-class 100 --out samples.npz [--png grid.png]
+    python -m ssgan_fast.generate inpaint --ckpt runs/cvaegan-digits --images DIR|FILES --out DIR [--box y0,x0,y1,x1]
+    python -m ssgan_fast.generate morph --ckpt runs/cvaegan-digits (--images A B | --classes K1 K2) --out morph.png
+    python -m ssgan_fast.generate translate --ckpt runs/aam-stargan-rafd --images DIR --domain K --out DIR
 
-Writes ``images`` (uint8 [N, H, W, C]) and ``labels`` (int64 [N]) - for 2-D data ``points``
-(float32 [N, 2]) instead of images. Uses the EMA generator when the run kept one (``--no-ema``: the
-raw generator).
+``sample`` (the default) writes ``images`` (uint8 [N, H, W, C]) and ``labels`` (int64 [N]) - for
+2-D data ``points`` (float32 [N, 2]) instead of images. ``inpaint`` (CVAE-GAN Sec. 5.4, Eq. 8)
+corrupts a box of each image (default: a random square of 50/128 of the side, as the paper) and
+fills it by encode -> generate -> keep the known pixels, ``--iters`` times (``--optimize-steps``
+adds latent optimisation on the known pixels); ``morph`` (Sec. 5.3) interpolates the latent codes
+of two images or the class between two classes; ``translate`` (StarGAN) maps every image to
+domain K. Image outputs are PNG files (one per input, plus a grid) and an .npz. The EMA networks
+are used when the run kept them (``--no-ema``: the raw ones).
 """
 from __future__ import annotations
 
@@ -16,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 log = logging.getLogger("ssgan_fast")
+COMMANDS = ("sample", "inpaint", "morph", "translate")
 
 
 def load_trainer(run_dir: str, device: str | None = None):
@@ -27,23 +36,136 @@ def load_trainer(run_dir: str, device: str | None = None):
     return Trainer(TrainConfig.from_run(d, **over), resume=str(d))
 
 
-def main(argv=None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    p = argparse.ArgumentParser(prog="python -m ssgan_fast.generate", description=__doc__,
+def build_parser(cmd: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=f"python -m ssgan_fast.generate {cmd}", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--ckpt", required=True, help="run folder (with ckpt/last.pt)")
-    p.add_argument("--per-class", type=int, default=100)
-    p.add_argument("--out", required=True, help="output .npz")
-    p.add_argument("--png", default=None, help="also save a grid (one row per class, at most 10 per row)")
     p.add_argument("--no-ema", action="store_true")
     p.add_argument("--seed", type=int, default=123)
     p.add_argument("--device", default=None)
+    if cmd == "sample":
+        p.add_argument("--per-class", type=int, default=100)
+        p.add_argument("--out", required=True, help="output .npz")
+        p.add_argument("--png", default=None, help="also save a grid (one row per class, at most 10 per row)")
+        return p
+    p.add_argument("--out", required=True, help="output folder (morph: a .png file)")
+    if cmd == "inpaint":
+        p.add_argument("--images", nargs="+", required=True, help="image files or folders")
+        p.add_argument("--label", type=int, default=None, help="class of the images (default: C's prediction)")
+        p.add_argument("--box", default=None, help="corrupted box y0,x0,y1,x1 in pixels (default: random, 50/128 side)")
+        p.add_argument("--iters", type=int, default=10, help="encode-generate-paste rounds (Eq. 8)")
+        p.add_argument("--optimize-steps", type=int, default=0, help="latent optimisation steps on the known pixels")
+    elif cmd == "morph":
+        g = p.add_mutually_exclusive_group(required=True)
+        g.add_argument("--images", nargs=2, help="two image files: interpolate their latent codes")
+        g.add_argument("--classes", nargs=2, type=int, help="two classes: interpolate the class, one latent")
+        p.add_argument("--steps", type=int, default=8)
+    elif cmd == "translate":
+        p.add_argument("--images", nargs="+", required=True, help="image files or folders")
+        p.add_argument("--domain", type=int, required=True, help="target domain index")
+    return p
+
+
+def _need(model, method: str, cmd: str):
+    if not hasattr(model, method):
+        raise ValueError(f"'{cmd}' needs a model with {method}(); {model.name} has none "
+                         f"(inpaint / morph: cvaegan; translate: aam-stargan)")
+
+
+def _save_images(x, names, out: Path, nrow: int):
+    import torch
+    import torchvision.utils as vu
+    out.mkdir(parents=True, exist_ok=True)
+    x = x.float().clamp(-1, 1).add(1).div(2).cpu()
+    for t, n in zip(x, names):
+        vu.save_image(t, out / f"{Path(n).stem}.png")
+    vu.save_image(x, out / "grid.png", nrow=nrow)
+    np.savez(out / "images.npz", images=(x * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy())
+
+
+def _application(cmd: str, args, tr) -> int:
+    import torch
+    from .data import read_images
+    model, dev = tr.model.eval(), tr.device
+    nets = tr.generator(not args.no_ema)
+    out = Path(args.out)
+    size, ch = tr.ds.size, tr.ds.channels
+    torch.manual_seed(args.seed)
+    if cmd == "translate":
+        _need(model, "translate", cmd)
+        if not 0 <= args.domain < model.nc:
+            raise ValueError(f"--domain {args.domain}: the model has domains 0..{model.nc - 1}")
+        x, names = read_images(args.images, size, ch)
+        y = model.translate(x.to(dev), args.domain, nets["G"])
+        _save_images(torch.cat([x, y.cpu()]), names + [f"{Path(n).stem}_to{args.domain}" for n in names], out,
+                     len(names))
+        log.info("translated %d image(s) to domain %d: %s", len(names), args.domain, out)
+        return 0
+    if cmd == "inpaint":
+        _need(model, "inpaint", cmd)
+        x, names = read_images(args.images, size, ch)
+        x = x.to(dev)
+        mask = torch.zeros(x.shape[0], 1, size, size, device=dev)
+        if args.box:
+            try:
+                y0, x0, y1, x1 = (int(v) for v in args.box.split(","))
+            except ValueError:
+                raise ValueError(f"--box {args.box!r}: give y0,x0,y1,x1 (integers)") from None
+            if not (0 <= y0 < y1 <= size and 0 <= x0 < x1 <= size):
+                raise ValueError(f"--box {args.box}: must lie inside the {size} x {size} image with y0 < y1, x0 < x1")
+            mask[:, :, y0:y1, x0:x1] = 1
+        else:
+            side = max(1, round(size * 50 / 128))
+            g = torch.Generator().manual_seed(args.seed)
+            for i in range(x.shape[0]):
+                a, b = (int(v) for v in torch.randint(0, size - side + 1, (2,), generator=g))
+                mask[i, :, a:a + side, b:b + side] = 1
+        if args.label is not None and not 0 <= args.label < model.nc:
+            raise ValueError(f"--label {args.label}: the model has classes 0..{model.nc - 1}")
+        y = None if args.label is None else torch.full((x.shape[0],), args.label, dtype=torch.int64, device=dev)
+        corrupted = x * (1 - mask) - mask  # the hole shown black
+        filled, y = model.inpaint(corrupted, mask, y, iters=args.iters, optimize_steps=args.optimize_steps,
+                                  modules=nets)
+        _save_images(torch.cat([x, corrupted, filled]).cpu(),
+                     [f"{Path(n).stem}_{t}" for t in ("orig", "corrupt", "inpaint") for n in names], out, len(names))
+        log.info("inpainted %d image(s) (classes %s): %s", len(names), y.tolist(), out)
+        return 0
+    # morph
+    _need(model, "morph", cmd)
+    if args.steps < 2:
+        raise ValueError("--steps must be >= 2")
+    if args.images:
+        x, _ = read_images(args.images, size, ch)
+        frames = model.morph(args.steps, x=x.to(dev), modules=nets)
+    else:
+        bad = [k for k in args.classes if not 0 <= k < model.nc]
+        if bad:
+            raise ValueError(f"--classes {bad}: the model has classes 0..{model.nc - 1}")
+        z = model.noise(1, generator=torch.Generator().manual_seed(args.seed), device="cpu").to(dev)
+        frames = model.morph(args.steps, classes=args.classes, z=z, modules=nets)
+    import torchvision.utils as vu
+    out.parent.mkdir(parents=True, exist_ok=True)
+    vu.save_image(frames.float().clamp(-1, 1).add(1).div(2).cpu(), out, nrow=args.steps)
+    log.info("wrote %d morph frames to %s", args.steps, out)
+    return 0
+
+
+def main(argv=None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    cmd = argv.pop(0) if argv and argv[0] in COMMANDS else "sample"
+    p = build_parser(cmd)
     args = p.parse_args(argv)
-    if args.per_class < 1:
+    if cmd == "sample" and args.per_class < 1:
         p.exit(2, "error: --per-class must be >= 1\n")
+    from .data import DataError
     try:
         tr = load_trainer(args.ckpt, args.device)
-    except (FileNotFoundError, ValueError) as e:
+        if cmd != "sample":
+            if tr.ds.kind != "image":
+                raise ValueError(f"'{cmd}' works on images; this run trained on {tr.ds.kind}")
+            return _application(cmd, args, tr)
+    except (FileNotFoundError, ValueError, DataError) as e:
         p.exit(2, f"error: {e}\n")
     imgs, labels = tr.generate(args.per_class, use_ema=not args.no_ema, seed=args.seed)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

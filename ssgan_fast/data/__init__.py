@@ -1,10 +1,10 @@
 """Data sets (spec strings), the semi-supervised split and sampler, and the loaders."""
 from .augment import Augment
-from .datasets import (DataError, ImageDataset, PointDataset, decode_image, images_to_tensor, load_arrays,
+from .datasets import (DataError, ImageDataset, PointDataset, decode_image, images_to_tensor, load_arrays, read_images,
                        open_dataset, parse_spec)
 from .loaders import LOADERS, DaliLoader, TensorLoader, TorchLoader, dali_available, make_loader
 from .split import SemiSupervisedSampler, Split, make_split
 
 __all__ = ["open_dataset", "parse_spec", "load_arrays", "images_to_tensor", "decode_image", "ImageDataset",
            "PointDataset", "DataError", "Split", "make_split", "SemiSupervisedSampler", "Augment", "TensorLoader",
-           "TorchLoader", "DaliLoader", "make_loader", "dali_available", "LOADERS"]
+           "TorchLoader", "DaliLoader", "make_loader", "dali_available", "LOADERS", "read_images"]

@@ -37,7 +37,7 @@ log = logging.getLogger("ssgan_fast")
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff")
 
 __all__ = ["ImageDataset", "PointDataset", "open_dataset", "parse_spec", "load_arrays", "images_to_tensor",
-           "decode_image", "DataError"]
+           "decode_image", "DataError", "read_images"]
 
 
 class DataError(ValueError):
@@ -398,3 +398,31 @@ def load_arrays(spec: str, split: str = "train", size: int = 32) -> ImageDataset
         ds.images = np.stack([ds.load(i) for i in range(len(ds))])
         ds.files = None
     return ds
+
+
+def read_images(paths, size: int, channels: int) -> tuple[torch.Tensor, list[str]]:
+    """Image files for the applications (inpaint, morph, translate): ``paths`` are files or
+    folders (every image file inside, sorted). Returns ([N, channels, size, size] in [-1, 1],
+    the file names). Missing paths, folders without images and unreadable files are errors
+    naming the file."""
+    files: list[Path] = []
+    for p in map(lambda s: Path(s).expanduser(), paths):
+        if p.is_dir():
+            found = _image_files(p)
+            if not found:
+                raise DataError(f"{p} holds no image files ({', '.join(sorted(IMAGE_EXTS))})")
+            files += found
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise DataError(f"{p} does not exist")
+    out = []
+    for f in files:
+        try:
+            img = decode_image(str(f), size)
+        except Exception as e:  # noqa: BLE001 - PIL raises many types for bad files
+            raise DataError(f"cannot read image {f}: {e}") from e
+        if channels == 1:
+            img = np.round(img.astype(np.float32).mean(2, keepdims=True)).astype(np.uint8)
+        out.append(img)
+    return images_to_tensor(np.stack(out)), [str(f) for f in files]

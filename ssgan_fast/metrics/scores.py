@@ -70,12 +70,19 @@ class Collected:
     accumulator and classifier hits."""
 
     def __init__(self, stats: FeatureStats, cstats: FeatureStats | None, is_acc: InceptionScore | None,
-                 correct: int, count: int):
+                 correct: int, count: int, conf_sum: float = 0.0):
         self.stats, self.cstats, self.is_acc, self.correct, self.count = stats, cstats, is_acc, correct, count
+        self.conf_sum = conf_sum
 
     @property
     def accuracy(self) -> float:
         return self.correct / max(1, self.count)
+
+    @property
+    def confidence(self) -> float:
+        """Average confidence (aam-discriminator Sec. 4.4): the classifier's mean softmax
+        probability of the class each image was generated for."""
+        return self.conf_sum / max(1, self.count)
 
 
 @torch.no_grad()
@@ -86,6 +93,7 @@ def collect(batches: Iterable, extractor, num_classes: int | None = None, total:
     cstats = FeatureStats(extractor.dim, num_classes, device=device) if num_classes else None
     is_acc = InceptionScore(total, is_splits) if is_splits else None
     correct = count = 0
+    conf_sum = 0.0
     it = batches
     if progress:
         from tqdm import tqdm
@@ -102,10 +110,12 @@ def collect(batches: Iterable, extractor, num_classes: int | None = None, total:
         if is_acc is not None:
             is_acc.update(out["logits"])
         if classifier is not None and labels is not None:
-            pred = classifier(images)["logits"].argmax(1).cpu()
+            logits = classifier(images)["logits"].float().cpu()
+            pred = logits.argmax(1)
             correct += int((pred == labels.cpu()).sum())
+            conf_sum += float(torch.softmax(logits, 1).gather(1, labels.cpu().long()[:, None]).sum())
             count += int(labels.numel())
-    return Collected(stats, cstats, is_acc, correct, count)
+    return Collected(stats, cstats, is_acc, correct, count, conf_sum)
 
 
 def fid(real: FeatureStats, fake: FeatureStats) -> float:

@@ -62,6 +62,17 @@ def fake_loss(logits: torch.Tensor) -> torch.Tensor:
     return F.softplus(logits).mean()
 
 
+def step_lr(opts: dict, base_lr: dict, step: int, every: int, factor: float) -> None:
+    """Step decay: lr = base * factor ** (step // every) (every = 0: constant). A function of the
+    step alone, so a resumed run continues on the same schedule."""
+    if every <= 0:
+        return
+    scale = factor ** (step // every)
+    for k, o in opts.items():
+        for g in o.param_groups:
+            g["lr"] = base_lr[k] * scale
+
+
 class GANModel(nn.Module):
     """Base class: subclasses define Config, build networks in __init__, and implement train_step."""
     name = "base"

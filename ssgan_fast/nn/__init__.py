@@ -1,5 +1,5 @@
 """Drop-in modules built on the fused ops."""
-from .heads import AAMHead, PrototypeHead
+from .heads import AAMHead, AuxClassifier, PrototypeHead
 from .mask import MaskEmbedding
 
-__all__ = ["PrototypeHead", "AAMHead", "MaskEmbedding"]
+__all__ = ["PrototypeHead", "AAMHead", "AuxClassifier", "MaskEmbedding"]

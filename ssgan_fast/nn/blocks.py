@@ -137,8 +137,13 @@ class ResNetGenerator(nn.Module):
         self.out = SNConv2d(widths[-1], out_channels, 3, padding=1, sn=sn)
         self.w0 = widths[0]
 
-    def forward(self, z, y=None):
-        c = z if self.embed is None else torch.cat([z, self.embed(y)], 1)
+    def forward(self, z, y=None, emb=None):
+        """z [B, latent]; y [B] class indices, or ``emb`` [B, emb_dim] a class embedding given
+        directly (e.g. a blend of two classes' rows of ``self.embed.weight`` for morphing)."""
+        if self.embed is None:
+            c = z
+        else:
+            c = torch.cat([z, self.embed(y) if emb is None else emb.to(z.dtype)], 1)
         h = self.lin(z).view(z.shape[0], self.w0, 4, 4)
         for b in self.blocks:
             h = b(h, c) if isinstance(b, GBlock) else b(h)
@@ -197,9 +202,12 @@ class ResNetClassifier(nn.Module):
         self.drop = nn.Dropout(dropout)
         self.fc = nn.Linear(widths[n], num_classes)
 
+    def features(self, x):
+        """Input of the last FC layer (the f_C of CVAE-GAN Eq. 4 / 6)."""
+        return F.relu(self.bn(self.body(x))).mean((2, 3))
+
     def forward(self, x):
-        h = F.relu(self.bn(self.body(x))).mean((2, 3))
-        return self.fc(self.drop(h))
+        return self.fc(self.drop(self.features(x)))
 
 
 class MLP(nn.Module):

@@ -87,3 +87,59 @@ class AAMHead(nn.Module):
     def extra_repr(self) -> str:
         C, D = self.weight.shape
         return f"in_features={D}, num_classes={C}, s={self.s}, m={self.m}"
+
+
+def _up(t: torch.Tensor) -> torch.Tensor:
+    """Half / bfloat16 -> float32 for losses and probabilities; float32 / float64 unchanged."""
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+
+
+class AuxClassifier(nn.Module):
+    """The auxiliary classifier D_cls of an ACGAN / StarGAN discriminator (aam-discriminator
+    Eq. 3-4), either the paper's AAM head (Eq. 8: no bias, unit weights and features, margin m,
+    scale s) or the softmax baseline (Eq. 7: a plain linear layer + cross-entropy).
+
+    Single-label: ``loss(h, y)`` with y [B] int64. Multi-attribute (``num_attrs = A``): y [B, A]
+    in {0, 1}; the softmax baseline is StarGAN's per-attribute BCE, the AAM form is one 2-class
+    AAM problem per attribute (weights [A, 2, D]) averaged over attributes.
+    ``probs(h)`` gives class probabilities [B, C] (single label) or attribute probabilities [B, A].
+    """
+
+    def __init__(self, in_features: int, num_classes: int, kind: str = "aam", s: float = 30.0, m: float = 0.5,
+                 num_attrs: int = 0, bias: bool = False):
+        super().__init__()
+        if kind not in ("aam", "softmax"):
+            raise ValueError(f"aux classifier kind must be 'aam' or 'softmax', got {kind!r}")
+        self.kind, self.num_attrs = kind, num_attrs
+        if num_attrs:
+            if kind == "aam":
+                self.heads = nn.ModuleList(AAMHead(in_features, 2, s, m) for _ in range(num_attrs))
+            else:
+                self.fc = nn.Linear(in_features, num_attrs, bias=bias)
+        elif kind == "aam":
+            self.head = AAMHead(in_features, num_classes, s, m)
+        else:
+            self.fc = nn.Linear(in_features, num_classes, bias=bias)
+
+    def loss(self, h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.num_attrs:
+            if self.kind == "aam":
+                t = y.round().long()
+                return sum(head.loss(h, t[:, a]) for a, head in enumerate(self.heads)) / self.num_attrs
+            lg = _up(self.fc(h))
+            return nn.functional.binary_cross_entropy_with_logits(lg, y.to(lg.dtype))
+        if self.kind == "aam":
+            return self.head.loss(h, y)
+        return nn.functional.cross_entropy(_up(self.fc(h)), y)
+
+    def logits(self, h: torch.Tensor) -> torch.Tensor:
+        """Prediction logits (no margin): [B, C], or [B, A] log-odds of each attribute."""
+        if self.num_attrs:
+            if self.kind == "aam":
+                return torch.stack([(lambda l: l[:, 1] - l[:, 0])(_up(head(h))) for head in self.heads], 1)
+            return _up(self.fc(h))
+        return _up(self.head(h) if self.kind == "aam" else self.fc(h))
+
+    def probs(self, h: torch.Tensor) -> torch.Tensor:
+        lg = self.logits(h)
+        return torch.sigmoid(lg) if self.num_attrs else torch.softmax(lg, 1)

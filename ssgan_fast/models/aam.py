@@ -1,0 +1,354 @@
+"""The AAM discriminator (aam-discriminator.md) in its two hosts: AAM-ACGAN and AAM-StarGAN.
+
+Both replace the softmax auxiliary classifier D_cls of the discriminator (Eq. 7) by the additive
+angular margin loss (Eq. 8: bias 0, unit weights and features, scale s, margin m on the target
+angle), computed by the fused ``aam_cross_entropy`` op through ``AuxClassifier`` / ``AAMHead``;
+``cls: softmax`` is the baseline. D minimises -L_adv + lambda_cls L_cls^r (Eq. 5, L_cls^r on real
+labeled images, Eq. 3); G minimises the adversarial term + lambda_cls L_cls^f (Eq. 4, its samples
+must be classified as the class / domain asked for) + lambda_rec L_rec (Eq. 2, StarGAN only)
+(Eq. 6). The learning rate is 1e-4 for G and D and decays every 10K iterations (Sec. 4.2; the
+factor is not given in the paper: ``lr_decay``, 0.9 by default, is this implementation's choice).
+
+Semi-supervised batches {x_l, y_l, x_u}: unlabeled images take part in the adversarial term only
+(ACGAN) or, for StarGAN, also in translation with D_cls's prediction as their source domain (the
+cycle term needs one); L_cls^r uses labeled images only.
+
+AAM-ACGAN (`aam-acgan`): G = BigGAN-style ResNet generator conditioned on the class (conditional
+BN), D = ResNet discriminator whose pooled features feed a real/fake linear head and D_cls.
+Adversarial loss: `adv: bce` (ACGAN, Eq. 1) or `hinge`. `d_cls_fake: true` adds the original
+ACGAN's class loss on generated images to D's objective (the paper's Eq. 5 has only the real term).
+
+AAM-StarGAN (`aam-stargan`): StarGAN's networks - G: 7x7 conv on [image, tiled domain code],
+two stride-2 downsampling convs, `g_repeat` residual blocks, two transposed convs, 7x7 conv + tanh,
+instance norm; D: PatchGAN of stride-2 4x4 convs with LeakyReLU(0.01) down to 2x2, a 3x3 conv for
+D_src and, on the flattened last features phi(x), D_cls (the plain StarGAN classifier is exactly
+a bias-free linear layer on phi(x), the `softmax` baseline). Adversarial loss `adv: wgan-gp`
+(StarGAN: gradient penalty lambda_gp = 10 on interpolates, n_critic = 5 D steps per G step) or
+`bce` (Eq. 1). Domains: single-label (RaFD-style folder per expression). A translation model has
+no noise: ``noise(n)`` picks source images from a bank of `num_sources` real training images
+kept in the checkpoint, and ``sample(labels, idx)`` translates them to the domains `labels`
+(so the engine's sample grids, ``generate`` and ``evaluate`` - GAN-train / GAN-test / average
+confidence - work unchanged); ``translate(x, domain)`` serves ``generate translate``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..nn.blocks import ResNetDiscriminator, ResNetGenerator
+from ..nn.heads import AuxClassifier
+from .base import GANModel, fake_loss, real_loss, register, step_lr
+
+
+def _adv_d(kind: str, out_r: torch.Tensor, out_f: torch.Tensor) -> torch.Tensor:
+    out_r, out_f = out_r.float(), out_f.float()
+    if kind == "bce":
+        return real_loss(out_r) + fake_loss(out_f)  # -L_adv of Eq. 1
+    if kind == "hinge":
+        return F.relu(1 - out_r).mean() + F.relu(1 + out_f).mean()
+    return -out_r.mean() + out_f.mean()  # wgan-gp
+
+
+def _adv_g(kind: str, out_f: torch.Tensor) -> torch.Tensor:
+    out_f = out_f.float()
+    return real_loss(out_f) if kind == "bce" else -out_f.mean()
+
+
+def _check(cfg, advs):
+    if cfg.adv not in advs:
+        raise ValueError(f"adv must be one of {', '.join(advs)}, got {cfg.adv!r}")
+    if cfg.cls not in ("aam", "softmax"):
+        raise ValueError(f"cls must be 'aam' or 'softmax', got {cfg.cls!r}")
+
+
+def _images(info, name):
+    if info["kind"] != "image":
+        raise ValueError(f"{name} trains on images, not {info['kind']}")
+
+
+# ============================================================================ AAM-ACGAN
+
+@dataclass
+class AAMACGANConfig:
+    z_dim: int = 128
+    ch: int = 64
+    attn_res: int = 0
+    cls: str = "aam"  # "aam" (Eq. 8) or "softmax" (Eq. 7, the baseline)
+    s: float = 30.0  # Eq. 8 scale
+    m: float = 0.5  # Eq. 8 margin
+    lambda_cls: float = 1.0  # Eq. 5-6
+    adv: str = "bce"  # "bce" (Eq. 1) or "hinge"
+    d_cls_fake: bool = False  # original ACGAN: D's classifier also fits G's samples
+    n_dis: int = 1  # D steps per G step
+    lr: float = 1e-4  # Sec. 4.2
+    beta1: float = 0.5
+    beta2: float = 0.999
+    lr_decay_every: int = 10000  # Sec. 4.2: decayed every 10K iterations
+    lr_decay: float = 0.9
+
+
+@register("aam-acgan")
+class AAMACGAN(GANModel):
+    Config = AAMACGANConfig
+
+    def __init__(self, cfg: AAMACGANConfig, info: dict):
+        super().__init__(cfg, info)
+        _images(info, "aam-acgan")
+        _check(cfg, ("bce", "hinge"))
+        size, ch, nc = info["size"], info["channels"], info["num_classes"]
+        self.nc = nc
+        self.G = ResNetGenerator(cfg.z_dim, nc, size, cfg.ch, ch, attn_res=cfg.attn_res)
+        self.D = ResNetDiscriminator(0, size, cfg.ch, ch, attn_res=cfg.attn_res)
+        self.cls = AuxClassifier(self.D.feat_dim, nc, cfg.cls, cfg.s, cfg.m)  # D_cls, part of D
+        adam = dict(lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+        self._opts = {"D": torch.optim.Adam(list(self.D.parameters()) + list(self.cls.parameters()), **adam),
+                      "G": torch.optim.Adam(self.G.parameters(), **adam)}
+        self._base_lr = {"D": cfg.lr, "G": cfg.lr}
+
+    def optimizers(self):
+        return self._opts
+
+    def generator_modules(self):
+        return ["G"]
+
+    def noise(self, n, generator=None, device=None):
+        return torch.randn(n, self.cfg.z_dim, generator=generator, device=device or next(self.G.parameters()).device)
+
+    @torch.no_grad()
+    def sample(self, labels, noise, modules=None):
+        return (modules or {"G": self.G})["G"](noise, labels)
+
+    def train_step(self, batch, step, amp=None):
+        from ..engine.amp import Amp
+        cfg = self.cfg
+        dev = next(self.G.parameters()).device
+        amp = amp or Amp(None, dev)
+        step_lr(self._opts, self._base_lr, step, cfg.lr_decay_every, cfg.lr_decay)
+        x_l, y_l, x_u = batch["x_l"], batch["y_l"], batch["x_u"]
+        x = torch.cat([x_l, x_u])
+        if x.shape[0] == 0:
+            raise ValueError("aam-acgan: empty batch")
+        B, bl = x.shape[0], x_l.shape[0]
+        z = self.noise(B)
+        y_z = torch.randint(0, self.nc, (B,), device=dev)
+        losses = {}
+        dparams = self._opts["D"].param_groups[0]["params"]
+        with torch.no_grad(), amp.ctx():
+            x_z = self.G(z, y_z)
+        with amp.ctx():
+            out_r, h_r = self.D(x)
+            out_f, h_f = self.D(x_z)
+            ld = {"D/adv": _adv_d(cfg.adv, out_r, out_f)}  # -L_adv (Eq. 1, 5)
+            if bl:
+                ld["D/cls_real"] = cfg.lambda_cls * self.cls.loss(h_r[:bl], y_l)  # Eq. 3
+            if cfg.d_cls_fake:
+                ld["D/cls_fake"] = cfg.lambda_cls * self.cls.loss(h_f, y_z)
+            loss_d = sum(ld.values())
+        amp.step(loss_d, self._opts["D"], dparams)
+        losses.update({k: v.detach() for k, v in ld.items()})
+        if (step + 1) % cfg.n_dis == 0:
+            with amp.ctx():
+                out, h = self.D(self.G(z, y_z))
+                lg = {"G/adv": _adv_g(cfg.adv, out),  # Eq. 1 / 6
+                      "G/cls": cfg.lambda_cls * self.cls.loss(h, y_z)}  # Eq. 4
+                loss_g = sum(lg.values())
+            amp.step(loss_g, self._opts["G"], list(self.G.parameters()))
+            losses.update({k: v.detach() for k, v in lg.items()})
+        amp.update()
+        return losses
+
+
+# ============================================================================ AAM-StarGAN
+
+class _ResBlock(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv2d(c, c, 3, 1, 1, bias=False), nn.InstanceNorm2d(c, affine=True), nn.ReLU(True),
+                                 nn.Conv2d(c, c, 3, 1, 1, bias=False), nn.InstanceNorm2d(c, affine=True))
+
+    def forward(self, x):
+        return x + self.net(x)
+
+
+class StarGenerator(nn.Module):
+    """StarGAN G: (image, domain code c [B, n]) -> image. Instance norm without running statistics
+    (StarGAN never switches G to eval mode; an EMA copy in eval mode must behave the same)."""
+
+    def __init__(self, channels: int, code_dim: int, ch: int = 64, repeat: int = 6, down: int = 2):
+        super().__init__()
+        layers = [nn.Conv2d(channels + code_dim, ch, 7, 1, 3, bias=False), nn.InstanceNorm2d(ch, affine=True),
+                  nn.ReLU(True)]
+        c = ch
+        for _ in range(down):
+            layers += [nn.Conv2d(c, 2 * c, 4, 2, 1, bias=False), nn.InstanceNorm2d(2 * c, affine=True), nn.ReLU(True)]
+            c *= 2
+        layers += [_ResBlock(c) for _ in range(repeat)]
+        for _ in range(down):
+            layers += [nn.ConvTranspose2d(c, c // 2, 4, 2, 1, bias=False), nn.InstanceNorm2d(c // 2, affine=True),
+                       nn.ReLU(True)]
+            c //= 2
+        layers += [nn.Conv2d(c, channels, 7, 1, 3, bias=False), nn.Tanh()]
+        self.net = nn.Sequential(*layers)
+        self.code_dim = code_dim
+
+    def forward(self, x, c):
+        c = c.to(x.dtype)[:, :, None, None].expand(-1, -1, x.shape[2], x.shape[3])
+        return self.net(torch.cat([x, c], 1))
+
+
+class StarDiscriminator(nn.Module):
+    """StarGAN D (PatchGAN): stride-2 4x4 convs + LeakyReLU(0.01) down to 2x2; D_src = 3x3 conv
+    (a patch map of logits); phi(x) = the flattened last features, input of D_cls."""
+
+    def __init__(self, channels: int, size: int, ch: int = 64, max_ch: int = 2048):
+        super().__init__()
+        n = size.bit_length() - 2  # size / 2^n = 2
+        if n < 1 or 2 ** (n + 1) != size:
+            raise ValueError(f"aam-stargan: image size must be a power of two >= 4, got {size}")
+        layers, cin, c = [], channels, ch
+        for _ in range(n):
+            layers += [nn.Conv2d(cin, c, 4, 2, 1), nn.LeakyReLU(0.01)]
+            cin, c = c, min(2 * c, max_ch)
+        self.body = nn.Sequential(*layers)
+        self.src = nn.Conv2d(cin, 1, 3, 1, 1, bias=False)
+        self.feat_dim = cin * 4
+
+    def forward(self, x):
+        h = self.body(x)
+        return self.src(h).flatten(1), h.flatten(1)
+
+
+@dataclass
+class AAMStarGANConfig:
+    ch: int = 64  # conv_dim of G and D
+    g_repeat: int = 6  # residual blocks in G
+    cls: str = "aam"
+    s: float = 30.0
+    m: float = 0.5
+    lambda_cls: float = 1.0
+    lambda_rec: float = 10.0
+    lambda_gp: float = 10.0
+    adv: str = "wgan-gp"  # "wgan-gp" (StarGAN) or "bce" (Eq. 1)
+    n_critic: int = 5
+    lr: float = 1e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    lr_decay_every: int = 10000
+    lr_decay: float = 0.9
+    num_sources: int = 64  # real images kept for sample grids / generate / evaluate
+
+
+@register("aam-stargan")
+class AAMStarGAN(GANModel):
+    Config = AAMStarGANConfig
+
+    def __init__(self, cfg: AAMStarGANConfig, info: dict):
+        super().__init__(cfg, info)
+        _images(info, "aam-stargan")
+        _check(cfg, ("wgan-gp", "bce"))
+        size, ch, nc = info["size"], info["channels"], info["num_classes"]
+        if nc < 2:
+            raise ValueError("aam-stargan translates between domains: it needs at least 2")
+        self.nc = nc
+        self.G = StarGenerator(ch, nc, cfg.ch, cfg.g_repeat)
+        self.D = StarDiscriminator(ch, size, cfg.ch)
+        self.cls = AuxClassifier(self.D.feat_dim, nc, cfg.cls, cfg.s, cfg.m)
+        self.register_buffer("sources", torch.zeros(cfg.num_sources, ch, size, size))
+        self.register_buffer("num_filled", torch.zeros((), dtype=torch.int64))
+        adam = dict(lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+        self._opts = {"D": torch.optim.Adam(list(self.D.parameters()) + list(self.cls.parameters()), **adam),
+                      "G": torch.optim.Adam(self.G.parameters(), **adam)}
+        self._base_lr = {"D": cfg.lr, "G": cfg.lr}
+
+    def optimizers(self):
+        return self._opts
+
+    def generator_modules(self):
+        return ["G"]
+
+    def code(self, y):
+        return F.one_hot(y, self.nc).float()
+
+    def noise(self, n, generator=None, device=None):
+        """Indices into the bank of real source images (a translation model has no noise)."""
+        return torch.randint(0, self.cfg.num_sources, (n,), generator=generator,
+                             device=device or self.sources.device)
+
+    @torch.no_grad()
+    def sample(self, labels, noise, modules=None):
+        filled = int(self.num_filled)
+        if filled == 0:
+            raise RuntimeError("aam-stargan: no source images yet (train at least one step)")
+        x = self.sources[noise.long() % filled]
+        return (modules or {"G": self.G})["G"](x, self.code(labels))
+
+    @torch.no_grad()
+    def translate(self, x, domain, G=None):
+        y = torch.full((x.shape[0],), int(domain), dtype=torch.int64, device=x.device)
+        return (G or self.G)(x, self.code(y))
+
+    @torch.no_grad()
+    def predict(self, x):
+        return self.cls.logits(self.D(x)[1]).argmax(1)
+
+    @torch.no_grad()
+    def _bank(self, x):
+        k = int(self.num_filled)
+        n = min(self.cfg.num_sources - k, x.shape[0])
+        if n > 0:
+            self.sources[k:k + n].copy_(x[:n].float())
+            self.num_filled.fill_(k + n)
+
+    def _gp(self, x, x_f, amp):
+        a = torch.rand(x.shape[0], 1, 1, 1, device=x.device)
+        xh = (a * x.float() + (1 - a) * x_f.float()).requires_grad_(True)
+        with amp.ctx():
+            out = self.D(xh)[0].float()
+        g, = torch.autograd.grad(out.sum(), xh, create_graph=True)
+        return (g.flatten(1).norm(2, 1) - 1).pow(2).mean()
+
+    def train_step(self, batch, step, amp=None):
+        from ..engine.amp import Amp
+        cfg = self.cfg
+        dev = self.sources.device
+        amp = amp or Amp(None, dev)
+        step_lr(self._opts, self._base_lr, step, cfg.lr_decay_every, cfg.lr_decay)
+        x_l, y_l, x_u = batch["x_l"], batch["y_l"], batch["x_u"]
+        x = torch.cat([x_l, x_u])
+        if x.shape[0] == 0:
+            raise ValueError("aam-stargan: empty batch")
+        bl = x_l.shape[0]
+        self._bank(x)
+        with torch.no_grad(), amp.ctx():
+            y_org = torch.cat([y_l, self.predict(x_u)]) if x_u.shape[0] else y_l  # source domains
+        y_trg = torch.randint(0, self.nc, (x.shape[0],), device=dev)
+        c_org, c_trg = self.code(y_org), self.code(y_trg)
+        losses = {}
+        # ---------------- D (Eq. 5)
+        with torch.no_grad(), amp.ctx():
+            x_f = self.G(x, c_trg)
+        with amp.ctx():
+            out_r, h_r = self.D(x)
+            out_f, _ = self.D(x_f)
+            ld = {"D/adv": _adv_d(cfg.adv, out_r, out_f)}
+            if bl:
+                ld["D/cls_real"] = cfg.lambda_cls * self.cls.loss(h_r[:bl], y_l)  # Eq. 3
+        if cfg.adv == "wgan-gp":
+            ld["D/gp"] = cfg.lambda_gp * self._gp(x, x_f, amp)
+        amp.step(sum(ld.values()), self._opts["D"], self._opts["D"].param_groups[0]["params"])
+        losses.update({k: v.detach() for k, v in ld.items()})
+        # ---------------- G (Eq. 6), every n_critic steps
+        if (step + 1) % cfg.n_critic == 0:
+            with amp.ctx():
+                x_f = self.G(x, c_trg)
+                out, h = self.D(x_f)
+                lg = {"G/adv": _adv_g(cfg.adv, out),
+                      "G/cls": cfg.lambda_cls * self.cls.loss(h, y_trg),  # Eq. 4
+                      "G/rec": cfg.lambda_rec * (x.float() - self.G(x_f, c_org).float()).abs().mean()}  # Eq. 2
+            amp.step(sum(lg.values()), self._opts["G"], list(self.G.parameters()))
+            losses.update({k: v.detach() for k, v in lg.items()})
+        amp.update()
+        return losses

@@ -1,0 +1,302 @@
+"""CVAE-GAN (cvae-gan.md): encoder E, generator G, discriminator D, classifier C.
+
+Networks (built from ssgan_fast.nn; the paper's GoogleNet E / DCGAN D / AlexNet C are replaced by
+the engine's ResNet stages at the preset's width): E = ResNet backbone whose pooled features are
+merged with the one-hot class at the last FC layer (Sec. 5) -> (mu, eps = log sigma^2);
+G = ResNet generator conditioned on the class (conditional BN); D = ResNet discriminator,
+f_D = the input of its last FC layer; C = ResNet classifier, f_C = the input of its last FC layer.
+
+Losses (Eq. numbers of the paper), update order of Algorithm 1 (C, D, then G and E):
+  L_C  (Eq. 3)  softmax cross-entropy of C on labeled real images;
+  L_D  (Eq. 1, Alg. 1 line 9)  BCE: real x_r vs. reconstructions x_f = G(E(x_r, c), c) and
+       samples x_p = G(z_p, c);
+  L_GD (Eq. 2, lines 10-11)  1/2 ||centre f_D(real) - centre f_D(x_p)||^2, G only;
+  L_GC (Eq. 4, lines 12-13)  1/2 sum_c ||centre_c f_C(real) - centre_c f_C(x_p)||^2, G only;
+  L_G  (Eq. 6, line 14)  1/2 (||x_r - x_f||^2 + ||f_D(x_r) - f_D(x_f)||^2 + ||f_C(x_r) - f_C(x_f)||^2),
+       per image (sums over pixels / features), batch mean, into G and E;
+  L_KL (Eq. 5)  1/2 (mu^T mu + sum(exp(eps) - eps - 1)), into E.
+Feature centres are moving averages with the history (Sec. 3.1-3.2): centre = momentum * history +
+(1 - momentum) * minibatch mean, the history detached, the minibatch part carrying the gradient;
+per class for L_GC (classes absent from a batch keep their history). The reparameterisation is
+z = mu + r * exp(eps / 2) (the paper prints exp(eps), which contradicts its own Eq. 5 with
+eps = log sigma^2). Weights: all 1 (Eq. 7), each a setting; switches for the ablations of S7
+(`pair_img`, `pair_d`, `pair_c`: the three parts of L_G, Eq. 10), `mean_fm_d` / `mean_fm_c`
+(L_GD / L_GC) and `encoder` (false: no E, L_G, L_KL - the FM-CGAN row of Table 1).
+
+Semi-supervised (an extension, off by default, `semi_supervised: true`): unlabeled images take
+C's prediction as their class and join E / G's pairwise and class-centre terms; without it they
+are used by D (as real images) and by the real f_D centre only.
+
+Applications (``python -m ssgan_fast.generate inpaint | morph``): ``inpaint`` (Sec. 5.4, Eq. 8:
+encode, generate, keep the known pixels, repeat; optional latent optimisation on the known
+pixels) and ``morph`` (Sec. 5.3: interpolate the latent codes of two images, or the class
+embedding between two classes).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..nn.blocks import ResNetClassifier, ResNetDiscriminator, ResNetGenerator
+from .base import GANModel, fake_loss, real_loss, register
+
+
+@dataclass
+class CVAEGANConfig:
+    z_dim: int = 256  # Sec. 5: latent dimension 256
+    ch: int = 64
+    c_ch: int = 64
+    lr: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    w_kl: float = 1.0  # Eq. 7: every term weighted 1
+    w_g: float = 1.0
+    w_gd: float = 1.0
+    w_gc: float = 1.0
+    fm_momentum: float = 0.9  # moving average of the feature centres (not given in the paper)
+    encoder: bool = True
+    pair_img: bool = True  # Eq. 10 parts of L_G
+    pair_d: bool = True
+    pair_c: bool = True
+    mean_fm_d: bool = True
+    mean_fm_c: bool = True
+    semi_supervised: bool = False
+
+
+class _Encoder(nn.Module):
+    """E(x, c) -> (mu, eps): backbone features merged with the one-hot class at the last FC layer."""
+
+    def __init__(self, cfg, nc, size, channels):
+        super().__init__()
+        self.body = ResNetDiscriminator(0, size, cfg.ch, channels, sn=False)
+        self.nc = nc
+        self.fc = nn.Linear(self.body.feat_dim + nc, 2 * cfg.z_dim)
+        nn.init.zeros_(self.fc.bias)
+        with torch.no_grad():
+            self.fc.weight.mul_(0.1)
+
+    def forward(self, x, y):
+        h = torch.cat([self.body.features(x), F.one_hot(y, self.nc).to(x.dtype)], 1)
+        mu, eps = self.fc(h).float().chunk(2, 1)
+        return mu, eps.clamp(-10, 10)
+
+
+def _class_means(f, y, k):
+    sums = torch.zeros(k, f.shape[1], device=f.device, dtype=f.dtype).index_add(0, y, f)
+    cnt = torch.bincount(y, minlength=k)
+    return sums / cnt.clamp_min(1)[:, None].to(f.dtype), cnt > 0
+
+
+def _half_sq(a, b):
+    """1/2 ||a - b||^2 per row (summed over the rest), mean over rows."""
+    return 0.5 * (a.float() - b.float()).pow(2).flatten(1).sum(1).mean()
+
+
+@register("cvaegan")
+class CVAEGAN(GANModel):
+    Config = CVAEGANConfig
+
+    def __init__(self, cfg: CVAEGANConfig, info: dict):
+        super().__init__(cfg, info)
+        if info["kind"] != "image":
+            raise ValueError("cvaegan trains on images")
+        if not 0 <= cfg.fm_momentum < 1:
+            raise ValueError(f"fm_momentum must be in [0, 1), got {cfg.fm_momentum}")
+        size, ch, nc = info["size"], info["channels"], info["num_classes"]
+        self.nc = nc
+        self.G = ResNetGenerator(cfg.z_dim, nc, size, cfg.ch, ch, sn=False)
+        self.D = ResNetDiscriminator(0, size, cfg.ch, ch)
+        self.C = ResNetClassifier(nc, size, cfg.c_ch, ch)
+        fd, fc = self.D.feat_dim, self.C.fc.in_features
+        self.register_buffer("fd_real", torch.zeros(fd))
+        self.register_buffer("fd_fake", torch.zeros(fd))
+        self.register_buffer("fd_seen", torch.zeros(2, dtype=torch.bool))
+        self.register_buffer("fc_real", torch.zeros(nc, fc))
+        self.register_buffer("fc_fake", torch.zeros(nc, fc))
+        self.register_buffer("fc_seen", torch.zeros(2, nc, dtype=torch.bool))
+        adam = dict(lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+        self._opts = {k: torch.optim.Adam(getattr(self, k).parameters(), **adam) for k in ("C", "D", "G")}
+        if cfg.encoder:
+            self.E = _Encoder(cfg, nc, size, ch)
+            self._opts["E"] = torch.optim.Adam(self.E.parameters(), **adam)
+
+    def optimizers(self):
+        return self._opts
+
+    def generator_modules(self):
+        return ["G", "E"] if self.cfg.encoder else ["G"]
+
+    def noise(self, n, generator=None, device=None):
+        return torch.randn(n, self.cfg.z_dim, generator=generator, device=device or self.fd_real.device)
+
+    @torch.no_grad()
+    def sample(self, labels, noise, modules=None):
+        return (modules or {"G": self.G})["G"](noise, labels)
+
+    # ------------------------------------------------------------------ moving-average centres
+    def _centre(self, batch_mean, hist, seen):
+        """momentum * history (detached) + (1 - momentum) * batch mean; the batch mean alone at first."""
+        m = self.cfg.fm_momentum
+        return torch.where(seen, m * hist + (1 - m) * batch_mean, batch_mean)
+
+    @torch.no_grad()
+    def _store(self, name, value, seen_buf, idx, mask=None):
+        buf = getattr(self, name)
+        if mask is None:
+            buf.copy_(value.detach())
+            seen_buf[idx] = True
+        else:
+            buf[mask] = value.detach()[mask]
+            seen_buf[idx] |= mask
+
+    # ------------------------------------------------------------------ training
+    def train_step(self, batch, step, amp=None):
+        from ..engine.amp import Amp
+        cfg = self.cfg
+        dev = self.fd_real.device
+        amp = amp or Amp(None, dev)
+        x_l, y_l, x_u = batch["x_l"], batch["y_l"], batch["x_u"]
+        if x_l.shape[0] == 0:
+            raise ValueError("cvaegan needs labeled images in every batch (batch_labeled > 0)")
+        x_all = torch.cat([x_l, x_u])
+        losses = {}
+        # -- C (Eq. 3, Alg. 1 line 3 / 15)
+        with amp.ctx():
+            l_c = F.cross_entropy(self.C(x_l).float(), y_l)
+        amp.step(l_c, self._opts["C"], list(self.C.parameters()))
+        losses["C/ce"] = l_c.detach()
+        if cfg.semi_supervised and x_u.shape[0]:
+            with torch.no_grad(), amp.ctx():
+                y_u = self.C(x_u).argmax(1)
+            x_r, c = x_all, torch.cat([y_l, y_u])
+        else:
+            x_r, c = x_l, y_l
+        B = x_r.shape[0]
+        z_p = self.noise(B)
+        r = torch.randn(B, cfg.z_dim, device=dev)
+
+        def encode_decode():
+            mu, eps = self.E(x_r, c)
+            z = mu + r * torch.exp(0.5 * eps)  # reparameterisation (see the module doc)
+            return mu, eps, self.G(z, c)
+
+        # -- D (Eq. 1, Alg. 1 line 9 / 16)
+        with torch.no_grad(), amp.ctx():
+            x_p = self.G(z_p, c)
+            x_f = encode_decode()[2] if cfg.encoder else None
+        with amp.ctx():
+            ld = {"D/real": real_loss(self.D(x_all)[0]), "D/fake_p": fake_loss(self.D(x_p)[0])}
+            if x_f is not None:
+                ld["D/fake_f"] = fake_loss(self.D(x_f)[0])
+        amp.step(sum(ld.values()), self._opts["D"], list(self.D.parameters()))
+        losses.update({k: v.detach() for k, v in ld.items()})
+        # -- G and E (Alg. 1 lines 10-14, 17-18)
+        with amp.ctx():
+            lg = {}
+            x_p = self.G(z_p, c)
+            with torch.no_grad():
+                fd_all = self.D.features(x_all).float()
+                fc_real = self.C.features(x_l).float()
+            need_fd_p = cfg.mean_fm_d
+            need_fc_p = cfg.mean_fm_c
+            fd_p = self.D.features(x_p).float() if need_fd_p else None
+            fc_p = self.C.features(x_p).float() if need_fc_p else None
+            if cfg.mean_fm_d:  # Eq. 2
+                cr = self._centre(fd_all.mean(0), self.fd_real, self.fd_seen[0])
+                cf = self._centre(fd_p.mean(0), self.fd_fake, self.fd_seen[1])
+                lg["G/fm_d"] = cfg.w_gd * 0.5 * (cr - cf).pow(2).sum()
+            if cfg.mean_fm_c:  # Eq. 4, per class
+                mr, pr = _class_means(fc_real, y_l, self.nc)
+                mf, pf = _class_means(fc_p, c, self.nc)
+                cr = torch.where(pr[:, None], self._centre(mr, self.fc_real, self.fc_seen[0][:, None]), self.fc_real)
+                cf = torch.where(pf[:, None], self._centre(mf, self.fc_fake, self.fc_seen[1][:, None]), self.fc_fake)
+                both = (pr | self.fc_seen[0]) & (pf | self.fc_seen[1])
+                lg["G/fm_c"] = cfg.w_gc * 0.5 * ((cr - cf).pow(2).sum(1) * both).sum()
+            if cfg.encoder:
+                mu, eps, x_f = encode_decode()
+                lg["E/kl"] = cfg.w_kl * 0.5 * (mu.pow(2) + eps.exp() - eps - 1).sum(1).mean()  # Eq. 5
+                if cfg.pair_img:  # Eq. 6 / 10, L_G(img)
+                    lg["G/pair_img"] = cfg.w_g * _half_sq(x_r, x_f)
+                if cfg.pair_d:  # L_G(D)
+                    lg["G/pair_d"] = cfg.w_g * _half_sq(fd_all[:B], self.D.features(x_f))  # x_r = x_all[:B]
+                if cfg.pair_c:  # L_G(C)
+                    with torch.no_grad():
+                        t = self.C.features(x_r).float()
+                    lg["G/pair_c"] = cfg.w_g * _half_sq(t, self.C.features(x_f))
+        params = list(self.G.parameters()) + (list(self.E.parameters()) if cfg.encoder else [])
+        for k in ("G", "E") if cfg.encoder else ("G",):
+            self._opts[k].zero_grad(set_to_none=True)
+        amp.backward(sum(lg.values()), params)
+        amp.step(None, self._opts["G"], list(self.G.parameters()))
+        if cfg.encoder:
+            amp.step(None, self._opts["E"], list(self.E.parameters()))
+        # histories take this batch's (detached) centres
+        with torch.no_grad():
+            if cfg.mean_fm_d:
+                self._store("fd_real", self._centre(fd_all.mean(0), self.fd_real, self.fd_seen[0]), self.fd_seen, 0)
+                self._store("fd_fake", self._centre(fd_p.mean(0), self.fd_fake, self.fd_seen[1]), self.fd_seen, 1)
+            if cfg.mean_fm_c:
+                self._store("fc_real", self._centre(mr, self.fc_real, self.fc_seen[0][:, None]), self.fc_seen, 0, pr)
+                self._store("fc_fake", self._centre(mf, self.fc_fake, self.fc_seen[1][:, None]), self.fc_seen, 1, pf)
+        losses.update({k: v.detach() for k, v in lg.items()})
+        amp.update()
+        return losses
+
+    # ------------------------------------------------------------------ applications
+    def _nets(self, modules):
+        m = modules or {}
+        if not self.cfg.encoder:
+            raise ValueError("this cvaegan run has no encoder (encoder: false): inpaint / morph need E")
+        return m.get("G", self.G), m.get("E", self.E)
+
+    @torch.no_grad()
+    def classify(self, x):
+        return self.C(x).argmax(1)
+
+    @torch.no_grad()
+    def encode(self, x, y, modules=None):
+        return self._nets(modules)[1](x, y)[0]
+
+    def inpaint(self, x, mask, y=None, iters=10, optimize_steps=0, lr=0.05, modules=None):
+        """Sec. 5.4: x' = G(E(x, c), c); x <- M * x' + (1 - M) * x (Eq. 8), `iters` times.
+        mask [B, 1, H, W] is 1 on the corrupted pixels. ``optimize_steps`` > 0 then refines z by
+        gradient descent on the squared error over the known pixels. Returns (x, c)."""
+        G, E = self._nets(modules)
+        if y is None:
+            y = self.classify(x)
+        with torch.no_grad():
+            for _ in range(iters):
+                x = mask * G(E(x, y)[0], y) + (1 - mask) * x
+        if optimize_steps:
+            z = E(x, y)[0].detach().requires_grad_(True)
+            opt = torch.optim.Adam([z], lr=lr)
+            known = x.detach()
+            for _ in range(optimize_steps):
+                opt.zero_grad()
+                ((G(z, y) - known).pow(2) * (1 - mask)).sum().backward(inputs=[z])
+                opt.step()
+            with torch.no_grad():
+                x = mask * G(z, y) + (1 - mask) * known
+        return x.detach(), y
+
+    @torch.no_grad()
+    def morph(self, steps, x=None, y=None, classes=None, z=None, modules=None):
+        """Sec. 5.3. Either two images x [2, C, H, W] (classes y [2]; their latent codes E(x, y)
+        are interpolated, and the class embedding with them), or two classes with one latent z
+        [1, z_dim] (the class embedding is interpolated). Returns [steps, C, H, W]."""
+        G, E = (self._nets(modules) if x is not None else ((modules or {}).get("G", self.G), None))
+        a = torch.linspace(0, 1, steps, device=self.fd_real.device)[:, None]
+        if x is not None:
+            if y is None:
+                y = self.classify(x)
+            zs = E(x, y)[0]
+            zz = (1 - a) * zs[0] + a * zs[1]
+            k = y
+        else:
+            zz = z.expand(steps, -1)
+            k = torch.as_tensor(classes, device=a.device)
+        emb = G.embed(k)
+        return G(zz, emb=(1 - a) * emb[0] + a * emb[1])
