@@ -2,7 +2,8 @@
 update) for eager fp32, --amp bf16, and the fused ops vs the reference ops (SSGAN_FAST_BACKEND=ref).
 
 Digits upsampled to 32 x 32, batch 32 labeled + 32 unlabeled (+ as many synthesized), the
-models' digits presets otherwise. --compile and --graphs are recorded as not available until the
+models' digits presets otherwise (AAM-StarGAN with n_critic = 1, so that every timed step is a
+full D + G iteration; with the preset's 5 a step averages 4 D-only and 1 D + G iteration). --compile and --graphs are recorded as not available until the
 trainer supports them. Target on a GPU: --amp --graphs >= 2x eager fp32 at 32 x 32, batch 64;
 fused >= 1.3x reference ops.
 
@@ -29,9 +30,10 @@ def run(args):
     ds = open_dataset("digits", size=size)
     split = make_split(ds.labels, 10, label_fraction=0.1, seed=0)
     steps = 2 if args.quick else 6
-    for name in ("sphericgan", "medgan", "triplegan"):
+    for name in ("sphericgan", "medgan", "triplegan", "cvaegan", "aam-acgan", "aam-stargan"):
         M = get_model(name)
-        mcfg = M.Config(**_preset(name, "digits")["model"])
+        over = {"n_critic": 1} if name == "aam-stargan" else {}  # every step a full D + G iteration
+        mcfg = M.Config(**{**_preset(name, "digits")["model"], **over})
         for mode, amp, backend in (("eager-fp32", None, None), ("amp-bf16", "bf16", None),
                                    ("eager-fp32-ref-ops", None, "ref")):
             with backend_env(backend):
