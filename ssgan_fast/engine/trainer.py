@@ -95,7 +95,7 @@ class Trainer:
         self.run_dir = Path(resume) if resume else Path(cfg.out) / (cfg.name or f"{cfg.model}-{cfg.data.split(':')[0]}")
         self.ds = open_dataset(cfg.data, "train", cfg.size)
         info = {"kind": self.ds.kind, "size": getattr(self.ds, "size", 0), "channels": getattr(self.ds, "channels", 0),
-                "num_classes": self.ds.num_classes}
+                "num_classes": self.ds.num_classes, "class_names": list(getattr(self.ds, "class_names", []) or [])}
         split_file = self.run_dir / "split.json"
         if resume and split_file.is_file():
             self.split = Split.load(split_file, self.ds.labels)
@@ -147,6 +147,11 @@ class Trainer:
                 imgs = images_to_tensor(self.ds.images) if self.ds.in_memory else None
                 if imgs is not None:
                     self.model.fit_prior(imgs.to(self.device), seed=cfg.seed)
+            if hasattr(self.model, "fit_clusters"):  # LCP-GAN: intra-class clusters of the labeled images
+                lab = self.split.labeled
+                imgs = images_to_tensor(np.stack([self.ds.load(int(i)) for i in lab]))
+                self.model.fit_clusters(imgs.to(self.device), torch.as_tensor(self.ds.labels[lab]).to(self.device),
+                                        seed=cfg.seed)
         if self.dist:
             # identical networks everywhere (rank 0's), then rank-specific noise; a DDP resume is not
             # bit-exact (the checkpoint holds rank 0's RNG state), a single-process one is

@@ -7,6 +7,12 @@ For generated points and the K mode centres (standard deviation sigma per coordi
 - reverse KL = KL(q || p) between the distribution q of the HQ points over the modes and the data's
   uniform p = 1/K (modes without HQ points contribute 0; with no HQ point at all it is log K).
 Thresholds are in units of the mode standard deviation, as in the cited protocol.
+
+`ring_metrics` scores CVAE-GAN's toy ring (Sec. 4, Figure 4: radius r, radial std s, centre far from
+the origin): *on-ring* = within `k_sigma` radial std of the circle; *coverage* = the fraction of
+`bins` equal angle sectors holding at least a quarter of their fair share (1 / bins) of the on-ring
+points (a collapsed generator covers few sectors); *distance* = the mean |distance to the circle|
+in units of s (the generator starts about 140 away, so this shows how fast it gets there).
 """
 from __future__ import annotations
 
@@ -14,7 +20,7 @@ import math
 
 import numpy as np
 
-__all__ = ["ring_centres", "mode_metrics"]
+__all__ = ["ring_centres", "mode_metrics", "ring_metrics"]
 
 
 def ring_centres(k: int = 8, radius: float = 1.0, centre=(0.0, 0.0)) -> np.ndarray:
@@ -42,3 +48,22 @@ def mode_metrics(points, centres, sigma: float, k_sigma: float = 3.0, min_count:
         rkl = float((q[nz] * np.log(q[nz] * K)).sum())
     return {"modes": int((counts >= min_count).sum()), "hq_percent": 100.0 * float(hq.mean()), "reverse_kl": rkl,
             "per_mode": counts.tolist()}
+
+
+def ring_metrics(points, centre=(100.0, 100.0), radius: float = 2.0, radial_std: float = 0.1, bins: int = 36,
+                 k_sigma: float = 3.0) -> dict:
+    p = np.asarray(points, dtype=np.float64)
+    if p.ndim != 2 or p.shape[1] != 2 or len(p) == 0:
+        raise ValueError(f"points must be a non-empty [N, 2] array, got {p.shape}")
+    if not radius > 0 or not radial_std > 0 or bins < 1:
+        raise ValueError("radius and radial_std must be > 0 and bins >= 1")
+    if not np.isfinite(p).all():
+        return {"on_ring_percent": 0.0, "coverage_percent": 0.0, "distance": float("inf")}
+    v = p - np.asarray(centre, dtype=np.float64)
+    off = np.abs(np.linalg.norm(v, axis=1) - radius) / radial_std
+    on = off <= k_sigma
+    ang = np.arctan2(v[on, 1], v[on, 0])
+    counts = np.bincount(np.minimum(((ang + np.pi) / (2 * np.pi) * bins).astype(int), bins - 1), minlength=bins)
+    covered = counts >= 0.25 * on.sum() / bins if on.any() else np.zeros(bins, bool)
+    return {"on_ring_percent": 100.0 * float(on.mean()), "coverage_percent": 100.0 * float(covered.mean()),
+            "distance": float(off.mean())}

@@ -42,6 +42,11 @@ REGISTRY: dict[str, WeightSpec] = {
     "resnet50-imagenet": WeightSpec(
         "resnet50-0676ba61.pth", "0676ba61", "https://download.pytorch.org/models/resnet50-0676ba61.pth",
         "torchvision ResNet-50 IMAGENET1K_V1"),
+    # OpenAI CLIP ViT-B/32 (the TorchScript archive; its URL path is the file's sha256), LCP-GAN's D_prompt
+    "clip-vit-b32-openai": WeightSpec(
+        "ViT-B-32.pt", "40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af",
+        "https://openaipublic.azureedge.net/clip/models/40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af/"
+        "ViT-B-32.pt", "CLIP ViT-B/32 (OpenAI), loaded with open_clip.load_openai_model"),
 }
 
 

@@ -1,11 +1,11 @@
-"""CVAE-GAN, AAM-ACGAN and AAM-StarGAN: every loss term present and switchable, fp32 / bf16 steps,
+"""CVAE-GAN, LCP-GAN, AAM-ACGAN and AAM-StarGAN: every loss term present and switchable, fp32 / bf16 steps,
 fused vs reference ops, CLI training + exact resume, and the generate applications."""
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from ssgan_fast.data import TensorLoader, make_split, open_dataset
+from ssgan_fast.data import TensorLoader, images_to_tensor, make_split, open_dataset
 from ssgan_fast.engine.amp import Amp
 from ssgan_fast.generate import main as generate_main
 from ssgan_fast.models import get_model
@@ -13,17 +13,23 @@ from ssgan_fast.nn import AuxClassifier
 from ssgan_fast.train import main as train_main
 
 SMALL = {"cvaegan": dict(ch=4, c_ch=4, z_dim=8), "aam-acgan": dict(ch=4, z_dim=8),
-         "aam-stargan": dict(ch=4, g_repeat=1, num_sources=6)}
+         "aam-stargan": dict(ch=4, g_repeat=1, num_sources=6),
+         "lcpgan": dict(ch=4, c_ch=4, z_dim=8, clip_arch="tiny", feat_net="thumbnail", feat_center=True, head_dim=16,
+                        w_dim=16, map_layers=2)}
 CLI_SMALL = {"cvaegan": ["--set", "model.ch=4", "--set", "model.c_ch=4", "--set", "model.z_dim=8"],
              "aam-acgan": ["--set", "model.ch=4", "--set", "model.z_dim=8"],
-             "aam-stargan": ["--set", "model.ch=4", "--set", "model.g_repeat=1", "--set", "model.n_critic=2"]}
+             "aam-stargan": ["--set", "model.ch=4", "--set", "model.g_repeat=1", "--set", "model.n_critic=2"],
+             "lcpgan": ["--set", "model.ch=4", "--set", "model.c_ch=4", "--set", "model.z_dim=8", "--set",
+                        "model.head_dim=16"]}
 ALL = {
     "cvaegan": {"C/ce", "D/real", "D/fake_p", "D/fake_f", "G/fm_d", "G/fm_c", "E/kl", "G/pair_img", "G/pair_d",
                 "G/pair_c"},
     "aam-acgan": {"D/adv", "D/cls_real", "D/cls_fake", "G/adv", "G/cls"},
     "aam-stargan": {"D/adv", "D/cls_real", "D/gp", "G/adv", "G/cls", "G/rec"},
+    "lcpgan": {"D/class_real", "D/class_fake", "D/prompt_real", "D/prompt_fake", "C/labeled", "C/fake", "C/entropy",
+               "G/class", "G/label", "G/prompt", "G/clip"},
 }
-FULL = {"cvaegan": {}, "aam-acgan": {"d_cls_fake": True}, "aam-stargan": {"n_critic": 1}}
+FULL = {"cvaegan": {}, "aam-acgan": {"d_cls_fake": True}, "aam-stargan": {"n_critic": 1}, "lcpgan": {"clip_loss": True}}
 
 
 def _model(name, **kw):
@@ -31,7 +37,10 @@ def _model(name, **kw):
     M = get_model(name)
     torch.manual_seed(0)
     m = M(M.Config(**{**SMALL[name], **kw}), {"kind": "image", "size": 8, "channels": 1, "num_classes": 10})
-    return m, TensorLoader(ds, make_split(ds.labels, 10, label_fraction=0.1), 4, 4, seed=0)
+    split = make_split(ds.labels, 10, label_fraction=0.1)
+    if hasattr(m, "fit_clusters"):
+        m.fit_clusters(images_to_tensor(ds.images[split.labeled]), torch.as_tensor(ds.labels[split.labeled]))
+    return m, TensorLoader(ds, split, 4, 4, seed=0)
 
 
 @pytest.mark.parametrize("amp", [None, "bf16"])
@@ -42,8 +51,10 @@ def test_step_all_terms_update_every_network(name, amp):
     losses = m.train_step(next(loader), 0, Amp(amp, "cpu"))
     assert set(losses) == ALL[name]
     assert all(torch.isfinite(v) for v in losses.values())
-    for net in m.optimizers():  # one step per network: each optimizer moved its parameters
-        moved = [k for k, v in m.named_parameters() if k.startswith(net + ".") and not torch.equal(before[k], v)]
+    names = {id(v): k for k, v in m.named_parameters()}
+    for net, opt in m.optimizers().items():  # one step per network: each optimizer moved its parameters
+        mine = [names[id(p)] for g in opt.param_groups for p in g["params"]]
+        moved = [k for k in mine if not torch.equal(before[k], dict(m.named_parameters())[k])]
         assert moved, f"{name}: {net} did not change"
 
 
@@ -56,6 +67,10 @@ def test_step_all_terms_update_every_network(name, amp):
     ("cvaegan", {"encoder": False}, {"E/kl", "G/pair_img", "G/pair_d", "G/pair_c", "D/fake_f"}),
     ("aam-acgan", {"d_cls_fake": False}, {"D/cls_fake"}),
     ("aam-stargan", {"adv": "bce"}, {"D/gp"}),
+    ("lcpgan", {"prompt_d": False}, {"D/prompt_real", "D/prompt_fake", "G/prompt"}),
+    ("lcpgan", {"clip_loss": False}, {"G/clip"}),
+    ("lcpgan", {"prompt_d": False, "clip_loss": False, "clusters": False},
+     {"D/prompt_real", "D/prompt_fake", "G/prompt", "G/clip"}),
 ])
 def test_switches_remove_terms(name, switch, gone):
     m, loader = _model(name, **{**FULL[name], **switch})
@@ -103,7 +118,7 @@ def test_stargan_gradient_penalty_value():
     assert float(gp) == pytest.approx(float((w.norm() - 1) ** 2), rel=1e-5)
 
 
-@pytest.mark.parametrize("name", ["aam-acgan", "aam-stargan"])
+@pytest.mark.parametrize("name", ["aam-acgan", "aam-stargan", "lcpgan"])
 def test_fused_ops_match_reference_over_steps(name, monkeypatch):
     runs = []
     for backend in ("cpp", "ref"):

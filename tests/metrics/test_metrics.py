@@ -134,11 +134,12 @@ def test_evaluate_cli(tmp_path, monkeypatch, capsys):
     d = load_arrays("digits", "test", size=8)
     np.savez(tmp_path / "s.npz", images=d.images[:200], labels=d.labels[:200])
     args = ["--samples", str(tmp_path / "s.npz"), "--data", "digits", "--size", "8", "--extractor", "classifier",
-            "--train-classifier", "--classifier-epochs", "2", "--metrics", "fid,intra_fid,cfid,is,ra,gan_test,gan_train",
+            "--train-classifier", "--classifier-epochs", "2", "--metrics", "fid,intra_fid,cfid,is,ra,gan_test,gan_train,avg_conf",
             "--splits", "2", "--out", str(tmp_path / "m.json")]
     assert main(args) == 0
     out = json.loads((tmp_path / "m.json").read_text())
-    assert set(out["metrics"]) == {"fid", "intra_fid", "cfid", "is_mean", "is_std", "ra", "gan_test", "gan_train"}
+    assert set(out["metrics"]) == {"fid", "intra_fid", "cfid", "is_mean", "is_std", "ra", "gan_test", "gan_train",
+                                   "avg_conf"}
     assert all(np.isfinite(v) for v in out["metrics"].values())
     assert len(list((tmp_path / "cache").glob("*.npz"))) == 1 and len(list((tmp_path / "w").glob("*.pt"))) == 1
     assert main(args) == 0  # second run: cached classifier and reference statistics, same numbers
@@ -161,3 +162,23 @@ def test_classifier_and_bad_stats():
     a = FeatureStats(3, 4).update(torch.randn(4, 3), torch.tensor([0, 1, 2, 3]))
     with pytest.raises(ValueError, match="no class"):
         intra_fid(a, a)
+
+
+def test_collect_accuracy_and_average_confidence():
+    """RA and avg_conf (aam-discriminator Sec. 4.4) against a direct float64 computation."""
+    g = torch.Generator().manual_seed(3)
+    W_ = torch.randn(5, 12, generator=g, dtype=torch.float64)
+
+    def net(x):  # extractor and classifier at once: logits linear in the pixels
+        flat = x.reshape(x.shape[0], -1).double()
+        return {"pool": flat, "logits": flat @ W_.T}
+
+    net.dim = 12
+    xs = [torch.randn(b, 1, 3, 4, generator=g) for b in (7, 1, 9)]
+    ys = [torch.randint(0, 5, (x.shape[0],), generator=g) for x in xs]
+    got = collect(list(zip(xs, ys)), net, classifier=net)
+    x, y = torch.cat(xs).reshape(17, -1).double(), torch.cat(ys)
+    p = torch.softmax(x @ W_.T, 1)
+    assert got.count == 17
+    assert got.accuracy == pytest.approx(float((p.argmax(1) == y).double().mean()))
+    assert got.confidence == pytest.approx(float(p[torch.arange(17), y].mean()), rel=1e-5)

@@ -1,0 +1,422 @@
+"""LCP-GAN (lcp-gan.md): learnable cluster prompts for semi-supervised class-conditional synthesis.
+
+Networks: G (base `biggan`: the engine's BigGAN-style ResNet generator, its conditional-BN input is
+the cluster-label embedding blend of Eq. 4; base `stylegan2`: a StyleGAN2-style mapping network +
+modulated-conv synthesis, models/stylegan2.py), D_class (projection discriminator on the class
+label, Eq. 9), D_prompt (Eq. 6-7: a frozen CLIP's image / text towers, learnable context vectors per
+cluster, light-weight mappings h_img, h_txt and the unconditional weight w_unc), C (classifier,
+Eq. 10), f (a frozen ImageNet ResNet-50 for the intra-class clusters).
+
+Clusters (Sec. 3.2): at the start, the labeled images of each class are embedded by f and split by
+spherical k-means into up to `max_clusters` (3) clusters, refined by a few soft k-means rounds (the
+memberships of Eq. 3), and clusters whose prototypes have cosine > `merge_cos` (0.8) are merged, so
+k_y differs per class. Cluster c_{y,i} owns row offsets[y] + i of the prototype table, the cluster
+embedding table E and the context vectors. During training the class of every real image is its
+label or C's prediction (Eq. 1), its memberships u_x are the temperature cosine softmax restricted
+to its class's clusters (Eq. 3, fused `cosine_softmax` with `group`), and the prototypes move by
+the weighted batch means (Eq. 2, fused `prototype_ema_update`). Generation: u_z is uniform on the
+class's simplex (a flat Dirichlet), and G gets sum_i u_z^(i) E(c_{y,i}) (Eq. 4).
+
+Losses (Eq. 11, non-saturating BCE for every adversarial term):
+  D_class: L_class^real + L_class^fake (Eq. 9; unlabeled real images with C's labels);
+  D_prompt and the prompts: L_prompt^real + lambda L_prompt^fake (Eq. 8), the logit of Eq. 7 with the
+      conditional identification weight w_y = sum_i u^(i) h_txt(E_txt(t_{y,i})) of Eq. 6;
+  C: L_label^real + L_label^fake (Eq. 10: cross-entropy on labeled and synthesized, entropy on unlabeled);
+  G: L_class^fake + lambda L_prompt^fake + L_label^fake;
+  the L_CLIP baseline of Sec. 4.4 (`clip_loss`): G maximises log softmax_y cos(E_txt("a photo of a
+      [class]."), E_img(x_z)) / clip_tau.
+Update order per iteration: discriminators (+ prompts), C, G, prototypes.
+Switches (Table 2): `prompt_d` (D_prompt), `clusters` (off: one cluster per class, i.e. plain class
+embeddings = Semi-BigGAN), `learn_prompts` (off: context vectors frozen at their N(0, 0.02) init =
+"w/o LP"), `clip_loss` (L_CLIP). Semi-BigGAN = clusters, prompt_d off; + L_CLIP = also clip_loss on.
+Optimisers: Adam 2e-4 for every network and the prompts (the paper), betas (0, 0.999) as BigGAN.
+Images are fed to CLIP at its resolution (224 for ViT-B/32) and to f at `feat_size`.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..nn.blocks import ResNetClassifier, ResNetDiscriminator, ResNetGenerator
+from ..nn.clip import FrozenCLIP, ResNet50Features
+from ..ops import cosine_softmax, group_offsets, prototype_ema_update
+from .base import GANModel, fake_loss, real_loss, register
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LCPGANConfig:
+    base: str = "biggan"  # biggan | stylegan2
+    z_dim: int = 120
+    ch: int = 64  # width of G, D_class
+    c_ch: int = 32  # width of C
+    emb_dim: int = 128  # cluster label embedding E
+    w_dim: int = 256  # stylegan2: mapping network width / style size
+    map_layers: int = 4  # stylegan2: mapping network depth (8 in StyleGAN2; 2 for the small presets)
+    ada: bool = False  # stylegan2 base: ADA-style differentiable augmentation of D's inputs
+    ada_target: float = 0.6  # ADA: target sign(D(real)) mean
+    attn_res: int = 0
+    max_clusters: int = 3  # up to 3 clusters per class (Sec. 4.1)
+    merge_cos: float = 0.8  # merge clusters whose prototypes have cosine > 0.8
+    delta: float = 0.1  # Eq. 3 temperature
+    proto_momentum: float = 0.05  # mu of Eq. 2
+    kmeans_rounds: int = 5  # soft k-means rounds after the hard initialisation
+    feat_net: str = "resnet50"  # resnet50 (the paper) | thumbnail (8x8 grayscale, for tiny data like digits)
+    feat_center: bool = False  # subtract the labeled images' mean feature before the cosines
+    feat_weights: str = ""  # registry name of the ResNet-50 weights ('resnet50-imagenet'); '' = random
+    feat_size: int = 224
+    clip_arch: str = "ViT-B-32"  # open_clip architecture, or 'tiny' (random, for tests / CPU demos)
+    clip_weights: str = ""  # registry name ('clip-vit-b32-openai'); '' = random weights
+    n_ctx: int = 4  # context vectors per cluster (Sec. 4.1)
+    ctx_std: float = 0.02  # their N(0, 0.02) initialisation
+    head_dim: int = 256  # h_img / h_txt output size
+    lam: float = 1.0  # lambda of Eq. 11
+    clip_tau: float = 0.07  # temperature of L_CLIP
+    prompt_d: bool = True
+    clusters: bool = True
+    learn_prompts: bool = True
+    clip_loss: bool = False
+    lr: float = 2e-4
+    beta1: float = 0.0
+    beta2: float = 0.999
+    c_lr: float = 2e-4
+
+
+class _Mapping(nn.Module):
+    """A light-weight mapping (h_img / h_txt): Linear - LeakyReLU - Linear."""
+
+    def __init__(self, din, dout):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(din, dout), nn.LeakyReLU(0.2), nn.Linear(dout, dout))
+
+    def forward(self, x):
+        return self.net(x.float())
+
+
+class DPrompt(nn.Module):
+    """D_prompt (Eq. 6-7) on top of a frozen CLIP: logit = (w_y + w_unc) . h_img(E_img(x)),
+    w_y = sum_i u^(i) h_txt(E_txt(t_{y,i})). Owns the learnable context vectors of every cluster slot."""
+
+    def __init__(self, clip: FrozenCLIP, slots: int, n_ctx: int, ctx_std: float, head_dim: int):
+        super().__init__()
+        self.ctx = nn.Parameter(torch.randn(slots, n_ctx, clip.width) * ctx_std)  # Eq. 5 context vectors
+        self.h_img = _Mapping(clip.embed_dim, head_dim)
+        self.h_txt = _Mapping(clip.embed_dim, head_dim)
+        self.w_unc = nn.Parameter(torch.zeros(head_dim))
+
+    def forward(self, img_feat, txt_feat, u):
+        """img_feat [B, e] = E_img(x); txt_feat [K, e] = E_txt(t) of the cluster slots; u [B, K]
+        memberships (zero outside the row's class)."""
+        w = u.float() @ self.h_txt(txt_feat)  # Eq. 6
+        return ((w + self.w_unc) * self.h_img(img_feat)).sum(1)  # Eq. 7 (a logit; the sigmoid is in the loss)
+
+
+@register("lcpgan")
+class LCPGAN(GANModel):
+    Config = LCPGANConfig
+
+    def __init__(self, cfg: LCPGANConfig, info: dict):
+        super().__init__(cfg, info)
+        if info["kind"] != "image":
+            raise ValueError("lcpgan trains on images")
+        if cfg.base not in ("biggan", "stylegan2"):
+            raise ValueError(f"base must be 'biggan' or 'stylegan2', got {cfg.base!r}")
+        if not 1 <= cfg.max_clusters <= 16:
+            raise ValueError(f"max_clusters must be in 1..16, got {cfg.max_clusters}")
+        if not -1 <= cfg.merge_cos <= 1 or not cfg.delta > 0 or not 0 <= cfg.proto_momentum <= 1:
+            raise ValueError("need merge_cos in [-1, 1], delta > 0 and proto_momentum in [0, 1]")
+        size, ch, nc = info["size"], info["channels"], info["num_classes"]
+        self.nc = nc
+        self.kmax = cfg.max_clusters if cfg.clusters else 1
+        slots = self.kmax * nc
+        names = list(info.get("class_names") or [str(i) for i in range(nc)])
+        if len(names) != nc:
+            raise ValueError(f"{len(names)} class names for {nc} classes")
+        self.class_names = names
+        if cfg.base == "biggan":
+            self.G = ResNetGenerator(cfg.z_dim, slots, size, cfg.ch, ch, emb_dim=cfg.emb_dim, attn_res=cfg.attn_res)
+        else:
+            from .stylegan2 import StyleGenerator
+            self.G = StyleGenerator(cfg.z_dim, slots, size, cfg.ch, ch, emb_dim=cfg.emb_dim, w_dim=cfg.w_dim,
+                                    map_layers=cfg.map_layers)
+        self.Dclass = ResNetDiscriminator(nc, size, cfg.ch, ch, attn_res=cfg.attn_res)
+        self.C = ResNetClassifier(nc, size, cfg.c_ch, ch)
+        if cfg.feat_net == "resnet50":
+            self.fnet = ResNet50Features(cfg.feat_weights, cfg.feat_size)
+        elif cfg.feat_net == "thumbnail":
+            self.fnet = Thumbnail()
+        else:
+            raise ValueError(f"feat_net must be 'resnet50' or 'thumbnail', got {cfg.feat_net!r}")
+        self.register_buffer("protos", torch.zeros(slots, self.fnet.dim))
+        self.register_buffer("feat_mean", torch.zeros(self.fnet.dim))
+        self.register_buffer("counts", torch.zeros(nc, dtype=torch.int64))
+        self._layout = None
+        need_clip = cfg.prompt_d or cfg.clip_loss
+        if need_clip:
+            self.clip = FrozenCLIP(cfg.clip_arch, cfg.clip_weights)
+        if cfg.prompt_d:
+            self.Dprompt = DPrompt(self.clip, slots, cfg.n_ctx, cfg.ctx_std, cfg.head_dim)
+            self.Dprompt.ctx.requires_grad_(cfg.learn_prompts)
+            self.register_buffer("prompt_ids", self.clip.prompt_ids(names, cfg.n_ctx), persistent=False)  # [nc, L]
+        if cfg.clip_loss:
+            self.register_buffer("class_ids", self.clip.text_ids([f"a photo of a {n}." for n in names]),
+                                 persistent=False)
+        if cfg.base == "stylegan2" and cfg.ada:
+            from .stylegan2 import ADAugment
+            self.ada = ADAugment(cfg.ada_target)
+        adam = dict(lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+        d_params = list(self.Dclass.parameters())
+        if cfg.prompt_d:
+            d_params += [p for p in self.Dprompt.parameters() if p.requires_grad]
+        self._opts = {"G": torch.optim.Adam(self.G.parameters(), **adam), "D": torch.optim.Adam(d_params, **adam),
+                      "C": torch.optim.Adam(self.C.parameters(), lr=cfg.c_lr, betas=(cfg.beta1, cfg.beta2))}
+
+    # ------------------------------------------------------------------ contract
+    def optimizers(self):
+        return self._opts
+
+    def generator_modules(self):
+        return ["G"]
+
+    def noise(self, n, generator=None, device=None):
+        """(z [n, z_dim], e [n, slots] ~ Exp(1)): e restricted to a class's clusters and normalised is
+        u_z, uniform on that class's simplex."""
+        dev = device or self.protos.device
+        z = torch.randn(n, self.cfg.z_dim, generator=generator, device=dev)
+        e = torch.empty(n, self.protos.shape[0], device=dev).exponential_(generator=generator)
+        return torch.cat([z, e], 1)
+
+    def _frozen_prefixes(self):
+        return ("fnet.", "clip.")
+
+    def state_dict(self, *a, **k):
+        """The frozen ResNet-50 / CLIP weights come from the registry, not from checkpoints."""
+        sd = super().state_dict(*a, **k)
+        prefix = k.get("prefix", a[1] if len(a) > 1 else "")
+        for key in [key for key in sd if key[len(prefix):].startswith(self._frozen_prefixes())]:
+            del sd[key]
+        return sd
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        full = dict(state_dict)
+        for key, v in super().state_dict().items():
+            if key.startswith(self._frozen_prefixes()):
+                full.setdefault(key, v)
+        out = super().load_state_dict(full, strict=strict, assign=assign)
+        self._layout = None
+        return out
+
+    # ------------------------------------------------------------------ cluster layout
+    def layout(self):
+        """(offsets [nc + 1] int64, K = total clusters) from the per-class counts (cached)."""
+        return self._cached_layout()[:2]
+
+    def cluster_class(self):
+        """[K] the class of each cluster row."""
+        return self._cached_layout()[2]
+
+    def _cached_layout(self):
+        if self._layout is None or self._layout[0].device != self.counts.device:
+            if not bool((self.counts > 0).all()):
+                raise RuntimeError("lcpgan: clusters are not fitted; the trainer calls fit_clusters(labeled images, "
+                                   "labels) before training (or load a checkpoint)")
+            off = group_offsets(self.counts.cpu()).to(self.counts.device)
+            row_class = torch.repeat_interleave(torch.arange(self.nc, device=off.device), self.counts)
+            self._layout = (off, int(off[-1]), row_class)
+        return self._layout
+
+    @torch.no_grad()
+    def features(self, x):
+        """f(x) of Eq. 2-3 (minus the labeled mean with feat_center)."""
+        return self.fnet(x).float() - self.feat_mean
+
+    def memberships(self, feats, y):
+        """u [B, K] (Eq. 3): cosine softmax over the clusters of each row's class, zero elsewhere."""
+        off, K = self.layout()
+        return cosine_softmax(feats.float(), self.protos[:K], self.cfg.delta, (y, off))
+
+    def blend(self, e, y):
+        """u_z [B, K] uniform on each row's class simplex, from the Exp(1) variates e of noise()."""
+        off, K = self.layout()
+        k = torch.arange(K, device=y.device)
+        own = (k[None] >= off[y][:, None]) & (k[None] < off[y + 1][:, None])
+        w = e[:, :K] * own
+        return w / w.sum(1, keepdim=True)
+
+    def _g(self, z_e, y, G=None, u=None):
+        z, e = z_e[:, :self.cfg.z_dim], z_e[:, self.cfg.z_dim:]
+        if u is None:
+            u = self.blend(e, y)
+        K = u.shape[1]
+        G = G or self.G
+        emb = u.to(G.embed.weight.dtype) @ G.embed.weight[:K]  # Eq. 4: sum_i u_z^(i) E(c_{y,i})
+        return G(z, emb=emb), u
+
+    @torch.no_grad()
+    def sample(self, labels, noise, modules=None):
+        return self._g(noise, labels, (modules or {"G": self.G})["G"])[0]
+
+    @torch.no_grad()
+    def interpolate(self, z, y, a, b, steps: int = 8):
+        """Figure 5: images from one latent z [z_dim] along the path between clusters a and b (indices
+        within class y) of the blended embeddings."""
+        off, K = self.layout()
+        k = int(self.counts[y])
+        if not (0 <= a < k and 0 <= b < k):
+            raise ValueError(f"class {y} has {k} cluster(s); got a={a}, b={b}")
+        t = torch.linspace(0, 1, steps, device=self.protos.device)
+        u = torch.zeros(steps, K, device=t.device)
+        u[:, int(off[y]) + a] += 1 - t
+        u[:, int(off[y]) + b] += t
+        noise = torch.cat([z.expand(steps, -1), torch.ones(steps, self.protos.shape[0], device=t.device)], 1)
+        return self._g(noise, torch.full((steps,), y, device=t.device), u=u)[0]
+
+    @torch.no_grad()
+    def fit_clusters(self, images, labels, seed: int = 0, batch: int = 64):
+        """Intra-class clustering of the labeled images (Sec. 3.2 / 4.1): spherical k-means with
+        min(max_clusters, n_y) clusters, `kmeans_rounds` soft rounds (Eq. 3 memberships, weighted
+        means), then merging of clusters with prototype cosine > merge_cos."""
+        from sklearn.cluster import KMeans
+        labels = torch.as_tensor(labels).to(images.device)
+        if images.shape[0] != labels.shape[0] or images.shape[0] == 0:
+            raise ValueError(f"fit_clusters needs labeled images and as many labels, got {images.shape[0]} images and "
+                             f"{labels.shape[0]} labels")
+        missing = sorted(set(range(self.nc)) - set(labels.tolist()))
+        if missing:
+            raise ValueError(f"lcpgan: classes without labeled images cannot be clustered: {missing[:10]}")
+        feats = torch.cat([self.fnet(images[i:i + batch].to(self.protos.device))
+                           for i in range(0, images.shape[0], batch)]).float()
+        self.feat_mean.copy_(feats.mean(0) if self.cfg.feat_center else torch.zeros_like(self.feat_mean))
+        fn = F.normalize(feats - self.feat_mean, dim=1)
+        rows, counts = [], []
+        for c in range(self.nc):
+            f = fn[labels.to(fn.device) == c]
+            k = min(self.kmax, f.shape[0])
+            if k > 1:
+                km = KMeans(k, n_init=3, random_state=seed).fit(f.double().cpu().numpy())
+                P = F.normalize(torch.from_numpy(km.cluster_centers_).float().to(f.device), dim=1)
+                for _ in range(self.cfg.kmeans_rounds):  # soft k-means: memberships of Eq. 3
+                    u = torch.softmax(f @ P.T / self.cfg.delta, 1)
+                    P = F.normalize((u.T @ f) / u.sum(0)[:, None].clamp_min(1e-12), dim=1)
+                mass = torch.softmax(f @ P.T / self.cfg.delta, 1).sum(0)
+                P, mass = _merge(P, mass, self.cfg.merge_cos)
+            else:
+                P = F.normalize(f.mean(0, keepdim=True), dim=1)
+            rows.append(P)
+            counts.append(P.shape[0])
+        P = torch.cat(rows)
+        self.protos.zero_()
+        self.protos[:P.shape[0]] = P
+        self.counts.copy_(torch.tensor(counts))
+        self._layout = None
+        log.info("lcpgan: %d clusters for %d classes (%s)", P.shape[0], self.nc,
+                 ", ".join(f"{k}x{n}" for k, n in sorted(((k, counts.count(k)) for k in set(counts)), reverse=True)))
+
+    # ------------------------------------------------------------------ CLIP terms
+    def _text_feats(self, grad: bool):
+        K = self.layout()[1]
+        ids = self.prompt_ids[self.cluster_class()]  # t_{y,i} = [v_1] .. [v_R] [class name of y] (Eq. 5)
+        with torch.set_grad_enabled(grad):
+            return self.clip.encode_prompts(self.Dprompt.ctx[:K], ids)
+
+    def _dprompt(self, x, txt, u):
+        return self.Dprompt(self.clip.encode_image(x), txt, u)
+
+    # ------------------------------------------------------------------ training
+    def train_step(self, batch, step, amp=None):
+        cfg, dev = self.cfg, self.protos.device
+        from ..engine.amp import Amp
+        amp = amp or Amp(None, dev)
+        x_l, y_l, x_u = batch["x_l"], batch["y_l"], batch["x_u"]
+        x = torch.cat([x_l, x_u])
+        B = x.shape[0]
+        if B == 0:
+            raise ValueError("lcpgan: empty batch")
+        noise = self.noise(B)
+        y_z = torch.randint(0, self.nc, (B,), device=dev)
+        losses = {}
+        with torch.no_grad(), amp.ctx():
+            y_u = self.C(x_u).argmax(1) if x_u.shape[0] else y_l[:0]
+            y = torch.cat([y_l, y_u])  # Eq. 1
+            f = self.features(x)
+            u_x = self.memberships(f, y)  # Eq. 3
+            x_z, u_z = self._g(noise, y_z)
+            x_z = x_z.to(x.dtype)
+        aug = getattr(self, "ada", None)
+        # ---------------- D_class, D_prompt (+ prompts): Eq. 8-9, 11
+        with amp.ctx():
+            xr, xf = (aug(x), aug(x_z)) if aug is not None else (x, x_z)
+            out_r = self.Dclass(xr, y)[0]
+            ld = {"D/class_real": real_loss(out_r), "D/class_fake": fake_loss(self.Dclass(xf, y_z)[0])}  # Eq. 9
+            txt = None
+            if cfg.prompt_d:
+                txt = self._text_feats(cfg.learn_prompts)
+                ld["D/prompt_real"] = real_loss(self._dprompt(x, txt, u_x))  # Eq. 8
+                ld["D/prompt_fake"] = cfg.lam * fake_loss(self._dprompt(x_z, txt, u_z))
+            loss_d = sum(ld.values())
+        amp.step(loss_d, self._opts["D"], [p for g in self._opts["D"].param_groups for p in g["params"]])
+        if aug is not None:
+            aug.update(out_r.detach())
+        losses.update({k: v.detach() for k, v in ld.items()})
+        # ---------------- C: Eq. 10
+        with amp.ctx():
+            lc = {"C/labeled": F.cross_entropy(self.C(x_l).float(), y_l),
+                  "C/fake": F.cross_entropy(self.C(x_z).float(), y_z)}
+            if x_u.shape[0]:
+                p = torch.softmax(self.C(x_u).float(), 1)
+                lc["C/entropy"] = -(p * torch.log(p.clamp_min(1e-12))).sum(1).mean()
+            loss_c = sum(lc.values())
+        amp.step(loss_c, self._opts["C"], list(self.C.parameters()))
+        losses.update({k: v.detach() for k, v in lc.items()})
+        # ---------------- G: Eq. 11
+        with amp.ctx():
+            x_g, u_g = self._g(noise, y_z)
+            xg_d = aug(x_g) if aug is not None else x_g
+            lg = {"G/class": real_loss(self.Dclass(xg_d, y_z)[0]),
+                  "G/label": F.cross_entropy(self.C(x_g).float(), y_z)}  # L_label^fake
+            if cfg.prompt_d:
+                lg["G/prompt"] = cfg.lam * real_loss(self._dprompt(x_g, txt.detach(), u_g))
+            if cfg.clip_loss:  # Sec. 4.4 baseline: the class prompt's CLIP similarity
+                with torch.no_grad():
+                    t = F.normalize(self.clip.encode_text(self.class_ids).float(), dim=1)
+                v = F.normalize(self.clip.encode_image(x_g).float(), dim=1)
+                lg["G/clip"] = F.cross_entropy(v @ t.T / cfg.clip_tau, y_z)
+            loss_g = sum(lg.values())
+        amp.step(loss_g, self._opts["G"], list(self.G.parameters()))
+        losses.update({k: v.detach() for k, v in lg.items()})
+        # ---------------- prototypes: Eq. 2 (weighted batch means, moving average)
+        off, K = self.layout()
+        prototype_ema_update(self.protos[:K], f, u_x.float(), cfg.proto_momentum)
+        return losses
+
+
+class Thumbnail(nn.Module):
+    """8x8 grayscale thumbnails as features (64-d): for tiny images (digits) where an ImageNet ResNet-50
+    has nothing to see."""
+    dim = 64
+
+    @torch.no_grad()
+    def forward(self, x):
+        return F.adaptive_avg_pool2d(x.float().mean(1, keepdim=True), 8).flatten(1)
+
+
+def _merge(P, mass, thr):
+    """Merge the most similar pair while its cosine exceeds thr (mass-weighted mean, renormalised)."""
+    P, mass = P.clone(), mass.clone()
+    while P.shape[0] > 1:
+        S = P @ P.T
+        S.fill_diagonal_(-2)
+        i, j = divmod(int(S.argmax()), P.shape[0])
+        if float(S[i, j]) <= thr:
+            break
+        i, j = min(i, j), max(i, j)
+        P[i] = F.normalize(mass[i] * P[i] + mass[j] * P[j], dim=0)
+        mass[i] = mass[i] + mass[j]
+        keep = [r for r in range(P.shape[0]) if r != j]
+        P, mass = P[keep], mass[keep]
+    return P, mass

@@ -1,0 +1,173 @@
+"""A StyleGAN2-ADA-style conditional generator and ADA-style augmentation (the second LCP-GAN base).
+
+StyleGenerator: mapping network (pixel-normalised z concatenated with the embedded condition ->
+`map_layers` equalised-lr linear layers, lr multiplier 0.01) -> w; synthesis from a learned 4x4
+constant with two modulated 3x3 convolutions per resolution (weight demodulation, per-pixel noise
+with a learned strength, bias, leaky ReLU * sqrt 2) and modulated 1x1 toRGB outputs summed over
+resolutions (the "skip" generator of StyleGAN2). Simplifications, documented: upsampling is
+bilinear interpolation before the convolution instead of a transposed convolution with a FIR
+filter; one w for every layer (no style mixing); no truncation. The condition enters as StyleGAN2-
+ADA's conditional mapping does: embed(c) concatenated with z, both normalised.
+
+ADAugment: per-sample differentiable augmentations applied to every image D sees (real and fake),
+each with probability p: x-flip, integer translation (1/8 of the side, reflect padding), brightness,
+contrast and saturation. p is adapted from r_t = E[sign(D(x_real))]: p += sign(r_t - target) *
+batch / (ada_kimg * 1000) (StyleGAN2-ADA's heuristic, adjusted every step).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..nn.blocks import blocks_for
+
+
+class EqualLinear(nn.Module):
+    """Linear layer with the equalised learning rate of StyleGAN (weights ~ N(0, 1) / lr_mul, scaled at run time)."""
+
+    def __init__(self, din, dout, bias_init=0.0, lr_mul=1.0, act=False):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(dout, din) / lr_mul)
+        self.bias = nn.Parameter(torch.full((dout,), float(bias_init)))
+        self.scale, self.lr_mul, self.act = lr_mul / math.sqrt(din), lr_mul, act
+
+    def forward(self, x):
+        out = F.linear(x, self.weight * self.scale, self.bias * self.lr_mul)
+        return F.leaky_relu(out, 0.2) * math.sqrt(2) if self.act else out
+
+
+def _pixel_norm(x, eps=1e-8):
+    return x * torch.rsqrt(x.pow(2).mean(1, keepdim=True) + eps)
+
+
+class ModConv(nn.Module):
+    """Modulated convolution (StyleGAN2 Eq. 1-3): w' = w * s, demodulated per output channel."""
+
+    def __init__(self, cin, cout, k, w_dim, demod=True, up=False):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(cout, cin, k, k))
+        self.affine = EqualLinear(w_dim, cin, bias_init=1.0)
+        self.scale, self.demod, self.up, self.pad = 1 / math.sqrt(cin * k * k), demod, up, k // 2
+
+    def forward(self, x, w):
+        B, cin, H, W = x.shape
+        s = self.affine(w)  # [B, cin] styles
+        wt = self.weight[None] * self.scale * s[:, None, :, None, None]  # [B, cout, cin, k, k]
+        if self.demod:
+            wt = wt * torch.rsqrt(wt.pow(2).sum((2, 3, 4), keepdim=True) + 1e-8)
+        if self.up:
+            x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+            H, W = 2 * H, 2 * W
+        out = F.conv2d(x.reshape(1, B * cin, H, W), wt.reshape(-1, cin, *wt.shape[3:]).to(x.dtype), padding=self.pad,
+                       groups=B)
+        return out.reshape(B, -1, H, W)
+
+
+class StyleLayer(nn.Module):
+    def __init__(self, cin, cout, w_dim, up=False):
+        super().__init__()
+        self.conv = ModConv(cin, cout, 3, w_dim, up=up)
+        self.noise_strength = nn.Parameter(torch.zeros(()))
+        self.bias = nn.Parameter(torch.zeros(cout))
+
+    def forward(self, x, w):
+        x = self.conv(x, w)
+        noise = torch.randn(x.shape[0], 1, x.shape[2], x.shape[3], device=x.device, dtype=x.dtype)
+        x = x + self.noise_strength * noise + self.bias.view(1, -1, 1, 1)
+        return F.leaky_relu(x, 0.2) * math.sqrt(2)
+
+
+class ToRGB(nn.Module):
+    def __init__(self, cin, cout, w_dim):
+        super().__init__()
+        self.conv = ModConv(cin, cout, 1, w_dim, demod=False)
+        self.bias = nn.Parameter(torch.zeros(cout))
+
+    def forward(self, x, w):
+        return self.conv(x, w) + self.bias.view(1, -1, 1, 1)
+
+
+class StyleGenerator(nn.Module):
+    """(z, condition embedding) -> image in [-1, 1]. Same calling convention as ResNetGenerator:
+    ``forward(z, y)`` with class / cluster indices, or ``forward(z, emb=...)`` with a blended embedding
+    (rows of ``self.embed.weight``)."""
+
+    def __init__(self, z_dim, num_classes, resolution=32, ch=64, out_channels=3, emb_dim=128, w_dim=256,
+                 map_layers=4):
+        super().__init__()
+        n = blocks_for(resolution)
+        widths = [min(ch * m, 512) for m in (8, 8, 4, 2, 1, 1)[-(n + 1):]]
+        self.embed = nn.Embedding(num_classes, emb_dim)
+        self.embed_map = EqualLinear(emb_dim, z_dim)
+        layers, d = [], 2 * z_dim
+        for _ in range(map_layers):
+            layers.append(EqualLinear(d, w_dim, lr_mul=0.01, act=True))
+            d = w_dim
+        self.mapping = nn.Sequential(*layers)
+        self.const = nn.Parameter(torch.randn(1, widths[0], 4, 4))
+        self.layers = nn.ModuleList([StyleLayer(widths[0], widths[0], w_dim)])
+        self.rgbs = nn.ModuleList([ToRGB(widths[0], out_channels, w_dim)])
+        for i in range(n):
+            self.layers.append(StyleLayer(widths[i], widths[i + 1], w_dim, up=True))
+            self.layers.append(StyleLayer(widths[i + 1], widths[i + 1], w_dim))
+            self.rgbs.append(ToRGB(widths[i + 1], out_channels, w_dim))
+        self.n = n
+
+    def forward(self, z, y=None, emb=None):
+        e = self.embed(y) if emb is None else emb.to(z.dtype)
+        w = self.mapping(torch.cat([_pixel_norm(z), _pixel_norm(self.embed_map(e))], 1))
+        x = self.const.expand(z.shape[0], -1, -1, -1)
+        x = self.layers[0](x, w)
+        img = self.rgbs[0](x, w)
+        for i in range(self.n):
+            x = self.layers[1 + 2 * i](x, w)
+            x = self.layers[2 + 2 * i](x, w)
+            img = F.interpolate(img, scale_factor=2, mode="bilinear", align_corners=False) + self.rgbs[i + 1](x, w)
+        return torch.tanh(img)
+
+
+class ADAugment(nn.Module):
+    """Adaptive discriminator augmentation (StyleGAN2-ADA's idea, a small differentiable subset)."""
+
+    def __init__(self, target: float = 0.6, ada_kimg: float = 500.0):
+        super().__init__()
+        if not 0 < target < 1:
+            raise ValueError(f"ADA target must be in (0, 1), got {target}")
+        self.target, self.ada_kimg = float(target), float(ada_kimg)
+        self.register_buffer("p", torch.zeros(()))
+
+    def forward(self, x):
+        B = x.shape[0]
+        p = self.p.to(x.dtype)
+
+        def pick():
+            return (torch.rand(B, 1, 1, 1, device=x.device) < p).to(x.dtype)
+        x = torch.lerp(x, x.flip(3), pick())  # x-flip
+        H, W = x.shape[2:]
+        shift = max(1, H // 8)
+        pad = F.pad(x, (shift, shift, shift, shift), mode="reflect")
+        dy = torch.randint(-shift, shift + 1, (B,), device=x.device)
+        dx = torch.randint(-shift, shift + 1, (B,), device=x.device)
+        iy = (torch.arange(H, device=x.device)[None] + shift + dy[:, None])  # [B, H]
+        ix = (torch.arange(W, device=x.device)[None] + shift + dx[:, None])
+        moved = pad[torch.arange(B, device=x.device)[:, None, None], :, iy[:, :, None], ix[:, None, :]].permute(0, 3, 1, 2)
+        x = torch.lerp(x, moved, pick())  # integer translation
+        x = x + pick() * (torch.randn(B, 1, 1, 1, device=x.device, dtype=x.dtype) * 0.2)  # brightness
+        mean = x.mean((1, 2, 3), keepdim=True)
+        x = torch.lerp(x, (x - mean) * torch.exp2(torch.randn(B, 1, 1, 1, device=x.device) * 0.5).to(x.dtype) + mean,
+                       pick())  # contrast
+        if x.shape[1] == 3:
+            gray = x.mean(1, keepdim=True)
+            sat = torch.exp2(torch.randn(B, 1, 1, 1, device=x.device) * 1.0).to(x.dtype)
+            x = torch.lerp(x, (x - gray) * sat + gray, pick())  # saturation
+        return x
+
+    @torch.no_grad()
+    def update(self, real_logits):
+        """p += sign(E[sign(D(real))] - target) * batch / (ada_kimg * 1000), clamped to [0, 1]."""
+        r = torch.sign(real_logits.float()).mean()
+        step = real_logits.shape[0] / (self.ada_kimg * 1000)
+        self.p.add_(torch.sign(r - self.target) * step).clamp_(0, 1)

@@ -1,0 +1,187 @@
+"""LCP-GAN specifics: intra-class clustering (k-means + merge), Eq. 2-4 and 6-7 against direct formulas,
+the CoOp prompt path through CLIP, the ablation switches and the checkpoint contents."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ssgan_fast.data import TensorLoader, images_to_tensor, make_split, open_dataset
+from ssgan_fast.metrics.weights import WeightsError
+from ssgan_fast.models import get_model
+from ssgan_fast.nn.clip import FrozenCLIP
+from ssgan_fast.ops import reference
+
+SMALL = dict(ch=4, c_ch=4, z_dim=8, clip_arch="tiny", feat_net="thumbnail", feat_center=True, head_dim=16, w_dim=16,
+             map_layers=2)
+
+
+def _model(fit=True, nc=10, **kw):
+    M = get_model("lcpgan")
+    torch.manual_seed(0)
+    m = M(M.Config(**{**SMALL, **kw}), {"kind": "image", "size": 8, "channels": 1, "num_classes": nc,
+                                         "class_names": [f"c{i}" for i in range(nc)]})
+    ds = open_dataset("digits", size=8)
+    split = make_split(ds.labels, 10, label_fraction=0.1)
+    if fit:
+        m.fit_clusters(images_to_tensor(ds.images[split.labeled]), torch.as_tensor(ds.labels[split.labeled]))
+    return m, ds, split
+
+
+def _patterns(n, which, noise, g):
+    """[n, 1, 8, 8] images: +1 on the pixels of `which` (a bool mask), -1 elsewhere, plus noise."""
+    x = torch.where(which, 1.0, -1.0).expand(n, 1, 8, 8).clone()
+    return x + noise * torch.randn(x.shape, generator=g)
+
+
+def test_fit_clusters_splits_and_merges():
+    m, _, _ = _model(fit=False, nc=2, feat_center=False)
+    g = torch.Generator().manual_seed(0)
+    col = torch.arange(8)[None, :].expand(8, 8)
+    left, right, top = col < 4, col >= 4, torch.arange(8)[:, None].expand(8, 8) < 4
+    # class 0: two well separated appearances -> 2 clusters; class 1: one appearance -> the 3 k-means
+    # clusters are near-duplicates (cosine > 0.8) and merge into 1
+    x0 = torch.cat([_patterns(12, left, 0.05, g), _patterns(12, right, 0.05, g)])
+    x1 = _patterns(24, top, 0.05, g)
+    m.fit_clusters(torch.cat([x0, x1]), torch.tensor([0] * 24 + [1] * 24))
+    assert m.counts.tolist() == [2, 1]
+    off, K = m.layout()
+    assert off.tolist() == [0, 2, 3] and K == 3 and m.cluster_class().tolist() == [0, 0, 1]
+    want = F.normalize(torch.stack([torch.where(left, 1.0, -1.0).flatten(), torch.where(right, 1.0, -1.0).flatten()]), dim=1)
+    P = m.protos[:2]
+    cos = P @ want.T
+    assert float(cos.max(1).values.min()) > 0.99  # each prototype sits on one appearance
+    with pytest.raises(ValueError, match="without labeled images"):
+        m.fit_clusters(x0, torch.zeros(24, dtype=torch.int64))
+
+
+def test_merge_respects_threshold():
+    from ssgan_fast.models.lcpgan import _merge
+    P = F.normalize(torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0]]), dim=1)
+    Q, mass = _merge(P, torch.tensor([1.0, 3.0, 1.0]), 0.8)
+    assert Q.shape == (2, 2) and float(mass.sum()) == 5.0
+    assert torch.allclose(Q[0], F.normalize(P[0] + 3 * P[1], dim=0))
+    assert _merge(P, torch.ones(3), 0.999)[0].shape == (3, 2)
+
+
+def test_unfitted_model_says_so():
+    m, ds, split = _model(fit=False)
+    with pytest.raises(RuntimeError, match="fit_clusters"):
+        m.train_step(next(TensorLoader(ds, split, 4, 4, seed=0)), 0)
+
+
+def test_memberships_blend_and_generator_condition():
+    m, ds, _ = _model()
+    off, K = m.layout()
+    x = images_to_tensor(ds.images[:16])
+    y = torch.as_tensor(ds.labels[:16])
+    f = m.features(x).double()
+    u = m.memberships(f.float(), y)
+    want = reference.cosine_softmax(f, m.protos[:K].double(), m.cfg.delta, (y, off))  # Eq. 3
+    assert torch.allclose(u.double(), want, atol=1e-5)
+    e = m.noise(2000)[:, m.cfg.z_dim:]
+    yb = torch.randint(0, 10, (2000,))
+    ub = m.blend(e, yb)
+    k = torch.arange(K)
+    own = (k[None] >= off[yb][:, None]) & (k[None] < off[yb + 1][:, None])
+    assert torch.allclose(ub.sum(1), torch.ones(2000)) and bool((ub[~own] == 0).all()) and bool((ub >= 0).all())
+    c = int(torch.argmax(m.counts))  # a class with the most clusters: flat Dirichlet -> mean 1 / k
+    rows = ub[yb == c][:, off[c]:off[c + 1]]
+    assert torch.allclose(rows.mean(0), torch.full((rows.shape[1],), 1 / rows.shape[1]), atol=0.06)
+    # Eq. 4: G gets sum_i u_i E(c_{y,i}); a one-hot u is that cluster's embedding row
+    m.eval()
+    z = torch.randn(1, m.cfg.z_dim)
+    i = int(off[c])
+    uh = torch.zeros(1, K)
+    uh[0, i] = 1
+    noise = torch.cat([z, torch.ones(1, m.protos.shape[0])], 1)
+    a = m._g(noise, torch.tensor([c]), u=uh)[0]
+    b = m.G(z, emb=m.G.embed.weight[i:i + 1])
+    assert torch.allclose(a, b, atol=1e-6)
+    path = m.interpolate(z[0], c, 0, int(m.counts[c]) - 1, steps=3)
+    assert path.shape == (3, 1, 8, 8) and torch.allclose(path[0:1], a, atol=1e-5)
+
+
+def test_dprompt_formula_and_prototype_update():
+    m, ds, split = _model()
+    off, K = m.layout()
+    txt = m._text_feats(False)
+    img = m.clip.encode_image(images_to_tensor(ds.images[:5]))
+    u = torch.softmax(torch.randn(5, K), 1)
+    D = m.Dprompt
+    w = (u[:, :, None] * D.h_txt(txt)[None]).sum(1)  # Eq. 6
+    want = ((w + D.w_unc) * D.h_img(img)).sum(1)  # Eq. 7
+    assert torch.allclose(D(img, txt, u), want, atol=1e-5)
+    # Eq. 2 after a step on labeled data only (no pseudo labels): the prototypes moved to
+    # (1 - mu) P + mu * sum_n u_n f_n / sum_n u_n with the step's memberships
+    loader = TensorLoader(ds, split, 8, 0, seed=0)
+    batch = next(loader)
+    P0 = m.protos[:K].clone().double()
+    f = m.features(batch["x_l"]).double()
+    uu = reference.cosine_softmax(f, P0, m.cfg.delta, (batch["y_l"], off))
+    m.train_step(batch, 0)
+    mu = m.cfg.proto_momentum
+    mass = uu.sum(0)
+    want = torch.where(mass[:, None] > 0, (1 - mu) * P0 + mu * (uu.T @ f) / mass.clamp_min(1e-30)[:, None], P0)
+    assert torch.allclose(m.protos[:K].double(), want, atol=1e-5)
+
+
+def test_prompts_learn_unless_frozen():
+    for learn in (True, False):
+        m, ds, split = _model(learn_prompts=learn)
+        ctx0, h0 = m.Dprompt.ctx.detach().clone(), m.Dprompt.h_txt.net[0].weight.detach().clone()
+        m.train_step(next(TensorLoader(ds, split, 4, 4, seed=0)), 0)
+        assert torch.equal(ctx0, m.Dprompt.ctx) != learn  # "w/o LP": context vectors stay at their init
+        assert not torch.equal(h0, m.Dprompt.h_txt.net[0].weight)
+    assert abs(float(ctx0.std()) - 0.02) < 0.005  # N(0, 0.02) init
+
+
+def test_clusters_off_is_one_per_class_and_no_clip_without_prompts():
+    m, _, _ = _model(clusters=False, prompt_d=False)
+    assert m.counts.tolist() == [1] * 10 and m.protos.shape[0] == 10
+    assert not hasattr(m, "clip") and not hasattr(m, "Dprompt")
+
+
+def test_checkpoint_leaves_out_frozen_networks_and_reloads():
+    m, ds, split = _model()
+    sd = m.state_dict()
+    assert not any(k.startswith(("fnet.", "clip.")) for k in sd) and "protos" in sd and "counts" in sd
+    m2, _, _ = _model(fit=False)
+    m2.load_state_dict(sd)
+    assert m2.counts.tolist() == m.counts.tolist() and m2.layout()[1] == m.layout()[1]
+    z = m.noise(3)
+    torch.manual_seed(1)
+    a = m.sample(torch.arange(3), z)
+    torch.manual_seed(1)
+    assert torch.equal(a, m2.sample(torch.arange(3), z))
+
+
+def test_stylegan2_base_and_ada():
+    m, ds, split = _model(base="stylegan2", ada=True)
+    m.ada.p.fill_(1.0)
+    x = images_to_tensor(ds.images[:4])
+    xa = m.ada(x.requires_grad_())
+    xa.sum().backward()  # differentiable
+    assert xa.shape == x.shape and x.grad is not None
+    m.ada.update(torch.full((16,), -1.0))  # D says "fake" to reals -> less augmentation
+    assert float(m.ada.p) < 1.0
+    losses = m.train_step(next(TensorLoader(ds, split, 4, 4, seed=0)), 0)
+    assert all(torch.isfinite(v) for v in losses.values())
+
+
+def test_clip_prompt_path_equals_text_encoder():
+    open_clip = pytest.importorskip("open_clip")
+    c = FrozenCLIP("tiny")
+    ids = c.prompt_ids(["red bird", "gull"], 4)
+    full = open_clip.get_tokenizer("ViT-B-32")(["X X X X red bird.", "X X X X gull."])
+    ctx = c.model.token_embedding(ids)[:, 1:5]  # the placeholders' own embeddings
+    assert torch.allclose(c.encode_prompts(ctx, ids), c.model.encode_text(full), atol=1e-5)
+    assert not any(p.requires_grad for p in c.parameters())
+
+
+def test_missing_weights_name_the_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("SSGAN_FAST_WEIGHTS", str(tmp_path))
+    with pytest.raises(WeightsError, match="ViT-B-32.pt"):
+        FrozenCLIP("ViT-B-32", weights="clip-vit-b32-openai")
+    with pytest.raises(WeightsError, match="resnet50-0676ba61.pth"):
+        _model(fit=False, feat_net="resnet50", feat_weights="resnet50-imagenet")
+    with pytest.raises(ValueError, match="unknown CLIP architecture"):
+        FrozenCLIP("ViT-Q-99")
