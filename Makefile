@@ -10,7 +10,7 @@ export MAX_JOBS ?= 2
 install:
 	$(PY) -m pip install -q -U pip
 	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install -q ninja numpy scipy pytest scikit-learn tqdm pyyaml tensorboard
+	$(PY) -m pip install -q ninja numpy scipy pytest scikit-learn tqdm pyyaml tensorboard open_clip_torch
 	@# NVIDIA DALI (optional extra): its CPU operators let the tests check the DALI loader without a GPU
 	$(PY) -m pip install -q nvidia-dali-cuda130 || echo "DALI not installed: the DALI loader tests will be skipped"
 	@# CUDA kernels are compiled (and linked) whenever nvcc exists, GPU or not, so they cannot rot.
