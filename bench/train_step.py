@@ -2,7 +2,7 @@
 update) for eager fp32, --amp bf16, and the fused ops vs the reference ops (SSGAN_FAST_BACKEND=ref).
 
 Digits upsampled to 32 x 32, batch 32 labeled + 32 unlabeled (+ as many synthesized), the
-models' digits presets otherwise (AAM-StarGAN with n_critic = 1, so that every timed step is a
+models' digits presets otherwise (LCP-GAN with its digits preset's tiny random CLIP; AAM-StarGAN with n_critic = 1, so that every timed step is a
 full D + G iteration; with the preset's 5 a step averages 4 D-only and 1 D + G iteration). --compile and --graphs are recorded as not available until the
 trainer supports them. Target on a GPU: --amp --graphs >= 2x eager fp32 at 32 x 32, batch 64;
 fused >= 1.3x reference ops.
@@ -30,7 +30,7 @@ def run(args):
     ds = open_dataset("digits", size=size)
     split = make_split(ds.labels, 10, label_fraction=0.1, seed=0)
     steps = 2 if args.quick else 6
-    for name in ("sphericgan", "medgan", "triplegan", "cvaegan", "aam-acgan", "aam-stargan"):
+    for name in ("sphericgan", "medgan", "triplegan", "cvaegan", "aam-acgan", "aam-stargan", "lcpgan"):
         M = get_model(name)
         over = {"n_critic": 1} if name == "aam-stargan" else {}  # every step a full D + G iteration
         mcfg = M.Config(**{**_preset(name, "digits")["model"], **over})
@@ -41,6 +41,9 @@ def run(args):
                 model = M(mcfg, {"kind": "image", "size": size, "channels": 1, "num_classes": 10}).to(dev)
                 if hasattr(model, "fit_prior"):
                     model.fit_prior(images_to_tensor(ds.images[:1000]).to(dev))
+                if hasattr(model, "fit_clusters"):
+                    lab = split.labeled
+                    model.fit_clusters(images_to_tensor(ds.images[lab]).to(dev), torch.as_tensor(ds.labels[lab]).to(dev))
                 loader = TensorLoader(ds, split, bl, bl, device=dev, seed=0)
                 a = Amp(amp, dev)
                 model.train_step(next(loader), 0, a)  # warm-up

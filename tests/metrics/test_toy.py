@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from ssgan_fast.experiments import main as exp_main
-from ssgan_fast.metrics.toy import mode_metrics, ring_centres
+from ssgan_fast.metrics.toy import mode_metrics, ring_centres, ring_metrics
 
 
 def test_mode_metrics_protocol():
@@ -34,3 +34,33 @@ def test_ring2d_experiment_command(tmp_path):
     for row in r["rows"].values():
         assert 0 <= row["mean_std"]["modes"][0] <= 8 and np.isfinite(row["mean_std"]["reverse_kl"][0])
     assert (tmp_path / "figure3.png").is_file()
+
+
+def test_ring_metrics():
+    rng = np.random.default_rng(0)
+    th = rng.uniform(0, 2 * np.pi, 5000)
+    r = 2 + rng.normal(0, 0.1, 5000)
+    ring = np.stack([100 + r * np.cos(th), 100 + r * np.sin(th)], 1)
+    m = ring_metrics(ring)
+    assert m["on_ring_percent"] > 99 and m["coverage_percent"] == 100 and 0.7 < m["distance"] < 0.9  # E|N(0,1)| = 0.80
+    arc = ring[(th > 0) & (th < np.pi / 3)]  # a collapsed generator: one sixth of the ring
+    m = ring_metrics(arc)
+    assert m["on_ring_percent"] > 99 and abs(m["coverage_percent"] - 100 / 6) < 3
+    m = ring_metrics(np.zeros((10, 2)))  # the generator's starting point, 141 away
+    assert m["on_ring_percent"] == 0 and m["coverage_percent"] == 0
+    assert m["distance"] == pytest.approx((100 * np.sqrt(2) - 2) / 0.1)
+    assert ring_metrics(np.full((3, 2), np.nan))["distance"] == float("inf")
+    with pytest.raises(ValueError):
+        ring_metrics(np.zeros((0, 2)))
+
+
+def test_cvae_ring_experiment_command(tmp_path, capsys):
+    assert exp_main(["cvae-ring", "--steps", "20", "--out", str(tmp_path)]) == 0
+    res = json.loads((tmp_path / "results.json").read_text())
+    assert res["snapshots"] == [2, 4, 10, 20] and set(res["rows"]) == {"gan", "wgan", "fm"}
+    for row in res["rows"].values():
+        assert set(row["20"]) == {"on_ring_percent", "coverage_percent", "distance"}
+    assert (tmp_path / "figure4.png").stat().st_size > 0
+    assert "mean feature matching GAN" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        exp_main(["cvae-ring", "--lr", "0"])
