@@ -326,6 +326,30 @@ class Trainer:
         imgs = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
         return imgs, labels.numpy()
 
+    @torch.no_grad()
+    def classifier_accuracy(self) -> float | None:
+        """% of the held-out real images (the data set's test split) the model's classifier gets right;
+        None where the data set has no test split or the model no classifier."""
+        from ..data import DataError
+        try:
+            test = open_dataset(self.cfg.data, "test", self.cfg.size)
+        except DataError:
+            return None
+        if test.kind != "image" or not test.in_memory or not hasattr(self.model, "classify"):
+            return None
+        was = self.model.training
+        self.model.eval()
+        try:
+            hits = 0
+            for i in range(0, len(test), 256):
+                x = images_to_tensor(test.images[i:i + 256]).to(self.device)
+                hits += int((self.model.classify(x).cpu() == torch.as_tensor(test.labels[i:i + 256])).sum())
+        except NotImplementedError:
+            return None
+        finally:
+            self.model.train(was)
+        return 100.0 * hits / len(test)
+
     def evaluate(self) -> dict:
         """FID / Intra-FID / RA of EMA samples in a digits-classifier feature space (ssgan_fast.evaluate)."""
         from ..evaluate import build_parser, evaluate
@@ -337,6 +361,9 @@ class Trainer:
                                           "--train-classifier", "--classifier-epochs", "10", "--device",
                                           str(self.device)])
         out = evaluate(args)
+        acc = self.classifier_accuracy()
+        if acc is not None:
+            out["metrics"]["c_acc"] = acc
         out["step"] = self.step
         with open(self.run_dir / "metrics.jsonl", "a") as f:
             f.write(json.dumps({"step": self.step, **out["metrics"]}) + "\n")

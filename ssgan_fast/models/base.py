@@ -98,3 +98,13 @@ class GANModel(nn.Module):
 
     def noise(self, n: int, generator=None) -> torch.Tensor:
         raise NotImplementedError
+
+    @torch.no_grad()
+    def classify(self, x: torch.Tensor) -> torch.Tensor:
+        """Predicted classes [B] of real images: the classifier C where the model has one, else D's
+        auxiliary classifier (AAM models)."""
+        if hasattr(self, "C"):
+            return self.C(x).argmax(1)
+        if hasattr(self, "cls") and hasattr(self, "D"):
+            return self.cls.logits(self.D(x)[1]).argmax(1)
+        raise NotImplementedError(f"{self.name} has no classifier")

@@ -253,10 +253,6 @@ class CVAEGAN(GANModel):
         return m.get("G", self.G), m.get("E", self.E)
 
     @torch.no_grad()
-    def classify(self, x):
-        return self.C(x).argmax(1)
-
-    @torch.no_grad()
     def encode(self, x, y, modules=None):
         return self._nets(modules)[1](x, y)[0]
 

@@ -282,3 +282,15 @@ def test_lr_decay_is_a_function_of_the_step():
     assert m.optimizers()["G"].param_groups[0]["lr"] == pytest.approx(1e-4 * 0.25)
     m.train_step(next(loader), 0)  # back at step 0 (e.g. a restarted schedule): the base rate again
     assert m.optimizers()["D"].param_groups[0]["lr"] == pytest.approx(1e-4)
+
+
+def test_classifier_accuracy_on_the_test_split(runs):
+    from ssgan_fast.generate import load_trainer
+    test = open_dataset("digits", "test", size=8)
+    for name in ("cvaegan", "aam-stargan"):  # C, and D's auxiliary AAM classifier
+        tr = load_trainer(str(runs / name), "cpu")
+        acc = tr.classifier_accuracy()
+        assert tr.model.training  # restored after the eval-mode pass
+        tr.model.eval()
+        pred = tr.model.classify(images_to_tensor(test.images))
+        assert acc == pytest.approx(100.0 * float((pred == torch.as_tensor(test.labels)).double().mean()))
