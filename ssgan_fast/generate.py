@@ -4,6 +4,7 @@
     python -m ssgan_fast.generate inpaint --ckpt runs/cvaegan-digits --images DIR|FILES --out DIR [--box y0,x0,y1,x1]
     python -m ssgan_fast.generate morph --ckpt runs/cvaegan-digits (--images A B | --classes K1 K2) --out morph.png
     python -m ssgan_fast.generate translate --ckpt runs/aam-stargan-rafd --images DIR --domain K --out DIR
+    python -m ssgan_fast.generate translate --ckpt runs/aam-stargan-celeba --images DIR --attrs 1,0,0,1,1 --out DIR
 
 ``sample`` (the default) writes ``images`` (uint8 [N, H, W, C]) and ``labels`` (int64 [N]) - for
 2-D data ``points`` (float32 [N, 2]) instead of images. ``inpaint`` (CVAE-GAN Sec. 5.4, Eq. 8)
@@ -62,7 +63,9 @@ def build_parser(cmd: str) -> argparse.ArgumentParser:
         p.add_argument("--steps", type=int, default=8)
     elif cmd == "translate":
         p.add_argument("--images", nargs="+", required=True, help="image files or folders")
-        p.add_argument("--domain", type=int, required=True, help="target domain index")
+        t = p.add_mutually_exclusive_group(required=True)
+        t.add_argument("--domain", type=int, help="target domain index")
+        t.add_argument("--attrs", help="target attributes, comma-separated 0/1 (multi-attribute models)")
     return p
 
 
@@ -93,13 +96,25 @@ def _application(cmd: str, args, tr) -> int:
     torch.manual_seed(args.seed)
     if cmd == "translate":
         _need(model, "translate", cmd)
-        if not 0 <= args.domain < model.nc:
-            raise ValueError(f"--domain {args.domain}: the model has domains 0..{model.nc - 1}")
+        multi = getattr(model, "na", 0)
+        if multi and args.attrs is None:
+            raise ValueError(f"this model translates by {multi} attributes: give --attrs with {multi} values of 0 / 1")
+        if not multi and args.domain is None:
+            raise ValueError("this model translates between domains: give --domain K")
+        if multi:
+            try:
+                target = [int(v) for v in args.attrs.split(",")]
+            except ValueError:
+                raise ValueError(f"--attrs {args.attrs!r}: give comma-separated 0 / 1 values") from None
+            tag = "".join(map(str, target))
+        else:
+            if not 0 <= args.domain < model.nc:
+                raise ValueError(f"--domain {args.domain}: the model has domains 0..{model.nc - 1}")
+            target, tag = args.domain, str(args.domain)
         x, names = read_images(args.images, size, ch)
-        y = model.translate(x.to(dev), args.domain, nets["G"])
-        _save_images(torch.cat([x, y.cpu()]), names + [f"{Path(n).stem}_to{args.domain}" for n in names], out,
-                     len(names))
-        log.info("translated %d image(s) to domain %d: %s", len(names), args.domain, out)
+        y = model.translate(x.to(dev), target, nets["G"])
+        _save_images(torch.cat([x, y.cpu()]), names + [f"{Path(n).stem}_to{tag}" for n in names], out, len(names))
+        log.info("translated %d image(s) to %s %s: %s", len(names), "attributes" if multi else "domain", tag, out)
         return 0
     if cmd == "inpaint":
         _need(model, "inpaint", cmd)

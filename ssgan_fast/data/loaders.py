@@ -16,6 +16,10 @@ Corrupt or truncated images are skipped and counted: the tensor and DALI loaders
 one of the same pool, counts it and reports the count at the end of each epoch. More than
 ``max_bad_fraction`` bad images aborts with an error. ``next_into(buffers)`` copies a batch into
 static buffers (CUDA-graph replay).
+
+Data sets with attribute labels (``domains:`` with attrs.csv: StarGAN's multi-attribute setting)
+add ``a_l`` / ``a_u``: float32 [B, A] 0/1 attributes of the labeled / unlabeled images (tensor and
+torch loaders; the DALI loader refuses such data sets).
 """
 from __future__ import annotations
 
@@ -73,6 +77,8 @@ class _Base:
         self.max_bad_fraction = max_bad_fraction
         self.bad = 0
         self.labels = np.asarray(ds.labels, dtype=np.int64)
+        attrs = getattr(ds, "attrs", None)
+        self.attrs = None if attrs is None else np.asarray(attrs, dtype=np.float32)
         self.sampler = SemiSupervisedSampler(split, self.labels, batch_labeled, batch_unlabeled, seed, class_balanced,
                                              rank, world_size)
 
@@ -141,6 +147,7 @@ class TensorLoader(_Base):
             arr = ds.images if arr is None else arr
             self.data = torch.from_numpy(np.ascontiguousarray(arr)).permute(0, 3, 1, 2).contiguous().to(self.device)
         self.label_t = torch.from_numpy(self.labels).to(self.device)
+        self.attr_t = None if self.attrs is None else torch.from_numpy(self.attrs).to(self.device)
         self.gen = torch.Generator(self.device).manual_seed(seed)
 
     def __next__(self) -> dict:
@@ -150,7 +157,10 @@ class TensorLoader(_Base):
         xl, xu = self.data.index_select(0, il), self.data.index_select(0, iu)
         if isinstance(self.ds, ImageDataset):
             xl, xu = self.augment.to_unit(xl, self.gen), self.augment.to_unit(xu, self.gen)
-        return {"x_l": xl, "y_l": self.label_t.index_select(0, il), "x_u": xu}
+        out = {"x_l": xl, "y_l": self.label_t.index_select(0, il), "x_u": xu}
+        if self.attr_t is not None:
+            out["a_l"], out["a_u"] = self.attr_t.index_select(0, il), self.attr_t.index_select(0, iu)
+        return out
 
     def state_dict(self) -> dict:
         return {"sampler": self.sampler.state_dict(), "gen": self.gen.get_state()}
@@ -163,7 +173,7 @@ class TensorLoader(_Base):
 # ----------------------------------------------------------------------------- torch DataLoader
 
 class _Items(torch.utils.data.Dataset):
-    """Map-style view: item i -> (uint8 CHW image, 1) or, if unreadable, (the next good item of
+    """Map-style view: item i -> (uint8 CHW image, label, 1, attributes [A] or [0]) or, if unreadable, (the next good item of
     the same pool, 0). Pools are given per call through the batch sampler's (index, pool) pairs."""
 
     def __init__(self, ds: ImageDataset, pools: dict):
@@ -184,7 +194,9 @@ class _Items(torch.utils.data.Dataset):
             j = i if t == 0 else int(candidates[(pos + t) % len(candidates)])
             try:
                 img = self._load(j)
-                return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1), int(self.ds.labels[j]), ok
+                attrs = self.ds.attrs[j] if getattr(self.ds, "attrs", None) is not None else np.zeros(0, np.float32)
+                return (torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1), int(self.ds.labels[j]), ok,
+                        torch.from_numpy(np.asarray(attrs, dtype=np.float32)))
             except Exception:
                 ok = 0
         raise DataError(f"{self.ds.name}: no readable image in the {pool} pool")
@@ -223,7 +235,7 @@ class TorchLoader(_Base):
     def __next__(self) -> dict:
         if self._it is None:
             self._it = iter(self.dl)
-        x, y, ok = next(self._it)
+        x, y, ok, a = next(self._it)
         self.bad += int((ok == 0).sum())
         self.seen += int(ok.numel())
         self.steps += 1
@@ -232,8 +244,12 @@ class TorchLoader(_Base):
             self.bad = self.seen = 0
         x = x.to(self.device, non_blocking=True)
         xl, xu = x[:self.bl], x[self.bl:]
-        return {"x_l": self.augment.to_unit(xl, self.gen), "y_l": y[:self.bl].to(self.device, non_blocking=True),
-                "x_u": self.augment.to_unit(xu, self.gen)}
+        out = {"x_l": self.augment.to_unit(xl, self.gen), "y_l": y[:self.bl].to(self.device, non_blocking=True),
+               "x_u": self.augment.to_unit(xu, self.gen)}
+        if self.attrs is not None:
+            a = a.to(self.device, non_blocking=True)
+            out["a_l"], out["a_u"] = a[:self.bl], a[self.bl:]
+        return out
 
     def state_dict(self) -> dict:
         # batches already prefetched by workers are not counted: the sampler is read back by the
@@ -274,6 +290,8 @@ class DaliLoader(_Base):
                             "with bbox=1")
         if class_balanced:
             raise DataError("class_balanced sampling is not available with the dali loader")
+        if getattr(ds, "attrs", None) is not None:
+            raise DataError("the dali loader does not carry attribute labels (attrs.csv); use --loader tensor or torch")
         super().__init__(ds, split, batch_labeled, batch_unlabeled, dev, seed, class_balanced, max_bad_fraction,
                          rank, world_size)
         self.augment = augment or Augment()
@@ -358,12 +376,12 @@ def make_loader(kind: str, ds, split: Split, batch_labeled: int, batch_unlabeled
         ok, why = dali_available()
         if ds.in_memory:
             kind, reason = "tensor", "the data set is in memory"
-        elif dev.type == "cuda" and ok and getattr(ds, "boxes", None) is None:
+        elif dev.type == "cuda" and ok and getattr(ds, "boxes", None) is None and getattr(ds, "attrs", None) is None:
             kind, reason = "dali", "image files on a GPU with DALI installed"
         elif ds.nbytes() <= memory_budget:
             kind, reason = "tensor", f"the decoded data set ({ds.nbytes() / 2**20:.0f} MiB) fits the memory budget"
             if dev.type == "cuda":
-                reason += f" (dali not used: {why or 'bounding-box crops'})"
+                reason += f" (dali not used: {why or 'bounding-box crops or attribute labels'})"
         else:
             kind, reason = "torch", (f"{ds.nbytes() / 2**20:.0f} MiB decoded exceeds the budget and "
                                      f"{'no GPU' if dev.type != 'cuda' else why or 'bounding-box crops need PIL'}")

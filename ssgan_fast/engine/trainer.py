@@ -96,6 +96,9 @@ class Trainer:
         self.ds = open_dataset(cfg.data, "train", cfg.size)
         info = {"kind": self.ds.kind, "size": getattr(self.ds, "size", 0), "channels": getattr(self.ds, "channels", 0),
                 "num_classes": self.ds.num_classes, "class_names": list(getattr(self.ds, "class_names", []) or [])}
+        attrs = getattr(self.ds, "attrs", None)
+        if attrs is not None:
+            info.update(num_attrs=int(attrs.shape[1]), attr_names=list(self.ds.attr_names))
         split_file = self.run_dir / "split.json"
         if resume and split_file.is_file():
             self.split = Split.load(split_file, self.ds.labels)

@@ -239,6 +239,7 @@ class AAMStarGANConfig:
     lr_decay_every: int = 10000
     lr_decay: float = 0.9
     num_sources: int = 64  # real images kept for sample grids / generate / evaluate
+    use_attrs: bool = True  # multi-attribute labels when the data set has them (attrs.csv), else domains
 
 
 @register("aam-stargan")
@@ -250,13 +251,17 @@ class AAMStarGAN(GANModel):
         _images(info, "aam-stargan")
         _check(cfg, ("wgan-gp", "bce"))
         size, ch, nc = info["size"], info["channels"], info["num_classes"]
-        if nc < 2:
-            raise ValueError("aam-stargan translates between domains: it needs at least 2")
+        self.na = int(info.get("num_attrs", 0)) if cfg.use_attrs else 0
+        if nc < 2 and not self.na:
+            raise ValueError("aam-stargan translates between domains: it needs at least 2 (or attribute labels)")
         self.nc = nc
-        self.G = StarGenerator(ch, nc, cfg.ch, cfg.g_repeat)
+        code_dim = self.na or nc
+        self.G = StarGenerator(ch, code_dim, cfg.ch, cfg.g_repeat)
         self.D = StarDiscriminator(ch, size, cfg.ch)
-        self.cls = AuxClassifier(self.D.feat_dim, nc, cfg.cls, cfg.s, cfg.m)
+        # single label: one C-way head; attributes: one 2-way AAM head (or a BCE logit) per attribute
+        self.cls = AuxClassifier(self.D.feat_dim, max(nc, 2), cfg.cls, cfg.s, cfg.m, num_attrs=self.na)
         self.register_buffer("sources", torch.zeros(cfg.num_sources, ch, size, size))
+        self.register_buffer("source_attrs", torch.zeros(cfg.num_sources, self.na))
         self.register_buffer("num_filled", torch.zeros((), dtype=torch.int64))
         adam = dict(lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
         self._opts = {"D": torch.optim.Adam(list(self.D.parameters()) + list(self.cls.parameters()), **adam),
@@ -270,6 +275,9 @@ class AAMStarGAN(GANModel):
         return ["G"]
 
     def code(self, y):
+        """Domain code: one-hot of the domain [B] or the attribute vector [B, A] itself."""
+        if self.na:
+            return y.float()
         return F.one_hot(y, self.nc).float()
 
     def noise(self, n, generator=None, device=None):
@@ -279,27 +287,55 @@ class AAMStarGAN(GANModel):
 
     @torch.no_grad()
     def sample(self, labels, noise, modules=None):
+        """Translations of banked real images: to domain `labels`, or (attributes) with attribute
+        `labels % A` of the source image flipped."""
         filled = int(self.num_filled)
         if filled == 0:
             raise RuntimeError("aam-stargan: no source images yet (train at least one step)")
-        x = self.sources[noise.long() % filled]
+        idx = noise.long() % filled
+        x = self.sources[idx]
+        if self.na:
+            a = self.source_attrs[idx].clone()
+            k = labels.long() % self.na
+            rows = torch.arange(a.shape[0], device=a.device)
+            a[rows, k] = 1 - a[rows, k]
+            return (modules or {"G": self.G})["G"](x, a)
         return (modules or {"G": self.G})["G"](x, self.code(labels))
 
     @torch.no_grad()
     def translate(self, x, domain, G=None):
+        """To domain `domain` (an int), or to the attribute vector `domain` (a sequence of A 0/1 values)."""
+        if self.na:
+            a = torch.as_tensor(domain, dtype=torch.float32, device=x.device).flatten()
+            if a.numel() != self.na or not bool(((a == 0) | (a == 1)).all()):
+                raise ValueError(f"this model translates by {self.na} attributes: give {self.na} values of 0 / 1, "
+                                 f"got {list(a.tolist())}")
+            return (G or self.G)(x, a.expand(x.shape[0], -1))
+        if not isinstance(domain, int) or not 0 <= domain < self.nc:
+            raise ValueError(f"domain must be an int in 0..{self.nc - 1}, got {domain!r}")
         y = torch.full((x.shape[0],), int(domain), dtype=torch.int64, device=x.device)
         return (G or self.G)(x, self.code(y))
 
     @torch.no_grad()
     def predict(self, x):
-        return self.cls.logits(self.D(x)[1]).argmax(1)
+        """Domain [B], or attributes [B, A] (0/1) in multi-attribute mode."""
+        lg = self.cls.logits(self.D(x)[1])
+        return (lg > 0).float() if self.na else lg.argmax(1)
 
     @torch.no_grad()
-    def _bank(self, x):
+    def classify(self, x):
+        if self.na:
+            raise NotImplementedError("aam-stargan with attribute labels has no single-label classifier")
+        return self.predict(x)
+
+    @torch.no_grad()
+    def _bank(self, x, a=None):
         k = int(self.num_filled)
         n = min(self.cfg.num_sources - k, x.shape[0])
         if n > 0:
             self.sources[k:k + n].copy_(x[:n].float())
+            if a is not None:
+                self.source_attrs[k:k + n].copy_(a[:n].float())
             self.num_filled.fill_(k + n)
 
     def _gp(self, x, x_f, amp):
@@ -321,10 +357,19 @@ class AAMStarGAN(GANModel):
         if x.shape[0] == 0:
             raise ValueError("aam-stargan: empty batch")
         bl = x_l.shape[0]
-        self._bank(x)
-        with torch.no_grad(), amp.ctx():
-            y_org = torch.cat([y_l, self.predict(x_u)]) if x_u.shape[0] else y_l  # source domains
-        y_trg = torch.randint(0, self.nc, (x.shape[0],), device=dev)
+        if self.na:  # every image has its attributes: all count as labeled; targets = shuffled real vectors
+            if "a_l" not in batch:
+                raise ValueError("aam-stargan: multi-attribute mode needs batches with a_l / a_u (a domains: data "
+                                 "set with attrs.csv)")
+            y_org = torch.cat([batch["a_l"], batch["a_u"]]).float()
+            y_trg = y_org[torch.randperm(x.shape[0], device=dev)]
+            bl = x.shape[0]
+            self._bank(x, y_org)
+        else:
+            self._bank(x)
+            with torch.no_grad(), amp.ctx():
+                y_org = torch.cat([y_l, self.predict(x_u)]) if x_u.shape[0] else y_l  # source domains
+            y_trg = torch.randint(0, self.nc, (x.shape[0],), device=dev)
         c_org, c_trg = self.code(y_org), self.code(y_trg)
         losses = {}
         # ---------------- D (Eq. 5)
@@ -335,7 +380,7 @@ class AAMStarGAN(GANModel):
             out_f, _ = self.D(x_f)
             ld = {"D/adv": _adv_d(cfg.adv, out_r, out_f)}
             if bl:
-                ld["D/cls_real"] = cfg.lambda_cls * self.cls.loss(h_r[:bl], y_l)  # Eq. 3
+                ld["D/cls_real"] = cfg.lambda_cls * self.cls.loss(h_r[:bl], y_org[:bl])  # Eq. 3
         if cfg.adv == "wgan-gp":
             ld["D/gp"] = cfg.lambda_gp * self._gp(x, x_f, amp)
         amp.step(sum(ld.values()), self._opts["D"], self._opts["D"].param_groups[0]["params"])

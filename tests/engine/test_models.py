@@ -294,3 +294,61 @@ def test_classifier_accuracy_on_the_test_split(runs):
         tr.model.eval()
         pred = tr.model.classify(images_to_tensor(test.images))
         assert acc == pytest.approx(100.0 * float((pred == torch.as_tensor(test.labels)).double().mean()))
+
+
+def _attr_domains(root, n=12):
+    """domains:/root with 2 domain folders; image i is uniformly 20 * i, its attributes the 3 low bits of i."""
+    from PIL import Image
+    rows = ["file,a0,a1,a2"]
+    for i in range(n):
+        d = root / f"d{i % 2}"
+        d.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.full((8, 8, 3), 20 * i, dtype=np.uint8)).save(d / f"img{i}.png")
+        rows.append(f"d{i % 2}/img{i}.png," + ",".join(str((i >> b) & 1) for b in range(3)))
+    (root / "attrs.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+@pytest.mark.parametrize("kind", ["tensor", "torch"])
+def test_loaders_carry_attributes(kind, tmp_path):
+    from ssgan_fast.data import make_loader
+    ds = open_dataset(f"domains:{_attr_domains(tmp_path / 'd')}", size=8)
+    loader = make_loader(kind, ds, make_split(ds.labels, 2, labels_per_class=2), 3, 5, seed=0,
+                         **({"num_workers": 0} if kind == "torch" else {}))
+    for _ in range(3):
+        b = next(loader)
+        for x, a in ((b["x_l"], b["a_l"]), (b["x_u"], b["a_u"])):
+            idx = ((x[:, 0, 0, 0] + 1) * 127.5 / 20).round().long()  # the image's index from its intensity
+            want = torch.stack([(idx >> k) & 1 for k in range(3)], 1).float()
+            assert a.shape == (x.shape[0], 3) and torch.equal(a, want)
+
+
+def test_stargan_multi_attribute_train_and_translate(tmp_path):
+    data = _attr_domains(tmp_path / "d")
+    argv = ["--model", "aam-stargan", "--data", f"domains:{data}", "--size", "8", "--batch", "4", "--out",
+            str(tmp_path), "--name", "attr", "--steps", "2", "--no-progress", "--no-final-eval", "--sample-every", "0",
+            "--set", "model.n_critic=1", "--set", "train.batch_unlabeled=0"] + CLI_SMALL["aam-stargan"][:4]
+    assert train_main(argv) == 0
+    from ssgan_fast.generate import load_trainer
+    tr = load_trainer(str(tmp_path / "attr"), "cpu")
+    m = tr.model
+    assert m.na == 3 and m.G.code_dim == 3 and len(m.cls.heads) == 3
+    b = next(tr.loader)
+    losses = m.train_step(b, 0)
+    assert {"D/cls_real", "G/cls", "G/rec"} <= set(losses)
+    h = m.D(torch.cat([b["x_l"], b["x_u"]]))[1]
+    a = torch.cat([b["a_l"], b["a_u"]])
+    want = sum(hd.loss(h, a[:, i].long()) for i, hd in enumerate(m.cls.heads)) / 3  # per-attribute AAM, averaged
+    assert torch.allclose(m.cls.loss(h, a), want)
+    assert m.predict(b["x_l"]).shape == (b["x_l"].shape[0], 3)
+    imgs = tmp_path / "in"
+    imgs.mkdir()
+    (imgs / "img2.png").write_bytes((data / "d0" / "img2.png").read_bytes())
+    out = tmp_path / "tr"
+    assert generate_main(["translate", "--ckpt", str(tmp_path / "attr"), "--images", str(imgs), "--attrs", "1,0,1",
+                          "--out", str(out)]) == 0
+    assert (out / "img2_to101.png").is_file()
+    for bad in (["--domain", "1"], ["--attrs", "1,0"], ["--attrs", "1,2,0"]):
+        with pytest.raises(SystemExit) as e:
+            generate_main(["translate", "--ckpt", str(tmp_path / "attr"), "--images", str(imgs), "--out", str(out)] + bad)
+        assert e.value.code == 2
