@@ -58,6 +58,8 @@ class MEDGANConfig:
     recg: bool = True
     idnt: bool = True
     mixed_c: bool = True
+    triple: bool = False  # Triple-GAN's three-player game for the pseudo-labeled pairs (see TripleGAN)
+    triple_alpha: float = 0.5  # Triple-GAN's alpha: weight of C's pairs vs G's pairs as D's fakes
 
 
 class _ImageD(nn.Module):
@@ -175,6 +177,25 @@ class MEDGAN(GANModel):
         x0 = torch.minimum(x0, self.size - w)
         return torch.stack([y0, x0, y0 + h, x0 + w], 1).to(torch.int32)
 
+    def _triple_c(self, x_u, pts, dev):
+        """C's adversarial term of Triple-GAN: C makes its pairs (x_u, y ~ p_c) look real to D,
+        E_{p_c(y|x)}[-log D(x, y)] (non-saturating). Exact sum over classes for 2-D data and up to 16
+        classes; else one sampled y per image with the score-function gradient (Triple-GAN's own
+        estimator for large label sets)."""
+        logp = F.log_softmax(self.C(x_u).float(), 1)
+        n, K = logp.shape
+        m = None if pts else self._region(n, dev)
+        if pts or K <= 16:
+            xs = x_u.repeat_interleave(K, 0)
+            ys = torch.arange(K, device=dev).repeat(n)
+            ms = None if m is None else m.repeat_interleave(K, 0)
+            d = F.softplus(-self.D(xs, ms, ys).float()).view(n, K)  # -log D(x, y)
+            return (logp.exp() * d).sum(1).mean()
+        y = torch.multinomial(logp.exp().detach(), 1)[:, 0]
+        with torch.no_grad():
+            d = F.softplus(-self.D(x_u, m, y).float())
+        return (logp.gather(1, y[:, None])[:, 0] * (d - d.mean())).mean()
+
     # ------------------------------------------------------------------ training
     def train_step(self, batch, step, amp=None):
         from ..engine.amp import Amp
@@ -197,10 +218,20 @@ class MEDGAN(GANModel):
         with amp.ctx():
             m_l = None if pts else self._region(B, dev)
             m_z = None if pts else self._region(bz, dev)
-            ld = {"D/real": real_loss(self.D(x_l, m_l, y_l)), "D/fake": fake_loss(self.D(x_z, m_z, y_z))}
-            if x_u.shape[0]:
-                m_u = None if pts else self._region(x_u.shape[0], dev)
-                ld["D/unlabeled"] = real_loss(self.D(x_u, m_u, y_u))
+            if cfg.triple:  # Triple-GAN: (x_l, y_l) real; C's pairs (alpha) and G's pairs (1 - alpha) fake
+                a = cfg.triple_alpha if x_u.shape[0] else 0.0
+                ld = {"D/real": real_loss(self.D(x_l, m_l, y_l)),
+                      "D/fake": (1 - a) * fake_loss(self.D(x_z, m_z, y_z))}
+                if x_u.shape[0]:
+                    with torch.no_grad():
+                        y_s = torch.multinomial(torch.softmax(self.C(x_u).float(), 1), 1)[:, 0]  # y ~ p_c(y | x)
+                    m_u = None if pts else self._region(x_u.shape[0], dev)
+                    ld["D/pseudo_fake"] = a * fake_loss(self.D(x_u, m_u, y_s))
+            else:
+                ld = {"D/real": real_loss(self.D(x_l, m_l, y_l)), "D/fake": fake_loss(self.D(x_z, m_z, y_z))}
+                if x_u.shape[0]:
+                    m_u = None if pts else self._region(x_u.shape[0], dev)
+                    ld["D/unlabeled"] = real_loss(self.D(x_u, m_u, y_u))
             if not pts and (cfg.idnt or cfg.region_reg):
                 boxes, _ = self._cut(B, dev)
                 xh, mh = cutmix(x_l, x_z[:B], boxes)  # Eq. 1: x inside the box, x_z outside
@@ -242,6 +273,8 @@ class MEDGAN(GANModel):
                                         (1 - area) * lu.gather(1, y_u[:B, None])[:, 0]).mean()
             else:
                 lc["C/fake"] = cfg.mu_c * F.cross_entropy(self.C(x_z).float(), y_z)
+            if cfg.triple and x_u.shape[0]:
+                lc["C/adv"] = cfg.triple_alpha * self._triple_c(x_u, pts, dev)
             loss_c = sum(lc.values())
         amp.step(loss_c, self._opts["C"], list(self.C.parameters()))
         losses.update({k: v.detach() for k, v in lc.items()})
@@ -265,9 +298,14 @@ class TripleGANConfig(MEDGANConfig):
     recg: bool = False
     idnt: bool = False
     mixed_c: bool = False
+    triple: bool = True
 
 
 @register("triplegan")
 class TripleGAN(MEDGAN):
-    """MED-GAN's baseline: the same networks with every MED-GAN component off (see the module doc)."""
+    """MED-GAN's baseline, Triple-GAN (Li et al. 2017) on the same networks: every MED-GAN component
+    off and the three-player game - D takes labeled pairs as real and both C's pairs (x_u, y ~ p_c,
+    weight alpha = 1/2) and G's pairs (weight 1 - alpha) as fake; C minimises cross-entropy on
+    labeled data + alpha E_{p_c}[-log D(x, y)] + mu_c x cross-entropy on G's pairs (R_P); G fools D.
+    `--set model.triple=false` gives the simpler variant where pseudo-labeled pairs count as real."""
     Config = TripleGANConfig

@@ -4,6 +4,7 @@ import json
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from ssgan_fast.data import TensorLoader, images_to_tensor, make_split, open_dataset
 from ssgan_fast.engine.amp import Amp
@@ -156,8 +157,28 @@ def test_medgan_step_all_terms(spec, amp):
                                                "G/advs", "G/recg"}
     assert set(losses) == want and all(torch.isfinite(v) for v in losses.values())
     base, loader = _med("triplegan", spec)
-    assert set(base.train_step(next(loader), 0, Amp(amp, "cpu"))) == {"D/real", "D/fake", "D/unlabeled", "C/labeled",
-                                                                      "C/fake", "G/advs"}
+    assert set(base.train_step(next(loader), 0, Amp(amp, "cpu"))) == {"D/real", "D/fake", "D/pseudo_fake", "C/labeled",
+                                                                      "C/fake", "C/adv", "G/advs"}
+    simple, loader = _med("triplegan", spec, triple=False)
+    assert set(simple.train_step(next(loader), 0, Amp(amp, "cpu"))) == {"D/real", "D/fake", "D/unlabeled",
+                                                                        "C/labeled", "C/fake", "G/advs"}
+
+
+@pytest.mark.parametrize("spec", ["digits", "ring2d"])
+def test_triple_gan_classifier_term(spec):
+    """Triple-GAN's C term = alpha * sum_y p_c(y | x) (-log D(x, y)) (exact sum for <= 16 classes), and it
+    sends gradient into C only through p_c."""
+    m, loader = _med("triplegan", spec)
+    m.eval()  # no dropout in C, no power iteration in D: two passes give the same networks
+    b = next(loader)
+    torch.manual_seed(5)
+    got = m._triple_c(b["x_u"], m.points, "cpu")
+    torch.manual_seed(5)  # the same region masks for the direct computation
+    n = b["x_u"].shape[0]
+    masks = None if m.points else m._region(n, "cpu")
+    p = torch.softmax(m.C(b["x_u"]).float(), 1)
+    want = sum(p[:, y] * F.softplus(-m.D(b["x_u"], masks, torch.full((n,), y)).float()) for y in range(m.nc)).mean()
+    assert torch.allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("switch,gone", [("idnt", {"D/idnt"}), ("region_reg", {"D/cons", "D/ctrs"}),
