@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..nn.blocks import ResNetClassifier, ResNetDiscriminator, ResNetGenerator
-from ..nn.clip import FrozenCLIP, ResNet50Features
+from ..nn.clip import FrozenCLIP, ResNet50Classifier, ResNet50Features
 from ..ops import cosine_softmax, group_offsets, prototype_ema_update
 from .base import GANModel, fake_loss, real_loss, register
 
@@ -54,7 +54,9 @@ class LCPGANConfig:
     base: str = "biggan"  # biggan | stylegan2
     z_dim: int = 120
     ch: int = 64  # width of G, D_class
-    c_ch: int = 32  # width of C
+    c_ch: int = 32  # width of C (c_net: small)
+    c_net: str = "small"  # small (the engine's ResNet classifier) | resnet50 (the paper's C, Sec. 4.1)
+    c_weights: str = ""  # c_net resnet50: registry weights to start from ('resnet50-imagenet'); '' = scratch
     emb_dim: int = 128  # cluster label embedding E
     w_dim: int = 256  # stylegan2: mapping network width / style size
     map_layers: int = 4  # stylegan2: mapping network depth (8 in StyleGAN2; 2 for the small presets)
@@ -145,7 +147,12 @@ class LCPGAN(GANModel):
             self.G = StyleGenerator(cfg.z_dim, slots, size, cfg.ch, ch, emb_dim=cfg.emb_dim, w_dim=cfg.w_dim,
                                     map_layers=cfg.map_layers)
         self.Dclass = ResNetDiscriminator(nc, size, cfg.ch, ch, attn_res=cfg.attn_res)
-        self.C = ResNetClassifier(nc, size, cfg.c_ch, ch)
+        if cfg.c_net == "small":
+            self.C = ResNetClassifier(nc, size, cfg.c_ch, ch)
+        elif cfg.c_net == "resnet50":
+            self.C = ResNet50Classifier(nc, cfg.c_weights)
+        else:
+            raise ValueError(f"c_net must be 'small' or 'resnet50', got {cfg.c_net!r}")
         if cfg.feat_net == "resnet50":
             self.fnet = ResNet50Features(cfg.feat_weights, cfg.feat_size)
         elif cfg.feat_net == "thumbnail":

@@ -148,6 +148,30 @@ class FrozenCLIP(nn.Module):
         return self.model.encode_image(self.preprocess(x))
 
 
+class ResNet50Classifier(nn.Module):
+    """A trainable torchvision ResNet-50 classifier on [-1, 1] images (LCP-GAN's C and the Semi-BigGAN
+    baseline's, Sec. 4.1), optionally initialised from the registry's ImageNet weights (its fc is
+    replaced by a fresh num_classes layer). Returns logits."""
+
+    def __init__(self, num_classes: int, weights: str = ""):
+        super().__init__()
+        from torchvision.models import resnet50
+        net = resnet50(weights=None)
+        if weights:
+            from ..metrics.weights import load_state_dict
+            net.load_state_dict(load_state_dict(weights))
+        net.fc = nn.Linear(net.fc.in_features, num_classes)
+        self.net = net
+        self.register_buffer("mean", torch.tensor((0.485, 0.456, 0.406)).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor((0.229, 0.224, 0.225)).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, x):
+        x = (x + 1) / 2
+        if x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
+        return self.net((x - self.mean.to(x.dtype)) / self.std.to(x.dtype))
+
+
 class ResNet50Features(nn.Module):
     """ImageNet ResNet-50 (torchvision's architecture) pooled 2048-d features, frozen; weights from the
     registry (``resnet50-imagenet``) or random (tests). Input: [-1, 1] images, resized to `size`."""

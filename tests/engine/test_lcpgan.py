@@ -185,3 +185,16 @@ def test_missing_weights_name_the_file(tmp_path, monkeypatch):
         _model(fit=False, feat_net="resnet50", feat_weights="resnet50-imagenet")
     with pytest.raises(ValueError, match="unknown CLIP architecture"):
         FrozenCLIP("ViT-Q-99")
+
+
+def test_resnet50_classifier_option(tmp_path, monkeypatch):
+    m, ds, split = _model(c_net="resnet50", prompt_d=False)
+    assert m.C.net.fc.out_features == 10
+    before = m.C.net.fc.weight.detach().clone()
+    losses = m.train_step(next(TensorLoader(ds, split, 4, 4, seed=0)), 0)
+    assert all(torch.isfinite(v) for v in losses.values()) and not torch.equal(before, m.C.net.fc.weight)
+    monkeypatch.setenv("SSGAN_FAST_WEIGHTS", str(tmp_path))
+    with pytest.raises(WeightsError, match="resnet50-0676ba61.pth"):
+        _model(fit=False, c_net="resnet50", c_weights="resnet50-imagenet")
+    with pytest.raises(ValueError, match="c_net"):
+        _model(fit=False, c_net="vgg")
