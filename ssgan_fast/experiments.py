@@ -167,6 +167,15 @@ def cvae_ring(args) -> dict:
     return results
 
 
+def _pixels(pts, lo, hi, res: int):
+    """(row, col) pixel indices of the finite points inside the window [lo, hi) of a res x res image
+    (y up)."""
+    ij = np.round((np.asarray(pts, dtype=np.float64) - lo) / (hi - lo) * (res - 1))
+    ok = np.isfinite(ij).all(1) & ((ij >= 0) & (ij < res)).all(1)
+    ij = ij[ok].astype(int)
+    return res - 1 - ij[:, 1], ij[:, 0]
+
+
 def _ring_figure(real, panels, path, res: int = 96):
     """Rows = models, columns = iterations; real points blue, generated red, window (100, 100) +- 5."""
     import torch
@@ -177,11 +186,9 @@ def _ring_figure(real, panels, path, res: int = 96):
         for pts in row:
             img = np.ones((3, res, res), dtype=np.float32)
             for p, colour in ((real, (0.3, 0.45, 1.0)), (pts, (0.9, 0.1, 0.1))):
-                ij = np.round((np.asarray(p, dtype=np.float64) - lo) / (hi - lo) * (res - 1))
-                ok = np.isfinite(ij).all(1) & ((ij >= 0) & (ij < res)).all(1)
-                ij = ij[ok].astype(int)
+                rows, cols = _pixels(p, lo, hi, res)
                 for c in range(3):
-                    img[c, res - 1 - ij[:, 1], ij[:, 0]] = colour[c]
+                    img[c, rows, cols] = colour[c]
             tiles.append(torch.from_numpy(img))
     path.parent.mkdir(parents=True, exist_ok=True)
     vu.save_image(torch.stack(tiles), path, nrow=len(next(iter(panels.values()))), padding=3, pad_value=0.5)
@@ -194,10 +201,8 @@ def _figure(real, densities, path):
     panels = []
     lo, hi = real.min(0) - 0.5, real.max(0) + 0.5
     for pts in [real] + list(densities.values()):
-        ij = np.round((pts - lo) / (hi - lo) * 127).astype(int)
-        ok = ((ij >= 0) & (ij < 128)).all(1)
         img = np.zeros((128, 128))
-        np.add.at(img, (127 - ij[ok, 1], ij[ok, 0]), 1)
+        np.add.at(img, _pixels(pts, lo, hi, 128), 1)
         img = np.log1p(img)
         panels.append(torch.from_numpy(img / max(img.max(), 1e-9)).float()[None])
     path.parent.mkdir(parents=True, exist_ok=True)

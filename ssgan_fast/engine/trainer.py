@@ -338,7 +338,7 @@ class Trainer:
             test = open_dataset(self.cfg.data, "test", self.cfg.size)
         except DataError:
             return None
-        if test.kind != "image" or not test.in_memory or not hasattr(self.model, "classify"):
+        if test.kind != "image" or not test.in_memory:
             return None
         was = self.model.training
         self.model.eval()

@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..nn.blocks import ResNetClassifier, ResNetDiscriminator, ResNetGenerator
+from ..nn.blocks import ResNetClassifier, ResNetDiscriminator, ResNetGenerator, thumbnail
 from ..nn.clip import FrozenCLIP, ResNet50Classifier, ResNet50Features
 from ..ops import cosine_softmax, group_offsets, prototype_ema_update
 from .base import GANModel, fake_loss, real_loss, register
@@ -409,7 +409,7 @@ class Thumbnail(nn.Module):
 
     @torch.no_grad()
     def forward(self, x):
-        return F.adaptive_avg_pool2d(x.float().mean(1, keepdim=True), 8).flatten(1)
+        return thumbnail(x)
 
 
 def _merge(P, mass, thr):

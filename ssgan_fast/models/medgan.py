@@ -211,7 +211,8 @@ class MEDGAN(GANModel):
         y_z = torch.randint(0, self.nc, (bz,), device=dev)
         losses = {}
         with torch.no_grad(), amp.ctx():
-            y_u = self.C(x_u).argmax(1) if x_u.shape[0] else y_l[:0]
+            logit_u = self.C(x_u).float() if x_u.shape[0] else None
+            y_u = logit_u.argmax(1) if x_u.shape[0] else y_l[:0]
             x_z = self.G(z, y_z).to(x_l.dtype)  # autocast may hand back bf16; cutmix mixes same-dtype images
         pts = self.points
         # ---------------- D (Eq. 12)
@@ -223,8 +224,7 @@ class MEDGAN(GANModel):
                 ld = {"D/real": real_loss(self.D(x_l, m_l, y_l)),
                       "D/fake": (1 - a) * fake_loss(self.D(x_z, m_z, y_z))}
                 if x_u.shape[0]:
-                    with torch.no_grad():
-                        y_s = torch.multinomial(torch.softmax(self.C(x_u).float(), 1), 1)[:, 0]  # y ~ p_c(y | x)
+                    y_s = torch.multinomial(torch.softmax(logit_u, 1), 1)[:, 0]  # y ~ p_c(y | x)
                     m_u = None if pts else self._region(x_u.shape[0], dev)
                     ld["D/pseudo_fake"] = a * fake_loss(self.D(x_u, m_u, y_s))
             else:

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..nn.blocks import MLP, ResNetClassifier, ResNetDiscriminator, ResNetGenerator
+from ..nn.blocks import MLP, ResNetClassifier, ResNetDiscriminator, ResNetGenerator, thumbnail
 from ..nn.heads import PrototypeHead
 from ..ops import clustering_loss, cosine_softmax
 from .base import GANModel, fake_loss, real_loss, register
@@ -143,9 +143,7 @@ class SphericGAN(GANModel):
         return m["G2"](self.latent(noise, m["G1"]), labels)
 
     # ------------------------------------------------------------------ prior clusters
-    @staticmethod
-    def _thumb(x):
-        return F.adaptive_avg_pool2d(x.float().mean(1, keepdim=True), 8).flatten(1)
+    _thumb = staticmethod(thumbnail)
 
     @torch.no_grad()
     def fit_prior(self, images: torch.Tensor, seed: int = 0):

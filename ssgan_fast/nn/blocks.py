@@ -222,3 +222,8 @@ class MLP(nn.Module):
 
     def forward(self, x):
         return self.net(x)
+
+
+def thumbnail(x: torch.Tensor) -> torch.Tensor:
+    """8x8 grayscale thumbnails, flattened (64-d): cheap image features for clustering small images."""
+    return F.adaptive_avg_pool2d(x.float().mean(1, keepdim=True), 8).flatten(1)

@@ -21,6 +21,40 @@ from torch import nn
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class _NormalizedRGB(nn.Module):
+    """Base for the pretrained image networks here: [-1, 1] images (1 or 3 channels) -> RGB in
+    [0, 1], resized to `size` (None: kept), normalised by the network's mean / std."""
+
+    def __init__(self, mean, std, size: int | None = None, mode: str = "bilinear", antialias: bool = False):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+        self.size, self.mode, self.antialias = size, mode, antialias
+
+    def preprocess(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4 or x.shape[1] not in (1, 3):
+            raise ValueError(f"images must be [B, 1 or 3, H, W], got {tuple(x.shape)}")
+        x = (x + 1) / 2
+        if x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
+        if self.size is not None and (x.shape[-1] != self.size or x.shape[-2] != self.size):
+            x = F.interpolate(x, size=(self.size, self.size), mode=self.mode, align_corners=False,
+                              antialias=self.antialias)
+        return (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
+
+
+def _resnet50(weights: str):
+    """torchvision's ResNet-50, with the registry's state dict `weights` (verified local file) or random."""
+    from torchvision.models import resnet50
+    net = resnet50(weights=None)
+    if weights:
+        from ..metrics.weights import load_state_dict
+        net.load_state_dict(load_state_dict(weights))
+    return net
 
 
 def _open_clip():
@@ -37,11 +71,10 @@ def _tiny_clip():
                 text_cfg=CLIPTextCfg(context_length=77, vocab_size=49408, width=64, heads=2, layers=2))
 
 
-class FrozenCLIP(nn.Module):
+class FrozenCLIP(_NormalizedRGB):
     """A frozen CLIP (image and text towers) with prompt-learning entry points."""
 
     def __init__(self, arch: str = "ViT-B-32", weights: str = ""):
-        super().__init__()
         open_clip = _open_clip()
         if weights:
             from ..metrics.weights import weights_path
@@ -53,16 +86,14 @@ class FrozenCLIP(nn.Module):
             if arch not in open_clip.list_models():
                 raise ValueError(f"unknown CLIP architecture {arch!r}; e.g. ViT-B-32, ViT-B-16, tiny")
             model = open_clip.create_model(arch, pretrained=None)  # random weights, the real architecture
+        size = model.visual.image_size
+        super().__init__(OPENAI_MEAN, OPENAI_STD, size[0] if isinstance(size, (tuple, list)) else int(size), "bicubic")
         model.float().eval()
         for p in model.parameters():
             p.requires_grad_(False)
         self.model = model
         self.arch = arch
         self.tokenizer = open_clip.tokenizer.SimpleTokenizer()
-        size = model.visual.image_size
-        self.image_size = size[0] if isinstance(size, (tuple, list)) else int(size)
-        self.register_buffer("mean", torch.tensor(OPENAI_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(OPENAI_STD).view(1, 3, 1, 1), persistent=False)
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -133,63 +164,38 @@ class FrozenCLIP(nn.Module):
         return self._encode_tokens(x, ids)
 
     # ------------------------------------------------------------------ images
-    def preprocess(self, x: torch.Tensor) -> torch.Tensor:
-        """[-1, 1] images (1 or 3 channels, any size) -> CLIP's normalised input at its resolution."""
-        if x.dim() != 4 or x.shape[1] not in (1, 3):
-            raise ValueError(f"images must be [B, 1 or 3, H, W], got {tuple(x.shape)}")
-        x = (x.float() + 1) / 2
-        if x.shape[1] == 1:
-            x = x.expand(-1, 3, -1, -1)
-        if x.shape[-1] != self.image_size or x.shape[-2] != self.image_size:
-            x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bicubic", align_corners=False)
-        return (x - self.mean) / self.std
-
     def encode_image(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model.encode_image(self.preprocess(x))
+        """[-1, 1] images (1 or 3 channels, any size) -> image embeddings (input resized to CLIP's resolution)."""
+        return self.model.encode_image(self.preprocess(x.float()))
 
 
-class ResNet50Classifier(nn.Module):
+class ResNet50Classifier(_NormalizedRGB):
     """A trainable torchvision ResNet-50 classifier on [-1, 1] images (LCP-GAN's C and the Semi-BigGAN
     baseline's, Sec. 4.1), optionally initialised from the registry's ImageNet weights (its fc is
     replaced by a fresh num_classes layer). Returns logits."""
 
     def __init__(self, num_classes: int, weights: str = ""):
-        super().__init__()
-        from torchvision.models import resnet50
-        net = resnet50(weights=None)
-        if weights:
-            from ..metrics.weights import load_state_dict
-            net.load_state_dict(load_state_dict(weights))
+        super().__init__(IMAGENET_MEAN, IMAGENET_STD)
+        net = _resnet50(weights)
         net.fc = nn.Linear(net.fc.in_features, num_classes)
         self.net = net
-        self.register_buffer("mean", torch.tensor((0.485, 0.456, 0.406)).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor((0.229, 0.224, 0.225)).view(1, 3, 1, 1), persistent=False)
 
     def forward(self, x):
-        x = (x + 1) / 2
-        if x.shape[1] == 1:
-            x = x.expand(-1, 3, -1, -1)
-        return self.net((x - self.mean.to(x.dtype)) / self.std.to(x.dtype))
+        return self.net(self.preprocess(x))
 
 
-class ResNet50Features(nn.Module):
+class ResNet50Features(_NormalizedRGB):
     """ImageNet ResNet-50 (torchvision's architecture) pooled 2048-d features, frozen; weights from the
     registry (``resnet50-imagenet``) or random (tests). Input: [-1, 1] images, resized to `size`."""
 
     def __init__(self, weights: str = "", size: int = 224):
-        super().__init__()
-        from torchvision.models import resnet50
-        net = resnet50(weights=None)
-        if weights:
-            from ..metrics.weights import load_state_dict
-            net.load_state_dict(load_state_dict(weights))
+        super().__init__(IMAGENET_MEAN, IMAGENET_STD, int(size), "bilinear", antialias=True)
+        net = _resnet50(weights)
         net.fc = nn.Identity()
         net.eval()
         for p in net.parameters():
             p.requires_grad_(False)
-        self.net, self.size = net, int(size)
-        self.register_buffer("mean", torch.tensor((0.485, 0.456, 0.406)).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor((0.229, 0.224, 0.225)).view(1, 3, 1, 1), persistent=False)
+        self.net = net
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -200,9 +206,4 @@ class ResNet50Features(nn.Module):
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = (x.float() + 1) / 2
-        if x.shape[1] == 1:
-            x = x.expand(-1, 3, -1, -1)
-        if x.shape[-1] != self.size or x.shape[-2] != self.size:
-            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=True)
-        return self.net((x - self.mean) / self.std)
+        return self.net(self.preprocess(x.float()))
