@@ -36,8 +36,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default=None, help="YAML file with train: / model: overrides")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override one setting, e.g. --set model.lam=2 --set train.batch_labeled=64")
-    p.add_argument("--amp", choices=("bf16", "fp16"), default=None, help="autocast dtype (fp16 adds a GradScaler)")
-    p.add_argument("--graphs", action="store_true", help="capture the train step in CUDA graphs (CUDA only)")
+    p.add_argument("--amp", nargs="?", const="bf16", choices=("bf16", "fp16"), default=None,
+                   help="mixed precision: autocast dtype, bare --amp = bf16 (fp16 adds a GradScaler)")
+    p.add_argument("--graphs", action="store_true",
+                   help="capture whole train steps in CUDA graphs after a short eager warm-up and replay them (CUDA "
+                        "only; --amp bf16 or fp32; --set train.graphs_mode=emulate checks the capture contract on any "
+                        "device without the speed-up)")
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the networks in place (train.compile_backend; inductor not supported yet)")
     p.add_argument("--ema", dest="ema", action="store_true", default=None, help="keep an EMA generator (default on)")
@@ -139,9 +143,14 @@ def resolve(args) -> "TrainConfig":  # noqa: F821
     t["model_cfg"] = layers["model"]
     cfg = TrainConfig(**t)
     dev = torch.device(cfg.device)
-    if cfg.graphs and dev.type != "cuda":
+    if cfg.graphs and cfg.graphs_mode not in ("cuda", "emulate"):
+        raise ValueError(f"train.graphs_mode must be cuda or emulate, got {cfg.graphs_mode!r}")
+    if cfg.graphs and cfg.graphs_mode == "cuda" and dev.type != "cuda":
         raise ValueError("--graphs captures CUDA graphs and needs a CUDA device (got --device "
-                         f"{cfg.device}); drop --graphs on CPU")
+                         f"{cfg.device}); drop --graphs on CPU (--set train.graphs_mode=emulate checks that the steps "
+                         "are capturable, without a GPU)")
+    if cfg.graphs and cfg.compile:
+        raise ValueError("--graphs and --compile: pick one (the engine captures eager steps)")
     if cfg.amp == "fp16" and dev.type != "cuda":
         raise ValueError("--amp fp16 needs a CUDA device; use --amp bf16 on CPU")
     if dev.type == "cuda" and not torch.cuda.is_available():

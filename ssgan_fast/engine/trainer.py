@@ -26,6 +26,7 @@ import torch
 from ..data import Augment, Split, images_to_tensor, make_loader, make_split, open_dataset
 from ..models import get_model
 from .amp import Amp
+from .graphs import StepGraphs, capture_blocker, prepare_optimizers
 from .checkpoint import rng_state, save_atomic, set_rng_state
 
 log = logging.getLogger("ssgan_fast")
@@ -46,6 +47,8 @@ class TrainConfig:
     epochs: int = 0
     amp: str | None = None
     graphs: bool = False
+    graphs_mode: str = "cuda"  # cuda | emulate (any device: checks the capture contract, no speed-up)
+    graphs_warmup: int = 2
     compile: bool = False
     compile_backend: str = "inductor"
     ema: bool = True
@@ -81,6 +84,16 @@ class NonFiniteLoss(RuntimeError):
     pass
 
 
+def _floats(losses: dict) -> dict:
+    """Loss values as Python floats with one device-to-host copy (not one sync per loss)."""
+    ts = {k: v for k, v in losses.items() if isinstance(v, torch.Tensor)}
+    out = {k: float(v) for k, v in losses.items() if k not in ts}
+    if ts:
+        vals = torch.stack([v.detach().float().reshape(()) for v in ts.values()]).tolist()
+        out.update(zip(ts, vals))
+    return {k: out[k] for k in losses}
+
+
 class Trainer:
     def __init__(self, cfg: TrainConfig, resume: str | None = None):
         self.cfg = cfg
@@ -110,8 +123,12 @@ class Trainer:
         self.model_cfg = config_from_dict(Model.Config, cfg.model_cfg, f"model config of {cfg.model}")
         self.model = Model(self.model_cfg, info).to(self.device)
         self.amp = Amp(cfg.amp, self.device)
-        if cfg.graphs:
-            raise NotImplementedError("--graphs: CUDA-graph capture of the train step is not implemented yet")
+        if cfg.graphs and cfg.compile:
+            raise ValueError("--graphs and --compile: pick one (the engine captures eager steps; inductor has its own "
+                             "CUDA graphs)")
+        if cfg.graphs and cfg.graphs_mode not in ("cuda", "emulate"):
+            raise ValueError(f"graphs_mode must be cuda or emulate, got {cfg.graphs_mode!r}")
+        prepare_optimizers(self.model.optimizers(), self.device, cfg.graphs and cfg.graphs_mode == "cuda")
         if cfg.compile:
             # nn.Module.compile() compiles in place: state_dict keys (and checkpoints) stay the same.
             # SphericGAN's G / F update backpropagates one graph twice (retain_graph), which AOT
@@ -128,6 +145,15 @@ class Trainer:
         aug = Augment(cfg.augment_flip, cfg.augment_crop, cfg.augment_translate)
         self.loader = make_loader(cfg.loader, self.ds, self.split, cfg.batch_labeled, cfg.batch_unlabeled,
                                   self.device, aug, seed=cfg.seed + self.rank, rank=self.rank, world_size=self.world)
+        self.graphs, self.graphs_status = None, "off"
+        if cfg.graphs:
+            why = capture_blocker(self.amp, self.world)
+            if why:
+                self.graphs_status = f"eager: {why}"
+                log.warning("--graphs: %s; running eager", why)
+            else:
+                self.graphs = StepGraphs(self.model, self.amp, self.loader, self.device, cfg.graphs_mode,
+                                         cfg.graphs_warmup)
         self.total = cfg.steps or cfg.epochs * self.loader.steps_per_epoch
         if self.total <= 0:
             raise ValueError("give steps > 0 or epochs > 0")
@@ -247,11 +273,15 @@ class Trainer:
         t0, seen = time.perf_counter(), 0
         try:
             while self.step < self.total and not self._stop:
-                batch = next(self.loader)
                 snapshot = self._snapshot() if cfg.skip_nonfinite else None
                 self.model.train()
-                losses = self.model.train_step(batch, self.step, self.amp)
-                vals = {k: float(v) for k, v in losses.items()}
+                if self.graphs is not None:
+                    n, losses = self.graphs(self.step)
+                else:
+                    batch = next(self.loader)
+                    n = batch["x_l"].shape[0] + batch["x_u"].shape[0]
+                    losses = self.model.train_step(batch, self.step, self.amp)
+                vals = _floats(losses)
                 bad = [k for k, v in vals.items() if not math.isfinite(v)]
                 if bad:
                     if not cfg.skip_nonfinite:
@@ -269,7 +299,7 @@ class Trainer:
                 if self.ema:
                     self._ema_update()
                 self.step += 1
-                seen += batch["x_l"].shape[0] + batch["x_u"].shape[0]
+                seen += n
                 if self.step % cfg.log_every == 0 or self.step == self.total:
                     losses_f.write(json.dumps({"step": self.step, **vals, "skipped": self.skipped}) + "\n")
                     losses_f.flush()
@@ -299,7 +329,9 @@ class Trainer:
         self.save()
         if self.main:
             self.sample_grid(self.run_dir / "samples" / "final.png")
-        return {"step": self.step, "skipped": self.skipped, "interrupted": self._stop}
+        if self.graphs is not None:
+            self.graphs_status = self.graphs.status
+        return {"step": self.step, "skipped": self.skipped, "interrupted": self._stop, "graphs": self.graphs_status}
 
     def _snapshot(self) -> dict:
         """Copies (not views) of what a step changes: networks and optimizer states. state_dict()
@@ -311,6 +343,8 @@ class Trainer:
         self.model.load_state_dict(s["model"])
         for k, o in self.model.optimizers().items():
             o.load_state_dict(s["optim"][k])
+        if getattr(self, "graphs", None) is not None:
+            self.graphs.reset()  # optimizer state (and cached model tensors) are new objects: capture again
 
     # ------------------------------------------------------------------ samples and metrics
     @torch.no_grad()

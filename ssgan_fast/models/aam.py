@@ -40,7 +40,7 @@ from torch import nn
 
 from ..nn.blocks import ResNetDiscriminator, ResNetGenerator
 from ..nn.heads import AuxClassifier
-from .base import GANModel, fake_loss, real_loss, register, step_lr
+from .base import GANModel, fake_loss, lr_epoch, one_hot, rand_perm, real_loss, register, step_lr
 
 
 def _adv_d(kind: str, out_r: torch.Tensor, out_f: torch.Tensor) -> torch.Tensor:
@@ -116,6 +116,9 @@ class AAMACGAN(GANModel):
 
     def noise(self, n, generator=None, device=None):
         return torch.randn(n, self.cfg.z_dim, generator=generator, device=device or next(self.G.parameters()).device)
+
+    def graph_key(self, step):
+        return (step + 1) % self.cfg.n_dis == 0, lr_epoch(step, self.cfg.lr_decay_every)
 
     @torch.no_grad()
     def sample(self, labels, noise, modules=None):
@@ -267,6 +270,7 @@ class AAMStarGAN(GANModel):
         self._opts = {"D": torch.optim.Adam(list(self.D.parameters()) + list(self.cls.parameters()), **adam),
                       "G": torch.optim.Adam(self.G.parameters(), **adam)}
         self._base_lr = {"D": cfg.lr, "G": cfg.lr}
+        self._filled = None  # host copy of num_filled (None: read it once)
 
     def optimizers(self):
         return self._opts
@@ -274,11 +278,25 @@ class AAMStarGAN(GANModel):
     def generator_modules(self):
         return ["G"]
 
+    def graph_key(self, step):
+        if self._banked() < self.cfg.num_sources:
+            return None  # banking source images: a few eager steps at the start
+        return (step + 1) % self.cfg.n_critic == 0, lr_epoch(step, self.cfg.lr_decay_every)
+
+    def _banked(self) -> int:
+        if self._filled is None:
+            self._filled = int(self.num_filled)
+        return self._filled
+
+    def load_state_dict(self, state_dict, strict=True, assign=False):
+        self._filled = None
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
     def code(self, y):
         """Domain code: one-hot of the domain [B] or the attribute vector [B, A] itself."""
         if self.na:
             return y.float()
-        return F.one_hot(y, self.nc).float()
+        return one_hot(y, self.nc)
 
     def noise(self, n, generator=None, device=None):
         """Indices into the bank of real source images (a translation model has no noise)."""
@@ -330,13 +348,14 @@ class AAMStarGAN(GANModel):
 
     @torch.no_grad()
     def _bank(self, x, a=None):
-        k = int(self.num_filled)
+        k = self._banked()
         n = min(self.cfg.num_sources - k, x.shape[0])
         if n > 0:
             self.sources[k:k + n].copy_(x[:n].float())
             if a is not None:
                 self.source_attrs[k:k + n].copy_(a[:n].float())
             self.num_filled.fill_(k + n)
+            self._filled = k + n
 
     def _gp(self, x, x_f, amp):
         a = torch.rand(x.shape[0], 1, 1, 1, device=x.device)
@@ -362,7 +381,7 @@ class AAMStarGAN(GANModel):
                 raise ValueError("aam-stargan: multi-attribute mode needs batches with a_l / a_u (a domains: data "
                                  "set with attrs.csv)")
             y_org = torch.cat([batch["a_l"], batch["a_u"]]).float()
-            y_trg = y_org[torch.randperm(x.shape[0], device=dev)]
+            y_trg = y_org[rand_perm(x.shape[0], dev)]
             bl = x.shape[0]
             self._bank(x, y_org)
         else:

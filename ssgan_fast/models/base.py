@@ -62,12 +62,29 @@ def fake_loss(logits: torch.Tensor) -> torch.Tensor:
     return F.softplus(logits).mean()
 
 
+def one_hot(y: torch.Tensor, n: int, dtype=torch.float32) -> torch.Tensor:
+    """[B, n] one-hot rows of class indices y (F.one_hot checks the index range on the host on CPU,
+    which a captured step may not do; an out-of-range index still fails in scatter_)."""
+    return torch.zeros(y.shape[0], n, device=y.device, dtype=dtype).scatter_(1, y.long()[:, None], 1)
+
+
+def rand_perm(n: int, device) -> torch.Tensor:
+    """A random permutation of range(n) on `device` from the default generator (sorting uniform
+    keys): unlike randperm, safe inside a captured CUDA graph on every torch version."""
+    return torch.rand(n, device=device).argsort()
+
+
+def lr_epoch(step: int, every: int) -> int:
+    """Index of the step-decay interval `step` falls in (part of graph keys: lr is a captured scalar)."""
+    return step // every if every > 0 else 0
+
+
 def step_lr(opts: dict, base_lr: dict, step: int, every: int, factor: float) -> None:
     """Step decay: lr = base * factor ** (step // every) (every = 0: constant). A function of the
     step alone, so a resumed run continues on the same schedule."""
     if every <= 0:
         return
-    scale = factor ** (step // every)
+    scale = factor ** lr_epoch(step, every)
     for k, o in opts.items():
         for g in o.param_groups:
             g["lr"] = base_lr[k] * scale
@@ -87,6 +104,12 @@ class GANModel(nn.Module):
 
     def train_step(self, batch: dict, step: int) -> dict[str, float]:
         raise NotImplementedError
+
+    def graph_key(self, step: int):
+        """What of a step's Python-side control flow and scalars depends on `step` (a hashable): the
+        engine captures one CUDA graph per key (--graphs). None: run this step eagerly. Models whose
+        every step does the same work keep this default."""
+        return ()
 
     def generator_modules(self) -> list[str]:
         """Names of the submodules that form the generator (EMA copies them)."""

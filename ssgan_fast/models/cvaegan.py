@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..nn.blocks import ResNetClassifier, ResNetDiscriminator, ResNetGenerator
-from .base import GANModel, fake_loss, real_loss, register
+from .base import GANModel, fake_loss, one_hot, real_loss, register
 
 
 @dataclass
@@ -79,14 +79,14 @@ class _Encoder(nn.Module):
             self.fc.weight.mul_(0.1)
 
     def forward(self, x, y):
-        h = torch.cat([self.body.features(x), F.one_hot(y, self.nc).to(x.dtype)], 1)
+        h = torch.cat([self.body.features(x), one_hot(y, self.nc, x.dtype)], 1)
         mu, eps = self.fc(h).float().chunk(2, 1)
         return mu, eps.clamp(-10, 10)
 
 
 def _class_means(f, y, k):
     sums = torch.zeros(k, f.shape[1], device=f.device, dtype=f.dtype).index_add(0, y, f)
-    cnt = torch.bincount(y, minlength=k)
+    cnt = torch.zeros(k, device=f.device, dtype=torch.int64).index_add_(0, y, torch.ones_like(y))  # no host sync
     return sums / cnt.clamp_min(1)[:, None].to(f.dtype), cnt > 0
 
 
@@ -147,9 +147,9 @@ class CVAEGAN(GANModel):
         buf = getattr(self, name)
         if mask is None:
             buf.copy_(value.detach())
-            seen_buf[idx] = True
+            seen_buf[idx].fill_(True)
         else:
-            buf[mask] = value.detach()[mask]
+            buf.copy_(torch.where(mask[:, None], value.detach(), buf))  # in place, no host sync
             seen_buf[idx] |= mask
 
     # ------------------------------------------------------------------ training

@@ -36,7 +36,7 @@ from ..nn.blocks import MLP, DBlock, ResNetClassifier, ResNetGenerator, SNLinear
 from ..nn.mask import MaskEmbedding
 from ..ops import cutmix, sample_cutmix_boxes, sample_region_boxes
 from ..ops.reference import box_mask
-from .base import GANModel, fake_loss, real_loss, register
+from .base import GANModel, fake_loss, rand_perm, real_loss, register
 
 
 @dataclass
@@ -247,7 +247,7 @@ class MEDGAN(GANModel):
             if pts and cfg.region_reg:  # 2-D: pairs by (pseudo) label
                 xr = torch.cat([x_l, x_u])
                 yr = torch.cat([y_l, y_u])
-                perm = torch.randperm(xr.shape[0], device=dev)
+                perm = rand_perm(xr.shape[0], dev)
                 same = (yr[perm][None, :] == yr[:, None]).float()
                 pos = xr[perm][(same + 1e-3 * torch.rand_like(same)).argmax(1)]  # a real point of the same class
                 neg = x_z[torch.arange(xr.shape[0], device=dev) % x_z.shape[0]]  # synthesized points

@@ -1,12 +1,27 @@
 """Argument checks shared by the public ops: clear errors that name the argument."""
 from __future__ import annotations
 
+import contextlib
+
 import torch
+
+_emulated_capture = 0
+
+
+@contextlib.contextmanager
+def capturing():
+    """Act as if a CUDA graph were being captured (the engine's emulated capture): value checks off."""
+    global _emulated_capture
+    _emulated_capture += 1
+    try:
+        yield
+    finally:
+        _emulated_capture -= 1
 
 
 def values_checkable() -> bool:
     """Value checks need a host sync: skip them while compiling or capturing a CUDA graph."""
-    if torch.compiler.is_compiling():
+    if torch.compiler.is_compiling() or _emulated_capture:
         return False
     if torch.cuda.is_initialized() and torch.cuda.is_current_stream_capturing():
         return False
