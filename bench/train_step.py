@@ -5,8 +5,8 @@ CUDA --graphs / --amp bf16 --graphs (whole steps captured in CUDA graphs, as the
 Digits upsampled to 32 x 32, batch 32 labeled + 32 unlabeled (+ as many synthesized), the
 models' digits presets otherwise (LCP-GAN with its digits preset's tiny random CLIP; AAM-StarGAN with n_critic = 1, so that every timed step is a
 full D + G iteration; with the preset's 5 a step averages 4 D-only and 1 D + G iteration). Adam is
-fused on CUDA in every mode (the trainer's setting). --compile is recorded as not available (inductor
-rejects the spectral-norm steps). Target on a GPU: --amp --graphs >= 2x eager fp32 at 32 x 32, batch 64;
+fused on CUDA in every mode (the trainer's setting). "compile" is --compile (inductor, every network
+compiled in place; 3 warm-up steps compile the grad-mode variants, compile time not counted). Target on a GPU: --amp --graphs >= 2x eager fp32 at 32 x 32, batch 64;
 fused >= 1.3x reference ops.
 
     python bench/train_step.py [--device cpu|cuda] [--quick]
@@ -16,6 +16,7 @@ import sys
 import time
 
 import torch
+import torch._dynamo
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import backend_env, device_name, parse_args, write_records  # noqa: E402
@@ -23,6 +24,7 @@ from common import backend_env, device_name, parse_args, write_records  # noqa: 
 from ssgan_fast.data import TensorLoader, images_to_tensor, make_split, open_dataset  # noqa: E402
 from ssgan_fast.engine.amp import Amp  # noqa: E402
 from ssgan_fast.engine.graphs import StepGraphs, prepare_optimizers  # noqa: E402
+from ssgan_fast.engine.trainer import compile_model  # noqa: E402
 from ssgan_fast.models import get_model  # noqa: E402
 from ssgan_fast.train import _preset  # noqa: E402
 
@@ -40,9 +42,11 @@ def run(args):
         over = {"n_critic": 1} if name == "aam-stargan" else {}  # every step a full D + G iteration
         mcfg = M.Config(**{**_preset(name, "digits")["model"], **over})
         modes = [("eager-fp32", None, None, False), ("amp-bf16", "bf16", None, False),
-                 ("eager-fp32-ref-ops", None, "ref", False)]
+                 ("eager-fp32-ref-ops", None, "ref", False), ("compile", None, None, False)]
         if dev == "cuda":
             modes += [("graphs", None, None, True), ("amp-bf16-graphs", "bf16", None, True)]
+        if args.quick:
+            modes = [m for m in modes if m[0] != "compile"]
         for mode, amp, backend, graphs in modes:
             with backend_env(backend):
                 torch.manual_seed(0)
@@ -53,6 +57,9 @@ def run(args):
                     lab = split.labeled
                     model.fit_clusters(images_to_tensor(ds.images[lab]).to(dev), torch.as_tensor(ds.labels[lab]).to(dev))
                 prepare_optimizers(model.optimizers(), dev, graphs)
+                if mode == "compile":
+                    torch._dynamo.reset()
+                    compile_model(model)
                 loader = TensorLoader(ds, split, bl, bl, device=dev, seed=0)
                 a = Amp(amp, dev)
                 if graphs:
@@ -63,7 +70,7 @@ def run(args):
                 else:
                     def step(i):
                         return model.train_step(next(loader), i, a)
-                first = 3 if graphs else 1
+                first = 3 if graphs or mode == "compile" else 1
                 for i in range(first):  # warm-up (graphs: 2 eager steps + the capture)
                     step(i)
                 if graphs and g.disabled:
@@ -81,9 +88,6 @@ def run(args):
                    "seconds_per_step": dt, "images_per_s": 2 * bl / dt}
             records.append(rec)
             print(f"{name:10s} {mode:20s} {dt * 1e3:9.1f} ms/step {2 * bl / dt:9.1f} real images/s", flush=True)
-        records.append({"op": "train_step", "backend": "compile", "shape_str": f"{name}-{size}px-b{2 * bl}",
-                        "device": device_name(dev), "images_per_s": None,
-                        "note": "--compile with inductor is not supported by the trainer yet"})
         if dev != "cuda":
             for mode in ("graphs", "amp-bf16-graphs"):
                 records.append({"op": "train_step", "backend": mode, "shape_str": f"{name}-{size}px-b{2 * bl}",

@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "only; --amp bf16 or fp32; --set train.graphs_mode=emulate checks the capture contract on any "
                         "device without the speed-up)")
     p.add_argument("--compile", action="store_true",
-                   help="torch.compile the networks in place (train.compile_backend; inductor not supported yet)")
+                   help="torch.compile the networks in place (backend train.compile_backend, default inductor)")
     p.add_argument("--ema", dest="ema", action="store_true", default=None, help="keep an EMA generator (default on)")
     p.add_argument("--no-ema", dest="ema", action="store_false")
     p.add_argument("--batch", type=int, default=None, help="labeled = unlabeled batch size")
@@ -149,6 +149,12 @@ def resolve(args) -> "TrainConfig":  # noqa: F821
         raise ValueError("--graphs captures CUDA graphs and needs a CUDA device (got --device "
                          f"{cfg.device}); drop --graphs on CPU (--set train.graphs_mode=emulate checks that the steps "
                          "are capturable, without a GPU)")
+    if cfg.compile:
+        from torch._dynamo import list_backends
+        known = list_backends(exclude_tags=())
+        if cfg.compile_backend not in known:
+            raise ValueError(f"train.compile_backend {cfg.compile_backend!r} is not a torch.compile backend; "
+                             f"known: {', '.join(sorted(known))}")
     if cfg.graphs and cfg.compile:
         raise ValueError("--graphs and --compile: pick one (the engine captures eager steps)")
     if cfg.amp == "fp16" and dev.type != "cuda":
@@ -157,10 +163,6 @@ def resolve(args) -> "TrainConfig":  # noqa: F821
         raise ValueError(f"--device {cfg.device}: no CUDA device is available")
     if cfg.steps and cfg.epochs:
         raise ValueError("give steps or epochs, not both")
-    if cfg.compile and cfg.compile_backend == "inductor":
-        raise ValueError("--compile with inductor is not supported yet: the spectral-norm power iteration updates its "
-                         "u / v buffers in place between the several D forwards of one step, which inductor-compiled "
-                         "backward rejects (torch 2.14); --set train.compile_backend=aot_eager traces without it")
     return cfg
 
 

@@ -84,6 +84,18 @@ class NonFiniteLoss(RuntimeError):
     pass
 
 
+def compile_model(model, backend: str = "inductor") -> None:
+    """torch.compile each network of the model in place (nn.Module.compile: state_dict keys and
+    checkpoints stay the same)."""
+    # SphericGAN's G / F update backpropagates one graph twice (retain_graph), which AOT autograd's
+    # donated buffers forbid: turn them off for this process.
+    import torch._functorch.config as fc
+    fc.donated_buffer = False
+    for _, m in model.named_children():
+        m.compile(backend=backend)
+    log.info("torch.compile (%s) on %s", backend, ", ".join(n for n, _ in model.named_children()))
+
+
 def _floats(losses: dict) -> dict:
     """Loss values as Python floats with one device-to-host copy (not one sync per loss)."""
     ts = {k: v for k, v in losses.items() if isinstance(v, torch.Tensor)}
@@ -130,14 +142,7 @@ class Trainer:
             raise ValueError(f"graphs_mode must be cuda or emulate, got {cfg.graphs_mode!r}")
         prepare_optimizers(self.model.optimizers(), self.device, cfg.graphs and cfg.graphs_mode == "cuda")
         if cfg.compile:
-            # nn.Module.compile() compiles in place: state_dict keys (and checkpoints) stay the same.
-            # SphericGAN's G / F update backpropagates one graph twice (retain_graph), which AOT
-            # autograd's donated buffers forbid: turn them off for this process.
-            import torch._functorch.config as fc
-            fc.donated_buffer = False
-            for name, m in self.model.named_children():
-                m.compile(backend=cfg.compile_backend)
-            log.info("torch.compile (%s) on %s", cfg.compile_backend, ", ".join(n for n, _ in self.model.named_children()))
+            compile_model(self.model, cfg.compile_backend)
         self.ema = None
         if cfg.ema:
             self.ema = {n: copy.deepcopy(getattr(self.model, n)).eval().requires_grad_(False)

@@ -40,7 +40,7 @@ from torch import nn
 
 from ..nn.blocks import ResNetDiscriminator, ResNetGenerator
 from ..nn.heads import AuxClassifier
-from .base import GANModel, fake_loss, lr_epoch, one_hot, rand_perm, real_loss, register, step_lr
+from .base import GANModel, fake_loss, lr_epoch, uncompiled, one_hot, rand_perm, real_loss, register, step_lr
 
 
 def _adv_d(kind: str, out_r: torch.Tensor, out_f: torch.Tensor) -> torch.Tensor:
@@ -361,7 +361,7 @@ class AAMStarGAN(GANModel):
         a = torch.rand(x.shape[0], 1, 1, 1, device=x.device)
         xh = (a * x.float() + (1 - a) * x_f.float()).requires_grad_(True)
         with amp.ctx():
-            out = self.D(xh)[0].float()
+            out = uncompiled(self.D)(xh)[0].float()  # double backward: not through aot_autograd (--compile)
         g, = torch.autograd.grad(out.sum(), xh, create_graph=True)
         return (g.flatten(1).norm(2, 1) - 1).pow(2).mean()
 

@@ -62,6 +62,12 @@ def fake_loss(logits: torch.Tensor) -> torch.Tensor:
     return F.softplus(logits).mean()
 
 
+def uncompiled(m: nn.Module):
+    """m's eager call even where the trainer compiled it in place (--compile): for passes that need
+    what compiled graphs lack, such as the double backward of a gradient penalty."""
+    return m._call_impl
+
+
 def one_hot(y: torch.Tensor, n: int, dtype=torch.float32) -> torch.Tensor:
     """[B, n] one-hot rows of class indices y (F.one_hot checks the index range on the host on CPU,
     which a captured step may not do; an out-of-range index still fails in scatter_)."""

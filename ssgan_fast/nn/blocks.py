@@ -9,10 +9,54 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils.parametrizations import spectral_norm
+from torch.nn.utils import parametrize
+from torch.nn.utils.parametrizations import _SpectralNorm
 
 __all__ = ["SNConv2d", "SNLinear", "CondBN", "GBlock", "DBlock", "SelfAttention", "ResNetGenerator",
            "ResNetDiscriminator", "ResNetClassifier", "MLP", "blocks_for"]
+
+
+@torch.library.custom_op("ssgan_fast::sn_power_", mutates_args=("u", "v"))
+def _sn_power_(weight_mat: torch.Tensor, u: torch.Tensor, v: torch.Tensor, n: int, eps: float
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """n power iterations updating u, v in place (torch's _power_method); returns fresh copies."""
+    for _ in range(n):
+        F.normalize(torch.mv(weight_mat, v), dim=0, eps=eps, out=u)
+        F.normalize(torch.mv(weight_mat.H, u), dim=0, eps=eps, out=v)
+    return u.clone(memory_format=torch.contiguous_format), v.clone(memory_format=torch.contiguous_format)
+
+
+@_sn_power_.register_fake
+def _(weight_mat, u, v, n, eps):
+    return torch.empty_like(u), torch.empty_like(v)
+
+
+class _CompilableSpectralNorm(_SpectralNorm):
+    """torch's spectral-norm parametrization (same buffers, init, power iteration and values) made
+    torch.compile-able: with the in-place iteration traced inline, inductor's backward saves the u / v
+    buffers that the next forward of the same layer updates ("modified by an inplace operation" when
+    D runs twice before one backward, torch 2.14). Here the iteration is one opaque op that mutates
+    the buffers and returns fresh copies, which is what sigma = u^T W v uses and backward saves."""
+
+    def forward(self, weight):
+        if weight.ndim == 1:
+            return F.normalize(weight, dim=0, eps=self.eps)
+        weight_mat = self._reshape_weight_to_matrix(weight)
+        if self.training:
+            u, v = _sn_power_(weight_mat.detach(), self._u, self._v, self.n_power_iterations, self.eps)
+        else:
+            u = self._u.clone(memory_format=torch.contiguous_format)
+            v = self._v.clone(memory_format=torch.contiguous_format)
+        sigma = torch.vdot(u, torch.mv(weight_mat, v))
+        return weight / sigma
+
+
+def spectral_norm(m: nn.Module, n_power_iterations: int = 1, eps: float = 1e-12) -> nn.Module:
+    """Spectral normalisation of m.weight (one power iteration per training forward), as
+    torch.nn.utils.parametrizations.spectral_norm - same state_dict keys - but torch.compile-able."""
+    dim = 1 if isinstance(m, (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)) else 0
+    parametrize.register_parametrization(m, "weight", _CompilableSpectralNorm(m.weight, n_power_iterations, dim, eps))
+    return m
 
 
 def SNConv2d(*a, sn: bool = True, **k) -> nn.Module:
