@@ -327,5 +327,7 @@ class StepGraphs:
             self.disabled = f"capture failed at step {step + 1} (key {key!r}): {str(e).splitlines()[0]}"
             self.graphs.clear()
             log.warning("--graphs: %s; running eager from here on", self.disabled)
-            torch.cuda.synchronize()
+            torch.cuda.synchronize()  # a failed capture leaves no sticky error: this must succeed
+            for o in self.model.optimizers().values():  # grads may point into the dropped graph's pool
+                o.zero_grad(set_to_none=True)
             return n, self.model.train_step(b, step, self.amp)

@@ -2,8 +2,10 @@
 
 Networks: G (base `biggan`: the engine's BigGAN-style ResNet generator, its conditional-BN input is
 the cluster-label embedding blend of Eq. 4; base `stylegan2`: a StyleGAN2-style mapping network +
-modulated-conv synthesis, models/stylegan2.py), D_class (projection discriminator on the class
-label, Eq. 9), D_prompt (Eq. 6-7: a frozen CLIP's image / text towers, learnable context vectors per
+modulated-conv synthesis, models/stylegan2.py), D_class (conditional on the class label, Eq. 9:
+base `biggan` the spectral-norm projection ResNet D; base `stylegan2` StyleGAN2-ADA's residual D
+with minibatch std and the cmap projection, regularised by the lazy R1 penalty
+r1_gamma / 2 * E||grad D(x_real)||^2 every r1_every steps, on the augmented reals with ADA), D_prompt (Eq. 6-7: a frozen CLIP's image / text towers, learnable context vectors per
 cluster, light-weight mappings h_img, h_txt and the unconditional weight w_unc), C (classifier,
 Eq. 10), f (a frozen ImageNet ResNet-50 for the intra-class clusters).
 
@@ -44,7 +46,7 @@ from torch import nn
 from ..nn.blocks import ResNetClassifier, ResNetDiscriminator, ResNetGenerator, thumbnail
 from ..nn.clip import FrozenCLIP, ResNet50Classifier, ResNet50Features
 from ..ops import cosine_softmax, group_offsets, prototype_ema_update
-from .base import GANModel, fake_loss, real_loss, register
+from .base import GANModel, fake_loss, real_loss, register, uncompiled
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +64,8 @@ class LCPGANConfig:
     map_layers: int = 4  # stylegan2: mapping network depth (8 in StyleGAN2; 2 for the small presets)
     ada: bool = False  # stylegan2 base: ADA-style differentiable augmentation of D's inputs
     ada_target: float = 0.6  # ADA: target sign(D(real)) mean
+    r1_gamma: float = -1.0  # R1 weight; < 0: StyleGAN2-ADA's heuristic 0.0002 res^2 / batch on the stylegan2 base, off on biggan
+    r1_every: int = 16  # lazy R1: every r1_every D steps, scaled by r1_every
     attn_res: int = 0
     max_clusters: int = 3  # up to 3 clusters per class (Sec. 4.1)
     merge_cos: float = 0.8  # merge clusters whose prototypes have cosine > 0.8
@@ -146,7 +150,15 @@ class LCPGAN(GANModel):
             from .stylegan2 import StyleGenerator
             self.G = StyleGenerator(cfg.z_dim, slots, size, cfg.ch, ch, emb_dim=cfg.emb_dim, w_dim=cfg.w_dim,
                                     map_layers=cfg.map_layers)
-        self.Dclass = ResNetDiscriminator(nc, size, cfg.ch, ch, attn_res=cfg.attn_res)
+        if cfg.base == "biggan":
+            self.Dclass = ResNetDiscriminator(nc, size, cfg.ch, ch, attn_res=cfg.attn_res)
+        else:
+            from .stylegan2 import StyleDiscriminator
+            self.Dclass = StyleDiscriminator(nc, size, cfg.ch, ch, map_layers=cfg.map_layers)
+        if cfg.r1_every < 1:
+            raise ValueError(f"r1_every must be >= 1, got {cfg.r1_every}")
+        self.r1 = cfg.r1_gamma > 0 or (cfg.r1_gamma < 0 and cfg.base == "stylegan2")
+        self.size = size
         if cfg.c_net == "small":
             self.C = ResNetClassifier(nc, size, cfg.c_ch, ch)
         elif cfg.c_net == "resnet50":
@@ -189,6 +201,19 @@ class LCPGAN(GANModel):
 
     def generator_modules(self):
         return ["G"]
+
+    def graph_key(self, step):
+        return (self.r1 and step % self.cfg.r1_every == 0,)
+
+    def _r1(self, xr, y, amp):
+        """Lazy R1 (StyleGAN2): gamma / 2 * E||grad_x D(x_real)||^2 * r1_every, D run uncompiled (double
+        backward)."""
+        g = self.cfg.r1_gamma if self.cfg.r1_gamma > 0 else 0.0002 * self.size ** 2 / xr.shape[0]
+        x = xr.detach().float().requires_grad_(True)
+        with amp.ctx():
+            out = uncompiled(self.Dclass)(x, y)[0].float()
+        grad, = torch.autograd.grad(out.sum(), x, create_graph=True)
+        return g / 2 * grad.float().pow(2).sum((1, 2, 3)).mean() * self.cfg.r1_every
 
     def noise(self, n, generator=None, device=None):
         """(z [n, z_dim], e [n, slots] ~ Exp(1)): e restricted to a class's clusters and normalised is
@@ -360,6 +385,8 @@ class LCPGAN(GANModel):
             xr, xf = (aug(x), aug(x_z)) if aug is not None else (x, x_z)
             out_r = self.Dclass(xr, y)[0]
             ld = {"D/class_real": real_loss(out_r), "D/class_fake": fake_loss(self.Dclass(xf, y_z)[0])}  # Eq. 9
+            if self.r1 and step % cfg.r1_every == 0:
+                ld["D/r1"] = self._r1(xr, y, amp)
             txt = None
             if cfg.prompt_d:
                 txt = self._text_feats(cfg.learn_prompts)

@@ -1,4 +1,5 @@
-"""A StyleGAN2-ADA-style conditional generator and ADA-style augmentation (the second LCP-GAN base).
+"""A StyleGAN2-ADA-style conditional generator and discriminator and ADA-style augmentation (the
+second LCP-GAN base).
 
 StyleGenerator: mapping network (pixel-normalised z concatenated with the embedded condition ->
 `map_layers` equalised-lr linear layers, lr multiplier 0.01) -> w; synthesis from a learned 4x4
@@ -8,6 +9,13 @@ resolutions (the "skip" generator of StyleGAN2). Simplifications, documented: up
 bilinear interpolation before the convolution instead of a transposed convolution with a FIR
 filter; one w for every layer (no style mixing); no truncation. The condition enters as StyleGAN2-
 ADA's conditional mapping does: embed(c) concatenated with z, both normalised.
+
+StyleDiscriminator: StyleGAN2's residual D - equalised-lr convolutions (fromRGB 1x1, per resolution
+two 3x3 convs with a 1x1 skip, summed with gain sqrt(1/2)), a minibatch standard-deviation channel
+(groups of up to 4), 3x3 conv and FC at 4x4 - with StyleGAN2-ADA's conditioning: the logit is the
+projection <fc(h), cmap(c)> / sqrt(cmap_dim), cmap from a mapping network of the embedded label.
+No spectral norm; StyleGAN2 regularises D with the R1 penalty (the model applies it, lazily).
+Simplification, documented: downsampling is 2x2 average pooling instead of FIR filtering.
 
 ADAugment: per-sample differentiable augmentations applied to every image D sees (real and fake),
 each with probability p: x-flip, integer translation (1/8 of the side, reflect padding), brightness,
@@ -127,6 +135,89 @@ class StyleGenerator(nn.Module):
             x = self.layers[2 + 2 * i](x, w)
             img = F.interpolate(img, scale_factor=2, mode="bilinear", align_corners=False) + self.rgbs[i + 1](x, w)
         return torch.tanh(img)
+
+
+class EqualConv2d(nn.Module):
+    """Conv with the equalised learning rate (weights ~ N(0, 1), scaled by 1/sqrt(fan_in) at run time),
+    optional 2x downsampling after it and leaky ReLU * sqrt(2) (StyleGAN2's lrelu gain)."""
+
+    def __init__(self, cin, cout, k, bias=True, act=True, down=False, gain=1.0):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(cout, cin, k, k))
+        self.bias = nn.Parameter(torch.zeros(cout)) if bias else None
+        self.scale, self.act, self.down, self.gain, self.pad = 1 / math.sqrt(cin * k * k), act, down, gain, k // 2
+
+    def forward(self, x):
+        b = None if self.bias is None else self.bias.to(x.dtype)
+        x = F.conv2d(x, (self.weight * self.scale).to(x.dtype), b, padding=self.pad)
+        if self.down:
+            x = F.avg_pool2d(x, 2)
+        if self.act:
+            x = F.leaky_relu(x, 0.2) * math.sqrt(2)
+        return x * self.gain if self.gain != 1 else x
+
+
+class _DBlock(nn.Module):
+    def __init__(self, cin, cout):
+        super().__init__()
+        g = math.sqrt(0.5)
+        self.conv0 = EqualConv2d(cin, cin, 3)
+        self.conv1 = EqualConv2d(cin, cout, 3, down=True, gain=g)
+        self.skip = EqualConv2d(cin, cout, 1, bias=False, act=False, down=True, gain=g)
+
+    def forward(self, x):
+        return self.skip(x) + self.conv1(self.conv0(x))
+
+
+def minibatch_std(x, group: int = 4):
+    """Append the mean over features of the per-group standard deviation as one channel."""
+    B, C, H, W = x.shape
+    g = next(k for k in range(min(group, B), 0, -1) if B % k == 0)
+    y = x.float().reshape(g, -1, C, H, W)
+    y = (y - y.mean(0)).pow(2).mean(0).add(1e-8).sqrt().mean((1, 2, 3))  # [B / g]
+    y = y.reshape(-1, 1, 1, 1).repeat(g, 1, H, W).to(x.dtype)
+    return torch.cat([x, y], 1)
+
+
+class StyleDiscriminator(nn.Module):
+    """Conditional StyleGAN2(-ADA) D. ``forward(x, y)`` -> (logit [B], features h [B, F]); y = class
+    indices (projection onto the label's cmap) or None (an unconditional logit)."""
+
+    def __init__(self, num_classes, resolution=32, ch=64, in_channels=3, map_layers=2, cmap_dim=0):
+        super().__init__()
+        n = blocks_for(resolution)
+        widths = [min(ch * m, 512) for m in (1, 2, 4, 8, 8, 8, 8)[:n + 1]]
+        self.from_rgb = EqualConv2d(in_channels, widths[0], 1)
+        self.blocks = nn.ModuleList([_DBlock(widths[i], widths[i + 1]) for i in range(n)])
+        c = widths[n]
+        self.conv = EqualConv2d(c + 1, c, 3)
+        self.fc = EqualLinear(c * 16, c, act=True)
+        self.feat_dim = c
+        self.cmap_dim = cmap_dim or c
+        self.out = EqualLinear(c, self.cmap_dim if num_classes else 1)
+        if num_classes:
+            self.embed = EqualLinear(num_classes, self.cmap_dim)
+            self.mapping = nn.Sequential(*[EqualLinear(self.cmap_dim, self.cmap_dim, lr_mul=0.01, act=True)
+                                           for _ in range(map_layers)])
+        self.num_classes = num_classes
+
+    def features(self, x):
+        h = self.from_rgb(x)
+        for b in self.blocks:
+            h = b(h)
+        h = self.conv(minibatch_std(h))
+        return self.fc(h.flatten(1))
+
+    def forward(self, x, y=None):
+        h = self.features(x)
+        out = self.out(h)
+        if not self.num_classes:
+            return out.squeeze(1), h
+        if y is None:
+            raise ValueError("a conditional StyleDiscriminator needs the labels y")
+        c = torch.zeros(y.shape[0], self.num_classes, device=y.device, dtype=h.dtype).scatter_(1, y.long()[:, None], 1)
+        cmap = self.mapping(_pixel_norm(self.embed(c)))
+        return (out * cmap.to(out.dtype)).sum(1) / math.sqrt(self.cmap_dim), h
 
 
 class ADAugment(nn.Module):

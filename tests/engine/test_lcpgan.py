@@ -167,6 +167,47 @@ def test_stylegan2_base_and_ada():
     assert all(torch.isfinite(v) for v in losses.values())
 
 
+def test_style_discriminator_formulas():
+    """StyleGAN2-ADA D: minibatch-std channel, cmap projection logit, unconditional head."""
+    from ssgan_fast.models.stylegan2 import StyleDiscriminator, _pixel_norm, minibatch_std
+    torch.manual_seed(0)
+    x = torch.randn(6, 3, 4, 4)
+    got = minibatch_std(x, 4)  # 6 rows: groups of 3 (the largest size <= 4 dividing 6)
+    y = x.reshape(3, 2, 3, 4, 4)
+    want = y.var(0, unbiased=False).add(1e-8).sqrt().mean((1, 2, 3))  # rows i, i + 2, i + 4 form a group
+    assert got.shape == (6, 4, 4, 4)
+    torch.testing.assert_close(got[:, 3, 0, 0], want.repeat(3))
+    D = StyleDiscriminator(5, 16, 4, 3, map_layers=2)
+    imgs, lab = torch.randn(4, 3, 16, 16), torch.tensor([0, 3, 4, 3])
+    out, h = D(imgs, lab)
+    cmap = D.mapping(_pixel_norm(D.embed(F.one_hot(lab, 5).float())))
+    torch.testing.assert_close(out, (D.out(h) * cmap).sum(1) / D.cmap_dim ** 0.5)
+    assert out.shape == (4,) and h.shape == (4, D.feat_dim)
+    with pytest.raises(ValueError, match="needs the labels"):
+        D(imgs)
+    assert StyleDiscriminator(0, 8, 4, 1)(torch.randn(2, 1, 8, 8))[0].shape == (2,)
+
+
+def test_stylegan2_base_uses_style_d_and_lazy_r1():
+    from ssgan_fast.engine.amp import Amp
+    from ssgan_fast.models.stylegan2 import StyleDiscriminator
+    m, ds, split = _model(base="stylegan2", r1_every=3, r1_gamma=0.5)
+    assert isinstance(m.Dclass, StyleDiscriminator)
+    loader = TensorLoader(ds, split, 4, 4, seed=0)
+    has = [("D/r1" in m.train_step(next(loader), s)) for s in range(4)]
+    assert has == [True, False, False, True]
+    assert [m.graph_key(s) for s in range(4)] == [(True,), (False,), (False,), (True,)]
+    x = images_to_tensor(ds.images[:4]).requires_grad_(True)
+    y = torch.tensor([0, 1, 2, 3])
+    out = m.Dclass(x, y)[0]
+    g, = torch.autograd.grad(out.sum(), x)
+    want = 0.5 / 2 * g.pow(2).sum((1, 2, 3)).mean() * 3
+    torch.testing.assert_close(m._r1(x.detach(), y, Amp(None, "cpu")), want)
+    assert not _model(base="stylegan2", r1_gamma=0.0)[0].r1 and not _model()[0].r1  # off; biggan: off by default
+    with pytest.raises(ValueError, match="r1_every"):
+        _model(base="stylegan2", r1_every=0)
+
+
 def test_clip_prompt_path_equals_text_encoder():
     open_clip = pytest.importorskip("open_clip")
     c = FrozenCLIP("tiny")
