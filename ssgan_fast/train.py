@@ -143,8 +143,6 @@ def resolve(args) -> "TrainConfig":  # noqa: F821
     t["model_cfg"] = layers["model"]
     cfg = TrainConfig(**t)
     dev = torch.device(cfg.device)
-    if cfg.graphs and cfg.graphs_mode not in ("cuda", "emulate"):
-        raise ValueError(f"train.graphs_mode must be cuda or emulate, got {cfg.graphs_mode!r}")
     if cfg.graphs and cfg.graphs_mode == "cuda" and dev.type != "cuda":
         raise ValueError("--graphs captures CUDA graphs and needs a CUDA device (got --device "
                          f"{cfg.device}); drop --graphs on CPU (--set train.graphs_mode=emulate checks that the steps "
@@ -155,8 +153,6 @@ def resolve(args) -> "TrainConfig":  # noqa: F821
         if cfg.compile_backend not in known:
             raise ValueError(f"train.compile_backend {cfg.compile_backend!r} is not a torch.compile backend; "
                              f"known: {', '.join(sorted(known))}")
-    if cfg.graphs and cfg.compile:
-        raise ValueError("--graphs and --compile: pick one (the engine captures eager steps)")
     if cfg.amp == "fp16" and dev.type != "cuda":
         raise ValueError("--amp fp16 needs a CUDA device; use --amp bf16 on CPU")
     if dev.type == "cuda" and not torch.cuda.is_available():

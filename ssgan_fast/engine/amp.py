@@ -1,8 +1,8 @@
 """Mixed precision for the models' step functions: autocast context + (fp16) gradient scaling.
 
 bf16 autocast needs no scaling (and is what --graphs captures); fp16 uses one torch.amp.GradScaler
-for every optimizer of the model (``step`` per optimizer, one ``update`` per iteration, as the AMP docs prescribe for several
-losses and optimizers). ``mode=None``: fp32, no autocast.
+for every optimizer of the model (``step`` per optimizer, one ``update`` per iteration, as the AMP
+docs prescribe for several losses and optimizers). ``mode=None``: fp32, no autocast.
 """
 from __future__ import annotations
 
@@ -22,10 +22,6 @@ class Amp:
         if mode == "fp16" and self.device.type != "cuda":
             raise ValueError("--amp fp16 needs a CUDA device (GradScaler); use --amp bf16 on CPU")
         self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mode)
-        # autocast's weight-cast cache is off: capture requires it, and with it on a weight used twice in
-        # one region gets its two bf16 gradients summed in bf16 (one cast node) instead of in fp32 -
-        # eager and captured steps would round differently. Off everywhere: one numerics.
-        self.cache = False
         self.scaler = torch.amp.GradScaler("cuda") if mode == "fp16" else None
         import torch.distributed as dist
         self.world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
@@ -48,7 +44,10 @@ class Amp:
     def ctx(self):
         if self.mode is None:
             return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.dtype, cache_enabled=self.cache)
+        # autocast's weight-cast cache stays off: capture requires it, and with it on a weight used twice
+        # in one region gets its two bf16 gradients summed in bf16 (one cast node) instead of in fp32 -
+        # eager and captured steps would round differently. Off everywhere: one numerics.
+        return torch.autocast(self.device.type, dtype=self.dtype, cache_enabled=False)
 
     def backward(self, loss, params, retain_graph=False):
         (self.scaler.scale(loss) if self.scaler else loss).backward(inputs=params, retain_graph=retain_graph)

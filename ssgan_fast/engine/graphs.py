@@ -17,7 +17,7 @@ What a captured step may not do, and how the engine meets it:
   None runs that step eagerly (StarGAN while it banks its source images).
 * optimizers: Adam runs ``fused`` with ``capturable=True`` (step counters on the device); SGD needs
   nothing; the AMP GradScaler (``--amp fp16``) checks for infs on the host, so fp16 is not captured
-  - use ``--amp bf16``. Autocast's weight-cast cache is off while graphs are on (the autocast docs'
+  - use ``--amp bf16``. Autocast's weight-cast cache is always off (``Amp.ctx``; the autocast docs'
   rule for capture).
 * the CUDA RNG: the default generator is graph-safe (each replay advances its Philox offset).
 

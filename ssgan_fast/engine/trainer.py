@@ -109,6 +109,11 @@ def _floats(losses: dict) -> dict:
 class Trainer:
     def __init__(self, cfg: TrainConfig, resume: str | None = None):
         self.cfg = cfg
+        if cfg.graphs and cfg.compile:
+            raise ValueError("--graphs and --compile: pick one (the engine captures eager steps; inductor has its own "
+                             "CUDA graphs)")
+        if cfg.graphs and cfg.graphs_mode not in ("cuda", "emulate"):
+            raise ValueError(f"train.graphs_mode must be cuda or emulate, got {cfg.graphs_mode!r}")
         self.device = torch.device(cfg.device)
         import torch.distributed as dist
         self.dist = dist.is_available() and dist.is_initialized()
@@ -135,11 +140,6 @@ class Trainer:
         self.model_cfg = config_from_dict(Model.Config, cfg.model_cfg, f"model config of {cfg.model}")
         self.model = Model(self.model_cfg, info).to(self.device)
         self.amp = Amp(cfg.amp, self.device)
-        if cfg.graphs and cfg.compile:
-            raise ValueError("--graphs and --compile: pick one (the engine captures eager steps; inductor has its own "
-                             "CUDA graphs)")
-        if cfg.graphs and cfg.graphs_mode not in ("cuda", "emulate"):
-            raise ValueError(f"graphs_mode must be cuda or emulate, got {cfg.graphs_mode!r}")
         prepare_optimizers(self.model.optimizers(), self.device, cfg.graphs and cfg.graphs_mode == "cuda")
         if cfg.compile:
             compile_model(self.model, cfg.compile_backend)
@@ -348,7 +348,7 @@ class Trainer:
         self.model.load_state_dict(s["model"])
         for k, o in self.model.optimizers().items():
             o.load_state_dict(s["optim"][k])
-        if getattr(self, "graphs", None) is not None:
+        if self.graphs is not None:
             self.graphs.reset()  # optimizer state (and cached model tensors) are new objects: capture again
 
     # ------------------------------------------------------------------ samples and metrics

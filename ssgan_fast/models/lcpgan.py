@@ -203,7 +203,10 @@ class LCPGAN(GANModel):
         return ["G"]
 
     def graph_key(self, step):
-        return (self.r1 and step % self.cfg.r1_every == 0,)
+        return (self._r1_due(step),)
+
+    def _r1_due(self, step) -> bool:
+        return self.r1 and step % self.cfg.r1_every == 0
 
     def _r1(self, xr, y, amp):
         """Lazy R1 (StyleGAN2): gamma / 2 * E||grad_x D(x_real)||^2 * r1_every, D run uncompiled (double
@@ -385,7 +388,7 @@ class LCPGAN(GANModel):
             xr, xf = (aug(x), aug(x_z)) if aug is not None else (x, x_z)
             out_r = self.Dclass(xr, y)[0]
             ld = {"D/class_real": real_loss(out_r), "D/class_fake": fake_loss(self.Dclass(xf, y_z)[0])}  # Eq. 9
-            if self.r1 and step % cfg.r1_every == 0:
+            if self._r1_due(step):
                 ld["D/r1"] = self._r1(xr, y, amp)
             txt = None
             if cfg.prompt_d:

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..nn.blocks import blocks_for
+from .base import one_hot
 
 
 class EqualLinear(nn.Module):
@@ -215,8 +216,7 @@ class StyleDiscriminator(nn.Module):
             return out.squeeze(1), h
         if y is None:
             raise ValueError("a conditional StyleDiscriminator needs the labels y")
-        c = torch.zeros(y.shape[0], self.num_classes, device=y.device, dtype=h.dtype).scatter_(1, y.long()[:, None], 1)
-        cmap = self.mapping(_pixel_norm(self.embed(c)))
+        cmap = self.mapping(_pixel_norm(self.embed(one_hot(y, self.num_classes, h.dtype))))
         return (out * cmap.to(out.dtype)).sum(1) / math.sqrt(self.cmap_dim), h
 
 
