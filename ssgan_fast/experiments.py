@@ -1,12 +1,13 @@
 """Reproduce the papers' toy experiments.
 
-    python -m ssgan_fast.experiments ring2d [--seeds 3] [--steps 1500] [--variance 0.1] [--out runs/ring2d]
+    python -m ssgan_fast.experiments ring2d [--seeds 3] [--steps 1500] [--variance 0.1] [--rows R1,R2] [--out runs/ring2d]
 
 ring2d (MED-GAN Sec. 5.2, Table 1, Figure 3): the Triple-GAN-style baseline, + L_recg, and
 + L_recg + L_ctrs (2-D data has no mask embedding), trained on ring2d (8 Gaussians, 16 labeled +
 256 unlabeled points per mode) over several seeds; prints modes / % HQ / reverse KL (mean ± std,
-ssgan_fast.metrics.toy) next to the paper's values, writes results.json and a PNG with the
-density of each row's samples (Figure 3).
+ssgan_fast.metrics.toy) next to the paper's values, and the % of samples that land in the mode of
+the class they were generated for (class accuracy; the paper does not report it), writes
+results.json and a PNG with the density of each row's samples (Figure 3).
 
     python -m ssgan_fast.experiments cvae-ring [--steps 20000] [--lr 5e-4] [--seed 0] [--out runs/cvae-ring]
 
@@ -20,6 +21,17 @@ Scores (ssgan_fast.metrics.toy.ring_metrics) at several iterations: % of points 
 of the ring's angle sectors covered, mean distance to the ring in radial std; results.json and
 figure4.png (one row per model, one panel per iteration, real points blue, generated red, window
 (100, 100) +- 5).
+
+    python -m ssgan_fast.experiments backends [--model sphericgan] [--seeds 8] [--steps 500] [--set K=V] [--out runs/backends]
+
+backends (fused ops vs the reference ops on digits): trains --model on the built-in digits once per seed
+with the automatic (fused) backend and once with SSGAN_FAST_BACKEND=ref, each in its own process, and
+compares the final metrics.json values pair by pair (same seed, same data split): mean and std of the
+paired difference, and two-sided paired t and Wilcoxon signed-rank p-values (scipy.stats). A small
+p-value says the end points differ by more than seed-to-seed noise explains; results.json holds every run.
+With --trace STEPS it instead follows seed 0 step by step: the fused run against the reference run and
+against a fused run with one generator weight moved by one ulp - if the two gaps grow alike, the
+backends differ by rounding only and the end points part because the game is chaotic (trace.json).
 """
 from __future__ import annotations
 
@@ -45,7 +57,8 @@ def ring2d(args) -> dict:
     sigma = float(np.sqrt(args.variance))
     results, densities = {}, {}
     real = open_dataset(f"ring2d:{args.variance}").points
-    for row, sets in ROWS.items():
+    for row in args.rows.split(","):
+        sets = ROWS[row]
         runs = []
         for seed in range(args.seeds):
             name = f"{row}-s{seed}".replace("+", "p")
@@ -58,25 +71,140 @@ def ring2d(args) -> dict:
             if train_main(argv) != 0:
                 raise RuntimeError(f"training {name} failed")
             tr = load_trainer(str(out / name), args.device)
-            pts, _ = tr.generate(2500 // 8, seed=1000 + seed)
-            m = mode_metrics(pts, ring_centres(), sigma)
+            pts, labels = tr.generate(2500 // 8, seed=1000 + seed)
+            m = mode_metrics(pts, ring_centres(), sigma, labels=labels)
             m["seconds"] = time.perf_counter() - t0
             runs.append(m)
             if seed == 0:
                 densities[row] = pts
         agg = {k: (float(np.mean([r[k] for r in runs])), float(np.std([r[k] for r in runs])))
-               for k in ("modes", "hq_percent", "reverse_kl", "seconds")}
+               for k in ("modes", "hq_percent", "reverse_kl", "class_acc_percent", "seconds")}
         results[row] = {"runs": runs, "mean_std": agg, "paper": PAPER_TABLE1[row]}
     _figure(real, densities, out / "figure3.png")
     (out / "results.json").write_text(json.dumps({"variance": args.variance, "steps": args.steps, "seeds": args.seeds,
                                                    "rows": results}, indent=1))
-    print(f"{'row':12s} {'modes':>12s} {'% HQ':>14s} {'reverse KL':>16s}   paper (modes, % HQ, rKL)   min/run")
+    print(f"{'row':12s} {'modes':>12s} {'% HQ':>14s} {'reverse KL':>16s} {'% class acc':>14s}   "
+          f"paper (modes, % HQ, rKL)   min/run")
     for row, r in results.items():
         a = r["mean_std"]
         print(f"{row:12s} {a['modes'][0]:5.1f} ± {a['modes'][1]:3.1f} {a['hq_percent'][0]:7.1f} ± {a['hq_percent'][1]:4.1f} "
-              f"{a['reverse_kl'][0]:8.3f} ± {a['reverse_kl'][1]:5.3f}   {r['paper']}   {a['seconds'][0] / 60:.1f}")
+              f"{a['reverse_kl'][0]:8.3f} ± {a['reverse_kl'][1]:5.3f} {a['class_acc_percent'][0]:7.1f} ± "
+              f"{a['class_acc_percent'][1]:4.1f}   {r['paper']}   {a['seconds'][0] / 60:.1f}")
     print(f"wrote {out / 'results.json'} and {out / 'figure3.png'}")
     return results
+
+
+BACKEND_METRICS = ("fid", "intra_fid", "ra", "c_acc")
+
+
+def backends(args) -> dict:
+    import os
+    import subprocess
+
+    from scipy import stats
+    out = Path(args.out)
+    runs = {"fused": [], "ref": []}
+    for seed in range(args.seeds):
+        for which in runs:
+            name = f"{args.model}-{which}-s{seed}"
+            env = dict(os.environ)
+            env.pop("SSGAN_FAST_BACKEND", None)
+            if which == "ref":
+                env["SSGAN_FAST_BACKEND"] = "ref"
+            cmd = [sys.executable, "-m", "ssgan_fast.train", "--model", args.model, "--steps", str(args.steps),
+                   "--seed", str(seed), "--out", str(out), "--name", name, "--no-progress", "--device", args.device]
+            for kv in args.set:
+                cmd += ["--set", kv]
+            t0 = time.perf_counter()
+            done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+            if done.returncode != 0:
+                raise RuntimeError(f"training {name} failed (exit {done.returncode}):\n{done.stderr[-2000:]}")
+            m = json.loads((out / name / "metrics.json").read_text())["metrics"]
+            m["seconds"] = time.perf_counter() - t0
+            runs[which].append(m)
+            print(f"{name}: " + "  ".join(f"{k} {m[k]:.2f}" for k in BACKEND_METRICS if k in m), flush=True)
+    keys = [k for k in BACKEND_METRICS if all(k in r for rs in runs.values() for r in rs)]
+    table = {}
+    for k in keys:
+        f = np.array([r[k] for r in runs["fused"]])
+        r = np.array([r[k] for r in runs["ref"]])
+        d = r - f
+        row = {"fused_mean": float(f.mean()), "fused_std": float(f.std(ddof=1)) if len(f) > 1 else 0.0,
+               "ref_mean": float(r.mean()), "ref_std": float(r.std(ddof=1)) if len(r) > 1 else 0.0,
+               "diff_mean": float(d.mean()), "diff_std": float(d.std(ddof=1)) if len(d) > 1 else 0.0,
+               "t_p": None, "wilcoxon_p": None}
+        if len(d) > 1 and np.any(d != 0):
+            row["t_p"] = float(stats.ttest_rel(r, f).pvalue)
+            row["wilcoxon_p"] = float(stats.wilcoxon(r, f).pvalue)
+        table[k] = row
+    result = {"model": args.model, "steps": args.steps, "seeds": args.seeds, "runs": runs, "paired": table}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(result, indent=1))
+    fmt = lambda v: "   -  " if v is None else f"{v:6.3f}"  # noqa: E731
+    print(f"{'metric':10s} {'fused':>15s} {'ref':>15s} {'ref - fused':>15s} {'t p':>7s} {'wilcoxon p':>10s}")
+    for k, row in table.items():
+        print(f"{k:10s} {row['fused_mean']:7.2f} ± {row['fused_std']:5.2f} {row['ref_mean']:7.2f} ± {row['ref_std']:5.2f} "
+              f"{row['diff_mean']:7.2f} ± {row['diff_std']:5.2f} {fmt(row['t_p']):>7s} {fmt(row['wilcoxon_p']):>10s}")
+    print(f"({args.seeds} seeds, {args.steps} steps, mean ± std over seeds; wrote {out / 'results.json'})")
+    return result
+
+
+def backend_trace(args) -> dict:
+    """Seed 0, --trace steps, three arms in this process: the fused backend, SSGAN_FAST_BACKEND=ref, and
+    the fused backend with one weight of G moved by one ulp (the control: how fast a rounding-sized
+    difference grows in this training game). Per step: the largest relative gap of any logged loss
+    to the fused arm; at the end: the relative distance of all parameters to the fused arm's."""
+    import os
+
+    import torch
+
+    from .engine.trainer import Trainer
+    from .train import build_parser, resolve
+    arms, old = {}, os.environ.pop("SSGAN_FAST_BACKEND", None)
+    try:
+        for arm in ("fused", "ref", "fused+1ulp"):
+            if arm == "ref":
+                os.environ["SSGAN_FAST_BACKEND"] = "ref"
+            else:
+                os.environ.pop("SSGAN_FAST_BACKEND", None)
+            argv = ["--model", args.model, "--steps", str(args.trace), "--seed", "0", "--out", str(Path(args.out) / "trace"),
+                    "--name", arm.replace("+", "p"), "--no-progress", "--device", args.device, "--no-ema", "--set",
+                    "train.log_every=1", "--set", "train.ckpt_every=0", "--set", "train.sample_every=0"]
+            for kv in args.set:
+                argv += ["--set", kv]
+            tr = Trainer(resolve(build_parser().parse_args(argv)))
+            if arm == "fused+1ulp":
+                g = getattr(tr.model, tr.model.generator_modules()[-1])
+                with torch.no_grad():
+                    w = next(p for p in g.parameters() if p.is_floating_point()).view(-1)
+                    w[0] = torch.nextafter(w[0], w[0] + 1)
+            tr.fit()
+            losses = [json.loads(line) for line in (tr.run_dir / "losses.jsonl").read_text().splitlines()]
+            params = torch.cat([p.detach().double().flatten().cpu() for p in tr.model.parameters()])
+            arms[arm] = ({r["step"]: r for r in losses if "step" in r}, params)
+    finally:
+        os.environ.pop("SSGAN_FAST_BACKEND", None)
+        if old is not None:
+            os.environ["SSGAN_FAST_BACKEND"] = old
+
+    def gap(a, b):
+        keys = [k for k in a if k != "step" and k in b and isinstance(a[k], float)]
+        return max(abs(a[k] - b[k]) / (abs(a[k]) + 1e-6) for k in keys)
+
+    base = arms["fused"][0]
+    steps = sorted(base)
+    show = sorted({s for s in steps if s < 4 or s in (5, 10, 20, 50, 100, 200, 500, 1000)} | {steps[-1]})
+    rows = {s: {arm: gap(base[s], arms[arm][0][s]) for arm in ("ref", "fused+1ulp")} for s in steps}
+    pn = arms["fused"][1].norm()
+    final = {arm: float((arms[arm][1] - arms["fused"][1]).norm() / pn) for arm in ("ref", "fused+1ulp")}
+    print(f"{'step':>6s} {'ref vs fused':>14s} {'1 ulp vs fused':>15s}   (largest relative gap of a logged loss)")
+    for s in show:
+        print(f"{s:6d} {rows[s]['ref']:14.2e} {rows[s]['fused+1ulp']:15.2e}")
+    print(f"parameters after {args.trace} steps, relative distance to the fused run: ref {final['ref']:.3e}, "
+          f"1 ulp {final['fused+1ulp']:.3e}")
+    result = {"model": args.model, "steps": args.trace, "gaps": {str(s): rows[s] for s in steps}, "param_distance": final}
+    (Path(args.out) / "trace.json").write_text(json.dumps(result, indent=1))
+    return result
 
 
 def _mlp(sizes):
@@ -218,6 +346,7 @@ def main(argv=None) -> int:
     r.add_argument("--seeds", type=int, default=3)
     r.add_argument("--steps", type=int, default=1500)
     r.add_argument("--variance", type=float, default=0.1, help="mode variance (the paper states 0.1)")
+    r.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated subset of {', '.join(ROWS)}")
     r.add_argument("--out", default="runs/ring2d")
     r.add_argument("--device", default="cpu")
     c = sub.add_parser("cvae-ring", help="CVAE-GAN Sec. 4 / Figure 4")
@@ -225,7 +354,23 @@ def main(argv=None) -> int:
     c.add_argument("--lr", type=float, default=5e-4, help="RMSProp learning rate (the paper: 5e-5 over 2M iterations)")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--out", default="runs/cvae-ring")
+    b = sub.add_parser("backends", help="fused vs reference ops on digits, paired over seeds")
+    from .models import MODELS
+    b.add_argument("--model", default="sphericgan", choices=sorted(MODELS))
+    b.add_argument("--seeds", type=int, default=8)
+    b.add_argument("--steps", type=int, default=500)
+    b.add_argument("--out", default="runs/backends")
+    b.add_argument("--trace", type=int, default=0, metavar="STEPS",
+                   help="instead: trace seed 0 step by step against the reference and a 1-ulp perturbed run")
+    b.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="passed on to every training run")
+    b.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
+    if args.which == "backends":
+        if args.seeds < 1 or args.steps < 1 or args.trace < 0:
+            p.exit(2, "error: --seeds and --steps must be >= 1, --trace >= 0\n")
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        backend_trace(args) if args.trace else backends(args)
+        return 0
     if args.which == "cvae-ring":
         if args.steps < 1 or not args.lr > 0:
             p.exit(2, "error: --steps must be >= 1 and --lr > 0\n")
@@ -233,6 +378,9 @@ def main(argv=None) -> int:
         return 0
     if args.seeds < 1 or args.steps < 1:
         p.exit(2, "error: --seeds and --steps must be >= 1\n")
+    bad = [r for r in args.rows.split(",") if r not in ROWS]
+    if bad:
+        p.exit(2, f"error: unknown --rows {', '.join(bad)}; choose from {', '.join(ROWS)}\n")
     ring2d(args)
     return 0
 

@@ -219,7 +219,7 @@ def _main(args, parser) -> int:
             and cfg.size <= 64):
         out = trainer.evaluate()
         print(json.dumps(out["metrics"], indent=1))
-    log.info("done: %s", trainer.run_dir)
+    log.info("done: %s%s", trainer.run_dir, f" (graphs: {result['graphs']})" if cfg.graphs else "")
     return 0
 
 

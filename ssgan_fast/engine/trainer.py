@@ -150,11 +150,11 @@ class Trainer:
         aug = Augment(cfg.augment_flip, cfg.augment_crop, cfg.augment_translate)
         self.loader = make_loader(cfg.loader, self.ds, self.split, cfg.batch_labeled, cfg.batch_unlabeled,
                                   self.device, aug, seed=cfg.seed + self.rank, rank=self.rank, world_size=self.world)
-        self.graphs, self.graphs_status = None, "off"
+        self.graphs, self._graphs_off = None, "off"
         if cfg.graphs:
             why = capture_blocker(self.amp, self.world)
             if why:
-                self.graphs_status = f"eager: {why}"
+                self._graphs_off = f"eager: {why}"
                 log.warning("--graphs: %s; running eager", why)
             else:
                 self.graphs = StepGraphs(self.model, self.amp, self.loader, self.device, cfg.graphs_mode,
@@ -200,6 +200,11 @@ class Trainer:
                 "ema": {k: m.state_dict() for k, m in (self.ema or {}).items()}, "amp": self.amp.state_dict(),
                 "loader": self.loader.state_dict(), "rng": rng_state(), "split": str(self.run_dir / "split.json"),
                 "config": dataclasses.asdict(self.cfg), "model_config": dataclasses.asdict(self.model_cfg)}
+
+    @property
+    def graphs_status(self) -> str:
+        """"off", "eager: <why capture was not possible>", or the graph runner's own status."""
+        return self.graphs.status if self.graphs is not None else self._graphs_off
 
     def save(self):
         if self.main:
@@ -334,8 +339,6 @@ class Trainer:
         self.save()
         if self.main:
             self.sample_grid(self.run_dir / "samples" / "final.png")
-        if self.graphs is not None:
-            self.graphs_status = self.graphs.status
         return {"step": self.step, "skipped": self.skipped, "interrupted": self._stop, "graphs": self.graphs_status}
 
     def _snapshot(self) -> dict:

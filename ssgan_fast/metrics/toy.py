@@ -7,6 +7,9 @@ For generated points and the K mode centres (standard deviation sigma per coordi
 - reverse KL = KL(q || p) between the distribution q of the HQ points over the modes and the data's
   uniform p = 1/K (modes without HQ points contribute 0; with no HQ point at all it is log K).
 Thresholds are in units of the mode standard deviation, as in the cited protocol.
+With `labels` (the class each point was generated for, class k = mode k) it also reports
+*class accuracy*: the % of points whose nearest centre is their own class's mode - whether a
+class-conditional generator puts each class where it belongs (not part of the cited protocol).
 
 `ring_metrics` scores CVAE-GAN's toy ring (Sec. 4, Figure 4: radius r, radial std s, centre far from
 the origin): *on-ring* = within `k_sigma` radial std of the circle; *coverage* = the fraction of
@@ -28,7 +31,7 @@ def ring_centres(k: int = 8, radius: float = 1.0, centre=(0.0, 0.0)) -> np.ndarr
     return np.stack([centre[0] + radius * np.cos(a), centre[1] + radius * np.sin(a)], 1)
 
 
-def mode_metrics(points, centres, sigma: float, k_sigma: float = 3.0, min_count: int = 1) -> dict:
+def mode_metrics(points, centres, sigma: float, k_sigma: float = 3.0, min_count: int = 1, labels=None) -> dict:
     p = np.asarray(points, dtype=np.float64)
     c = np.asarray(centres, dtype=np.float64)
     if p.ndim != 2 or p.shape[1] != 2 or len(p) == 0:
@@ -46,8 +49,14 @@ def mode_metrics(points, centres, sigma: float, k_sigma: float = 3.0, min_count:
         q = counts / counts.sum()
         nz = q > 0
         rkl = float((q[nz] * np.log(q[nz] * K)).sum())
-    return {"modes": int((counts >= min_count).sum()), "hq_percent": 100.0 * float(hq.mean()), "reverse_kl": rkl,
-            "per_mode": counts.tolist()}
+    out = {"modes": int((counts >= min_count).sum()), "hq_percent": 100.0 * float(hq.mean()), "reverse_kl": rkl,
+           "per_mode": counts.tolist()}
+    if labels is not None:
+        y = np.asarray(labels)
+        if y.shape != (len(p),) or not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= K:
+            raise ValueError(f"labels must be {len(p)} integers in [0, {K}), got shape {y.shape} dtype {y.dtype}")
+        out["class_acc_percent"] = 100.0 * float((nearest == y).mean())
+    return out
 
 
 def ring_metrics(points, centre=(100.0, 100.0), radius: float = 2.0, radial_std: float = 0.1, bins: int = 36,

@@ -58,6 +58,7 @@ def test_every_model_is_capturable_and_replays_exactly(model, amp, tmp_path, cap
     graphed = _train(tmp_path, "graphed", model, *a, "--graphs", "--set", "train.graphs_mode=emulate",
                      "--set", "train.graphs_warmup=1")
     assert "captured the train step" in caplog.text
+    assert "(graphs: captured (" in caplog.text  # the fit result's status, logged at the end
     assert graphed == eager
 
 

@@ -27,6 +27,24 @@ def test_mode_metrics_protocol():
         mode_metrics(np.zeros((0, 2)), c, 0.01)
 
 
+def test_mode_metrics_class_accuracy():
+    c = ring_centres()
+    rng = np.random.default_rng(1)
+    y = np.repeat(np.arange(8), 20)
+    pts = c[y] + rng.normal(0, 0.01, (len(y), 2))
+    assert mode_metrics(pts, c, 0.01, labels=y)["class_acc_percent"] == 100
+    shifted = (y + 1) % 8  # every class generated at its neighbour's mode: all modes covered, none right
+    m = mode_metrics(pts, c, 0.01, labels=shifted)
+    assert m["modes"] == 8 and m["class_acc_percent"] == 0
+    half = y.copy()
+    half[::2] = (half[::2] + 3) % 8
+    assert mode_metrics(pts, c, 0.01, labels=half)["class_acc_percent"] == 50
+    assert "class_acc_percent" not in mode_metrics(pts, c, 0.01)
+    for bad in (y[:-1], y + 8, y.astype(float)):
+        with pytest.raises(ValueError, match="labels"):
+            mode_metrics(pts, c, 0.01, labels=bad)
+
+
 def test_ring2d_experiment_command(tmp_path):
     assert exp_main(["ring2d", "--seeds", "1", "--steps", "3", "--out", str(tmp_path)]) == 0
     r = json.loads((tmp_path / "results.json").read_text())
@@ -34,6 +52,15 @@ def test_ring2d_experiment_command(tmp_path):
     for row in r["rows"].values():
         assert 0 <= row["mean_std"]["modes"][0] <= 8 and np.isfinite(row["mean_std"]["reverse_kl"][0])
     assert (tmp_path / "figure3.png").is_file()
+    for row in r["rows"].values():
+        assert 0 <= row["mean_std"]["class_acc_percent"][0] <= 100
+
+
+def test_ring2d_rows_subset(tmp_path):
+    assert exp_main(["ring2d", "--seeds", "1", "--steps", "2", "--rows", "+recg", "--out", str(tmp_path)]) == 0
+    assert set(json.loads((tmp_path / "results.json").read_text())["rows"]) == {"+recg"}
+    with pytest.raises(SystemExit):
+        exp_main(["ring2d", "--rows", "baseline,nosuchrow"])
 
 
 def test_ring_metrics():
