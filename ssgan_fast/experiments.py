@@ -29,6 +29,8 @@ with the automatic (fused) backend and once with SSGAN_FAST_BACKEND=ref, each in
 compares the final metrics.json values pair by pair (same seed, same data split): mean and std of the
 paired difference, and two-sided paired t and Wilcoxon signed-rank p-values (scipy.stats). A small
 p-value says the end points differ by more than seed-to-seed noise explains; results.json holds every run.
+Finished runs are reused when the command is repeated with the same settings (a larger --seeds only
+trains the new seeds; an interrupted sweep resumes at the run it was in).
 With --trace STEPS it instead follows seed 0 step by step: the fused run against the reference run and
 against a fused run with one generator weight moved by one ulp - if the two gaps grow alike, the
 backends differ by rounding only and the end points part because the game is chaotic (trace.json).
@@ -97,6 +99,14 @@ def ring2d(args) -> dict:
 BACKEND_METRICS = ("fid", "intra_fid", "ra", "c_acc")
 
 
+def _done_before(run: Path, spec: dict) -> bool:
+    try:
+        old = json.loads((run / "experiment.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return {k: old.get(k) for k in spec} == spec and (run / "metrics.json").is_file()
+
+
 def backends(args) -> dict:
     import os
     import subprocess
@@ -115,12 +125,19 @@ def backends(args) -> dict:
                    "--seed", str(seed), "--out", str(out), "--name", name, "--no-progress", "--device", args.device]
             for kv in args.set:
                 cmd += ["--set", kv]
-            t0 = time.perf_counter()
-            done = subprocess.run(cmd, env=env, capture_output=True, text=True)
-            if done.returncode != 0:
-                raise RuntimeError(f"training {name} failed (exit {done.returncode}):\n{done.stderr[-2000:]}")
-            m = json.loads((out / name / "metrics.json").read_text())["metrics"]
-            m["seconds"] = time.perf_counter() - t0
+            run, spec = out / name, {"cmd": cmd[1:], "backend": env.get("SSGAN_FAST_BACKEND", "auto")}
+            if _done_before(run, spec):  # a finished run of exactly this command: reuse it (resumable)
+                m = json.loads((run / "metrics.json").read_text())["metrics"]
+                m["seconds"] = json.loads((run / "experiment.json").read_text())["seconds"]
+            else:
+                (run / "experiment.json").unlink(missing_ok=True)
+                t0 = time.perf_counter()
+                done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+                if done.returncode != 0:
+                    raise RuntimeError(f"training {name} failed (exit {done.returncode}):\n{done.stderr[-2000:]}")
+                m = json.loads((run / "metrics.json").read_text())["metrics"]
+                m["seconds"] = time.perf_counter() - t0
+                (run / "experiment.json").write_text(json.dumps({**spec, "seconds": m["seconds"]}))
             runs[which].append(m)
             print(f"{name}: " + "  ".join(f"{k} {m[k]:.2f}" for k in BACKEND_METRICS if k in m), flush=True)
     keys = [k for k in BACKEND_METRICS if all(k in r for rs in runs.values() for r in rs)]

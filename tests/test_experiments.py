@@ -26,6 +26,17 @@ def test_backends_command_pairs_fused_and_reference(tmp_path, capsys):
         for a, b in zip(f, ref):
             assert b[k] == pytest.approx(a[k], rel=1e-3, abs=1e-2), k
     assert "wilcoxon" in capsys.readouterr().out
+    # repeated with one more seed: the finished runs are reused, only the new seed trains
+    stamps = {p: p.stat().st_mtime_ns for p in out.glob("*/metrics.json")}
+    assert exp_main(["backends", "--seeds", "3", "--steps", "1", "--out", str(out),
+                     "--set", "train.eval_samples_per_class=8"]) == 0
+    assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())
+    r3 = json.loads((out / "results.json").read_text())
+    assert r3["runs"]["fused"][:2] == r["runs"]["fused"] and len(r3["runs"]["ref"]) == 3
+    # other settings: trained again
+    assert exp_main(["backends", "--seeds", "1", "--steps", "1", "--out", str(out),
+                     "--set", "train.eval_samples_per_class=9"]) == 0
+    assert (out / "sphericgan-fused-s0" / "metrics.json").stat().st_mtime_ns > stamps[out / "sphericgan-fused-s0" / "metrics.json"]
 
 
 def test_backends_command_rejects_bad_arguments():
