@@ -7,6 +7,9 @@ For generated points and the K mode centres (standard deviation sigma per coordi
 - reverse KL = KL(q || p) between the distribution q of the HQ points over the modes and the data's
   uniform p = 1/K (modes without HQ points contribute 0; with no HQ point at all it is log K).
 Thresholds are in units of the mode standard deviation, as in the cited protocol.
+*Spread* = the RMS distance of the points to their nearest centre per coordinate, in units of
+sigma: about 1 for the data when the modes are well apart (less where they overlap), near 0 for a
+generator that collapses each mode to a point - which the HQ rule rewards (not part of the protocol).
 With `labels` (the class each point was generated for, class k = mode k) it also reports
 *class accuracy*: the % of points whose nearest centre is their own class's mode - whether a
 class-conditional generator puts each class where it belongs (not part of the cited protocol).
@@ -49,8 +52,9 @@ def mode_metrics(points, centres, sigma: float, k_sigma: float = 3.0, min_count:
         q = counts / counts.sum()
         nz = q > 0
         rkl = float((q[nz] * np.log(q[nz] * K)).sum())
+    dn = d[np.arange(len(p)), nearest]
     out = {"modes": int((counts >= min_count).sum()), "hq_percent": 100.0 * float(hq.mean()), "reverse_kl": rkl,
-           "per_mode": counts.tolist()}
+           "spread": float(np.sqrt((dn ** 2).mean() / 2) / sigma), "per_mode": counts.tolist()}
     if labels is not None:
         y = np.asarray(labels)
         if y.shape != (len(p),) or not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= K:

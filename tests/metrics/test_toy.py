@@ -27,6 +27,15 @@ def test_mode_metrics_protocol():
         mode_metrics(np.zeros((0, 2)), c, 0.01)
 
 
+def test_mode_metrics_spread():
+    c = ring_centres()
+    rng = np.random.default_rng(2)
+    y = np.repeat(np.arange(8), 500)
+    assert mode_metrics(c[y] + rng.normal(0, 0.01, (len(y), 2)), c, 0.01)["spread"] == pytest.approx(1, abs=0.05)
+    tight = mode_metrics(c[y] + rng.normal(0, 0.001, (len(y), 2)), c, 0.01)
+    assert tight["hq_percent"] == 100 and tight["spread"] == pytest.approx(0.1, abs=0.01)  # collapsed, yet all HQ
+
+
 def test_mode_metrics_class_accuracy():
     c = ring_centres()
     rng = np.random.default_rng(1)
@@ -54,6 +63,8 @@ def test_ring2d_experiment_command(tmp_path):
     assert (tmp_path / "figure3.png").is_file()
     for row in r["rows"].values():
         assert 0 <= row["mean_std"]["class_acc_percent"][0] <= 100
+    d = r["data"]  # the training points under the same protocol: every mode, HQ, overlapping at variance 0.1
+    assert d["modes"] == 8 and d["hq_percent"] > 99 and d["reverse_kl"] < 0.01 and 65 < d["class_acc_percent"] < 90
 
 
 def test_ring2d_rows_subset(tmp_path):
