@@ -1,6 +1,7 @@
 """Reproduce the papers' toy experiments.
 
-    python -m ssgan_fast.experiments ring2d [--seeds 3] [--steps 1500] [--variance 0.1] [--rows R1,R2] [--out runs/ring2d]
+    python -m ssgan_fast.experiments ring2d [--seeds 3] [--steps 1500] [--variance 0.1] [--rows R1,R2] [--set K=V]
+                                            [--out runs/ring2d]
 
 ring2d (MED-GAN Sec. 5.2, Table 1, Figure 3): the Triple-GAN-style baseline, + L_recg, and
 + L_recg + L_ctrs (2-D data has no mask embedding), trained on ring2d (8 Gaussians, 16 labeled +
@@ -72,7 +73,7 @@ def ring2d(args) -> dict:
             argv = ["--model", "triplegan", "--data", f"ring2d:{args.variance}", "--steps", str(args.steps), "--seed",
                     str(seed), "--out", str(out), "--name", name, "--no-progress", "--no-final-eval", "--set",
                     "train.ckpt_every=0", "--set", "train.sample_every=0", "--device", args.device]
-            for s in sets:
+            for s in [*args.set, *sets]:
                 argv += ["--set", s]
             if train_main(argv) != 0:
                 raise RuntimeError(f"training {name} failed")
@@ -88,7 +89,7 @@ def ring2d(args) -> dict:
         results[row] = {"runs": runs, "mean_std": agg, "paper": PAPER_TABLE1[row]}
     _figure(real, densities, out / "figure3.png")
     (out / "results.json").write_text(json.dumps({"variance": args.variance, "steps": args.steps, "seeds": args.seeds,
-                                                   "rows": results, "data": data_row}, indent=1))
+                                                   "set": args.set, "rows": results, "data": data_row}, indent=1))
     print(f"{'row':12s} {'modes':>12s} {'% HQ':>14s} {'reverse KL':>16s} {'% class acc':>14s} {'spread':>13s}   "
           f"paper (modes, % HQ, rKL)   min/run")
     for row, r in results.items():
@@ -373,6 +374,8 @@ def main(argv=None) -> int:
     r.add_argument("--variance", type=float, default=0.1, help="mode variance (the paper states 0.1)")
     r.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated subset of {', '.join(ROWS)}")
     r.add_argument("--out", default="runs/ring2d")
+    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="passed on to every row's training run before the row's own switches")
     r.add_argument("--device", default="cpu")
     c = sub.add_parser("cvae-ring", help="CVAE-GAN Sec. 4 / Figure 4")
     c.add_argument("--steps", type=int, default=20000)

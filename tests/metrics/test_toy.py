@@ -68,8 +68,11 @@ def test_ring2d_experiment_command(tmp_path):
 
 
 def test_ring2d_rows_subset(tmp_path):
-    assert exp_main(["ring2d", "--seeds", "1", "--steps", "2", "--rows", "+recg", "--out", str(tmp_path)]) == 0
+    assert exp_main(["ring2d", "--seeds", "1", "--steps", "2", "--rows", "+recg", "--out", str(tmp_path),
+                     "--set", "model.triple=false"]) == 0
     assert set(json.loads((tmp_path / "results.json").read_text())["rows"]) == {"+recg"}
+    cfg = json.loads((tmp_path / "precg-s0" / "config.json").read_text())["train"]["model_cfg"]
+    assert cfg["triple"] is False and cfg["recg"] is True  # --set for every row, then the row's switches
     with pytest.raises(SystemExit):
         exp_main(["ring2d", "--rows", "baseline,nosuchrow"])
 
