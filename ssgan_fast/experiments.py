@@ -8,8 +8,7 @@ ring2d (MED-GAN Sec. 5.2, Table 1, Figure 3): the Triple-GAN-style baseline, + L
 256 unlabeled points per mode) over several seeds; prints modes / % HQ / reverse KL (mean ± std,
 ssgan_fast.metrics.toy) next to the paper's values, the % of samples that land in the mode of
 the class they were generated for (class accuracy) and their spread around the modes (neither is in
-the paper), writes
-results.json and a PNG with the density of each row's samples (Figure 3).
+the paper), writes results.json and a PNG with the density of each row's samples (Figure 3).
 
     python -m ssgan_fast.experiments cvae-ring [--steps 20000] [--lr 5e-4] [--seed 0] [--out runs/cvae-ring]
 
@@ -108,12 +107,20 @@ def ring2d(args) -> dict:
 BACKEND_METRICS = ("fid", "intra_fid", "ra", "c_acc")
 
 
-def _done_before(run: Path, spec: dict) -> bool:
+def _set_backend(env, ref: bool) -> None:
+    """Point `env` (os.environ or a copy for a subprocess) at the reference ops, or at the automatic pick."""
+    env.pop("SSGAN_FAST_BACKEND", None)
+    if ref:
+        env["SSGAN_FAST_BACKEND"] = "ref"
+
+
+def _done_before(run: Path, spec: dict) -> dict | None:
+    """The experiment.json record of a finished run of exactly `spec` in `run`, else None."""
     try:
         old = json.loads((run / "experiment.json").read_text())
     except (OSError, ValueError):
-        return False
-    return {k: old.get(k) for k in spec} == spec and (run / "metrics.json").is_file()
+        return None
+    return old if {k: old.get(k) for k in spec} == spec and (run / "metrics.json").is_file() else None
 
 
 def backends(args) -> dict:
@@ -127,17 +134,16 @@ def backends(args) -> dict:
         for which in runs:
             name = f"{args.model}-{which}-s{seed}"
             env = dict(os.environ)
-            env.pop("SSGAN_FAST_BACKEND", None)
-            if which == "ref":
-                env["SSGAN_FAST_BACKEND"] = "ref"
+            _set_backend(env, which == "ref")
             cmd = [sys.executable, "-m", "ssgan_fast.train", "--model", args.model, "--steps", str(args.steps),
                    "--seed", str(seed), "--out", str(out), "--name", name, "--no-progress", "--device", args.device]
             for kv in args.set:
                 cmd += ["--set", kv]
             run, spec = out / name, {"cmd": cmd[1:], "backend": env.get("SSGAN_FAST_BACKEND", "auto")}
-            if _done_before(run, spec):  # a finished run of exactly this command: reuse it (resumable)
+            old = _done_before(run, spec)
+            if old:  # a finished run of exactly this command: reuse it (resumable)
                 m = json.loads((run / "metrics.json").read_text())["metrics"]
-                m["seconds"] = json.loads((run / "experiment.json").read_text())["seconds"]
+                m["seconds"] = old["seconds"]
             else:
                 (run / "experiment.json").unlink(missing_ok=True)
                 t0 = time.perf_counter()
@@ -155,10 +161,10 @@ def backends(args) -> dict:
         f = np.array([r[k] for r in runs["fused"]])
         r = np.array([r[k] for r in runs["ref"]])
         d = r - f
-        row = {"fused_mean": float(f.mean()), "fused_std": float(f.std(ddof=1)) if len(f) > 1 else 0.0,
-               "ref_mean": float(r.mean()), "ref_std": float(r.std(ddof=1)) if len(r) > 1 else 0.0,
-               "diff_mean": float(d.mean()), "diff_std": float(d.std(ddof=1)) if len(d) > 1 else 0.0,
-               "t_p": None, "wilcoxon_p": None}
+        row = {}
+        for name, v in (("fused", f), ("ref", r), ("diff", d)):
+            row[f"{name}_mean"], row[f"{name}_std"] = float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
+        row["t_p"] = row["wilcoxon_p"] = None
         if len(d) > 1 and np.any(d != 0):
             row["t_p"] = float(stats.ttest_rel(r, f).pvalue)
             row["wilcoxon_p"] = float(stats.wilcoxon(r, f).pvalue)
@@ -189,10 +195,7 @@ def backend_trace(args) -> dict:
     arms, old = {}, os.environ.pop("SSGAN_FAST_BACKEND", None)
     try:
         for arm in ("fused", "ref", "fused+1ulp"):
-            if arm == "ref":
-                os.environ["SSGAN_FAST_BACKEND"] = "ref"
-            else:
-                os.environ.pop("SSGAN_FAST_BACKEND", None)
+            _set_backend(os.environ, arm == "ref")
             argv = ["--model", args.model, "--steps", str(args.trace), "--seed", "0", "--out", str(Path(args.out) / "trace"),
                     "--name", arm.replace("+", "p"), "--no-progress", "--device", args.device, "--no-ema", "--set",
                     "train.log_every=1", "--set", "train.ckpt_every=0", "--set", "train.sample_every=0"]

@@ -14,10 +14,11 @@ def test_backends_command_pairs_fused_and_reference(tmp_path, capsys):
     r = json.loads((out / "results.json").read_text())
     assert r["seeds"] == 2 and len(r["runs"]["fused"]) == len(r["runs"]["ref"]) == 2
     for seed in range(2):  # each run trained with its seed and the backend it was given
-        for which, backend in (("fused", None), ("ref", "ref")):
+        for which, backend in (("fused", "auto"), ("ref", "ref")):
             cfg = json.loads((out / f"sphericgan-{which}-s{seed}" / "config.json").read_text())
             assert cfg["train"]["seed"] == seed and cfg["train"]["steps"] == 1
             assert cfg["train"]["eval_samples_per_class"] == 8
+            assert json.loads((out / f"sphericgan-{which}-s{seed}" / "experiment.json").read_text())["backend"] == backend
     paired = r["paired"]
     assert set(paired) >= {"fid", "intra_fid", "ra"}
     for k, row in paired.items():  # one step in: the two backends agree to rounding
