@@ -19,6 +19,8 @@ Order per iteration: D, C, G; Adam 2e-4 (0, 0.999) for all (the paper's setting)
 
 2-D data (ring2d): MLP G / D / C, no masks (so no A_mask, L_idnt, L_cons); L_ctrs pairs by (pseudo)
 label: anchor a real point, positive a real point of the same class, negative a synthesized point.
+The 2-D D is a plain MLP as the paper's (Sec. 5.2); `point_sn=true` spectrally normalises it, which
+bounds D's gradient so that L_recg (unbounded) outweighs it and pulls samples off the modes.
 Switches: mask_embedding, region_reg (L_cons + L_ctrs), recg (L_recg), idnt (L_idnt), mixed_c (C on
 constructed instances). `triplegan` = every switch off: D on real, pseudo-labeled and synthesized
 pairs, C on labeled data + mu_c * synthesized pairs, G adversarial only - the paper's baseline
@@ -45,6 +47,7 @@ class MEDGANConfig:
     ch: int = 32
     c_ch: int = 32
     hidden: int = 128  # MLP width for 2-D data
+    point_sn: bool = False  # spectral norm in the 2-D D (off: the paper's plain MLPs, Sec. 5.2)
     lr: float = 2e-4
     beta1: float = 0.0
     beta2: float = 0.999
@@ -96,10 +99,10 @@ class _ImageD(nn.Module):
 class _PointD(nn.Module):
     def __init__(self, cfg, nc):
         super().__init__()
-        self.body = MLP(2, cfg.hidden, hidden=(cfg.hidden,), sn=True)
+        self.body = MLP(2, cfg.hidden, hidden=(cfg.hidden,), sn=cfg.point_sn)
         self.label = nn.Embedding(nc, cfg.hidden)
         nn.init.zeros_(self.label.weight)
-        self.lin = SNLinear(cfg.hidden, 1)
+        self.lin = SNLinear(cfg.hidden, 1, sn=cfg.point_sn)
 
     def f(self, x, m=None):
         return F.leaky_relu(self.body(x), 0.2)

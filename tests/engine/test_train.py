@@ -188,6 +188,17 @@ def test_medgan_switches(switch, gone):
     assert set(m.train_step(next(loader), 0)) == MED_IMAGE - gone
 
 
+@pytest.mark.parametrize("model", ["medgan", "triplegan"])
+def test_point_d_spectral_norm_switch(model):
+    """The 2-D D is a plain MLP (the paper's Sec. 5.2) unless point_sn=true; every linear layer either way."""
+    from torch.nn.utils import parametrize
+    for sn in (False, True):
+        m, loader = _med(model, "ring2d", point_sn=sn)
+        lins = [mod for mod in m.D.modules() if isinstance(mod, torch.nn.Linear)]
+        assert len(lins) == 3 and all(parametrize.is_parametrized(mod, "weight") == sn for mod in lins)
+        assert all(torch.isfinite(v) for v in m.train_step(next(loader), 0).values())
+
+
 def test_medgan_mask_embedding_changes_d():
     """mask_embedding=False removes A_mask: same seed, different D outputs once A_mask has learnt."""
     on, _ = _med("medgan", "digits")

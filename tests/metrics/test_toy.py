@@ -23,6 +23,8 @@ def test_mode_metrics_protocol():
     # HQ radius is k_sigma standard deviations
     pts = c[:1] + np.array([[0.029, 0], [0.031, 0]])
     assert mode_metrics(pts, c, sigma=0.01)["hq_percent"] == 50
+    m = mode_metrics(c[:1] + np.array([[0.009, 0], [0, 0.011], [0.02, 0], [0, -0.005]]), c, sigma=0.01)
+    assert m["hq_percent"] == 100 and m["hq_1sigma_percent"] == 50  # the tighter radius: one sigma
     with pytest.raises(ValueError):
         mode_metrics(np.zeros((0, 2)), c, 0.01)
 
@@ -63,6 +65,7 @@ def test_ring2d_experiment_command(tmp_path):
     assert (tmp_path / "figure3.png").is_file()
     for row in r["rows"].values():
         assert 0 <= row["mean_std"]["class_acc_percent"][0] <= 100
+        assert 0 <= row["mean_std"]["hq_1sigma_percent"][0] <= row["mean_std"]["hq_percent"][0]
     d = r["data"]  # the training points under the same protocol: every mode, HQ, overlapping at variance 0.1
     assert d["modes"] == 8 and d["hq_percent"] > 99 and d["reverse_kl"] < 0.01 and 65 < d["class_acc_percent"] < 90
 
