@@ -5,7 +5,7 @@ CUDA_HOME ?= /usr/local/cuda
 TORCH_CUDA_ARCH_LIST ?= 9.0
 export MAX_JOBS ?= 2
 
-.PHONY: install train test bench bench-quick build-info clean test-triton36
+.PHONY: install train test bench bench-quick build-info clean test-device-versions
 
 install:
 	$(PY) -m pip install -q -U pip
@@ -34,15 +34,10 @@ bench: install
 bench-quick: install
 	$(PY) bench/run.py --quick --no-compile
 
-# The lent GPU machines run Triton 3.6 (this machine: the 3.8 that torch 2.14 brings): run the Triton
-# kernels' tests under 3.6's interpreter (with a numpy < 2.4, which that interpreter needs) from
-# side folders, leaving the main environment as it is. Not part of `make test` (a 190 MB download).
-TRITON_DEVICE ?= 3.6.0
-test-triton36:
-	$(PY) -m pip install -q --no-deps --target /tmp/ssgan-triton-$(TRITON_DEVICE) triton==$(TRITON_DEVICE)
-	$(PY) -m pip install -q --no-deps --target /tmp/ssgan-numpy-2.2 numpy==2.2.6
-	PYTHONPATH=/tmp/ssgan-triton-$(TRITON_DEVICE):/tmp/ssgan-numpy-2.2 TRITON_INTERPRET=1 \
-	  $(PY) -m pytest -q -p no:cacheprovider tests/ops -k triton
+# The test suite under the lent GPU machines' torch 2.11 + Triton 3.6, in a side venv and a copy of
+# the tree (not part of `make test`: about 530 MB of wheels and a second build).
+test-device-versions:
+	bash tests/device_versions.sh
 
 build-info:
 	$(PY) -c "import ssgan_fast; ssgan_fast.build_info(print_=True)"
