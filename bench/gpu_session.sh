@@ -9,14 +9,16 @@
 # loader bench. Every log and JSON goes to a work folder that is packed into $OUT/gpu_results.tgz
 # after each stage (so a run cut short still returns what it finished), with $OUT/summary.txt
 # saying which stage ended how. Unpack here with
-#   tar xzf /path/to/gpu_results.tgz -C bench/results/<device>/
+#   tar xzf /path/to/gpu_results.tgz -C /tmp/gpu && cp /tmp/gpu/results/*.json bench/results/<device>/
+# (the logs beside results/ are for reading: pytest_gpu.log, bench.log, train_step.log, ...)
 # Packages the device image lacks (open_clip_torch for LCP-GAN; see bench/gpu_wheels.sh) are
 # installed from ./.whl when it is carried.
 set -uo pipefail
 BUDGET=${1:-540}
 OUT=${OUT:-gpu_out}
 W=$(mktemp -d)
-mkdir -p "$OUT"
+R="$W/results"  # the JSON records, named as under bench/results/<device>/
+mkdir -p "$OUT" "$R"
 START=$(date +%s)
 export PYTHONUNBUFFERED=1 MAX_JOBS=${MAX_JOBS:-16} TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0}
 export CUDA_HOME=${CUDA_HOME:-/usr/local/cuda}
@@ -55,10 +57,10 @@ stage build 240 build.log bash -c "$PY -m pip install -q --no-build-isolation --
 XDIST=""
 $PY -c "import xdist" 2> /dev/null && XDIST="-n 8"
 stage gpu_tests 200 pytest_gpu.log $PY -m pytest -q -m gpu $XDIST -p no:cacheprovider tests
-stage op_bench 150 bench.log $PY bench/run.py --device cuda --quick --out "$W/ops"
-stage train_step 120 train_step.log $PY bench/train_step.py --device cuda --quick --out "$W/train_step.json"
-SSGAN_FAST_TRAIN_STEP_JSON="$W/train_step.json" \
-  stage loader 60 loader.log $PY bench/loader.py --device cuda --quick --out "$W/loader.json"
+stage op_bench 150 bench.log $PY bench/run.py --device cuda --quick --out "$R"
+stage train_step 120 train_step.log $PY bench/train_step.py --device cuda --quick --out "$R/train_step.json"
+SSGAN_FAST_TRAIN_STEP_JSON="$R/train_step.json" \
+  stage loader 60 loader.log $PY bench/loader.py --device cuda --quick --out "$R/loader.json"
 echo "total $(( $(date +%s) - START )) s of a $BUDGET s budget" >> "$W/summary.txt"
 pack
 cat "$W/summary.txt"

@@ -1,6 +1,8 @@
 """Run every op microbenchmark: JSON under bench/results/<device>/ and a printed table.
 
-    python bench/run.py [--device cpu|cuda] [--quick] [--no-compile]
+    python bench/run.py [--device cpu|cuda] [--quick] [--no-compile] [--out DIR | --out PREFIX]
+
+--out DIR (an existing folder) writes DIR/<op>.json, --out PREFIX writes PREFIX.<op>.json.
 """
 import os
 import sys
@@ -20,4 +22,6 @@ if __name__ == "__main__":
         recs = mod.run(args)
         if table:
             print_table(recs)
-        print("wrote", write_records(recs, name, args.device, None if args.out is None else f"{args.out}.{name}.json"))
+        out = None if args.out is None else (os.path.join(args.out, f"{name}.json") if os.path.isdir(args.out)
+                                             else f"{args.out}.{name}.json")
+        print("wrote", write_records(recs, name, args.device, out))
