@@ -49,6 +49,10 @@ import numpy as np
 
 PAPER_TABLE1 = {"baseline": (5.3, 58.9, 0.184), "+recg": (7.8, 87.2, 0.123), "+recg+ctrs": (8.0, 96.7, 0.081)}
 ROWS = {"baseline": [], "+recg": ["model.recg=true"], "+recg+ctrs": ["model.recg=true", "model.region_reg=true"]}
+# ring2d's printed table: (metric key, header, mean width, std width, decimals), in column order
+TABLE1_COLUMNS = (("modes", "modes", 5, 3, 1), ("hq_percent", "% HQ", 7, 4, 1), ("reverse_kl", "reverse KL", 8, 5, 3),
+                  ("hq_1sigma_percent", "% HQ 1 sigma", 7, 4, 1), ("class_acc_percent", "% class acc", 7, 4, 1),
+                  ("spread", "spread", 6, 4, 2))
 
 
 def ring2d(args) -> dict:
@@ -84,23 +88,20 @@ def ring2d(args) -> dict:
             if seed == 0:
                 densities[row] = pts
         agg = {k: (float(np.mean([r[k] for r in runs])), float(np.std([r[k] for r in runs])))
-               for k in ("modes", "hq_percent", "reverse_kl", "hq_1sigma_percent", "class_acc_percent", "spread", "seconds")}
+               for k in [c[0] for c in TABLE1_COLUMNS] + ["seconds"]}
         results[row] = {"runs": runs, "mean_std": agg, "paper": PAPER_TABLE1[row]}
     _figure(real, densities, out / "figure3.png")
     (out / "results.json").write_text(json.dumps({"variance": args.variance, "steps": args.steps, "seeds": args.seeds,
                                                    "set": args.set, "rows": results, "data": data_row}, indent=1))
-    print(f"{'row':12s} {'modes':>12s} {'% HQ':>14s} {'reverse KL':>16s} {'% HQ 1 sigma':>14s} {'% class acc':>14s} "
-          f"{'spread':>13s}   paper (modes, % HQ, rKL)   min/run")
+    cell = lambda v, w, p: f"{v:{w}d}" if isinstance(v, int) else f"{v:{w}.{p}f}"  # noqa: E731
+    print(f"{'row':12s} " + " ".join(f"{h:>{w + 3 + sw}s}" for _, h, w, sw, _ in TABLE1_COLUMNS) +
+          "   paper (modes, % HQ, rKL)   min/run")
     for row, r in results.items():
         a = r["mean_std"]
-        print(f"{row:12s} {a['modes'][0]:5.1f} ± {a['modes'][1]:3.1f} {a['hq_percent'][0]:7.1f} ± {a['hq_percent'][1]:4.1f} "
-              f"{a['reverse_kl'][0]:8.3f} ± {a['reverse_kl'][1]:5.3f} {a['hq_1sigma_percent'][0]:7.1f} ± "
-              f"{a['hq_1sigma_percent'][1]:4.1f} {a['class_acc_percent'][0]:7.1f} ± "
-              f"{a['class_acc_percent'][1]:4.1f} {a['spread'][0]:6.2f} ± {a['spread'][1]:4.2f}   {r['paper']}   "
-              f"{a['seconds'][0] / 60:.1f}")
-    d = data_row
-    print(f"{'(data)':12s} {d['modes']:5d}       {d['hq_percent']:7.1f}        {d['reverse_kl']:8.3f}         "
-          f"{d['hq_1sigma_percent']:7.1f}        {d['class_acc_percent']:7.1f}        {d['spread']:6.2f}          (the {len(real)} training points themselves)")
+        print(f"{row:12s} " + " ".join(f"{a[k][0]:{w}.{p}f} ± {a[k][1]:{sw}.{p}f}" for k, _, w, sw, p in TABLE1_COLUMNS) +
+              f"   {r['paper']}   {a['seconds'][0] / 60:.1f}")
+    print(f"{'(data)':12s} " + " ".join(cell(data_row[k], w, p) + " " * (3 + sw) for k, _, w, sw, p in TABLE1_COLUMNS) +
+          f"   (the {len(real)} training points themselves)")
     print(f"wrote {out / 'results.json'} and {out / 'figure3.png'}")
     return results
 
