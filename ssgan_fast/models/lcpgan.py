@@ -27,6 +27,10 @@ Losses (Eq. 11, non-saturating BCE for every adversarial term):
   G: L_class^fake + lambda L_prompt^fake + L_label^fake;
   the L_CLIP baseline of Sec. 4.4 (`clip_loss`): G maximises log softmax_y cos(E_txt("a photo of a
       [class]."), E_img(x_z)) / clip_tau.
+Base `stylegan2` adds StyleGAN2's own regularisers with StyleGAN2-ADA's defaults: style mixing
+(`style_mix`, 0.9) on every generated batch of the step and the lazy path-length penalty on G
+(`pl_weight` 2 every `pl_every` = 4 steps, on half the batch); both default to off below 64 px, as
+ADA's cifar configuration.
 Update order per iteration: discriminators (+ prompts), C, G, prototypes.
 Switches (Table 2): `prompt_d` (D_prompt), `clusters` (off: one cluster per class, i.e. plain class
 embeddings = Semi-BigGAN), `learn_prompts` (off: context vectors frozen at their N(0, 0.02) init =
@@ -37,6 +41,7 @@ Images are fed to CLIP at its resolution (224 for ViT-B/32) and to f at `feat_si
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 
 import torch
@@ -66,6 +71,11 @@ class LCPGANConfig:
     ada_target: float = 0.6  # ADA: target sign(D(real)) mean
     r1_gamma: float = -1.0  # R1 weight; < 0: StyleGAN2-ADA's heuristic 0.0002 res^2 / batch on the stylegan2 base, off on biggan
     r1_every: int = 16  # lazy R1: every r1_every D steps, scaled by r1_every
+    style_mix: float = -1.0  # stylegan2: style-mixing probability; < 0: StyleGAN2-ADA's 0.9, 0 below 64 px (its cifar config)
+    pl_weight: float = -1.0  # stylegan2: path-length penalty weight; < 0: StyleGAN2's 2, 0 below 64 px (ADA's cifar config)
+    pl_every: int = 4  # lazy path-length penalty: every pl_every G steps, scaled by pl_every
+    pl_shrink: int = 2  # the penalty runs on batch / pl_shrink rows
+    pl_decay: float = 0.01  # moving average of the path lengths (the penalty's target a)
     attn_res: int = 0
     max_clusters: int = 3  # up to 3 clusters per class (Sec. 4.1)
     merge_cos: float = 0.8  # merge clusters whose prototypes have cosine > 0.8
@@ -159,6 +169,15 @@ class LCPGAN(GANModel):
             raise ValueError(f"r1_every must be >= 1, got {cfg.r1_every}")
         self.r1 = cfg.r1_gamma > 0 or (cfg.r1_gamma < 0 and cfg.base == "stylegan2")
         self.size = size
+        style = cfg.base == "stylegan2"
+        self.style_mix = (cfg.style_mix if cfg.style_mix >= 0 else 0.9 * (size >= 64)) if style else 0.0
+        self.pl_weight = (cfg.pl_weight if cfg.pl_weight >= 0 else 2.0 * (size >= 64)) if style else 0.0
+        if not 0 <= self.style_mix <= 1:
+            raise ValueError(f"style_mix must be in [0, 1] (or < 0 for the default), got {cfg.style_mix}")
+        if cfg.pl_every < 1 or cfg.pl_shrink < 1 or not 0 < cfg.pl_decay <= 1:
+            raise ValueError("need pl_every >= 1, pl_shrink >= 1 and pl_decay in (0, 1]")
+        if self.pl_weight > 0:
+            self.register_buffer("pl_mean", torch.zeros(()))
         if cfg.c_net == "small":
             self.C = ResNetClassifier(nc, size, cfg.c_ch, ch)
         elif cfg.c_net == "resnet50":
@@ -203,10 +222,31 @@ class LCPGAN(GANModel):
         return ["G"]
 
     def graph_key(self, step):
-        return (self._r1_due(step),)
+        return self._r1_due(step), self._pl_due(step)
 
     def _r1_due(self, step) -> bool:
         return self.r1 and step % self.cfg.r1_every == 0
+
+    def _pl_due(self, step) -> bool:
+        return self.pl_weight > 0 and step % self.cfg.pl_every == 0
+
+    def _pl(self, noise, y, amp):
+        """Lazy path-length penalty (StyleGAN2 Sec. 5, as StyleGAN2-ADA's loss): on batch / pl_shrink rows,
+        J_w^T n for image-space noise n / sqrt(HW), lengths |J_w^T n| (squares summed over w, averaged
+        over the ws), a = moving average of the mean length (decay pl_decay), penalty
+        pl_weight * E(length - a)^2 * pl_every."""
+        from .stylegan2 import path_lengths
+        n = max(1, noise.shape[0] // self.cfg.pl_shrink)
+        noise, y = noise[:n], y[:n]
+        z, e = noise[:, :self.cfg.z_dim], noise[:, self.cfg.z_dim:]
+        G = self.G  # mapping_ws / synthesis bypass the compiled __call__ of --compile (double backward)
+        pl_noise = torch.randn(n, self.info["channels"], self.size, self.size, device=noise.device)
+        with amp.ctx():
+            ws = G.mapping_ws(z, emb=self._blend_emb(self.blend(e, y), G), mix=self.style_mix)
+            lengths = path_lengths(G, ws, pl_noise / self.size)  # n / sqrt(H W)
+        a = self.pl_mean.lerp(lengths.mean(), self.cfg.pl_decay)
+        self.pl_mean.copy_(a.detach())
+        return (lengths - a).pow(2).mean() * self.pl_weight * self.cfg.pl_every
 
     def _r1(self, xr, y, amp):
         """Lazy R1 (StyleGAN2): gamma / 2 * E||grad_x D(x_real)||^2 * r1_every, D run uncompiled (double
@@ -283,14 +323,17 @@ class LCPGAN(GANModel):
         w = e[:, :K] * own
         return w / w.sum(1, keepdim=True)
 
-    def _g(self, z_e, y, G=None, u=None):
+    @staticmethod
+    def _blend_emb(u, G):
+        return u.to(G.embed.weight.dtype) @ G.embed.weight[:u.shape[1]]  # Eq. 4: sum_i u_z^(i) E(c_{y,i})
+
+    def _g(self, z_e, y, G=None, u=None, train=False):
         z, e = z_e[:, :self.cfg.z_dim], z_e[:, self.cfg.z_dim:]
         if u is None:
             u = self.blend(e, y)
-        K = u.shape[1]
         G = G or self.G
-        emb = u.to(G.embed.weight.dtype) @ G.embed.weight[:K]  # Eq. 4: sum_i u_z^(i) E(c_{y,i})
-        return G(z, emb=emb), u
+        kw = {"mix": self.style_mix} if train and self.style_mix > 0 else {}
+        return G(z, emb=self._blend_emb(u, G), **kw), u
 
     @torch.no_grad()
     def sample(self, labels, noise, modules=None):
@@ -380,7 +423,7 @@ class LCPGAN(GANModel):
             y = torch.cat([y_l, y_u])  # Eq. 1
             f = self.features(x)
             u_x = self.memberships(f, y)  # Eq. 3
-            x_z, u_z = self._g(noise, y_z)
+            x_z, u_z = self._g(noise, y_z, train=True)
             x_z = x_z.to(x.dtype)
         aug = getattr(self, "ada", None)
         # ---------------- D_class, D_prompt (+ prompts): Eq. 8-9, 11
@@ -412,7 +455,7 @@ class LCPGAN(GANModel):
         losses.update({k: v.detach() for k, v in lc.items()})
         # ---------------- G: Eq. 11
         with amp.ctx():
-            x_g, u_g = self._g(noise, y_z)
+            x_g, u_g = self._g(noise, y_z, train=True)
             xg_d = aug(x_g) if aug is not None else x_g
             lg = {"G/class": real_loss(self.Dclass(xg_d, y_z)[0]),
                   "G/label": F.cross_entropy(self.C(x_g).float(), y_z)}  # L_label^fake
@@ -423,6 +466,9 @@ class LCPGAN(GANModel):
                     t = F.normalize(self.clip.encode_text(self.class_ids).float(), dim=1)
                 v = F.normalize(self.clip.encode_image(x_g).float(), dim=1)
                 lg["G/clip"] = F.cross_entropy(v @ t.T / cfg.clip_tau, y_z)
+        if self._pl_due(step):
+            lg["G/pl"] = self._pl(noise, y_z, amp)
+        with amp.ctx():
             loss_g = sum(lg.values())
         amp.step(loss_g, self._opts["G"], list(self.G.parameters()))
         losses.update({k: v.detach() for k, v in lg.items()})

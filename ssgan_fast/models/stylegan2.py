@@ -5,17 +5,23 @@ StyleGenerator: mapping network (pixel-normalised z concatenated with the embedd
 `map_layers` equalised-lr linear layers, lr multiplier 0.01) -> w; synthesis from a learned 4x4
 constant with two modulated 3x3 convolutions per resolution (weight demodulation, per-pixel noise
 with a learned strength, bias, leaky ReLU * sqrt 2) and modulated 1x1 toRGB outputs summed over
-resolutions (the "skip" generator of StyleGAN2). Simplifications, documented: upsampling is
-bilinear interpolation before the convolution instead of a transposed convolution with a FIR
-filter; one w for every layer (no style mixing); no truncation. The condition enters as StyleGAN2-
-ADA's conditional mapping does: embed(c) concatenated with z, both normalised.
+resolutions (the "skip" generator of StyleGAN2). Resampling is StyleGAN2's: 2x upsampling by zero
+insertion and the [1, 3, 3, 1] FIR low-pass filter (upfirdn2d, gain 4) before the 3x3 modulated
+convolution and on the RGB skip path (the same linear map as its transposed convolution followed by
+the filter, up to the zero-padded border). One w per layer input (`num_ws` = 2 per resolution + 2,
+toRGB sharing the next layer's index, as StyleGAN2) so that style-mixing regularisation works:
+with probability `mix` a row's ws switch at a random layer to the w of a second latent (the same
+condition), the cut-off drawn per row on the device (StyleGAN2-ADA draws one per batch; per row
+keeps the step free of host decisions, for CUDA graphs). No truncation. The condition enters as
+StyleGAN2-ADA's conditional mapping does: embed(c) concatenated with z, both normalised.
 
 StyleDiscriminator: StyleGAN2's residual D - equalised-lr convolutions (fromRGB 1x1, per resolution
 two 3x3 convs with a 1x1 skip, summed with gain sqrt(1/2)), a minibatch standard-deviation channel
 (groups of up to 4), 3x3 conv and FC at 4x4 - with StyleGAN2-ADA's conditioning: the logit is the
 projection <fc(h), cmap(c)> / sqrt(cmap_dim), cmap from a mapping network of the embedded label.
 No spectral norm; StyleGAN2 regularises D with the R1 penalty (the model applies it, lazily).
-Simplification, documented: downsampling is 2x2 average pooling instead of FIR filtering.
+Downsampling is StyleGAN2's [1, 3, 3, 1] FIR filter then stride 2, after the conv (the official D
+filters before a strided conv: the same map, up to the zero-padded border).
 
 ADAugment: per-sample differentiable augmentations applied to every image D sees (real and fake),
 each with probability p: x-flip, integer translation (1/8 of the side, reflect padding), brightness,
@@ -52,6 +58,26 @@ def _pixel_norm(x, eps=1e-8):
     return x * torch.rsqrt(x.pow(2).mean(1, keepdim=True) + eps)
 
 
+def fir_filter() -> torch.Tensor:
+    """StyleGAN2's separable [1, 3, 3, 1] low-pass filter, [1, 1, 4, 4], summing to 1."""
+    f = torch.tensor([1.0, 3.0, 3.0, 1.0])
+    f = f[:, None] * f[None, :]
+    return (f / f.sum())[None, None]
+
+
+def upsample2d(x, f):
+    """upfirdn2d(x, f, up=2, gain=4, padding (2, 1)): zero insertion, then the filter; [B, C, 2H, 2W].
+    One depthwise transposed convolution (stride 2, padding 1) computes exactly that."""
+    C = x.shape[1]
+    return F.conv_transpose2d(x, (f * 4).to(x.dtype).expand(C, 1, 4, 4), stride=2, padding=1, groups=C)
+
+
+def downsample2d(x, f):
+    """upfirdn2d(x, f, down=2, padding 1): the filter, then every second pixel; [B, C, H/2, W/2]."""
+    C = x.shape[1]
+    return F.conv2d(x, f.to(x.dtype).expand(C, 1, 4, 4), stride=2, padding=1, groups=C)
+
+
 class ModConv(nn.Module):
     """Modulated convolution (StyleGAN2 Eq. 1-3): w' = w * s, demodulated per output channel."""
 
@@ -60,6 +86,8 @@ class ModConv(nn.Module):
         self.weight = nn.Parameter(torch.randn(cout, cin, k, k))
         self.affine = EqualLinear(w_dim, cin, bias_init=1.0)
         self.scale, self.demod, self.up, self.pad = 1 / math.sqrt(cin * k * k), demod, up, k // 2
+        if up:
+            self.register_buffer("fir", fir_filter(), persistent=False)
 
     def forward(self, x, w):
         B, cin, H, W = x.shape
@@ -68,7 +96,7 @@ class ModConv(nn.Module):
         if self.demod:
             wt = wt * torch.rsqrt(wt.pow(2).sum((2, 3, 4), keepdim=True) + 1e-8)
         if self.up:
-            x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+            x = upsample2d(x, self.fir)
             H, W = 2 * H, 2 * W
         out = F.conv2d(x.reshape(1, B * cin, H, W), wt.reshape(-1, cin, *wt.shape[3:]).to(x.dtype), padding=self.pad,
                        groups=B)
@@ -102,7 +130,8 @@ class ToRGB(nn.Module):
 class StyleGenerator(nn.Module):
     """(z, condition embedding) -> image in [-1, 1]. Same calling convention as ResNetGenerator:
     ``forward(z, y)`` with class / cluster indices, or ``forward(z, emb=...)`` with a blended embedding
-    (rows of ``self.embed.weight``)."""
+    (rows of ``self.embed.weight``); ``mix`` = style-mixing probability (training only).
+    ``mapping_ws`` + ``synthesis`` are the two halves (the path-length penalty needs the ws)."""
 
     def __init__(self, z_dim, num_classes, resolution=32, ch=64, out_channels=3, emb_dim=128, w_dim=256,
                  map_layers=4):
@@ -123,19 +152,49 @@ class StyleGenerator(nn.Module):
             self.layers.append(StyleLayer(widths[i], widths[i + 1], w_dim, up=True))
             self.layers.append(StyleLayer(widths[i + 1], widths[i + 1], w_dim))
             self.rgbs.append(ToRGB(widths[i + 1], out_channels, w_dim))
+        self.register_buffer("fir", fir_filter(), persistent=False)
         self.n = n
+        self.num_ws = 2 * n + 2  # layer j reads ws[:, j]; toRGB i reads ws[:, 2 i + 1]
 
-    def forward(self, z, y=None, emb=None):
+    def _w(self, z, e):
+        return self.mapping(torch.cat([_pixel_norm(z), _pixel_norm(self.embed_map(e))], 1))
+
+    def mapping_ws(self, z, y=None, emb=None, mix: float = 0.0):
+        """ws [B, num_ws, w_dim]: w(z, c) at every layer, or with probability `mix` per row w(z, c) up to a
+        random cut-off in [1, num_ws) and w(z', c) of a fresh latent z' after it (style mixing)."""
         e = self.embed(y) if emb is None else emb.to(z.dtype)
-        w = self.mapping(torch.cat([_pixel_norm(z), _pixel_norm(self.embed_map(e))], 1))
-        x = self.const.expand(z.shape[0], -1, -1, -1)
-        x = self.layers[0](x, w)
-        img = self.rgbs[0](x, w)
+        w = self._w(z, e)
+        ws = w[:, None].expand(-1, self.num_ws, -1)
+        if mix > 0:
+            B = z.shape[0]
+            w2 = self._w(torch.randn_like(z), e)
+            cut = torch.randint(1, self.num_ws, (B,), device=z.device)
+            cut = torch.where(torch.rand(B, device=z.device) < mix, cut, self.num_ws)
+            first = torch.arange(self.num_ws, device=z.device)[None, :, None] < cut[:, None, None]
+            ws = torch.where(first, ws, w2[:, None])
+        return ws
+
+    def synthesis(self, ws):
+        x = self.const.expand(ws.shape[0], -1, -1, -1)
+        x = self.layers[0](x, ws[:, 0])
+        img = self.rgbs[0](x, ws[:, 1])
         for i in range(self.n):
-            x = self.layers[1 + 2 * i](x, w)
-            x = self.layers[2 + 2 * i](x, w)
-            img = F.interpolate(img, scale_factor=2, mode="bilinear", align_corners=False) + self.rgbs[i + 1](x, w)
+            x = self.layers[1 + 2 * i](x, ws[:, 1 + 2 * i])
+            x = self.layers[2 + 2 * i](x, ws[:, 2 + 2 * i])
+            img = upsample2d(img, self.fir) + self.rgbs[i + 1](x, ws[:, 3 + 2 * i])
         return torch.tanh(img)
+
+    def forward(self, z, y=None, emb=None, mix: float = 0.0):
+        return self.synthesis(self.mapping_ws(z, y, emb, mix))
+
+
+def path_lengths(G: StyleGenerator, ws, pl_noise):
+    """|J_w^T n| per row (StyleGAN2 Sec. 5): the gradient of <G.synthesis(ws), pl_noise> w.r.t. ws,
+    squares summed over the w dimensions and averaged over the layers, square root; differentiable
+    (create_graph) for the penalty."""
+    img = G.synthesis(ws)
+    grad, = torch.autograd.grad((img * pl_noise.to(img.dtype)).sum(), ws, create_graph=True)
+    return grad.float().pow(2).sum(2).mean(1).sqrt()
 
 
 class EqualConv2d(nn.Module):
@@ -147,12 +206,14 @@ class EqualConv2d(nn.Module):
         self.weight = nn.Parameter(torch.randn(cout, cin, k, k))
         self.bias = nn.Parameter(torch.zeros(cout)) if bias else None
         self.scale, self.act, self.down, self.gain, self.pad = 1 / math.sqrt(cin * k * k), act, down, gain, k // 2
+        if down:
+            self.register_buffer("fir", fir_filter(), persistent=False)
 
     def forward(self, x):
         b = None if self.bias is None else self.bias.to(x.dtype)
         x = F.conv2d(x, (self.weight * self.scale).to(x.dtype), b, padding=self.pad)
         if self.down:
-            x = F.avg_pool2d(x, 2)
+            x = downsample2d(x, self.fir)
         if self.act:
             x = F.leaky_relu(x, 0.2) * math.sqrt(2)
         return x * self.gain if self.gain != 1 else x

@@ -27,7 +27,8 @@ TINY = {
 VARIANTS = {  # the other code paths of the steps
     "lcpgan-stylegan2-ada": ["--model", "lcpgan", *TINY["lcpgan"], "--set", "model.base=stylegan2", "--set",
                              "model.ada=true", "--set", "model.w_dim=16", "--set", "model.map_layers=2", "--set",
-                             "model.clip_loss=true", "--set", "model.r1_every=2"],
+                             "model.clip_loss=true", "--set", "model.r1_every=2", "--set", "model.style_mix=0.5",
+                             "--set", "model.pl_weight=1", "--set", "model.pl_every=3"],
     "medgan-ring2d": ["--model", "medgan", "--data", "ring2d", "--set", "model.hidden=16"],
     "triplegan-ring2d": ["--model", "triplegan", "--data", "ring2d", "--set", "model.hidden=16"],
     "cvaegan-semi": ["--model", "cvaegan", *TINY["cvaegan"], "--set", "model.semi_supervised=true"],

@@ -196,7 +196,7 @@ def test_stylegan2_base_uses_style_d_and_lazy_r1():
     loader = TensorLoader(ds, split, 4, 4, seed=0)
     has = [("D/r1" in m.train_step(next(loader), s)) for s in range(4)]
     assert has == [True, False, False, True]
-    assert [m.graph_key(s) for s in range(4)] == [(True,), (False,), (False,), (True,)]
+    assert [m.graph_key(s) for s in range(4)] == [(True, False), (False, False), (False, False), (True, False)]
     x = images_to_tensor(ds.images[:4]).requires_grad_(True)
     y = torch.tensor([0, 1, 2, 3])
     out = m.Dclass(x, y)[0]
@@ -206,6 +206,96 @@ def test_stylegan2_base_uses_style_d_and_lazy_r1():
     assert not _model(base="stylegan2", r1_gamma=0.0)[0].r1 and not _model()[0].r1  # off; biggan: off by default
     with pytest.raises(ValueError, match="r1_every"):
         _model(base="stylegan2", r1_every=0)
+
+
+def _upfirdn2d(x, f, up=1, down=1, pad=(0, 0)):
+    """StyleGAN2's upfirdn2d by its definition, in loops: zero insertion, zero padding, 2-D convolution
+    with f, every down-th pixel."""
+    B, C, H, W = x.shape
+    u = torch.zeros(B, C, H * up, W * up, dtype=x.dtype)
+    u[:, :, ::up, ::up] = x
+    u = F.pad(u, (pad[0], pad[1], pad[0], pad[1]))
+    k = f.shape[0]
+    out = torch.zeros(B, C, u.shape[2] - k + 1, u.shape[3] - k + 1, dtype=x.dtype)
+    ff = f.flip(0, 1)  # convolution, not correlation
+    for i in range(out.shape[2]):
+        for j in range(out.shape[3]):
+            out[:, :, i, j] = (u[:, :, i:i + k, j:j + k] * ff).sum((2, 3))
+    return out[:, :, ::down, ::down]
+
+
+def test_fir_resampling_is_upfirdn2d():
+    from ssgan_fast.models.stylegan2 import downsample2d, fir_filter, upsample2d
+    f = fir_filter().double()
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 3, 5, 6, generator=g, dtype=torch.float64)
+    up = upsample2d(x, f)
+    assert up.shape == (2, 3, 10, 12)
+    torch.testing.assert_close(up, _upfirdn2d(x, f[0, 0] * 4, up=2, pad=(2, 1)))
+    x = torch.randn(2, 3, 8, 10, generator=g, dtype=torch.float64)
+    down = downsample2d(x, f)
+    assert down.shape == (2, 3, 4, 5)
+    torch.testing.assert_close(down, _upfirdn2d(x, f[0, 0], down=2, pad=(1, 1)))
+    ones = torch.ones(1, 1, 8, 8, dtype=torch.float64)  # a low-pass filter keeps a constant (inside the border)
+    torch.testing.assert_close(upsample2d(ones, f)[..., 2:-2, 2:-2], torch.ones(1, 1, 12, 12, dtype=torch.float64))
+    torch.testing.assert_close(downsample2d(ones, f)[..., 1:-1, 1:-1], torch.ones(1, 1, 2, 2, dtype=torch.float64))
+
+
+def test_style_mixing_switches_ws_once_per_row():
+    from ssgan_fast.models.stylegan2 import StyleGenerator
+    torch.manual_seed(0)
+    G = StyleGenerator(8, 5, 16, 4, 3, emb_dim=8, w_dim=16, map_layers=2)
+    assert G.num_ws == 2 * 2 + 2
+    z, y = torch.randn(64, 8), torch.randint(0, 5, (64,))
+    ws = G.mapping_ws(z, y)
+    assert ws.shape == (64, G.num_ws, 16) and bool((ws == ws[:, :1]).all())
+    torch.manual_seed(1)
+    img = G(z, y)
+    torch.manual_seed(1)
+    torch.testing.assert_close(img, G.synthesis(ws))  # forward = synthesis o mapping
+    mixed = G.mapping_ws(z, y, mix=1.0)
+    cuts = []
+    for r in range(64):
+        same = (mixed[r] == ws[r]).all(1)  # layers that kept w(z, c)
+        k = int(same.sum())
+        assert 1 <= k < G.num_ws and bool(same[:k].all())  # a prefix, then the second latent's w
+        assert bool((mixed[r, k:] == mixed[r, k]).all())
+        cuts.append(k)
+    assert len(set(cuts)) > 1  # the cut-off is drawn per row
+    half = G.mapping_ws(z, y, mix=0.5)
+    kept = (half == ws).all(2).all(1).float().mean()
+    assert 0.3 < float(kept) < 0.7
+
+
+def test_path_length_penalty_against_jacobian():
+    from ssgan_fast.engine.amp import Amp
+    from ssgan_fast.models.stylegan2 import path_lengths
+    m, ds, split = _model(base="stylegan2", pl_weight=0.5, pl_every=2, style_mix=0.0)
+    G = m.G.double()
+    ws = G.mapping_ws(torch.randn(3, 8, dtype=torch.float64), torch.tensor([0, 4, 7])).detach().clone()
+    ws += 0.1 * torch.randn_like(ws)  # different ws per layer
+    n = torch.randn(3, 1, 8, 8, dtype=torch.float64)
+    J = torch.autograd.functional.jacobian(G.synthesis, ws)  # [3, 1, 8, 8, 3, num_ws, w]
+    want = torch.stack([torch.einsum("chw,chwlk->lk", n[b], J[b, :, :, :, b]).pow(2).sum(1).mean().sqrt()
+                        for b in range(3)])
+    torch.testing.assert_close(path_lengths(G, ws.requires_grad_(True), n).double(), want.float().double())
+    m, ds, split = _model(base="stylegan2", pl_weight=0.5, pl_every=2)
+    assert m.style_mix == 0.0  # 8 px: ADA's small-image default
+    loader = TensorLoader(ds, split, 4, 4, seed=0)
+    has = [("G/pl" in m.train_step(next(loader), s)) for s in range(4)]
+    assert has == [True, False, True, False] and float(m.pl_mean) > 0
+    assert [m.graph_key(s)[1] for s in range(4)] == [True, False, True, False]
+    before = float(m.pl_mean)
+    pen = m._pl(m.noise(8), torch.randint(0, 10, (8,)), Amp(None, "cpu"))
+    assert pen.requires_grad and float(pen.detach()) >= 0
+    assert float(m.pl_mean) != before  # the moving average moved
+    d = _model(base="stylegan2")[0]
+    assert d.pl_weight == 0 and d.style_mix == 0  # below 64 px both default to off
+    assert not hasattr(_model()[0], "pl_mean")  # biggan: no path-length state
+    with pytest.raises(ValueError, match="style_mix"):
+        _model(base="stylegan2", style_mix=1.5)
+    with pytest.raises(ValueError, match="pl_every"):
+        _model(base="stylegan2", pl_every=0)
 
 
 def test_clip_prompt_path_equals_text_encoder():
