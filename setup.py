@@ -43,7 +43,8 @@ def _extra_cuda_includes():
 
 def _extensions():
     with_cuda, why = _cuda_decision()
-    cpp_sources = ["csrc/ops.cpp", "csrc/cosine_logits_host.cpp"] + sorted(glob.glob("csrc/cpu/*.cpp"))
+    cpp_sources = ["csrc/ops.cpp", "csrc/cosine_logits_host.cpp", "csrc/autograd.cpp"]
+    cpp_sources += sorted(glob.glob("csrc/cpu/*.cpp"))
     cuda_sources = sorted(glob.glob("csrc/cuda/*.cu"))
     define_macros = [("SSGAN_TORCH_VERSION", f'"{torch.__version__}"')]
     # torch adds the C++ standard it needs; -fno-math-errno lets the vectoriser call libmvec's exp

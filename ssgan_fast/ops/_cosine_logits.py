@@ -241,11 +241,14 @@ def _dtau(rd: Tensor, tau: Tensor) -> Tensor:
     return (-rd.double() / tau.detach().double()).reshape(tau.shape).to(tau.dtype)
 
 
-def _define(name: str, fwd, fake, setup, grads):
+def _define(name: str, fwd, fake, setup, grads, cxx=None):
     """The eager Function and the custom op of one op, from shared bodies.
 
     fwd(*inputs) -> outputs; setup(ctx, inputs, outputs) saves what backward needs;
-    grads(ctx, bwd, *grad_outputs) -> input grads, with bwd the backward host call."""
+    grads(ctx, bwd, *grad_outputs) -> input grads, with bwd the backward host call.
+    cxx(*inputs): the eager call for the cpp / cuda backends - the same host calls wrapped in a C++
+    autograd Function (csrc/autograd.cpp, no Python in forward or backward); the Python Function
+    then serves the Triton backend."""
     op = torch.library.custom_op(f"ssgan_fast::{name}", mutates_args=())(fwd)
     op.register_fake(fake)
     op.register_autograd(lambda ctx, *g: grads(ctx, _bwd_fn(ctx.backend, True), *g), setup_context=setup)
@@ -270,12 +273,26 @@ def _define(name: str, fwd, fake, setup, grads):
 
     Fn.__name__ = f"{name}_function"
 
-    def call(*inputs):
+    def call(*inputs, backend: str):
         """The op's first output (the probabilities, logits or loss), differentiable."""
         if torch.compiler.is_compiling():
             return op(*inputs)[0]
+        if cxx is not None and backend != "triton":
+            return cxx(*inputs)
         return Fn.apply(*inputs)
     return call
+
+
+_C_OPS = None
+
+
+def _c_ops():
+    """torch.ops.ssgan_fast_C, resolved once (the cpp / cuda backends imply the extension is loaded)."""
+    global _C_OPS
+    if _C_OPS is None:
+        import ssgan_fast._C  # noqa: F401  (registers the ops)
+        _C_OPS = torch.ops.ssgan_fast_C
+    return _C_OPS
 
 
 def _probs_fake(x, w, backend, B, K):
@@ -311,7 +328,12 @@ def _cs_grads(ctx, bwd, gprobs, *_):
     return dx, dw, dtau, None, None, None, None
 
 
-cosine_softmax_op = _define("cosine_softmax", _cs_fwd, _cs_fake, _cs_setup, _cs_grads)
+_cs_call = _define("cosine_softmax", _cs_fwd, _cs_fake, _cs_setup, _cs_grads,
+                   lambda x, p, tau, scale, lo, hi, backend: _c_ops().cosine_softmax_autograd(x, p, tau, scale, lo, hi))
+
+
+def cosine_softmax_op(x, protos, tau, scale, lo, hi, backend):
+    return _cs_call(x, protos, tau, scale, lo, hi, backend, backend=backend)
 
 
 # clustering_loss --------------------------------------------------------------
@@ -349,7 +371,12 @@ def _cl_grads(ctx, bwd, gloss, *_):
     return dx, dw, dtau, None, None, None
 
 
-clustering_loss_op = _define("clustering_loss", _cl_fwd, _cl_fake, _cl_setup, _cl_grads)
+_cl_call = _define("clustering_loss", _cl_fwd, _cl_fake, _cl_setup, _cl_grads,
+                   lambda x, p, tau, scale, lam, backend: _c_ops().clustering_loss_autograd(x, p, tau, scale, lam))
+
+
+def clustering_loss_op(x, protos, tau, scale, lam, backend):
+    return _cl_call(x, protos, tau, scale, lam, backend, backend=backend)
 
 
 # aam_logits -------------------------------------------------------------------
@@ -378,7 +405,12 @@ def _al_grads(ctx, bwd, glogits, *_):
     return dx, dw, None, None, None, None
 
 
-aam_logits_op = _define("aam_logits", _al_fwd, _al_fake, _al_setup, _al_grads)
+_al_call = _define("aam_logits", _al_fwd, _al_fake, _al_setup, _al_grads,
+                   lambda x, w, target, s, m, backend: _c_ops().aam_logits_autograd(x, w, target, s, m))
+
+
+def aam_logits_op(x, weight, target, s, m, backend):
+    return _al_call(x, weight, target, s, m, backend, backend=backend)
 
 
 # aam_cross_entropy ---------------------------------------------------------------
@@ -433,7 +465,14 @@ def _ace_grads(ctx, bwd, gloss, *_):
     return dx, dw, None, None, None, None, None, None, None
 
 
-aam_cross_entropy_op = _define("aam_cross_entropy", _ace_fwd, _ace_fake, _ace_setup, _ace_grads)
+_REDUCTION_CODE = {"mean": 0, "sum": 1, "none": 2}  # csrc/autograd.cpp's Reduction
+_ace_call = _define("aam_cross_entropy", _ace_fwd, _ace_fake, _ace_setup, _ace_grads,
+                    lambda x, w, target, s, m, reduction, need_grad, backend, chunk:
+                    _c_ops().aam_cross_entropy_autograd(x, w, target, s, m, _REDUCTION_CODE[reduction], need_grad, chunk))
+
+
+def aam_cross_entropy_op(x, weight, target, s, m, reduction, need_grad, backend, chunk):
+    return _ace_call(x, weight, target, s, m, reduction, need_grad, backend, chunk, backend=backend)
 
 
 # prototype_ema_update ---------------------------------------------------------
