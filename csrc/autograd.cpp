@@ -56,9 +56,9 @@ variable_list once_differentiable(variable_list grads) {
   return err->apply(std::move(inputs));
 }
 
-// logit = cos / tau: dL/dtau = -sum(dlogit * cos) / tau^2 = -sum(dcos * cos) / tau
+// logit = cos / tau: dL/dtau = -sum(dlogit * cos) / tau^2 = -sum(dcos * cos) / tau (rd: per-row sums)
 at::Tensor dtau_of(const at::Tensor& rd, const at::Tensor& tau) {
-  return (-rd.to(at::kDouble) / tau.detach().to(at::kDouble)).reshape(tau.sizes()).to(tau.scalar_type());
+  return (-rd.to(at::kDouble).sum() / tau.detach().to(at::kDouble)).reshape(tau.sizes()).to(tau.scalar_type());
 }
 
 int64_t default_row_chunk(int64_t B, int64_t K) {

@@ -21,9 +21,28 @@ at::ScalarType compute_dtype(const at::Tensor& x, const at::Tensor& w) {
   return (x.scalar_type() == at::kDouble || w.scalar_type() == at::kDouble) ? at::kDouble : at::kFloat;
 }
 
-// 1 / max(||row||, eps) in the compute dtype (ATen's vectorised reduction).
+// 1 / max(||row||, eps) in the compute dtype. CPU, contiguous rows already in the compute dtype:
+// one loop (at the papers' shapes the three ATen calls cost more than the arithmetic); else
+// ATen's vectorised reduction.
 at::Tensor inv_norm(const at::Tensor& t, at::ScalarType cdt) {
-  return at::linalg_vector_norm(t, 2, {1}, false, cdt).clamp_min_(kNormEps).reciprocal_();
+  if (!t.is_cpu() || !t.is_contiguous() || t.scalar_type() != cdt) {
+    return at::linalg_vector_norm(t, 2, {1}, false, cdt).clamp_min_(kNormEps).reciprocal_();
+  }
+  const int64_t N = t.size(0), D = t.size(1);
+  at::Tensor out = at::empty({N}, t.options());
+  AT_DISPATCH_FLOATING_TYPES(cdt, "inv_norm", [&] {
+    const scalar_t* p = t.data_ptr<scalar_t>();
+    scalar_t* o = out.data_ptr<scalar_t>();
+    at::parallel_for(0, N, std::max<int64_t>(1, (int64_t{1} << 15) / std::max<int64_t>(D, 1)), [&](int64_t a, int64_t b) {
+      for (int64_t i = a; i < b; ++i) {
+        const scalar_t* r = p + i * D;
+        double acc = 0.0;  // float64 accumulation: as accurate as ATen's pairwise sum
+        _Pragma("omp simd reduction(+ : acc)") for (int64_t j = 0; j < D; ++j) acc += double(r[j]) * double(r[j]);
+        o[i] = static_cast<scalar_t>(1.0 / std::max(std::sqrt(acc), kNormEps));
+      }
+    });
+  });
+  return out;
 }
 
 // The normalisation backward's second term: g[i, :] -= k_i * dot[i] * v[i, :], with
@@ -52,6 +71,35 @@ void norm_backward_sub(at::Tensor& g, const at::Tensor& v, const at::Tensor& r, 
       }
     });
   });
+}
+
+// The normalisation backward from the GEMM result alone (CPU): for each row i of the raw gradient
+// g = e W (or e^T X), dot_i = v_i . g_i (= sum_k dcos_ik cos_ik), then g_i -= k_i dot_i v_i.
+// Returns dot [N] (its sum is sum dcos * cos, for the temperature's gradient).
+at::Tensor norm_backward_project(at::Tensor& g, const at::Tensor& v, const at::Tensor& r) {
+  TORCH_CHECK(g.is_cpu() && g.is_contiguous() && v.is_contiguous() && g.scalar_type() == v.scalar_type(),
+              "norm_backward_project: layout");
+  const int64_t N = g.size(0), D = g.size(1);
+  at::Tensor dot = at::empty({N}, g.options());
+  AT_DISPATCH_FLOATING_TYPES(g.scalar_type(), "norm_backward_project", [&] {
+    scalar_t* pg = g.data_ptr<scalar_t>();
+    const scalar_t* pv = v.data_ptr<scalar_t>();
+    const scalar_t* pr = r.data_ptr<scalar_t>();
+    scalar_t* pd = dot.data_ptr<scalar_t>();
+    const scalar_t lim = static_cast<scalar_t>(1.0 / kNormEps);
+    at::parallel_for(0, N, std::max<int64_t>(1, (int64_t{1} << 15) / std::max<int64_t>(D, 1)), [&](int64_t a, int64_t b) {
+      for (int64_t i = a; i < b; ++i) {
+        scalar_t* gi = pg + i * D;
+        const scalar_t* vi = pv + i * D;
+        scalar_t d = 0;
+        _Pragma("omp simd reduction(+ : d)") for (int64_t j = 0; j < D; ++j) d += gi[j] * vi[j];
+        pd[i] = d;
+        const scalar_t f = pr[i] < lim ? pr[i] * pr[i] * d : scalar_t(0);
+        _Pragma("omp simd") for (int64_t j = 0; j < D; ++j) gi[j] -= f * vi[j];
+      }
+    });
+  });
+  return dot;
 }
 
 void fwd_rows(const at::Tensor& dots, const at::Tensor& rx, const at::Tensor& rw, const at::Tensor& scale,
@@ -97,6 +145,11 @@ at::Tensor opt_index(const std::optional<at::Tensor>& t, const at::Tensor& like)
 // temperature, read on the device - no host sync) or the float `scale`.
 at::Tensor scale_tensor(const std::optional<at::Tensor>& tau, double scale, const at::Tensor& like) {
   if (tau.has_value()) return tau->to(like.options()).reshape({1}).reciprocal();
+  if (like.is_cpu()) {  // a host write instead of a fill kernel
+    at::Tensor t = at::empty({1}, like.options());
+    AT_DISPATCH_FLOATING_TYPES(t.scalar_type(), "scale_tensor", [&] { t.data_ptr<scalar_t>()[0] = static_cast<scalar_t>(scale); });
+    return t;
+  }
   return at::full({1}, scale, like.options());
 }
 
@@ -162,30 +215,42 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> cosine_logits_backward(
     gr = (gr.reshape({1, 1}) * (-(logp + 1.0) / double(B) - dprior.unsqueeze(0))).contiguous();
     kmode = kProbs;
   }
-  at::Tensor dx = at::zeros({B, D}, xf.options());
-  at::Tensor dw = at::empty({K, D}, xf.options());
-  at::Tensor rowdot = at::zeros({B}, xf.options());
   const int64_t step = kmode == kCrossEntropy ? chunk : K;
   TORCH_CHECK(step > 0, "cosine_logits: chunk must be positive");
+  if (kmode == kProbs && xf.is_cpu()) {
+    // CPU softmax: e straight from p and g, the two GEMMs, then the normalisation terms from the
+    // GEMM results (no log p, no per-column partials). The CUDA / Triton kernels recover cos.
+    const at::Tensor wc = w.to(cdt).contiguous();
+    at::Tensor e = at::empty({B, K}, xf.options());
+    cosine_logits_probs_grad_cpu(e, rx, rw, sc, sv, gr);
+    at::Tensor dx = at::mm(e, wc), dw = at::mm(e.t(), xf);
+    at::Tensor rowdot = norm_backward_project(dx, xf, rx);
+    norm_backward_project(dw, wc, rw);
+    return {dx.to(x.scalar_type()), dw.to(w.scalar_type()), rowdot};
+  }
+  // one chunk: dx is written by mm_out; several: accumulated by addmm_
+  at::Tensor dx = step >= K ? at::empty({B, D}, xf.options()) : at::zeros({B, D}, xf.options());
+  at::Tensor dw = at::empty({K, D}, xf.options());
+  at::Tensor rowdot = at::zeros({B}, xf.options());
   for (int64_t c0 = 0; c0 < K; c0 += step) {
     const int64_t c1 = std::min(K, c0 + step);
-    const at::Tensor wc = (step == K ? w : w.slice(0, c0, c1)).to(cdt);
+    const at::Tensor wc = (step >= K ? w : w.slice(0, c0, c1)).to(cdt);
     // mode 0 recovers cos from the saved probabilities: no GEMM recompute
     at::Tensor dots = kmode == kProbs ? at::empty({B, c1 - c0}, xf.options()) : at::mm(xf, wc.t());
     at::Tensor coldot = at::zeros({c1 - c0}, xf.options());
-    bwd_rows(dots, rx, step == K ? rw : rw.slice(0, c0, c1), sc, margin, tg, lo_, hi_, c0, kmode, sv, ls, gr, rowdot,
+    bwd_rows(dots, rx, step >= K ? rw : rw.slice(0, c0, c1), sc, margin, tg, lo_, hi_, c0, kmode, sv, ls, gr, rowdot,
              coldot);
-    if (step == K) {
+    if (step >= K) {
       at::mm_out(dx, dots, wc);
     } else {
       dx.addmm_(dots, wc);
     }
-    at::Tensor dwc = step == K ? dw : dw.slice(0, c0, c1);
+    at::Tensor dwc = step >= K ? dw : dw.slice(0, c0, c1);
     at::mm_out(dwc, dots.t(), xf);
-    norm_backward_sub(dwc, wc.contiguous(), step == K ? rw : rw.slice(0, c0, c1), coldot);
+    norm_backward_sub(dwc, wc.contiguous(), step >= K ? rw : rw.slice(0, c0, c1), coldot);
   }
   norm_backward_sub(dx, xf, rx, rowdot);
-  return {dx.to(x.scalar_type()), dw.to(w.scalar_type()), rowdot.sum()};
+  return {dx.to(x.scalar_type()), dw.to(w.scalar_type()), rowdot};
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> cosine_logits_ce_fused(

@@ -124,6 +124,9 @@ void cosine_logits_bwd_rows_cpu(const at::Tensor& dots, const at::Tensor& rx, co
 void cosine_logits_ce_rows_cpu(const at::Tensor& dots, const at::Tensor& rx, const at::Tensor& rw,
                                const at::Tensor& scale, double margin, const at::Tensor& target, double weight,
                                const at::Tensor& stats, const at::Tensor& rowdot, const at::Tensor& coldot);
+// mode 0 backward on the CPU host: e = s p (g - rowsum(p g)) rx rw (see cosine_logits_backward)
+void cosine_logits_probs_grad_cpu(const at::Tensor& e, const at::Tensor& rx, const at::Tensor& rw,
+                                  const at::Tensor& scale, const at::Tensor& probs, const at::Tensor& grad);
 void prototype_ema_rows_cpu(const at::Tensor& protos, const at::Tensor& sums, const at::Tensor& wsum,
                             double momentum);
 
@@ -133,7 +136,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> cosine_lo
     const at::Tensor& x, const at::Tensor& w, const std::optional<at::Tensor>& tau, double scale, double margin,
     const std::optional<at::Tensor>& target, const std::optional<at::Tensor>& lo, const std::optional<at::Tensor>& hi,
     int64_t mode, int64_t chunk);
-// backward -> (dx, dw, sum_bk dcos * cos); mode kClustering: grad is dL/dloss of clustering_loss
+// backward -> (dx, dw, rowdot [B] = sum_k dcos_bk cos_bk); mode kClustering: grad is dL/dloss of clustering_loss
 std::tuple<at::Tensor, at::Tensor, at::Tensor> cosine_logits_backward(
     const at::Tensor& x, const at::Tensor& w, const at::Tensor& rx, const at::Tensor& rw,
     const std::optional<at::Tensor>& tau, double scale, double margin, const std::optional<at::Tensor>& target,

@@ -86,18 +86,17 @@ def availability(name: str, device: torch.device | str | None = None) -> tuple[b
             return False, f"the cuda backend runs on CUDA tensors, got {dev.type} tensors"
         return True, ""
     if name == "triton":
+        # the device question first: importing the kernels fixes Triton's mode (compiled or
+        # interpreted) for the process, so they are not imported where they could not run anyway
+        if dev is None:
+            if not (torch.cuda.is_available() or _interpret()):
+                return False, "no CUDA device (set TRITON_INTERPRET=1 to run the Triton kernels on CPU tensors, slowly)"
+        elif not (dev.type == "cuda" or (dev.type == "cpu" and _interpret())):
+            return False, f"Triton kernels need CUDA tensors (got {dev.type}); TRITON_INTERPRET=1 runs them on CPU"
         mod, why = _load_triton()
         if mod is None:
             return False, why
-        if dev is None:
-            if torch.cuda.is_available() or _interpret():
-                return True, ""
-            return False, "no CUDA device (set TRITON_INTERPRET=1 to run the Triton kernels on CPU tensors, slowly)"
-        if dev.type == "cuda":
-            return True, ""
-        if dev.type == "cpu" and _interpret():
-            return True, ""
-        return False, f"Triton kernels need CUDA tensors (got {dev.type}); TRITON_INTERPRET=1 runs them on CPU"
+        return True, ""
     raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
 
 

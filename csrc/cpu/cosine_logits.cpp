@@ -357,6 +357,35 @@ void cosine_logits_ce_rows_cpu_impl(const at::Tensor& dots, const at::Tensor& rx
   add_partials(partial, nthreads, K, coldot.data_ptr<T>());
 }
 
+// Softmax backward straight to the GEMM operand (mode 0 on the CPU host): e_bk = s p_bk (g_bk -
+// sum_j p_bj g_bj) rx_b rw_k. No cos is needed: the host takes the normalisation terms from the
+// GEMM results (sum_k dcos_bk cos_bk = x_b . (e W)_b), so neither the log of the probabilities nor
+// per-column partial sums are computed here.
+template <typename T>
+void cosine_logits_probs_grad_cpu_impl(const at::Tensor& e, const at::Tensor& rx, const at::Tensor& rw,
+                                       const at::Tensor& scale, const at::Tensor& probs, const at::Tensor& grad) {
+  T* pe = e.data_ptr<T>();
+  const T* prx = rx.data_ptr<T>();
+  const T* prw = rw.data_ptr<T>();
+  const T* pp = probs.data_ptr<T>();
+  const T* pgr = grad.data_ptr<T>();
+  const int64_t B = e.size(0), K = e.size(1);
+  const T s = scale.item<T>();
+  at::parallel_for(0, B, row_grain(K), [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) {
+      const T* __restrict__ P = pp + b * K;
+      const T* __restrict__ G = pgr + b * K;
+      T* __restrict__ row = pe + b * K;
+      T pg = T(0);
+#pragma omp simd reduction(+ : pg)
+      for (int64_t k = 0; k < K; ++k) pg += P[k] * G[k];
+      const T f = s * prx[b];
+#pragma omp simd
+      for (int64_t k = 0; k < K; ++k) row[k] = f * P[k] * (G[k] - pg) * prw[k];
+    }
+  });
+}
+
 }  // namespace
 
 void cosine_logits_fwd_rows_cpu(const at::Tensor& dots, const at::Tensor& rx, const at::Tensor& rw,
@@ -389,6 +418,24 @@ void cosine_logits_ce_rows_cpu(const at::Tensor& dots, const at::Tensor& rx, con
   check_ce_rows_args(dots, rx, rw, scale, target, stats, rowdot, coldot);
   AT_DISPATCH_FLOATING_TYPES(dots.scalar_type(), "cosine_logits_ce_rows_cpu", [&] {
     cosine_logits_ce_rows_cpu_impl<scalar_t>(dots, rx, rw, scale, margin, target, weight, stats, rowdot, coldot);
+  });
+}
+
+void cosine_logits_probs_grad_cpu(const at::Tensor& e, const at::Tensor& rx, const at::Tensor& rw,
+                                  const at::Tensor& scale, const at::Tensor& probs, const at::Tensor& grad) {
+  const auto dt = e.scalar_type();
+  TORCH_CHECK(e.dim() == 2 && e.is_contiguous() && (dt == at::kFloat || dt == at::kDouble),
+              "cosine_logits_probs_grad: e must be a contiguous float32/float64 [B, K] tensor");
+  const int64_t B = e.size(0), K = e.size(1);
+  for (const at::Tensor* t : {&probs, &grad}) {
+    TORCH_CHECK(t->scalar_type() == dt && t->is_contiguous() && t->numel() == B * K,
+                "cosine_logits_probs_grad: probs and grad must be contiguous [B, K] of e's dtype");
+  }
+  TORCH_CHECK(rx.scalar_type() == dt && rx.is_contiguous() && rx.numel() == B && rw.scalar_type() == dt &&
+                  rw.is_contiguous() && rw.numel() == K && scale.scalar_type() == dt && scale.numel() == 1,
+              "cosine_logits_probs_grad: rx [B], rw [K], scale [1] of e's dtype");
+  AT_DISPATCH_FLOATING_TYPES(dt, "cosine_logits_probs_grad_cpu", [&] {
+    cosine_logits_probs_grad_cpu_impl<scalar_t>(e, rx, rw, scale, probs, grad);
   });
 }
 

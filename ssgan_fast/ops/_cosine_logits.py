@@ -129,7 +129,8 @@ def _clustering_grad(probs, gloss, lam):
 
 
 def triton_backward(x, w, rx, rw, tau, scale, margin, target, lo, hi, mode, saved, lse, grad, lam, chunk):
-    """Same contract as ssgan_fast_C::cosine_logits_backward: (dx, dw, sum_bk dcos * cos)."""
+    """Same contract as ssgan_fast_C::cosine_logits_backward: (dx, dw, rd) with rd.sum() = sum_bk dcos * cos
+    (here a scalar; the C++ host returns the per-row sums [B] and leaves the sum to a caller that needs it)."""
     kern = kernels("triton")
     cdt = compute_dtype(x, w, "triton")
     sc = _scale_tensor(tau, scale, cdt, x.device)
@@ -224,7 +225,8 @@ def _backward_op(x: Tensor, w: Tensor, rx: Tensor, rw: Tensor, tau: Optional[Ten
 
 @_backward_op.register_fake
 def _(x, w, rx, rw, tau, scale, margin, target, lo, hi, mode, saved, lse, grad, lam, backend, chunk):
-    return torch.empty_like(x), torch.empty_like(w), x.new_empty((), dtype=compute_dtype(x, w, backend))
+    rd_shape = () if backend == "triton" else (x.shape[0],)
+    return torch.empty_like(x), torch.empty_like(w), x.new_empty(rd_shape, dtype=compute_dtype(x, w, backend))
 
 
 def _bwd_fn(backend: str, traced: bool):
@@ -238,7 +240,7 @@ def _bwd_fn(backend: str, traced: bool):
 
 def _dtau(rd: Tensor, tau: Tensor) -> Tensor:
     # logit = cos / tau: dL/dtau = -sum(dlogit * cos) / tau^2 = -sum(dcos * cos) / tau
-    return (-rd.double() / tau.detach().double()).reshape(tau.shape).to(tau.dtype)
+    return (-rd.double().sum() / tau.detach().double()).reshape(tau.shape).to(tau.dtype)
 
 
 def _define(name: str, fwd, fake, setup, grads, cxx=None):
