@@ -174,13 +174,32 @@ def parse_args(description: str):
     return ap.parse_args()
 
 
+def cpu_model() -> str:
+    """The host CPU's model name and vector ISA (results from one "cpu-x86_64-2threads" folder may come
+    from different VMs: this says which)."""
+    name, flags = platform.processor() or platform.machine(), set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name") and ":" in line:
+                    name = line.split(":", 1)[1].strip()
+                elif line.startswith("flags") and ":" in line:
+                    flags = set(line.split(":", 1)[1].split())
+                if name and flags:
+                    break
+    except OSError:
+        pass
+    isa = "avx512f" if "avx512f" in flags else "avx2" if "avx2" in flags else "baseline"
+    return f"{name} ({isa})"
+
+
 def write_records(records, op_file: str, device: str, out: str | None):
     if out is None:
         d = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", device_dir(device))
         os.makedirs(d, exist_ok=True)
         out = os.path.join(d, f"{op_file}.json")
     meta = {"torch": torch.__version__, "device": device_name(device), "date": time.strftime("%Y-%m-%d"),
-            "threads": torch.get_num_threads()}
+            "threads": torch.get_num_threads(), "cpu": cpu_model()}
     try:
         import triton
         meta["triton"] = triton.__version__

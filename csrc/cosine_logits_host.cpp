@@ -36,9 +36,9 @@ at::Tensor inv_norm(const at::Tensor& t, at::ScalarType cdt) {
     at::parallel_for(0, N, std::max<int64_t>(1, (int64_t{1} << 15) / std::max<int64_t>(D, 1)), [&](int64_t a, int64_t b) {
       for (int64_t i = a; i < b; ++i) {
         const scalar_t* r = p + i * D;
-        double acc = 0.0;  // float64 accumulation: as accurate as ATen's pairwise sum
-        _Pragma("omp simd reduction(+ : acc)") for (int64_t j = 0; j < D; ++j) acc += double(r[j]) * double(r[j]);
-        o[i] = static_cast<scalar_t>(1.0 / std::max(std::sqrt(acc), kNormEps));
+        scalar_t acc = 0;  // the simd reduction keeps one partial sum per lane (as ATen's cascade sum)
+        _Pragma("omp simd reduction(+ : acc)") for (int64_t j = 0; j < D; ++j) acc += r[j] * r[j];
+        o[i] = static_cast<scalar_t>(1.0 / std::max(std::sqrt(static_cast<double>(acc)), kNormEps));
       }
     });
   });
@@ -217,12 +217,17 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> cosine_logits_backward(
   }
   const int64_t step = kmode == kCrossEntropy ? chunk : K;
   TORCH_CHECK(step > 0, "cosine_logits: chunk must be positive");
-  if (kmode == kProbs && xf.is_cpu()) {
-    // CPU softmax: e straight from p and g, the two GEMMs, then the normalisation terms from the
-    // GEMM results (no log p, no per-column partials). The CUDA / Triton kernels recover cos.
+  if ((kmode == kProbs || (kmode == kLogits && !tau.has_value())) && xf.is_cpu()) {
+    // CPU softmax / margin logits: e straight from p (or the logits' gradient) and g, the two GEMMs,
+    // then the normalisation terms from the GEMM results (no log p, no recomputed logits tile, no
+    // per-column partials). The CUDA / Triton kernels recover cos instead.
     const at::Tensor wc = w.to(cdt).contiguous();
     at::Tensor e = at::empty({B, K}, xf.options());
-    cosine_logits_probs_grad_cpu(e, rx, rw, sc, sv, gr);
+    if (kmode == kProbs) {
+      cosine_logits_probs_grad_cpu(e, rx, rw, sc, sv, gr);
+    } else {
+      cosine_logits_margin_grad_cpu(e, xf, wc, rx, rw, scale, margin, tg, gr);
+    }
     at::Tensor dx = at::mm(e, wc), dw = at::mm(e.t(), xf);
     at::Tensor rowdot = norm_backward_project(dx, xf, rx);
     norm_backward_project(dw, wc, rw);

@@ -127,6 +127,10 @@ void cosine_logits_ce_rows_cpu(const at::Tensor& dots, const at::Tensor& rx, con
 // mode 0 backward on the CPU host: e = s p (g - rowsum(p g)) rx rw (see cosine_logits_backward)
 void cosine_logits_probs_grad_cpu(const at::Tensor& e, const at::Tensor& rx, const at::Tensor& rw,
                                   const at::Tensor& scale, const at::Tensor& probs, const at::Tensor& grad);
+// mode 1 backward on the CPU host: e = s g rx rw, the margin derivative at the target
+void cosine_logits_margin_grad_cpu(const at::Tensor& e, const at::Tensor& x, const at::Tensor& w,
+                                   const at::Tensor& rx, const at::Tensor& rw, double scale, double margin,
+                                   const at::Tensor& target, const at::Tensor& grad);
 void prototype_ema_rows_cpu(const at::Tensor& protos, const at::Tensor& sums, const at::Tensor& wsum,
                             double momentum);
 

@@ -386,6 +386,44 @@ void cosine_logits_probs_grad_cpu_impl(const at::Tensor& e, const at::Tensor& rx
   });
 }
 
+// AAM-logits backward straight to the GEMM operand (mode 1 on the CPU host): dcos = s g, times the
+// margin derivative at the target, whose cos is one dot product per row; e = dcos rx rw. As for mode
+// 0 the host takes the normalisation terms from the GEMM results, so the logits tile is not
+// recomputed (three GEMMs in all instead of four).
+template <typename T>
+void cosine_logits_margin_grad_cpu_impl(const at::Tensor& e, const at::Tensor& x, const at::Tensor& w,
+                                        const at::Tensor& rx, const at::Tensor& rw, double scale, double margin,
+                                        const at::Tensor& target, const at::Tensor& grad) {
+  T* pe = e.data_ptr<T>();
+  const T* px = x.data_ptr<T>();
+  const T* pw = w.data_ptr<T>();
+  const T* prx = rx.data_ptr<T>();
+  const T* prw = rw.data_ptr<T>();
+  const T* pgr = grad.data_ptr<T>();
+  const int64_t* pt = target.data_ptr<int64_t>();
+  const int64_t B = e.size(0), K = e.size(1), D = x.size(1);
+  const T s = static_cast<T>(scale);
+  const MarginT<T> M = make_margin_t<T>(margin);
+  at::parallel_for(0, B, row_grain(K), [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) {
+      const T* __restrict__ G = pgr + b * K;
+      T* __restrict__ row = pe + b * K;
+      const T f = s * prx[b];
+#pragma omp simd
+      for (int64_t k = 0; k < K; ++k) row[k] = f * G[k] * prw[k];
+      const int64_t t = pt[b];
+      if (t >= 0 && t < K) {
+        const T* __restrict__ xb = px + b * D;
+        const T* __restrict__ wt = pw + t * D;
+        T d = T(0);
+#pragma omp simd reduction(+ : d)
+        for (int64_t j = 0; j < D; ++j) d += xb[j] * wt[j];
+        row[t] *= margin_bwd(d * prx[b] * prw[t], M);
+      }
+    }
+  });
+}
+
 }  // namespace
 
 void cosine_logits_fwd_rows_cpu(const at::Tensor& dots, const at::Tensor& rx, const at::Tensor& rw,
@@ -436,6 +474,28 @@ void cosine_logits_probs_grad_cpu(const at::Tensor& e, const at::Tensor& rx, con
               "cosine_logits_probs_grad: rx [B], rw [K], scale [1] of e's dtype");
   AT_DISPATCH_FLOATING_TYPES(dt, "cosine_logits_probs_grad_cpu", [&] {
     cosine_logits_probs_grad_cpu_impl<scalar_t>(e, rx, rw, scale, probs, grad);
+  });
+}
+
+void cosine_logits_margin_grad_cpu(const at::Tensor& e, const at::Tensor& x, const at::Tensor& w,
+                                   const at::Tensor& rx, const at::Tensor& rw, double scale, double margin,
+                                   const at::Tensor& target, const at::Tensor& grad) {
+  const auto dt = e.scalar_type();
+  TORCH_CHECK(e.dim() == 2 && e.is_contiguous() && (dt == at::kFloat || dt == at::kDouble),
+              "cosine_logits_margin_grad: e must be a contiguous float32/float64 [B, K] tensor");
+  const int64_t B = e.size(0), K = e.size(1);
+  TORCH_CHECK(x.scalar_type() == dt && w.scalar_type() == dt && x.is_contiguous() && w.is_contiguous() &&
+                  x.size(0) == B && w.size(0) == K && x.size(1) == w.size(1),
+              "cosine_logits_margin_grad: x [B, D] and w [K, D] contiguous, of e's dtype");
+  TORCH_CHECK(grad.scalar_type() == dt && grad.is_contiguous() && grad.numel() == B * K,
+              "cosine_logits_margin_grad: grad must be contiguous [B, K] of e's dtype");
+  TORCH_CHECK(rx.scalar_type() == dt && rx.is_contiguous() && rx.numel() == B && rw.scalar_type() == dt &&
+                  rw.is_contiguous() && rw.numel() == K,
+              "cosine_logits_margin_grad: rx [B], rw [K] of e's dtype");
+  TORCH_CHECK(target.scalar_type() == at::kLong && target.is_contiguous() && target.numel() == B,
+              "cosine_logits_margin_grad: target must be int64 contiguous [B]");
+  AT_DISPATCH_FLOATING_TYPES(dt, "cosine_logits_margin_grad_cpu", [&] {
+    cosine_logits_margin_grad_cpu_impl<scalar_t>(e, x, w, rx, rw, scale, margin, target, grad);
   });
 }
 
