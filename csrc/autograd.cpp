@@ -65,6 +65,28 @@ int64_t default_row_chunk(int64_t B, int64_t K) {
   return std::max<int64_t>(1, std::min<int64_t>(B, (int64_t{1} << 22) / std::max<int64_t>(K, 1)));
 }
 
+// The backward of both softmax ops, from the saved (x, w, tau, lo, hi, probs, stats, rx, rw):
+// mode kProbs (grad = dL/dprobs) or kClustering (grad = dL/dloss, lam of Eq. 2); n_inputs = the
+// forward's argument count (one gradient slot each).
+variable_list softmax_backward(AutogradContext* ctx, const at::Tensor& grad, int64_t mode, double lam,
+                               size_t n_inputs) {
+  NoAutocast na;
+  const auto s = ctx->get_saved_variables();
+  const at::Tensor &x = s[0], &w = s[1], &tau = s[2];
+  at::Tensor dx, dw, rd, dtau;
+  {
+    at::NoGradGuard ng;
+    std::tie(dx, dw, rd) = cosine_logits_backward(x, w, s[7], s[8], opt(tau), ctx->saved_data["scale"].toDouble(), 0.0,
+                                                  std::nullopt, opt(s[3]), opt(s[4]), mode, s[5], s[6][0], grad, lam, 0);
+    if (tau.defined() && ctx->needs_input_grad(2)) dtau = dtau_of(rd, tau);
+  }
+  variable_list out(n_inputs);
+  out[0] = dx;
+  out[1] = dw;
+  out[2] = dtau;
+  return once_differentiable(std::move(out));
+}
+
 // cosine_softmax ------------------------------------------------------------------------------
 struct CosineSoftmax : torch::autograd::Function<CosineSoftmax> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& w,
@@ -79,18 +101,7 @@ struct CosineSoftmax : torch::autograd::Function<CosineSoftmax> {
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list g) {
-    NoAutocast na;
-    const auto s = ctx->get_saved_variables();
-    const at::Tensor &x = s[0], &w = s[1], &tau = s[2], &probs = s[5], &stats = s[6];
-    at::Tensor dx, dw, rd, dtau;
-    {
-      at::NoGradGuard ng;
-      std::tie(dx, dw, rd) = cosine_logits_backward(x, w, s[7], s[8], opt(tau), ctx->saved_data["scale"].toDouble(),
-                                                    0.0, std::nullopt, opt(s[3]), opt(s[4]), kProbs, probs, stats[0],
-                                                    g[0], 0.0, 0);
-      if (tau.defined() && ctx->needs_input_grad(2)) dtau = dtau_of(rd, tau);
-    }
-    return once_differentiable({dx, dw, dtau, at::Tensor(), at::Tensor(), at::Tensor()});
+    return softmax_backward(ctx, g[0], kProbs, 0.0, 6);
   }
 };
 
@@ -106,23 +117,12 @@ struct ClusteringLoss : torch::autograd::Function<ClusteringLoss> {
     at::Tensor loss = stats[1].mean() - lam * probs.mean(0).clamp_min(kPbarMin).log().mean();
     ctx->saved_data["scale"] = scale;
     ctx->saved_data["lam"] = lam;
-    ctx->save_for_backward({x, w, tau.value_or(at::Tensor()), probs, stats, rx, rw});
+    ctx->save_for_backward({x, w, tau.value_or(at::Tensor()), at::Tensor(), at::Tensor(), probs, stats, rx, rw});
     return loss;
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list g) {
-    NoAutocast na;
-    const auto s = ctx->get_saved_variables();
-    const at::Tensor &x = s[0], &w = s[1], &tau = s[2], &probs = s[3], &stats = s[4];
-    at::Tensor dx, dw, rd, dtau;
-    {
-      at::NoGradGuard ng;
-      std::tie(dx, dw, rd) = cosine_logits_backward(x, w, s[5], s[6], opt(tau), ctx->saved_data["scale"].toDouble(), 0.0,
-                                                    std::nullopt, std::nullopt, std::nullopt, kClustering, probs,
-                                                    stats[0], g[0], ctx->saved_data["lam"].toDouble(), 0);
-      if (tau.defined() && ctx->needs_input_grad(2)) dtau = dtau_of(rd, tau);
-    }
-    return once_differentiable({dx, dw, dtau, at::Tensor(), at::Tensor()});
+    return softmax_backward(ctx, g[0], kClustering, ctx->saved_data["lam"].toDouble(), 5);
   }
 };
 
