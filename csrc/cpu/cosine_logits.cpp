@@ -203,7 +203,7 @@ void cosine_logits_fwd_rows_cpu_impl(const at::Tensor& dots, const at::Tensor& r
   const T* prw = rw.data_ptr<T>();
   const T* prx = rx.data_ptr<T>();
   const int64_t B = dots.size(0), K = dots.size(1), ld = dots.stride(0);
-  const T s = scale.item<T>();
+  const T s = *scale.data_ptr<T>();  // a CPU tensor: a plain read (item() would be a dispatched op)
   const int64_t* pt = mode != kProbs ? target.data_ptr<int64_t>() : nullptr;
   const int64_t* plo = lo.numel() ? lo.data_ptr<int64_t>() : nullptr;
   const int64_t* phi = hi.numel() ? hi.data_ptr<int64_t>() : nullptr;
@@ -250,7 +250,7 @@ void cosine_logits_bwd_rows_cpu_impl(const at::Tensor& dots, const at::Tensor& r
   const T* prx = rx.data_ptr<T>();
   const T* prw = rw.data_ptr<T>();
   const int64_t B = dots.size(0), K = dots.size(1), ld = dots.stride(0);
-  const T s = scale.item<T>();
+  const T s = *scale.data_ptr<T>();  // a CPU tensor: a plain read (item() would be a dispatched op)
   const int64_t* pt = mode != kProbs ? target.data_ptr<int64_t>() : nullptr;
   const T* sv = saved.numel() ? saved.data_ptr<T>() : nullptr;
   const T* pl = lse.numel() ? lse.data_ptr<T>() : nullptr;
@@ -330,7 +330,7 @@ void cosine_logits_ce_rows_cpu_impl(const at::Tensor& dots, const at::Tensor& rx
   const T* prx = rx.data_ptr<T>();
   const T* prw = rw.data_ptr<T>();
   const int64_t B = dots.size(0), K = dots.size(1), ld = dots.stride(0);
-  const T s = scale.item<T>(), g = static_cast<T>(weight);
+  const T s = *scale.data_ptr<T>(), g = static_cast<T>(weight);
   const int64_t* pt = target.data_ptr<int64_t>();
   T* st = stats.data_ptr<T>();
   T* prd = rowdot.data_ptr<T>();
@@ -370,7 +370,7 @@ void cosine_logits_probs_grad_cpu_impl(const at::Tensor& e, const at::Tensor& rx
   const T* pp = probs.data_ptr<T>();
   const T* pgr = grad.data_ptr<T>();
   const int64_t B = e.size(0), K = e.size(1);
-  const T s = scale.item<T>();
+  const T s = *scale.data_ptr<T>();  // a CPU tensor: a plain read (item() would be a dispatched op)
   at::parallel_for(0, B, row_grain(K), [&](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; ++b) {
       const T* __restrict__ P = pp + b * K;
