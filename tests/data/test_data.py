@@ -242,11 +242,17 @@ def test_dali_cpu_pipeline(folder):
                                  Augment(translate=0.25), Augment(flip=True, crop_pad=4, translate=0.125)],
                          ids=["flip", "crop", "flip-crop", "translate", "all"])
 def test_augment_fused_cpu_kernel_equals_torch_ops(aug):
-    """The C++ one-pass kernel (CPU loaders) and the torch ops (GPU) give identical batches."""
-    x = torch.randint(0, 256, (9, 3, 7, 10), dtype=torch.uint8)
-    got = aug.to_unit(x, torch.Generator().manual_seed(4))
-    want = to_unit(aug(x, torch.Generator().manual_seed(4)))
-    assert got.dtype == torch.float32 and torch.equal(got, want)
+    """The C++ one-pass kernel (CPU loaders) and the torch ops (GPU) give identical batches: widths
+    below, at and well above the kernel's 8-wide vector steps (with tails), values exactly UNIT_LUT's."""
+    from ssgan_fast.data.augment import UNIT_LUT
+    for shape in [(9, 3, 7, 10), (5, 3, 6, 8), (7, 2, 5, 37), (3, 1, 4, 64)]:
+        x = torch.randint(0, 256, shape, dtype=torch.uint8)
+        got = aug.to_unit(x, torch.Generator().manual_seed(4))
+        shifted = aug(x, torch.Generator().manual_seed(4))  # torch ops only (uint8 gather)
+        assert got.dtype == torch.float32 and torch.equal(got, UNIT_LUT[shifted.long()])
+        assert torch.equal(to_unit(shifted), UNIT_LUT[shifted.long()])
+    every = torch.arange(256, dtype=torch.uint8).reshape(1, 1, 4, 64)  # each byte value once
+    assert torch.equal(to_unit(every), UNIT_LUT.reshape(1, 1, 4, 64))
     # reflect padding semantics: equal to F.pad(reflect) + per-image crop
     import torch.nn.functional as F
     xf = torch.randn(3, 2, 6, 7)
