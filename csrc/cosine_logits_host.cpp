@@ -217,7 +217,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> cosine_logits_backward(
   }
   const int64_t step = kmode == kCrossEntropy ? chunk : K;
   TORCH_CHECK(step > 0, "cosine_logits: chunk must be positive");
-  if ((kmode == kProbs || (kmode == kLogits && !tau.has_value())) && xf.is_cpu()) {
+  if (kmode != kCrossEntropy && xf.is_cpu()) {
     // CPU softmax / margin logits: e straight from p (or the logits' gradient) and g, the two GEMMs,
     // then the normalisation terms from the GEMM results (no log p, no recomputed logits tile, no
     // per-column partials). The CUDA / Triton kernels recover cos instead.
@@ -226,7 +226,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> cosine_logits_backward(
     if (kmode == kProbs) {
       cosine_logits_probs_grad_cpu(e, rx, rw, sc, sv, gr);
     } else {
-      cosine_logits_margin_grad_cpu(e, xf, wc, rx, rw, scale, margin, tg, gr);
+      cosine_logits_margin_grad_cpu(e, xf, wc, rx, rw, sc, margin, tg, gr);
     }
     at::Tensor dx = at::mm(e, wc), dw = at::mm(e.t(), xf);
     at::Tensor rowdot = norm_backward_project(dx, xf, rx);

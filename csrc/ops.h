@@ -116,6 +116,7 @@ void cosine_logits_fwd_rows_cpu(const at::Tensor& dots, const at::Tensor& rx, co
                                 const at::Tensor& scale, double margin, const at::Tensor& target,
                                 const at::Tensor& lo, const at::Tensor& hi, int64_t c0, int64_t mode,
                                 const at::Tensor& stats);
+// CPU: mode 2 only (the host writes the GEMM operand of modes 0 / 1 with the two kernels below)
 void cosine_logits_bwd_rows_cpu(const at::Tensor& dots, const at::Tensor& rx, const at::Tensor& rw,
                                 const at::Tensor& scale, double margin, const at::Tensor& target,
                                 const at::Tensor& lo, const at::Tensor& hi, int64_t c0, int64_t mode,
@@ -129,7 +130,7 @@ void cosine_logits_probs_grad_cpu(const at::Tensor& e, const at::Tensor& rx, con
                                   const at::Tensor& scale, const at::Tensor& probs, const at::Tensor& grad);
 // mode 1 backward on the CPU host: e = s g rx rw, the margin derivative at the target
 void cosine_logits_margin_grad_cpu(const at::Tensor& e, const at::Tensor& x, const at::Tensor& w,
-                                   const at::Tensor& rx, const at::Tensor& rw, double scale, double margin,
+                                   const at::Tensor& rx, const at::Tensor& rw, const at::Tensor& scale, double margin,
                                    const at::Tensor& target, const at::Tensor& grad);
 void prototype_ema_rows_cpu(const at::Tensor& protos, const at::Tensor& sums, const at::Tensor& wsum,
                             double momentum);

@@ -17,8 +17,6 @@
 // -ffast-math, which we do not want: the -inf masks must stay exact. exp(-inf) = 0.
 extern "C" __attribute__((simd("notinbranch"), const, nothrow)) float expf(float);
 extern "C" __attribute__((simd("notinbranch"), const, nothrow)) double exp(double);
-extern "C" __attribute__((simd("notinbranch"), const, nothrow)) float logf(float);
-extern "C" __attribute__((simd("notinbranch"), const, nothrow)) double log(double);
 
 namespace ssgan_fast {
 namespace {
@@ -57,8 +55,6 @@ inline RowCtx row_ctx(int64_t b, int64_t K, int64_t c0, const int64_t* tgt, cons
 
 inline float exp_t(float x) { return ::expf(x); }
 inline double exp_t(double x) { return ::exp(x); }
-inline float log_t(float x) { return ::logf(x); }
-inline double log_t(double x) { return ::log(x); }
 
 // row[k] <- exp(row[k] - mx) for k < n; returns (sum_k e_k, sum_k e_k * row_k). The same loop is
 // compiled twice: for the x86-64 baseline (SSE2, libmvec's 4-lane exp) and for AVX2 + FMA
@@ -93,32 +89,6 @@ inline bool has_avx2() {
 }
 #endif
 #undef SSGAN_EXP_SHIFT_BODY
-
-// out[k] = log(max(in[k], smallest normal)), base and AVX2 builds as for exp_shift.
-#define SSGAN_LOG_CLAMPED_BODY                                 \
-  const T lo = std::numeric_limits<T>::min();                  \
-  _Pragma("omp simd")                                          \
-  for (int64_t k = 0; k < n; ++k) out[k] = log_t(in[k] > lo ? in[k] : lo);
-
-template <typename T>
-void log_clamped_base(const T* __restrict__ in, T* __restrict__ out, int64_t n) {
-  SSGAN_LOG_CLAMPED_BODY
-}
-#if defined(__x86_64__) && defined(__GNUC__)
-template <typename T>
-__attribute__((target("avx2,fma"))) void log_clamped_avx2(const T* __restrict__ in, T* __restrict__ out, int64_t n) {
-  SSGAN_LOG_CLAMPED_BODY
-}
-#endif
-#undef SSGAN_LOG_CLAMPED_BODY
-
-template <typename T>
-void log_clamped(const T* in, T* out, int64_t n) {
-#if defined(__x86_64__) && defined(__GNUC__)
-  if (has_avx2()) return log_clamped_avx2(in, out, n);
-#endif
-  log_clamped_base(in, out, n);
-}
 
 template <typename T>
 void exp_shift(T* row, int64_t n, T mx, T* sum_out, T* ev_out) {
@@ -240,20 +210,22 @@ void cosine_logits_fwd_rows_cpu_impl(const at::Tensor& dots, const at::Tensor& r
   });
 }
 
+// Cross-entropy backward over one column chunk of recomputed dot products (mode 2: the no-grad /
+// large-C path). Modes 0 and 1 do not come here on the CPU: the host writes their GEMM operand
+// directly (cosine_logits_probs_grad_cpu / _margin_grad_cpu) and takes the normalisation terms
+// from the GEMM results.
 template <typename T>
 void cosine_logits_bwd_rows_cpu_impl(const at::Tensor& dots, const at::Tensor& rx, const at::Tensor& rw,
-                                     const at::Tensor& scale, double margin, const at::Tensor& target,
-                                     const at::Tensor& lo, const at::Tensor& hi, int64_t c0, int64_t mode,
-                                     const at::Tensor& saved, const at::Tensor& lse, const at::Tensor& grad,
-                                     const at::Tensor& rowdot, const at::Tensor& coldot) {
+                                     const at::Tensor& scale, double margin, const at::Tensor& target, int64_t c0,
+                                     const at::Tensor& lse, const at::Tensor& grad, const at::Tensor& rowdot,
+                                     const at::Tensor& coldot) {
   T* d = dots.data_ptr<T>();
   const T* prx = rx.data_ptr<T>();
   const T* prw = rw.data_ptr<T>();
   const int64_t B = dots.size(0), K = dots.size(1), ld = dots.stride(0);
   const T s = *scale.data_ptr<T>();  // a CPU tensor: a plain read (item() would be a dispatched op)
-  const int64_t* pt = mode != kProbs ? target.data_ptr<int64_t>() : nullptr;
-  const T* sv = saved.numel() ? saved.data_ptr<T>() : nullptr;
-  const T* pl = lse.numel() ? lse.data_ptr<T>() : nullptr;
+  const int64_t* pt = target.data_ptr<int64_t>();
+  const T* pl = lse.data_ptr<T>();
   const T* gr = grad.data_ptr<T>();
   T* prd = rowdot.data_ptr<T>();
   const MarginT<T> M = make_margin_t<T>(margin);
@@ -265,55 +237,10 @@ void cosine_logits_bwd_rows_cpu_impl(const at::Tensor& dots, const at::Tensor& r
     for (int64_t b = b0; b < b1; ++b) {
       T* __restrict__ row = d + b * ld;
       const T xr = prx[b];
-      T rd = T(0);
-      if (mode == kProbs) {
-        // dots is output only: cos = (log p + lse) / s is recovered from the saved probabilities
-        // (where p = 0 the gradient is 0 and cos is not needed), so no GEMM is recomputed.
-        const T* P = sv + b * K;
-        const T* G = gr + b * K;
-        const T lb = pl[b], inv_s = T(1) / s;
-        T pg = T(0);
-#pragma omp simd reduction(+ : pg)
-        for (int64_t k = 0; k < K; ++k) pg += P[k] * G[k];
-        log_clamped(P, row, K);  // row <- log p (clamped: p = 0 gives dc = 0 and 0 * log stays 0)
-#pragma omp simd reduction(+ : rd)
-        for (int64_t k = 0; k < K; ++k) {
-          const T p = P[k];
-          const T dc = s * p * (G[k] - pg);
-          const T dcc = dc * (row[k] + lb) * inv_s;
-          rd += dcc;
-          cd[k] += dcc;
-          row[k] = dc * xr * prw[k];
-        }
-        prd[b] += rd;
-        continue;
-      }
       const int64_t t = pt[b] - c0;
-      if (mode == kCrossEntropy) {
-        const RowCtx r{t, 0, K};
-        const T ct = logits_row(row, K, s, xr, prw, r, M);
-        rd = ce_grad_row(row, K, s, xr, prw, t, ct, pl[b], gr[b], M, cd);
-      } else {  // kLogits: dcos = s * G, times the margin derivative at the target
-        const bool has_t = t >= 0 && t < K;
-        const T ct = has_t ? row[t] * xr * prw[t] : T(0);
-        const T* G = gr + b * K;
-#pragma omp simd reduction(+ : rd)
-        for (int64_t k = 0; k < K; ++k) {
-          const T c = row[k] * xr * prw[k];
-          const T dc = s * G[k];
-          rd += dc * c;
-          cd[k] += dc * c;
-          row[k] = dc * xr * prw[k];
-        }
-        if (has_t) {
-          const T plain = s * G[t];
-          const T dc = plain * margin_bwd(ct, M);
-          rd += (dc - plain) * ct;
-          cd[t] += (dc - plain) * ct;
-          row[t] = dc * xr * prw[t];
-        }
-      }
-      prd[b] += rd;
+      const RowCtx r{t, 0, K};
+      const T ct = logits_row(row, K, s, xr, prw, r, M);
+      prd[b] += ce_grad_row(row, K, s, xr, prw, t, ct, pl[b], gr[b], M, cd);
     }
   });
   add_partials(partial, nthreads, K, coldot.data_ptr<T>());
@@ -392,8 +319,8 @@ void cosine_logits_probs_grad_cpu_impl(const at::Tensor& e, const at::Tensor& rx
 // recomputed (three GEMMs in all instead of four).
 template <typename T>
 void cosine_logits_margin_grad_cpu_impl(const at::Tensor& e, const at::Tensor& x, const at::Tensor& w,
-                                        const at::Tensor& rx, const at::Tensor& rw, double scale, double margin,
-                                        const at::Tensor& target, const at::Tensor& grad) {
+                                        const at::Tensor& rx, const at::Tensor& rw, const at::Tensor& scale,
+                                        double margin, const at::Tensor& target, const at::Tensor& grad) {
   T* pe = e.data_ptr<T>();
   const T* px = x.data_ptr<T>();
   const T* pw = w.data_ptr<T>();
@@ -402,7 +329,7 @@ void cosine_logits_margin_grad_cpu_impl(const at::Tensor& e, const at::Tensor& x
   const T* pgr = grad.data_ptr<T>();
   const int64_t* pt = target.data_ptr<int64_t>();
   const int64_t B = e.size(0), K = e.size(1), D = x.size(1);
-  const T s = static_cast<T>(scale);
+  const T s = *scale.data_ptr<T>();
   const MarginT<T> M = make_margin_t<T>(margin);
   at::parallel_for(0, B, row_grain(K), [&](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; ++b) {
@@ -444,9 +371,11 @@ void cosine_logits_bwd_rows_cpu(const at::Tensor& dots, const at::Tensor& rx, co
                                 const at::Tensor& rowdot, const at::Tensor& coldot) {
   check_rows_args(dots, rx, rw, scale, target, lo, hi, mode);
   check_bwd_args(dots, mode, saved, lse, grad, rowdot, coldot);
+  TORCH_CHECK(mode == kCrossEntropy,
+              "cosine_logits_bwd_rows (CPU): mode 2 only; the CPU host computes the backward of modes 0 and 1 "
+              "without this kernel (cosine_logits_probs_grad / cosine_logits_margin_grad)");
   AT_DISPATCH_FLOATING_TYPES(dots.scalar_type(), "cosine_logits_bwd_rows_cpu", [&] {
-    cosine_logits_bwd_rows_cpu_impl<scalar_t>(dots, rx, rw, scale, margin, target, lo, hi, c0, mode, saved, lse,
-                                              grad, rowdot, coldot);
+    cosine_logits_bwd_rows_cpu_impl<scalar_t>(dots, rx, rw, scale, margin, target, c0, lse, grad, rowdot, coldot);
   });
 }
 
@@ -478,7 +407,7 @@ void cosine_logits_probs_grad_cpu(const at::Tensor& e, const at::Tensor& rx, con
 }
 
 void cosine_logits_margin_grad_cpu(const at::Tensor& e, const at::Tensor& x, const at::Tensor& w,
-                                   const at::Tensor& rx, const at::Tensor& rw, double scale, double margin,
+                                   const at::Tensor& rx, const at::Tensor& rw, const at::Tensor& scale, double margin,
                                    const at::Tensor& target, const at::Tensor& grad) {
   const auto dt = e.scalar_type();
   TORCH_CHECK(e.dim() == 2 && e.is_contiguous() && (dt == at::kFloat || dt == at::kDouble),
@@ -490,8 +419,8 @@ void cosine_logits_margin_grad_cpu(const at::Tensor& e, const at::Tensor& x, con
   TORCH_CHECK(grad.scalar_type() == dt && grad.is_contiguous() && grad.numel() == B * K,
               "cosine_logits_margin_grad: grad must be contiguous [B, K] of e's dtype");
   TORCH_CHECK(rx.scalar_type() == dt && rx.is_contiguous() && rx.numel() == B && rw.scalar_type() == dt &&
-                  rw.is_contiguous() && rw.numel() == K,
-              "cosine_logits_margin_grad: rx [B], rw [K] of e's dtype");
+                  rw.is_contiguous() && rw.numel() == K && scale.scalar_type() == dt && scale.numel() == 1,
+              "cosine_logits_margin_grad: rx [B], rw [K], scale [1] of e's dtype");
   TORCH_CHECK(target.scalar_type() == at::kLong && target.is_contiguous() && target.numel() == B,
               "cosine_logits_margin_grad: target must be int64 contiguous [B]");
   AT_DISPATCH_FLOATING_TYPES(dt, "cosine_logits_margin_grad_cpu", [&] {

@@ -468,8 +468,7 @@ class LCPGAN(GANModel):
                 lg["G/clip"] = F.cross_entropy(v @ t.T / cfg.clip_tau, y_z)
         if self._pl_due(step):
             lg["G/pl"] = self._pl(noise, y_z, amp)
-        with amp.ctx():
-            loss_g = sum(lg.values())
+        loss_g = sum(lg.values())
         amp.step(loss_g, self._opts["G"], list(self.G.parameters()))
         losses.update({k: v.detach() for k, v in lg.items()})
         # ---------------- prototypes: Eq. 2 (weighted batch means, moving average)

@@ -25,6 +25,7 @@ backend's host below mirrors it line by line.
 """
 from __future__ import annotations
 
+import inspect
 from typing import Optional
 
 import torch
@@ -275,11 +276,14 @@ def _define(name: str, fwd, fake, setup, grads, cxx=None):
 
     Fn.__name__ = f"{name}_function"
 
-    def call(*inputs, backend: str):
-        """The op's first output (the probabilities, logits or loss), differentiable."""
+    backend_at = list(inspect.signature(fwd).parameters).index("backend")
+
+    def call(*inputs, python_function: bool = False):
+        """The op's first output (the probabilities, logits or loss), differentiable. python_function:
+        the Python Function form on any backend (tests compare it with the C++ one)."""
         if torch.compiler.is_compiling():
             return op(*inputs)[0]
-        if cxx is not None and backend != "triton":
+        if cxx is not None and not python_function and inputs[backend_at] != "triton":
             return cxx(*inputs)
         return Fn.apply(*inputs)
     return call
@@ -330,12 +334,9 @@ def _cs_grads(ctx, bwd, gprobs, *_):
     return dx, dw, dtau, None, None, None, None
 
 
-_cs_call = _define("cosine_softmax", _cs_fwd, _cs_fake, _cs_setup, _cs_grads,
-                   lambda x, p, tau, scale, lo, hi, backend: _c_ops().cosine_softmax_autograd(x, p, tau, scale, lo, hi))
-
-
-def cosine_softmax_op(x, protos, tau, scale, lo, hi, backend):
-    return _cs_call(x, protos, tau, scale, lo, hi, backend, backend=backend)
+cosine_softmax_op = _define(
+    "cosine_softmax", _cs_fwd, _cs_fake, _cs_setup, _cs_grads,
+    lambda x, p, tau, scale, lo, hi, backend: _c_ops().cosine_softmax_autograd(x, p, tau, scale, lo, hi))
 
 
 # clustering_loss --------------------------------------------------------------
@@ -373,12 +374,9 @@ def _cl_grads(ctx, bwd, gloss, *_):
     return dx, dw, dtau, None, None, None
 
 
-_cl_call = _define("clustering_loss", _cl_fwd, _cl_fake, _cl_setup, _cl_grads,
-                   lambda x, p, tau, scale, lam, backend: _c_ops().clustering_loss_autograd(x, p, tau, scale, lam))
-
-
-def clustering_loss_op(x, protos, tau, scale, lam, backend):
-    return _cl_call(x, protos, tau, scale, lam, backend, backend=backend)
+clustering_loss_op = _define(
+    "clustering_loss", _cl_fwd, _cl_fake, _cl_setup, _cl_grads,
+    lambda x, p, tau, scale, lam, backend: _c_ops().clustering_loss_autograd(x, p, tau, scale, lam))
 
 
 # aam_logits -------------------------------------------------------------------
@@ -407,12 +405,9 @@ def _al_grads(ctx, bwd, glogits, *_):
     return dx, dw, None, None, None, None
 
 
-_al_call = _define("aam_logits", _al_fwd, _al_fake, _al_setup, _al_grads,
-                   lambda x, w, target, s, m, backend: _c_ops().aam_logits_autograd(x, w, target, s, m))
-
-
-def aam_logits_op(x, weight, target, s, m, backend):
-    return _al_call(x, weight, target, s, m, backend, backend=backend)
+aam_logits_op = _define(
+    "aam_logits", _al_fwd, _al_fake, _al_setup, _al_grads,
+    lambda x, w, target, s, m, backend: _c_ops().aam_logits_autograd(x, w, target, s, m))
 
 
 # aam_cross_entropy ---------------------------------------------------------------
@@ -468,13 +463,10 @@ def _ace_grads(ctx, bwd, gloss, *_):
 
 
 _REDUCTION_CODE = {"mean": 0, "sum": 1, "none": 2}  # csrc/autograd.cpp's Reduction
-_ace_call = _define("aam_cross_entropy", _ace_fwd, _ace_fake, _ace_setup, _ace_grads,
-                    lambda x, w, target, s, m, reduction, need_grad, backend, chunk:
-                    _c_ops().aam_cross_entropy_autograd(x, w, target, s, m, _REDUCTION_CODE[reduction], need_grad, chunk))
-
-
-def aam_cross_entropy_op(x, weight, target, s, m, reduction, need_grad, backend, chunk):
-    return _ace_call(x, weight, target, s, m, reduction, need_grad, backend, chunk, backend=backend)
+aam_cross_entropy_op = _define(
+    "aam_cross_entropy", _ace_fwd, _ace_fake, _ace_setup, _ace_grads,
+    lambda x, w, target, s, m, reduction, need_grad, backend, chunk:
+    _c_ops().aam_cross_entropy_autograd(x, w, target, s, m, _REDUCTION_CODE[reduction], need_grad, chunk))
 
 
 # prototype_ema_update ---------------------------------------------------------

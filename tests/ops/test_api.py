@@ -280,20 +280,20 @@ def test_cpp_eager_path_is_the_cxx_function_and_equals_the_python_one(op, use_ba
     def run(python: bool, variant):
         x, w = x0.clone().requires_grad_(), w0.clone().requires_grad_()
         tau = tau0.clone().requires_grad_()
-        kw = {"backend": "triton"} if python else {"backend": "cpp"}  # the keyword picks the eager form
+        kw = {"python_function": python}  # the eager form; the host is the cpp backend's either way
         if op == "cosine_softmax":
             args = (x, w, tau, 1.0, lo, hi, "cpp") if variant else (x, w, None, 2.0, None, None, "cpp")
-            out = CL._cs_call(*args, **kw)
+            out = CL.cosine_softmax_op(*args, **kw)
             (out * up).sum().backward()
         elif op == "clustering_loss":
-            out = CL._cl_call(x, w, tau if variant else None, 1.0 if variant else 2.0, 4.0, "cpp", **kw)
+            out = CL.clustering_loss_op(x, w, tau if variant else None, 1.0 if variant else 2.0, 4.0, "cpp", **kw)
             out.backward()
         elif op == "aam_logits":
-            out = CL._al_call(x, w, y, 30.0, 0.5 if variant else 0.0, "cpp", **kw)
+            out = CL.aam_logits_op(x, w, y, 30.0, 0.5 if variant else 0.0, "cpp", **kw)
             (out * up).sum().backward()
         else:
             red, need_grad, chunk = variant
-            out = CL._ace_call(x, w, y, 30.0, 0.5, red, need_grad, "cpp", chunk, **kw)
+            out = CL.aam_cross_entropy_op(x, w, y, 30.0, 0.5, red, need_grad, "cpp", chunk, **kw)
             (out * torch.arange(1.0, 10.0) if red == "none" else out * 1.5).sum().backward()
         name = out.grad_fn.name()
         return out.detach(), x.grad, w.grad, tau.grad, name
