@@ -20,6 +20,10 @@ TORCH_LIBRARY(ssgan_fast_C, m) {
   m.def("mask_embed_backward(Tensor grad, Tensor feat, Tensor emb) -> (Tensor, Tensor)");
   m.def("augment_shift(Tensor x, Tensor dy, Tensor dx, Tensor flip, int mode, float fill, float divisor, float shift, bool to_float) -> Tensor");
   m.def("class_moments(Tensor x, Tensor labels, Tensor shift, Tensor(a!) count, Tensor(b!) sum, Tensor(c!) xtx) -> ()");
+  // the message a failed CUDA launch raises (SSGAN_CHECK_LAUNCH), callable for the tests on any machine
+  m.def("launch_error_message(str op, str kernel, str[] names, Tensor[] tensors, str error) -> str",
+        [](std::string op, std::string kernel, std::vector<std::string> names, std::vector<at::Tensor> tensors,
+           std::string error) { return ssgan_fast::launch_error_message(op, kernel, names, tensors, error); });
 }
 
 TORCH_LIBRARY_IMPL(ssgan_fast_C, CPU, m) {
@@ -61,6 +65,9 @@ TORCH_LIBRARY_IMPL(ssgan_fast_C, CUDA, m) {
 #ifndef SSGAN_CUDA_VERSION
 #define SSGAN_CUDA_VERSION ""
 #endif
+#ifndef SSGAN_CUDA_ARCHS
+#define SSGAN_CUDA_ARCHS ""
+#endif
 
 extern "C" PyObject* PyInit__C(void) {
   static struct PyModuleDef def = {PyModuleDef_HEAD_INIT, "_C", "ssgan_fast compiled kernels (C++ CPU, CUDA)", -1, nullptr};
@@ -68,6 +75,7 @@ extern "C" PyObject* PyInit__C(void) {
   if (mod == nullptr) return nullptr;
   PyModule_AddIntConstant(mod, "WITH_CUDA", SSGAN_WITH_CUDA);
   PyModule_AddStringConstant(mod, "CUDA_VERSION", SSGAN_CUDA_VERSION);
+  PyModule_AddStringConstant(mod, "CUDA_ARCHS", SSGAN_CUDA_ARCHS);
   PyModule_AddStringConstant(mod, "TORCH_VERSION", SSGAN_TORCH_VERSION);
   return mod;
 }

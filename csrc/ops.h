@@ -15,11 +15,20 @@
 #include <cmath>
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <tuple>
+#include <vector>
 
 namespace ssgan_fast {
 
 enum Mode : int64_t { kProbs = 0, kLogits = 1, kCrossEntropy = 2, kClustering = 3 };  // 3: host-side only
+
+// csrc/errors.cpp: what a failed CUDA launch reports (SSGAN_CHECK_LAUNCH in cuda/common.cuh)
+std::string describe(const at::Tensor& t);
+const char* op_of_mode(int64_t mode);
+std::string launch_error_message(const std::string& op, const std::string& kernel,
+                                 const std::vector<std::string>& names, const std::vector<at::Tensor>& tensors,
+                                 const std::string& error);
 
 // ArcFace additive angular margin, insightface's non-"easy" form:
 //   phi(c) = cos(acos(c) + m)          if c > th = cos(pi - m)

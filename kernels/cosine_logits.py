@@ -8,13 +8,12 @@ raw dot products ``dots[B, Kc]`` (x_b . w_{c0+k}, from the vendor GEMM) and
   ``dcos * cos`` that the normalisation backward needs.
 A program owns BLOCK_B rows and walks the columns in BLOCK_K tiles (2-D tiles; online softmax).
 """
-import contextlib
 import math
-import os
 
-import torch
 import triton
 import triton.language as tl
+
+from ._launch import launch
 
 MARGIN_CLAMP_EPS = 1e-7
 
@@ -73,7 +72,7 @@ def _store_e_and_sums(ptrs, iomask, cols, cmask, dc, c, xr, wr, rd, coldot):
     return rd + tl.sum(dcc, 1)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=['B', 'c0'])
 def _fwd_rows_kernel(dots, ld, rx, rw, scale, target, lo, hi, stats, B, K, c0,
                      cos_m, sin_m, th, mm,
                      MODE: tl.constexpr, HAS_GROUP: tl.constexpr, EPS: tl.constexpr,
@@ -129,7 +128,7 @@ def _fwd_rows_kernel(dots, ld, rx, rw, scale, target, lo, hi, stats, B, K, c0,
         tl.store(stats + 2 * B + rows, t_old + tl_i, mask=rmask)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=['B', 'c0'])
 def _bwd_rows_kernel(dots, ld, rx, rw, scale, target, saved, lse_ptr, grad, rowdot, coldot, B, K, c0,
                      cos_m, sin_m, th, mm,
                      MODE: tl.constexpr, EPS: tl.constexpr,
@@ -178,7 +177,7 @@ def _bwd_rows_kernel(dots, ld, rx, rw, scale, target, saved, lse_ptr, grad, rowd
     tl.store(rowdot + rows, old + rd, mask=rmask)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=['B'])
 def _ce_rows_kernel(dots, ld, rx, rw, scale, target, weight, stats, rowdot, coldot, B, K,
                     cos_m, sin_m, th, mm, EPS: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_K: tl.constexpr):
     """Cross-entropy forward + gradient on whole rows (see csrc/cpu/cosine_logits.cpp)."""
@@ -218,9 +217,15 @@ def _blocks(B: int, K: int):
     return block_b, block_k
 
 
+# Autotune candidates (BLOCK_B, BLOCK_K, num_warps): at most 16 bytes of spills on sm_80 / sm_90 in every
+# mode under Triton 3.6 and 3.8 (16 rows of 128 or 512 columns spill more, 4 rows of 1024 with 8 warps under
+# 3.6; see bench/results/static/), from one row of 1024 columns
+# (large C, small B) to 16 rows of 64 (large B, moderate C). A GPU compiles each on its first call: four.
+_TILES = [(1, 1024, 4), (4, 512, 4), (4, 1024, 16), (16, 64, 8)]
+
+
 def _configs():
-    return [triton.Config({"BLOCK_B": bb, "BLOCK_K": bk}, num_warps=nw)
-            for bb in (1, 4, 16) for bk in (128, 512, 1024) for nw in (4, 8) if bb * bk <= 8192]
+    return [triton.Config({"BLOCK_B": bb, "BLOCK_K": bk}, num_warps=nw) for bb, bk, nw in _TILES]
 
 
 # On a GPU the tile and warp count are autotuned per (B, K, mode); the kernels work in place, so
@@ -233,19 +238,19 @@ _ce_tuned = triton.autotune(_configs(), key=["B", "K"], restore_value=["dots", "
     _ce_rows_kernel)
 
 
-def _interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET") == "1"
-
-
 def _ptr(t, dummy):
     """An argument the kernel never dereferences (its constexpr switch is off) must still be a real
     device pointer: empty tensors stand in as `dummy`."""
     return t if t.numel() else dummy
 
 
-def _device(t):
-    """Triton launches on the current CUDA device: make it the tensors' (multi-GPU)."""
-    return torch.cuda.device(t.device) if t.is_cuda else contextlib.nullcontext()
+def _grid(B):
+    return lambda META: (triton.cdiv(B, META["BLOCK_B"]),)
+
+
+def _tiles(B, K):
+    BB, BK = _blocks(B, K)
+    return dict(BLOCK_B=BB, BLOCK_K=BK)
 
 
 def fwd_rows(dots, rx, rw, scale, margin, target, lo, hi, c0, mode, stats):
@@ -256,12 +261,7 @@ def fwd_rows(dots, rx, rw, scale, margin, target, lo, hi, c0, mode, stats):
     args = (dots, dots.stride(0), rx, rw, scale, _ptr(target, rx), _ptr(lo, rx), _ptr(hi, rx), stats, B, K, c0,
             cm, sm, th, mm)
     meta = dict(MODE=mode, HAS_GROUP=lo.numel() > 0, EPS=MARGIN_CLAMP_EPS)
-    with _device(dots):
-        if _interpreting():
-            BB, BK = _blocks(B, K)
-            _fwd_rows_kernel[(triton.cdiv(B, BB),)](*args, **meta, BLOCK_B=BB, BLOCK_K=BK)
-        else:
-            _fwd_tuned[lambda META: (triton.cdiv(B, META["BLOCK_B"]),)](*args, **meta)
+    launch(_fwd_rows_kernel, _grid(B), args, meta, tuned=_fwd_tuned, interp=_tiles(B, K))
 
 
 def bwd_rows(dots, rx, rw, scale, margin, target, lo, hi, c0, mode, saved, lse, grad, rowdot, coldot):
@@ -272,12 +272,7 @@ def bwd_rows(dots, rx, rw, scale, margin, target, lo, hi, c0, mode, saved, lse, 
     args = (dots, dots.stride(0), rx, rw, scale, _ptr(target, rx), _ptr(saved, rx), _ptr(lse, rx), grad, rowdot,
             coldot, B, K, c0, cm, sm, th, mm)
     meta = dict(MODE=mode, EPS=MARGIN_CLAMP_EPS)
-    with _device(dots):
-        if _interpreting():
-            BB, BK = _blocks(B, K)
-            _bwd_rows_kernel[(triton.cdiv(B, BB),)](*args, **meta, BLOCK_B=BB, BLOCK_K=BK)
-        else:
-            _bwd_tuned[lambda META: (triton.cdiv(B, META["BLOCK_B"]),)](*args, **meta)
+    launch(_bwd_rows_kernel, _grid(B), args, meta, tuned=_bwd_tuned, interp=_tiles(B, K))
 
 
 def ce_rows(dots, rx, rw, scale, margin, target, weight, stats, rowdot, coldot):
@@ -286,9 +281,4 @@ def ce_rows(dots, rx, rw, scale, margin, target, weight, stats, rowdot, coldot):
         return
     cm, sm, th, mm = margin_constants(margin)
     args = (dots, dots.stride(0), rx, rw, scale, target, float(weight), stats, rowdot, coldot, B, K, cm, sm, th, mm)
-    with _device(dots):
-        if _interpreting():
-            BB, BK = _blocks(B, K)
-            _ce_rows_kernel[(triton.cdiv(B, BB),)](*args, EPS=MARGIN_CLAMP_EPS, BLOCK_B=BB, BLOCK_K=BK)
-        else:
-            _ce_tuned[lambda META: (triton.cdiv(B, META["BLOCK_B"]),)](*args, EPS=MARGIN_CLAMP_EPS)
+    launch(_ce_rows_kernel, _grid(B), args, dict(EPS=MARGIN_CLAMP_EPS), tuned=_ce_tuned, interp=_tiles(B, K))

@@ -1,6 +1,6 @@
-"""Single-launch Triton kernels for K <= 256 classes / prototypes (the papers' sizes):
-cosine_softmax forward and backward (SphericGAN Eq. 1-2, LCP-GAN Eq. 3) and the AAM
-cross-entropy with its gradients (aam-discriminator Eq. 8).
+"""Single-launch Triton kernels for the papers' sizes: cosine_softmax forward (K <= 256) and backward
+(K <= 128) (SphericGAN Eq. 1-2, LCP-GAN Eq. 3) and the AAM cross-entropy with its gradients (C <= 64,
+aam-discriminator Eq. 8).
 
 Forward: one program owns BLOCK_B rows and all K columns; it walks D in BLOCK_D chunks
 accumulating x.p^T with tl.dot together with the squared row norms of x and of the prototypes,
@@ -8,19 +8,17 @@ then scales by 1 / (||x|| ||p|| tau), masks the row's group, and writes probabil
 entropy, 1/||x|| and 1/||p||. No logits tensor, no separate norm or GEMM launches.
 Gradients: dx rows are complete inside a row block; dw is accumulated with atomics.
 Same results as the generic path (torch GEMM + kernels/cosine_logits row kernels), which the
-Triton backend keeps for K > 256.
+Triton backend takes for larger K (the tiles of the backward kernels spill registers above 128).
 """
-import contextlib
-import os
-
 import torch
 import triton
 import triton.language as tl
 
+from ._launch import launch
 from .cosine_logits import MARGIN_CLAMP_EPS, _margin_bwd, _margin_fwd, margin_constants
 
-MAX_K = 256
-NORM_EPS = 1e-12
+MAX_K = 256  # the largest BLOCK_K of _FWD_TILES
+NORM_EPS = tl.constexpr(1e-12)  # jit code reads module globals only when they are constexpr
 
 
 @triton.jit
@@ -89,7 +87,7 @@ def _input_grads(x, sxb, sxd, p, spk, spd, rows, rmask, cols, cmask, D, dc, c, x
     return tl.sum(rd, 0)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["B", "K"])
 def _fused_fwd_kernel(x, sxb, sxd, p, spk, spd, scale, lo, hi, probs, stats, rx_out, rw_out, B, K, D,
                       HAS_GROUP: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_K: tl.constexpr,
                       BLOCK_D: tl.constexpr):
@@ -113,7 +111,7 @@ def _fused_fwd_kernel(x, sxb, sxd, p, spk, spd, scale, lo, hi, probs, stats, rx_
         tl.store(rw_out + cols, rw, mask=cmask)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["B", "K"])
 def _fused_bwd_kernel(x, sxb, sxd, p, spk, spd, P, G, lse, rx, rw, scale, dx, sdb, dw_acc, rd_total, B, K, D,
                       BLOCK_B: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr):
     """Softmax backward: dcos = s P (G - <P, G>), cos recovered as (log P + lse) / s."""
@@ -131,7 +129,7 @@ def _fused_bwd_kernel(x, sxb, sxd, p, spk, spd, P, G, lse, rx, rw, scale, dx, sd
     tl.atomic_add(rd_total, rd)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["B", "K"])
 def _fused_ce_kernel(x, sxb, sxd, p, spk, spd, target, loss_out, lse_out, rx_out, rw_out, dx, sdb, dw_acc,
                      B, K, D, s, weight, cos_m, sin_m, th, mm, EPS: tl.constexpr,
                      BLOCK_B: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr):
@@ -154,30 +152,59 @@ def _fused_ce_kernel(x, sxb, sxd, p, spk, spd, target, loss_out, lse_out, rx_out
     _input_grads(x, sxb, sxd, p, spk, spd, rows, rmask, cols, cmask, D, dc, c, xr, wr, dx, sdb, dw_acc, BLOCK_D)
 
 
-def _configs():
-    return [triton.Config({"BLOCK_B": bb, "BLOCK_D": bd}, num_warps=nw)
-            for bb in (16, 32, 64) for bd in (32, 64) for nw in (4, 8)]
+# Autotune candidates per BLOCK_K (all K columns live in one [BLOCK_B, BLOCK_K] tile): (BLOCK_B, BLOCK_D,
+# num_warps), each one that ptxas compiles on sm_80 and sm_90 for fp32 / bf16 / fp16 with at most 16 bytes
+# of spills (bench/results/static/triton-*.json records registers, spills and shared memory of every one,
+# tests/kernels/test_aot.py holds the bound). The
+# backward and cross-entropy kernels hold several [BLOCK_B, BLOCK_K] tiles at once: above BLOCK_K 128
+# every tile spills, so K > 128 takes the generic path there (vendor GEMMs + kernels/cosine_logits row
+# kernels). At most four each: a GPU compiles every candidate on its first call.
+_FWD_TILES = {16: [(16, 32, 4), (32, 32, 4), (64, 32, 4), (64, 16, 4)],
+              32: [(16, 32, 4), (32, 32, 4), (64, 32, 8), (32, 64, 8)],
+              64: [(16, 32, 4), (32, 32, 4), (64, 32, 8), (16, 64, 8)],
+              128: [(16, 16, 8), (16, 32, 8), (16, 64, 8), (32, 32, 16)],
+              256: [(16, 16, 8)]}
+_BWD_TILES = {16: [(16, 32, 4), (32, 32, 4), (64, 32, 8), (32, 64, 8)],
+              32: [(16, 32, 8), (32, 32, 8), (64, 32, 8), (16, 64, 8)],
+              64: [(16, 32, 8), (32, 32, 8), (16, 16, 4), (16, 32, 16)],
+              128: [(16, 16, 8)]}
+# the cross-entropy at BLOCK_K 128 spills with every candidate on one of the Triton versions (8 warps:
+# 24 B under 3.6 in fp32; 16 warps: 96-176 B under 3.8 in bf16 / fp16): C > 64 takes the generic path
+_CE_TILES = {bk: t for bk, t in _BWD_TILES.items() if bk <= 64}
+MAX_K_BWD, MAX_K_CE = max(_BWD_TILES), max(_CE_TILES)
 
 
-_fused_tuned = triton.autotune(_configs(), key=["B", "K", "D", "HAS_GROUP"])(_fused_fwd_kernel)
-_fused_ce_tuned = triton.autotune(_configs(), key=["B", "K", "D"], reset_to_zero=["dw_acc"])(_fused_ce_kernel)
-_fused_bwd_tuned = triton.autotune(_configs(), key=["B", "K", "D"], reset_to_zero=["dw_acc", "rd_total"])(
-    _fused_bwd_kernel)
+def _tuned(kernel, tiles, key, **kw):
+    """{BLOCK_K: autotuner over that BLOCK_K's candidates}."""
+    return {bk: triton.autotune([triton.Config({"BLOCK_B": bb, "BLOCK_D": bd}, num_warps=nw) for bb, bd, nw in cands],
+                                key=key, **kw)(kernel)
+            for bk, cands in tiles.items()}
+
+
+_fused_tuned = _tuned(_fused_fwd_kernel, _FWD_TILES, ["B", "K", "D", "HAS_GROUP"])
+_fused_ce_tuned = _tuned(_fused_ce_kernel, _CE_TILES, ["B", "K", "D"], reset_to_zero=["dw_acc"])
+_fused_bwd_tuned = _tuned(_fused_bwd_kernel, _BWD_TILES, ["B", "K", "D"], reset_to_zero=["dw_acc", "rd_total"])
 
 
 def _launch(kernel, tuned, B, K, args, **meta):
-    """On the tensors' device; heuristic tiles under the interpreter, autotuned ones on a GPU."""
-    BK = max(16, triton.next_power_of_2(K))
-    ctx = torch.cuda.device(args[0].device) if args[0].is_cuda else contextlib.nullcontext()
-    with ctx:
-        if os.environ.get("TRITON_INTERPRET") == "1":
-            kernel[(triton.cdiv(B, 16),)](*args, **meta, BLOCK_B=16, BLOCK_K=BK, BLOCK_D=32)
-        else:
-            tuned[lambda META: (triton.cdiv(B, META["BLOCK_B"]),)](*args, **meta, BLOCK_K=BK)
+    """Autotuned tiles on a GPU, fixed ones under the interpreter; BLOCK_K covers all K columns."""
+    meta["BLOCK_K"] = bk = max(16, triton.next_power_of_2(K))
+    launch(kernel, lambda META: (triton.cdiv(B, META["BLOCK_B"]),), args, meta, tuned=tuned[bk],
+           interp=dict(BLOCK_B=16, BLOCK_D=32))
 
 
-def supported(x, w) -> bool:
-    return w.shape[0] <= MAX_K and x.dtype == w.dtype and x.dtype != torch.float64
+def supported(x, w, max_k: int = MAX_K) -> bool:
+    return w.shape[0] <= max_k and x.dtype == w.dtype and x.dtype != torch.float64
+
+
+def backward_supported(x, w) -> bool:
+    """The single-launch softmax backward (K <= MAX_K_BWD)."""
+    return supported(x, w, MAX_K_BWD)
+
+
+def ce_supported(x, w) -> bool:
+    """The single-launch AAM cross-entropy with its gradients (C <= MAX_K_CE)."""
+    return supported(x, w, MAX_K_CE)
 
 
 def _views(x, w):

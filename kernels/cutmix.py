@@ -10,7 +10,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .cosine_logits import _device
+from ._launch import launch
 
 
 def _storage(t, cl):
@@ -36,7 +36,7 @@ def _decode(i, C, H, W, CL: tl.constexpr):
     return n, c, y, x
 
 
-@triton.jit
+@triton.jit(do_not_specialize=['C', 'H', 'W'])
 def _cutmix_kernel(a, b, out0, out1, mask, boxes, numel, C, H, W, CL: tl.constexpr, MODE: tl.constexpr,
                    BLOCK: tl.constexpr):
     i = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
@@ -71,9 +71,8 @@ def cutmix_forward(xa, xb, boxes):
     mask = torch.empty(B, 1, H, W, dtype=xa.dtype, device=xa.device)
     n = xa.numel()
     if n:
-        with _device(xa):
-            _cutmix_kernel[(triton.cdiv(n, _BLOCK),)](xa, xb, out, out, mask, boxes, n, C, H, W, CL=cl, MODE=0,
-                                                      BLOCK=_BLOCK)
+        launch(_cutmix_kernel, (triton.cdiv(n, _BLOCK),), (xa, xb, out, out, mask, boxes, n, C, H, W),
+               dict(CL=cl, MODE=0, BLOCK=_BLOCK))
     else:
         mask.zero_()
     return out, mask
@@ -86,12 +85,12 @@ def cutmix_backward(g, boxes):
     ga, gb = torch.empty_like(g), torch.empty_like(g)
     n = g.numel()
     if n:
-        with _device(g):
-            _cutmix_kernel[(triton.cdiv(n, _BLOCK),)](g, g, ga, gb, g, boxes, n, C, H, W, CL=cl, MODE=1, BLOCK=_BLOCK)
+        launch(_cutmix_kernel, (triton.cdiv(n, _BLOCK),), (g, g, ga, gb, g, boxes, n, C, H, W),
+               dict(CL=cl, MODE=1, BLOCK=_BLOCK))
     return ga, gb
 
 
-@triton.jit
+@triton.jit(do_not_specialize=['C', 'H', 'W', 'Ce', 'h', 'w'])
 def _mask_embed_fwd_kernel(f, e, out, numel, C, H, W, Ce, h, w, CL: tl.constexpr, BLOCK: tl.constexpr):
     i = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     valid = i < numel
@@ -111,12 +110,12 @@ def mask_embed_forward(feat, emb):
     out = torch.empty_like(feat)
     n = feat.numel()
     if n:
-        with _device(feat):
-            _mask_embed_fwd_kernel[(triton.cdiv(n, _BLOCK),)](feat, emb, out, n, C, H, W, Ce, h, w, CL=cl, BLOCK=_BLOCK)
+        launch(_mask_embed_fwd_kernel, (triton.cdiv(n, _BLOCK),), (feat, emb, out, n, C, H, W, Ce, h, w),
+               dict(CL=cl, BLOCK=_BLOCK))
     return out
 
 
-@triton.jit
+@triton.jit(do_not_specialize=['C', 'H', 'W', 'Ce', 'h', 'w'])
 def _mask_embed_bwd_kernel(g, f, e, df, de, C, H, W, Ce, h, w, sN, sC, sH, sW, BLOCK_R: tl.constexpr,
                            BLOCK_W: tl.constexpr, BLOCK_SB: tl.constexpr):
     er = tl.program_id(0)
@@ -129,7 +128,8 @@ def _mask_embed_bwd_kernel(g, f, e, df, de, C, H, W, Ce, h, w, sN, sC, sH, sW, B
     nc = tl.where(Ce == 1, C, 1)
     c_lo = tl.where(Ce == 1, 0, ce)
     total = nc * ny
-    base = n.to(tl.int64) * sN
+    base = n.to(tl.int64) * sN  # the sample's offset in int64; offsets inside one sample fit int32 (host check)
+    gp, fp, dfp = g + base, f + base, df + base
     for x0 in range(0, W, BLOCK_W):
         xs = x0 + tl.arange(0, BLOCK_W)
         xm = xs < W
@@ -141,11 +141,11 @@ def _mask_embed_bwd_kernel(g, f, e, df, de, C, H, W, Ce, h, w, sN, sC, sH, sW, B
             rm = rs < total
             cc = c_lo + rs // tl.maximum(ny, 1)
             yy = Y0 + rs % tl.maximum(ny, 1)
-            off = base + (cc.to(tl.int64) * sC + yy.to(tl.int64) * sH)[:, None] + (xs.to(tl.int64) * sW)[None, :]
+            off = (cc * sC + yy * sH)[:, None] + (xs * sW)[None, :]
             m2 = rm[:, None] & xm[None, :]
-            gv = tl.load(g + off, mask=m2, other=0.0).to(tl.float32)
-            fv = tl.load(f + off, mask=m2, other=0.0).to(tl.float32)
-            tl.store(df + off, (gv * (1.0 + ev[None, :])).to(df.dtype.element_ty), mask=m2)
+            gv = tl.load(gp + off, mask=m2, other=0.0).to(tl.float32)
+            fv = tl.load(fp + off, mask=m2, other=0.0).to(tl.float32)
+            tl.store(dfp + off, (gv * (1.0 + ev[None, :])).to(df.dtype.element_ty), mask=m2)
             colacc += tl.sum(gv * fv, axis=0)
         first = x0 * w // W
         bins = tl.arange(0, BLOCK_SB)
@@ -163,12 +163,17 @@ def mask_embed_backward(g, feat, emb):
     dfeat = torch.empty_like(feat)
     demb = torch.zeros(emb.shape, dtype=torch.float32, device=emb.device)
     rows = B * Ce * h
+    if C * H * W >= 2 ** 31:
+        raise ValueError(f"mask_embed (triton): one sample of feat has C*H*W = {C * H * W} >= 2^31 elements")
     if rows and feat.numel():
+        # the binning tile is [BLOCK_SB, BLOCK_W]: above 16 384 elements it spills (bench/results/static/)
         BW = min(triton.next_power_of_2(W), 128)
+        while BW > 16 and triton.next_power_of_2(BW * w // W + 2) * BW > 16384:
+            BW //= 2
         BR = max(1, min(triton.next_power_of_2(max(1, C * triton.cdiv(H, h))), 4096 // BW))
         SB = triton.next_power_of_2(BW * w // W + 2)
         sN, sC, sH, sW = feat.stride()
-        with _device(feat):
-            _mask_embed_bwd_kernel[(rows,)](g, feat, emb, dfeat, demb, C, H, W, Ce, h, w, sN, sC, sH, sW,
-                                            BLOCK_R=BR, BLOCK_W=BW, BLOCK_SB=SB)
+        # 8 warps for the large tiles: with 4, Triton 3.6 spills the [BLOCK_R, BLOCK_W] tiles (channels_last)
+        launch(_mask_embed_bwd_kernel, (rows,), (g, feat, emb, dfeat, demb, C, H, W, Ce, h, w, sN, sC, sH, sW),
+               dict(BLOCK_R=BR, BLOCK_W=BW, BLOCK_SB=SB, num_warps=8 if BR * BW >= 2048 else 4))
     return dfeat, demb.to(emb.dtype)

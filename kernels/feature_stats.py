@@ -11,7 +11,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .cosine_logits import _device
+from ._launch import launch
 
 CHUNK = 4096
 
@@ -70,11 +70,10 @@ def class_moments(x, labels, shift, count, colsum, xtx, tile=None):
         return
     x = x.float().contiguous()
     shift = shift.float().contiguous()
-    perm = torch.sort(labels, stable=True).indices
-    start = torch.cat([labels.new_zeros(1), torch.bincount(labels, minlength=C).cumsum(0)])
+    sorted_labels, perm = torch.sort(labels, stable=True)
+    start = torch.searchsorted(sorted_labels, torch.arange(C + 1, dtype=labels.dtype, device=labels.device))
     TILE = tile or (16 if D <= 16 else 32 if D <= 32 else 64)
     ntiles = triton.cdiv(D, TILE)
     pairs = _pairs(ntiles, x.device)
     grid = (pairs.shape[0], C, triton.cdiv(N, CHUNK))
-    with _device(x):
-        _moments_kernel[grid](x, perm, start, shift, pairs, count, colsum, xtx, D, CHUNK=CHUNK, TILE=TILE, BK=16)
+    launch(_moments_kernel, grid, (x, perm, start, shift, pairs, count, colsum, xtx, D), dict(CHUNK=CHUNK, TILE=TILE, BK=16))

@@ -6,10 +6,10 @@ sums = weights^T feats and wsum come from the host GEMM. Same contract as csrc/c
 import triton
 import triton.language as tl
 
-from .cosine_logits import _device
+from ._launch import launch
 
 
-@triton.jit
+@triton.jit(do_not_specialize=['D'])
 def _ema_kernel(protos, sums, wsum, n, D, mu, BLOCK: tl.constexpr):
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < n
@@ -26,5 +26,5 @@ def ema_rows(protos, sums, wsum, momentum):
     if n == 0:
         return
     BLOCK = 1024
-    with _device(protos):
-        _ema_kernel[(triton.cdiv(n, BLOCK),)](protos, sums, wsum, n, protos.shape[1], float(momentum), BLOCK=BLOCK)
+    launch(_ema_kernel, (triton.cdiv(n, BLOCK),), (protos, sums, wsum, n, protos.shape[1], float(momentum)),
+           dict(BLOCK=BLOCK))

@@ -4,7 +4,7 @@
 ``ssgan_fast.ops.reference``), ``ssgan_fast.nn`` the drop-in modules. ``build_info()`` tells
 which backends this install has and why a missing one is missing.
 """
-from ._backends import build_info
+from ._backends import KernelError, build_info
 
 __version__ = "0.1.0"
-__all__ = ["build_info", "__version__"]
+__all__ = ["KernelError", "build_info", "__version__"]

@@ -9,6 +9,8 @@ cpp, else ref (a default that is not the fastest one is logged as a warning, onc
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import importlib
 import logging
@@ -49,10 +51,75 @@ def _load_triton():
                            fused_softmax_backward=cosine_softmax.fused_backward,
                            fused_ce=cosine_softmax.fused_ce,
                            fused_softmax_supported=cosine_softmax.supported,
+                           fused_backward_supported=cosine_softmax.backward_supported,
+                           fused_ce_supported=cosine_softmax.ce_supported,
                            cutmix_forward=cutmix.cutmix_forward, cutmix_backward=cutmix.cutmix_backward,
                            mask_embed_forward=cutmix.mask_embed_forward,
                            mask_embed_backward=cutmix.mask_embed_backward,
                            class_moments=feature_stats.class_moments), ""
+
+
+class KernelError(RuntimeError):
+    """A fused kernel failed to compile or launch. The message names the op, the kernel, the
+    inputs' shapes and dtypes, and how to force another backend (``SSGAN_FAST_BACKEND``)."""
+
+
+_OP = contextvars.ContextVar("ssgan_fast_op", default=None)
+
+
+@contextlib.contextmanager
+def op_scope(name: str, **inputs):
+    """Names the public op (and its tensor inputs) that the kernels launched inside belong to, for
+    the message of a KernelError. Cheap: one context variable, formatted only on error."""
+    token = _OP.set((name, inputs))
+    try:
+        yield
+    finally:
+        _OP.reset(token)
+
+
+def default_op_scope(name: str, **inputs):
+    """op_scope(name) unless an op already named itself (host functions shared by several ops; under
+    torch.compile, where the public op cannot set a context variable, these name the op)."""
+    return op_scope(name, **inputs) if _OP.get() is None else contextlib.nullcontext()
+
+
+def describe(t) -> str:
+    """'bfloat16[64, 128] cuda:0' for a tensor (channels_last noted), repr for anything else."""
+    if not isinstance(t, torch.Tensor):
+        return repr(t)
+    cl = t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last)
+    return f"{str(t.dtype).removeprefix('torch.')}{list(t.shape)}{' channels_last' if cl else ''} {t.device}"
+
+
+def _device_line(device: torch.device | None) -> str:
+    if device is not None and device.type == "cuda" and torch.cuda.is_available():
+        major, minor = torch.cuda.get_device_capability(device)
+        return f"{device} ({torch.cuda.get_device_name(device)}, sm_{major}{minor})"
+    return str(device) if device is not None else "an unknown device"
+
+
+def kernel_error(backend: str, kernel: str, args: dict, exc: BaseException, device=None,
+                 detail: str = "") -> KernelError:
+    """The KernelError for `kernel` of `backend` failing with `exc`; args: the launch's named arguments."""
+    op = _OP.get()
+    op_name, op_inputs = op if op is not None else ("(none recorded)", {})
+    cause = f"{type(exc).__name__}: {exc}".strip()
+    lines = cause.splitlines()
+    if len(lines) > 12:
+        cause = "\n".join(lines[:12] + [f"... ({len(lines) - 12} more lines)"])
+    on_gpu = device is None or torch.device(device).type == "cuda"
+    others = [b for b in (("triton", "cuda", "ref") if on_gpu else ("cpp", "ref")) if b != backend]
+    msg = [f"ssgan_fast op {op_name}: the {backend} kernel {kernel} failed on {_device_line(device)}"
+           f"{(' (' + detail + ')') if detail else ''}."]
+    if op_inputs:
+        msg.append("  op inputs: " + ", ".join(f"{k} {describe(v)}" for k, v in op_inputs.items() if v is not None))
+    if args:
+        msg.append("  kernel arguments: " + ", ".join(f"{k}={describe(v)}" for k, v in args.items()))
+    msg.append("  cause: " + cause.replace("\n", "\n    "))
+    msg.append(f"  To run this op on another backend, set {_ENV}=" + " or ".join(others)
+               + " (see ssgan_fast.build_info()); please report the failure with this message.")
+    return KernelError("\n".join(msg))
 
 
 def _interpret() -> bool:
@@ -152,8 +219,33 @@ def _pick(device_type: str) -> str:
     return choice
 
 
+_META = contextvars.ContextVar("ssgan_fast_meta_backend", default=None)
+
+
+@contextlib.contextmanager
+def meta_backend(name: str):
+    """Ops on meta tensors use backend `name` (the ahead-of-time kernel check walks the ops' host
+    code on meta tensors, at any shape, collecting the kernels' launches without running them)."""
+    token = _META.set(name)
+    try:
+        yield
+    finally:
+        _META.reset(token)
+
+
+def dry_run() -> bool:
+    """Inside meta_backend(): no value checks (meta tensors have no values)."""
+    return _META.get() is not None
+
+
 def pick_backend(device: torch.device) -> str:
     """The backend for tensors on `device` (honours SSGAN_FAST_BACKEND)."""
+    if device.type == "meta":
+        name = _META.get()
+        if name is None:
+            raise RuntimeError("ssgan_fast ops do not run on meta tensors (only the ahead-of-time kernel check "
+                               "walks them, inside ssgan_fast.kernels._launch.recording(dry=True))")
+        return name
     return _pick_cached(device.type)
 
 
@@ -172,7 +264,8 @@ def build_info(print_: bool = False) -> dict:
         "cuda_device": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
         "triton": triton_version,
         "extension": None if mod is None else {"with_cuda": bool(mod.WITH_CUDA), "cuda": mod.CUDA_VERSION or None,
-                                                "torch": mod.TORCH_VERSION},
+                                                "cuda_archs": getattr(mod, "CUDA_ARCHS", "") or None,
+                                                "torch": mod.TORCH_VERSION, "path": mod.__file__},
         "backends": {},
     }
     for name in BACKENDS:
@@ -181,6 +274,10 @@ def build_info(print_: bool = False) -> dict:
     if print_:
         lines = [f"ssgan_fast {info['ssgan_fast']}  torch {info['torch']} (CUDA {info['torch_cuda']})  "
                  f"triton {info['triton']}  device {info['cuda_device'] or 'cpu only'}"]
+        ext = info["extension"]
+        if ext is not None:
+            lines.append(f"  _C: {ext['path']}; CUDA kernels: "
+                         + (f"yes (CUDA {ext['cuda']}, architectures {ext['cuda_archs']})" if ext["with_cuda"] else "no"))
         for name, v in info["backends"].items():
             lines.append(f"  {name:7s} {'yes' if v['available'] else 'no '}  {v['reason']}")
         print("\n".join(lines))

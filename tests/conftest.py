@@ -1,12 +1,78 @@
+import json
 import os
 
 import pytest
 import torch
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 # Triton kernels run on CPU tensors through the interpreter when there is no GPU. Must be set
 # before Triton is imported; on a GPU machine the kernels are compiled as usual.
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
+
+
+def pytest_addoption(parser):
+    parser.addoption("--triton-launches", metavar="FILE", default=None,
+                     help="write the GPU specialisation of every Triton launch (JSON lines) for bench/aot.py")
+
+
+# Every Triton launch the suite makes (under the interpreter) must be a specialisation that the
+# ahead-of-time table compiled for sm_90 / sm_80 (bench/results/static/triton-<version>.json).
+_RECORDER = None
+
+
+def pytest_sessionstart(session):
+    global _RECORDER
+    try:
+        from ssgan_fast.kernels import _launch
+    except Exception:  # no Triton: nothing is launched
+        return
+    _RECORDER = _launch.Recorder()
+    _launch.set_recorder(_RECORDER)
+
+
+def pytest_runtest_setup(item):
+    if _RECORDER is not None:
+        _RECORDER.label = item.nodeid
+
+
+def _aot_table_keys():
+    import triton
+
+    from ssgan_fast.kernels._launch import Spec
+    path = os.path.join(ROOT, "bench", "results", "static", f"triton-{triton.__version__}.json")
+    if not os.path.exists(path):
+        return None, path
+    with open(path) as f:
+        return {Spec(r).key for r in json.load(f)["specs"]}, path
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _RECORDER is None:
+        return
+    from ssgan_fast.kernels import _launch
+    _launch.set_recorder(None)
+    out = session.config.getoption("--triton-launches")
+    if out:
+        _launch.write_specs(_RECORDER.specs.values(), out)
+    if not _RECORDER.specs or os.environ.get("SSGAN_FAST_AOT_COVERAGE") == "0":
+        return
+    keys, path = _aot_table_keys()
+    rep = session.config.pluginmanager.get_plugin("terminalreporter")
+    if keys is None:
+        if rep:
+            rep.write_line(f"note: no AOT table {os.path.relpath(path, ROOT)} for this Triton version: "
+                           "the suite's Triton launches are not checked against one")
+        return
+    missing = [s for k, s in _RECORDER.specs.items() if k not in keys]
+    if missing and not out:
+        if rep:
+            rep.write_line(f"FAILED: {len(missing)} Triton launch specialisation(s) of this run are not in "
+                           f"{os.path.relpath(path, ROOT)} (never compiled for sm_90 / sm_80), e.g. "
+                           f"{missing[0]['kernel']} from {missing[0]['origin'] or 'a test'}: "
+                           "run `make aot-table` and commit bench/results/static/", red=True)
+        session.exitstatus = 1
 
 
 def pytest_collection_modifyitems(config, items):

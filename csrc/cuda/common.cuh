@@ -2,9 +2,30 @@
 #pragma once
 #include <cuda_runtime.h>
 
+#include <initializer_list>
+#include <utility>
+
 #include "../ops.h"
 
 namespace ssgan_fast {
+
+// After every kernel launch: a failed launch (bad configuration, no kernel image for this GPU, ...)
+// raises an error naming the op, the kernel, its tensor arguments and the other backends.
+struct NamedTensor {
+  const char* name;
+  const at::Tensor& t;
+};
+inline void check_launch(cudaError_t err, const char* op, const char* kernel, std::initializer_list<NamedTensor> args) {
+  if (err == cudaSuccess) return;
+  std::vector<std::string> names;
+  std::vector<at::Tensor> tensors;
+  for (const auto& a : args) {
+    names.emplace_back(a.name);
+    tensors.push_back(a.t);
+  }
+  TORCH_CHECK(false, launch_error_message(op, kernel, names, tensors, cudaGetErrorString(err)));
+}
+#define SSGAN_CHECK_LAUNCH(op, kernel, ...) ::ssgan_fast::check_launch(cudaGetLastError(), op, kernel, {__VA_ARGS__})
 
 constexpr int kThreads = 256;
 

@@ -182,7 +182,7 @@ void cosine_logits_fwd_rows_cuda(const at::Tensor& dots, const at::Tensor& rx, c
     else SSGAN_LAUNCH_FWD(kCrossEntropy);
   });
 #undef SSGAN_LAUNCH_FWD
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  SSGAN_CHECK_LAUNCH(op_of_mode(mode), "fwd_rows_kernel", {"dots", dots}, {"rx", rx}, {"rw", rw}, {"stats", stats});
 }
 
 void cosine_logits_bwd_rows_cuda(const at::Tensor& dots, const at::Tensor& rx, const at::Tensor& rw,
@@ -213,7 +213,7 @@ void cosine_logits_bwd_rows_cuda(const at::Tensor& dots, const at::Tensor& rx, c
     else SSGAN_LAUNCH_BWD(kCrossEntropy);
   });
 #undef SSGAN_LAUNCH_BWD
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  SSGAN_CHECK_LAUNCH(op_of_mode(mode), "bwd_rows_kernel", {"dots", dots}, {"rx", rx}, {"rw", rw}, {"grad", grad});
 }
 
 void cosine_logits_ce_rows_cuda(const at::Tensor& dots, const at::Tensor& rx, const at::Tensor& rw,
@@ -232,7 +232,7 @@ void cosine_logits_ce_rows_cuda(const at::Tensor& dots, const at::Tensor& rx, co
                                                   target.data_ptr<int64_t>(), static_cast<T>(weight),
                                                   stats.data_ptr<T>(), rowdot.data_ptr<T>(), coldot.data_ptr<T>());
   });
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  SSGAN_CHECK_LAUNCH("aam_cross_entropy", "ce_rows_kernel", {"dots", dots}, {"rx", rx}, {"rw", rw}, {"target", target});
 }
 
 }  // namespace ssgan_fast

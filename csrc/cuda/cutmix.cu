@@ -132,7 +132,7 @@ std::tuple<at::Tensor, at::Tensor> cutmix_forward_cuda(const at::Tensor& xa_, co
                                             out.data_ptr<scalar_t>(), nullptr, mask.data_ptr<scalar_t>(),
                                             boxes.const_data_ptr<int32_t>(), n, g.C, g.H, g.W);
   });
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  SSGAN_CHECK_LAUNCH("cutmix", "cutmix_kernel (forward)", {"xa", xa}, {"xb", xb}, {"boxes", boxes});
   return {out, mask};
 }
 
@@ -151,7 +151,7 @@ std::tuple<at::Tensor, at::Tensor> cutmix_backward_cuda(const at::Tensor& g_, co
                                             gb.data_ptr<scalar_t>(), nullptr, boxes.const_data_ptr<int32_t>(), n, g.C,
                                             g.H, g.W);
   });
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  SSGAN_CHECK_LAUNCH("cutmix (backward)", "cutmix_kernel (backward)", {"grad", gr}, {"boxes", boxes});
   return {ga, gb};
 }
 
@@ -170,7 +170,7 @@ at::Tensor mask_embed_forward_cuda(const at::Tensor& feat_, const at::Tensor& em
                                             out.data_ptr<scalar_t>(), n, g.C, g.H, g.W, emb.size(1), emb.size(2),
                                             emb.size(3));
   });
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  SSGAN_CHECK_LAUNCH("mask_embed", "mask_embed_fwd_kernel", {"feat", feat}, {"emb", emb});
   return out;
 }
 
@@ -194,7 +194,7 @@ std::tuple<at::Tensor, at::Tensor> mask_embed_backward_cuda(const at::Tensor& g_
                                                                demb.data_ptr<scalar_t>(), g.C, g.H, g.W, emb.size(1),
                                                                emb.size(2), w);
   });
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  SSGAN_CHECK_LAUNCH("mask_embed (backward)", "mask_embed_bwd_kernel", {"grad", gr}, {"feat", feat}, {"emb", emb});
   return {dfeat, demb};
 }
 

@@ -8,11 +8,9 @@
 // also sum the columns and the first block of a class adds its count: one pass over the features.
 #include <ATen/Dispatch.h>
 #include <ATen/core/Tensor.h>
-#include <ATen/ops/bincount.h>
-#include <ATen/ops/cat.h>
-#include <ATen/ops/cumsum.h>
+#include <ATen/ops/arange.h>
+#include <ATen/ops/searchsorted.h>
 #include <ATen/ops/sort.h>
-#include <ATen/ops/zeros.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
@@ -27,7 +25,7 @@ constexpr int kTile = 64, kBK = 16, kMomentThreads = 256;
 constexpr int64_t kChunk = 4096;
 
 template <typename T>
-__global__ void __launch_bounds__(kMomentThreads) class_moments_kernel(
+__global__ void __launch_bounds__(kMomentThreads, 2) class_moments_kernel(
     const T* __restrict__ x, const int64_t* __restrict__ perm, const int64_t* __restrict__ start,
     const T* __restrict__ shift, double* __restrict__ count, double* __restrict__ sum, double* __restrict__ xtx, int64_t D,
     int64_t ntiles) {
@@ -111,9 +109,10 @@ void class_moments_cuda(const at::Tensor& x, const at::Tensor& labels, const at:
   TORCH_CHECK(C <= 65535, "class_moments (cuda): at most 65535 classes, got ", C);
   c10::cuda::CUDAGuard guard(x.device());
   // class-sorted row order and class starts, on the device (no host sync: graph-capturable)
-  const at::Tensor perm = std::get<1>(at::sort(labels, /*stable=*/true, /*dim=*/0, /*descending=*/false));
-  const at::Tensor counts = at::bincount(labels, {}, C);
-  const at::Tensor start = at::cat({at::zeros({1}, counts.options()), at::cumsum(counts, 0)});
+  // (at::bincount would read the largest label on the host)
+  const auto sorted = at::sort(labels, /*stable=*/true, /*dim=*/0, /*descending=*/false);
+  const at::Tensor perm = std::get<1>(sorted);
+  const at::Tensor start = at::searchsorted(std::get<0>(sorted).contiguous(), at::arange(C + 1, labels.options()));
   const int64_t ntiles = (D + kTile - 1) / kTile;
   const int64_t pairs = ntiles * (ntiles + 1) / 2;
   const int64_t chunks = (N + kChunk - 1) / kChunk;
@@ -126,7 +125,7 @@ void class_moments_cuda(const at::Tensor& x, const at::Tensor& labels, const at:
         shift.const_data_ptr<scalar_t>(), count.data_ptr<double>(), sum.data_ptr<double>(), xtx.data_ptr<double>(), D,
         ntiles);
   });
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  SSGAN_CHECK_LAUNCH("FeatureStats.update", "class_moments_kernel", {"x", x}, {"labels", labels}, {"xtx", xtx});
 }
 
 }  // namespace ssgan_fast

@@ -37,7 +37,7 @@ void prototype_ema_rows_cuda(const at::Tensor& protos, const at::Tensor& sums, c
                                                           wsum.data_ptr<float>(), protos.size(1), n,
                                                           static_cast<float>(momentum));
   });
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  SSGAN_CHECK_LAUNCH("prototype_ema_update", "ema_kernel", {"protos", protos}, {"sums", sums}, {"wsum", wsum});
 }
 
 }  // namespace ssgan_fast

@@ -5,6 +5,8 @@ import contextlib
 
 import torch
 
+from .._backends import dry_run
+
 _emulated_capture = 0
 
 
@@ -19,9 +21,17 @@ def capturing():
         _emulated_capture -= 1
 
 
+def no_autocast(device: torch.device):
+    """autocast off for the op's device (the fused kernels take low-precision inputs themselves);
+    nothing to turn off on meta tensors (the ahead-of-time check's dry walk)."""
+    if device.type == "meta":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, enabled=False)
+
+
 def values_checkable() -> bool:
     """Value checks need a host sync: skip them while compiling or capturing a CUDA graph."""
-    if torch.compiler.is_compiling() or _emulated_capture:
+    if torch.compiler.is_compiling() or _emulated_capture or dry_run():
         return False
     if torch.cuda.is_initialized() and torch.cuda.is_current_stream_capturing():
         return False

@@ -32,7 +32,8 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from .._backends import kernels
+from .._backends import default_op_scope, kernels, op_scope
+from ._checks import no_autocast
 from .reference import NORM_EPS, PBAR_MIN
 
 PROBS, LOGITS, CROSS_ENTROPY, CLUSTERING = 0, 1, 2, 3
@@ -70,6 +71,8 @@ def compute_dtype(x: Tensor, w: Tensor, backend: str) -> torch.dtype:
 # ------------------------------------------------------------------------- Triton host
 
 def _inv_norm(t: Tensor, dtype: torch.dtype) -> Tensor:
+    if t.dtype.itemsize > dtype.itemsize:  # float64 inputs on the Triton backend (computed in float32)
+        t = t.to(dtype)
     n = torch.linalg.vector_norm(t, dim=1, dtype=dtype)
     return n.clamp_min(NORM_EPS).reciprocal()
 
@@ -141,8 +144,8 @@ def triton_backward(x, w, rx, rw, tau, scale, margin, target, lo, hi, mode, save
     grad = grad.to(cdt).contiguous()
     if mode == CLUSTERING:
         grad, mode = _clustering_grad(saved, grad, lam), PROBS
-    if mode == PROBS and kern.fused_softmax_supported(x, w):
-        # K <= 256: one launch (dx complete per row block, dw by atomics)
+    if mode == PROBS and kern.fused_backward_supported(x, w):
+        # K <= 128: one launch (dx complete per row block, dw by atomics)
         return kern.fused_softmax_backward(x, w, rx, rw, sc, saved, lse, grad)
     xf = x.to(cdt).contiguous()
     target, lo, hi = (_index_or_empty(t, x) for t in (target, lo, hi))
@@ -172,7 +175,7 @@ def triton_ce_fused(x, w, scale, margin, target, weight, chunk):
     """Same contract as ssgan_fast_C::cosine_logits_ce_fused: cross-entropy forward that also
     writes dx, dw for dL/dloss_b = weight, over row chunks of `chunk`. (loss, lse, rx, rw, dx, dw)"""
     kern = kernels("triton")
-    if kern.fused_softmax_supported(x, w):  # C <= 256: everything in one launch
+    if kern.fused_ce_supported(x, w):  # C <= 64: everything in one launch
         return kern.fused_ce(x, w, scale, margin, target.contiguous(), weight)
     cdt = compute_dtype(x, w, "triton")
     xf, wf = x.to(cdt).contiguous(), w.to(cdt).contiguous()
@@ -202,10 +205,26 @@ def triton_ce_fused(x, w, scale, margin, target, weight, chunk):
     return loss, lse, rx, rw, dx.to(x.dtype), dw.to(w.dtype)
 
 
+_MODE_OPS = {PROBS: "cosine_softmax / clustering_loss", LOGITS: "aam_logits", CROSS_ENTROPY: "aam_cross_entropy",
+             CLUSTERING: "clustering_loss"}
+
+
+def _named(fn, mode_at, suffix=""):
+    """A Triton host function that names its op for a KernelError when the caller did not."""
+    def call(*args):
+        op = _MODE_OPS[args[mode_at]] if mode_at is not None else "aam_cross_entropy"
+        with default_op_scope(op + suffix, x=args[0], w=args[1]):
+            return fn(*args)
+    return call
+
+
+_TRITON_HOST = (_named(triton_forward, 8), _named(triton_backward, 10, " (backward)"), _named(triton_ce_fused, None))
+
+
 def host(backend: str):
     """(forward, backward, ce_fused) host functions of a backend."""
     if backend == "triton":
-        return triton_forward, triton_backward, triton_ce_fused
+        return _TRITON_HOST
     ops = torch.ops.ssgan_fast_C
     return ops.cosine_logits_forward, ops.cosine_logits_backward, ops.cosine_logits_ce_fused
 
@@ -252,8 +271,10 @@ def _define(name: str, fwd, fake, setup, grads, cxx=None):
     cxx(*inputs): the eager call for the cpp / cuda backends - the same host calls wrapped in a C++
     autograd Function (csrc/autograd.cpp, no Python in forward or backward); the Python Function
     then serves the Triton backend."""
+    back = f"{name} (backward)"
     op = torch.library.custom_op(f"ssgan_fast::{name}", mutates_args=())(fwd)
     op.register_fake(fake)
+
     op.register_autograd(lambda ctx, *g: grads(ctx, _bwd_fn(ctx.backend, True), *g), setup_context=setup)
 
     class Fn(torch.autograd.Function):
@@ -263,7 +284,7 @@ def _define(name: str, fwd, fake, setup, grads, cxx=None):
         def forward(ctx, *inputs):
             # the kernels take bf16 / fp16 inputs themselves and accumulate in fp32: autocast must not
             # recast the GEMMs inside (it would hand the fused kernels bf16 dot products)
-            with torch.autocast(inputs[0].device.type, enabled=False):
+            with no_autocast(inputs[0].device), op_scope(name, x=inputs[0], w=inputs[1]):
                 out = fwd(*inputs)
             setup(ctx, inputs, out)
             return out[0]
@@ -271,7 +292,7 @@ def _define(name: str, fwd, fake, setup, grads, cxx=None):
         @staticmethod
         @once_differentiable  # the backward kernels are not differentiable: say so, never return wrong 2nd derivatives
         def backward(ctx, g):
-            with torch.autocast(g.device.type, enabled=False):
+            with no_autocast(g.device), op_scope(back, grad=g):
                 return grads(ctx, _bwd_fn(ctx.backend, False), g)
 
     Fn.__name__ = f"{name}_function"
@@ -475,7 +496,8 @@ def _ema_impl(protos: Tensor, feats: Tensor, weights: Tensor, momentum: float, b
     w = weights.float()
     sums = torch.mm(w.t(), feats.float()).contiguous()  # float32 sums: the kernels' contract
     wsum = w.sum(0).contiguous()
-    kernels(backend).ema_rows(protos, sums, wsum, momentum)
+    with op_scope("prototype_ema_update", protos=protos, feats=feats, weights=weights):
+        kernels(backend).ema_rows(protos, sums, wsum, momentum)
 
 
 _ema_op = torch.library.custom_op("ssgan_fast::prototype_ema_update", mutates_args=("protos",))(_ema_impl)
@@ -489,6 +511,6 @@ def _(protos, feats, weights, momentum, backend):
 def prototype_ema_update_op(protos, feats, weights, momentum, backend):
     if torch.compiler.is_compiling():
         return _ema_op(protos, feats, weights, momentum, backend)
-    with torch.autocast(protos.device.type, enabled=False):
+    with no_autocast(protos.device):
         return _ema_impl(protos, feats, weights, momentum, backend)
 

@@ -14,12 +14,13 @@ differentiable ops instead, so second derivatives are exact.
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
 from torch import Tensor
 
-from .._backends import kernels, pick_backend
+from .._backends import kernels, op_scope, pick_backend
 from . import reference
 from ._checks import check_tensor, values_checkable
 
@@ -34,11 +35,24 @@ def _like(t: Tensor) -> Tensor:
     return torch.empty_like(t, memory_format=torch.channels_last if _is_cl(t) else torch.contiguous_format)
 
 
+_NAMES = ("cutmix", "cutmix (backward)", "mask_embed", "mask_embed (backward)")
+_INPUTS = (("xa", "xb", "boxes"), ("grad", "boxes"), ("feat", "emb"), ("grad", "feat", "emb"))
+
+
+def _scoped(name, inputs, fn):
+    def call(*args):
+        with op_scope(name, **dict(zip(inputs, args))):
+            return fn(*args)
+    return call
+
+
+@functools.lru_cache(maxsize=None)
 def _impl(backend: str):
     """(cutmix_forward, cutmix_backward, mask_embed_forward, mask_embed_backward) of a backend."""
     if backend == "triton":
         k = kernels("triton")
-        return k.cutmix_forward, k.cutmix_backward, k.mask_embed_forward, k.mask_embed_backward
+        fns = k.cutmix_forward, k.cutmix_backward, k.mask_embed_forward, k.mask_embed_backward
+        return tuple(_scoped(n, i, f) for n, i, f in zip(_NAMES, _INPUTS, fns))
     o = torch.ops.ssgan_fast_C
     return o.cutmix_forward, o.cutmix_backward, o.mask_embed_forward, o.mask_embed_backward
 

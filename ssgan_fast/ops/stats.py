@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._backends import kernels, pick_backend
+from .._backends import kernels, op_scope, pick_backend
 from . import reference
 from ._checks import check_labels, check_tensor, values_checkable
 
@@ -38,7 +38,8 @@ def _class_moments(backend: str, x: Tensor, labels: Tensor, shift: Tensor, count
         s += sm
         xtx += xx
     elif backend == "triton":
-        kernels("triton").class_moments(x, labels, shift, count, s, xtx)
+        with op_scope("FeatureStats.update", feats=x, labels=labels):
+            kernels("triton").class_moments(x, labels, shift, count, s, xtx)
     else:
         torch.ops.ssgan_fast_C.class_moments(x, labels, shift.to(x.dtype).contiguous(), count, s, xtx)
 
