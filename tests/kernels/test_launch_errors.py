@@ -22,6 +22,7 @@ class _Failing:
 
     def __init__(self, real, exc):
         self.fn, self.exc = real.fn, exc
+        self.kwargs = getattr(real, "kwargs", {})  # the decorator's arguments (do_not_specialize), as recorded
 
     def __getitem__(self, grid):
         def run(*args, **kwargs):
