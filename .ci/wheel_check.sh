@@ -24,6 +24,7 @@ $V -m pip install -q torch==2.14.1 numpy pytest scipy "$WHL" 2>&1 | grep -v "^WA
 mkdir -p "$W/smoke/tests"
 cp tests/__init__.py tests/conftest.py "$W/smoke/tests/"
 cp -r tests/ops tests/kernels "$W/smoke/tests/"
+printf '[pytest]\nmarkers =\n    gpu: needs a CUDA device\n    slow: long-running\n' > "$W/smoke/pytest.ini"
 cd "$W/smoke"
 $V - <<PY
 import os, subprocess, sys
