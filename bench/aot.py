@@ -71,8 +71,8 @@ def _cases(full: bool):
     """(label, thunk) pairs that walk every Triton dispatch branch of the ops on meta tensors."""
     import torch
 
-    from ssgan_fast.ops import (FeatureStats, aam_cross_entropy, aam_logits, clustering_loss, cosine_softmax, cutmix,
-                                group_offsets, mask_embed, prototype_ema_update)
+    from ssgan_fast.ops import (aam_cross_entropy, aam_logits, clustering_loss, cosine_softmax, cutmix, group_offsets,
+                                mask_embed, prototype_ema_update)
     from ssgan_fast.ops import stats as stats_mod
 
     meta = dict(device="meta")
@@ -91,7 +91,7 @@ def _cases(full: bool):
     dtypes = [(f32, f32), (bf16, bf16), (f16, f16), (bf16, f32), (f64, f64)]
 
     def backward(y):
-        y.float().square().sum().backward() if y.dim() else y.backward()
+        (y.float().square().sum() if y.dim() else y).backward()
 
     for (xd, wd) in dtypes:
         for B in Bs:
@@ -163,7 +163,6 @@ def _cases(full: bool):
                     for dt in (f32, f64):
                         stats_mod._class_moments("triton", t(N, D, dtype=dt), lab, z, cnt, z.clone(), xtx)
                 yield f"feature_stats N{N} D{D} C{C}", st
-    del FeatureStats
 
 
 def enumerate_specs(full: bool = True, launches=()):
