@@ -367,17 +367,12 @@ CUDA_ARCHS_WANTED = ("sm_80", "sm_90")  # cubins; plus compute_90 PTX
 
 
 def csrc_hash() -> str:
-    h = hashlib.sha256()
-    for path in sorted(glob_csrc()):
-        with open(path, "rb") as f:
-            h.update(os.path.relpath(path, ROOT).encode() + b"\0" + f.read())
-    return h.hexdigest()
-
-
-def glob_csrc():
+    """What the CUDA kernels are compiled from: csrc/'s .cu, .cuh and .h files."""
     import glob
-    return [p for p in glob.glob(os.path.join(ROOT, "csrc", "**", "*"), recursive=True)
-            if p.endswith((".cu", ".cuh", ".h"))]
+
+    from prebuilt import files_hash
+    return files_hash(sorted(p for p in glob.glob(os.path.join(ROOT, "csrc", "**", "*"), recursive=True)
+                             if p.endswith((".cu", ".cuh", ".h"))))
 
 
 def cuobjdump() -> str:

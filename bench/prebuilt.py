@@ -26,14 +26,20 @@ DIR = os.path.join(ROOT, ".prebuilt")
 META = os.path.join(DIR, "_C.json")
 
 
-def sources_hash() -> str:
+def files_hash(paths) -> str:
+    """sha256 over (path relative to the checkout, contents) of the files among `paths`, in order."""
     h = hashlib.sha256()
-    files = sorted(glob.glob(os.path.join(ROOT, "csrc", "**", "*"), recursive=True)) + [os.path.join(ROOT, "setup.py")]
-    for path in files:
+    for path in paths:
         if os.path.isfile(path):
             with open(path, "rb") as f:
                 h.update(os.path.relpath(path, ROOT).encode() + b"\0" + f.read())
     return h.hexdigest()
+
+
+def sources_hash() -> str:
+    """What the extension is built from: csrc/ and setup.py."""
+    return files_hash(sorted(glob.glob(os.path.join(ROOT, "csrc", "**", "*"), recursive=True))
+                      + [os.path.join(ROOT, "setup.py")])
 
 
 def ext_suffix() -> str:

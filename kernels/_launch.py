@@ -143,10 +143,10 @@ class Recorder:
 
 
 def _with(meta, cfg):
+    """The launch's constexprs and options under autotune config `cfg` (None: not autotuned)."""
     if cfg is None:
         return dict(meta)
-    kw = {**meta, **cfg.kwargs, "num_warps": cfg.num_warps, "num_stages": cfg.num_stages}
-    return kw
+    return {**meta, **cfg.kwargs, "num_warps": cfg.num_warps, "num_stages": cfg.num_stages}
 
 
 def set_recorder(recorder: Recorder | None):

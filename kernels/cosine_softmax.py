@@ -17,7 +17,6 @@ import triton.language as tl
 from ._launch import launch
 from .cosine_logits import MARGIN_CLAMP_EPS, _margin_bwd, _margin_fwd, margin_constants
 
-MAX_K = 256  # the largest BLOCK_K of _FWD_TILES
 NORM_EPS = tl.constexpr(1e-12)  # jit code reads module globals only when they are constexpr
 
 
@@ -171,7 +170,7 @@ _BWD_TILES = {16: [(16, 32, 4), (32, 32, 4), (64, 32, 8), (32, 64, 8)],
 # the cross-entropy at BLOCK_K 128 spills with every candidate on one of the Triton versions (8 warps:
 # 24 B under 3.6 in fp32; 16 warps: 96-176 B under 3.8 in bf16 / fp16): C > 64 takes the generic path
 _CE_TILES = {bk: t for bk, t in _BWD_TILES.items() if bk <= 64}
-MAX_K_BWD, MAX_K_CE = max(_BWD_TILES), max(_CE_TILES)
+MAX_K, MAX_K_BWD, MAX_K_CE = max(_FWD_TILES), max(_BWD_TILES), max(_CE_TILES)
 
 
 def _tuned(kernel, tiles, key, **kw):

@@ -78,10 +78,16 @@ def op_scope(name: str, **inputs):
         _OP.reset(token)
 
 
-def default_op_scope(name: str, **inputs):
-    """op_scope(name) unless an op already named itself (host functions shared by several ops; under
-    torch.compile, where the public op cannot set a context variable, these name the op)."""
-    return op_scope(name, **inputs) if _OP.get() is None else contextlib.nullcontext()
+def named(fn, op, inputs=("x", "w")):
+    """fn, naming its op for a KernelError unless the caller already did: `op` is the name, or a function
+    of fn's arguments giving it (host functions shared by several ops); `inputs` names fn's leading
+    arguments. Under torch.compile, where the public op cannot set a context variable, these name the op."""
+    def call(*args):
+        if _OP.get() is not None:
+            return fn(*args)
+        with op_scope(op(args) if callable(op) else op, **dict(zip(inputs, args))):
+            return fn(*args)
+    return call
 
 
 def describe(t) -> str:

@@ -32,7 +32,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from .._backends import default_op_scope, kernels, op_scope
+from .._backends import kernels, named, op_scope
 from ._checks import no_autocast
 from .reference import NORM_EPS, PBAR_MIN
 
@@ -209,16 +209,9 @@ _MODE_OPS = {PROBS: "cosine_softmax / clustering_loss", LOGITS: "aam_logits", CR
              CLUSTERING: "clustering_loss"}
 
 
-def _named(fn, mode_at, suffix=""):
-    """A Triton host function that names its op for a KernelError when the caller did not."""
-    def call(*args):
-        op = _MODE_OPS[args[mode_at]] if mode_at is not None else "aam_cross_entropy"
-        with default_op_scope(op + suffix, x=args[0], w=args[1]):
-            return fn(*args)
-    return call
-
-
-_TRITON_HOST = (_named(triton_forward, 8), _named(triton_backward, 10, " (backward)"), _named(triton_ce_fused, None))
+_TRITON_HOST = (named(triton_forward, lambda a: _MODE_OPS[a[8]]),
+                named(triton_backward, lambda a: _MODE_OPS[a[10]] + " (backward)"),
+                named(triton_ce_fused, "aam_cross_entropy"))
 
 
 def host(backend: str):
@@ -274,7 +267,6 @@ def _define(name: str, fwd, fake, setup, grads, cxx=None):
     back = f"{name} (backward)"
     op = torch.library.custom_op(f"ssgan_fast::{name}", mutates_args=())(fwd)
     op.register_fake(fake)
-
     op.register_autograd(lambda ctx, *g: grads(ctx, _bwd_fn(ctx.backend, True), *g), setup_context=setup)
 
     class Fn(torch.autograd.Function):

@@ -20,7 +20,7 @@ import math
 import torch
 from torch import Tensor
 
-from .._backends import kernels, op_scope, pick_backend
+from .._backends import kernels, named, pick_backend
 from . import reference
 from ._checks import check_tensor, values_checkable
 
@@ -39,20 +39,13 @@ _NAMES = ("cutmix", "cutmix (backward)", "mask_embed", "mask_embed (backward)")
 _INPUTS = (("xa", "xb", "boxes"), ("grad", "boxes"), ("feat", "emb"), ("grad", "feat", "emb"))
 
 
-def _scoped(name, inputs, fn):
-    def call(*args):
-        with op_scope(name, **dict(zip(inputs, args))):
-            return fn(*args)
-    return call
-
-
 @functools.lru_cache(maxsize=None)
 def _impl(backend: str):
     """(cutmix_forward, cutmix_backward, mask_embed_forward, mask_embed_backward) of a backend."""
     if backend == "triton":
         k = kernels("triton")
         fns = k.cutmix_forward, k.cutmix_backward, k.mask_embed_forward, k.mask_embed_backward
-        return tuple(_scoped(n, i, f) for n, i, f in zip(_NAMES, _INPUTS, fns))
+        return tuple(named(f, n, i) for f, n, i in zip(fns, _NAMES, _INPUTS))
     o = torch.ops.ssgan_fast_C
     return o.cutmix_forward, o.cutmix_backward, o.mask_embed_forward, o.mask_embed_backward
 
