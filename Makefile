@@ -3,7 +3,7 @@
 PY ?= python
 export MAX_JOBS ?= 2
 
-.PHONY: install train test bench bench-quick build-info clean test-device-versions aot-table
+.PHONY: install train test bench bench-quick build-info clean test-device-versions aot-table lint
 
 install:
 	$(PY) -m pip install -q -U pip
@@ -21,6 +21,12 @@ train: install
 
 test: install
 	$(PY) -m pytest -q tests
+
+# the layer contract (pyproject.toml [tool.importlinter]): CLIs > engine > evaluation > models >
+# nn, metrics, data > ops > _backends, weights; metrics and data independent
+lint:
+	$(PY) -m pip install -q import-linter
+	lint-imports
 
 bench: install
 	$(PY) bench/run.py

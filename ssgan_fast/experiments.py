@@ -57,7 +57,7 @@ TABLE1_COLUMNS = (("modes", "modes", 5, 3, 1), ("hq_percent", "% HQ", 7, 4, 1), 
 
 def ring2d(args) -> dict:
     from .data import open_dataset
-    from .generate import load_trainer
+    from .engine.run import generate, load_run
     from .metrics.toy import mode_metrics, ring_centres
     from .train import main as train_main
     out = Path(args.out)
@@ -80,8 +80,9 @@ def ring2d(args) -> dict:
                 argv += ["--set", s]
             if train_main(argv) != 0:
                 raise RuntimeError(f"training {name} failed")
-            tr = load_trainer(str(out / name), args.device)
-            pts, labels = tr.generate(2500 // 8, seed=1000 + seed)
+            run = load_run(str(out / name), args.device)
+            pts, labels = generate(run.model, run.generator(), run.info["num_classes"], 2500 // 8, 1000 + seed,
+                                   run.device, run.info["kind"])
             m = mode_metrics(pts, ring_centres(), sigma, labels=labels)
             m["seconds"] = time.perf_counter() - t0
             runs.append(m)
@@ -106,7 +107,8 @@ def ring2d(args) -> dict:
     return results
 
 
-BACKEND_METRICS = ("fid", "intra_fid", "ra", "c_acc")
+BACKEND_METRICS = ("fid", "fid_clf", "intra_fid", "intra_fid_clf", "cfid", "cfid_clf", "is_mean", "is_clf_mean", "ra",
+                   "c_acc")
 
 
 def _set_backend(env, ref: bool) -> None:
@@ -147,7 +149,10 @@ def backends(args) -> dict:
                 m = json.loads((run / "metrics.json").read_text())["metrics"]
                 m["seconds"] = old["seconds"]
             else:
-                (run / "experiment.json").unlink(missing_ok=True)
+                if run.exists():  # a run of other settings: kept aside (never overwritten), retrained here
+                    aside = run.with_name(f"{run.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
+                    run.rename(aside)
+                    print(f"{name}: earlier run with other settings moved to {aside}", flush=True)
                 t0 = time.perf_counter()
                 done = subprocess.run(cmd, env=env, capture_output=True, text=True)
                 if done.returncode != 0:
@@ -157,7 +162,7 @@ def backends(args) -> dict:
                 (run / "experiment.json").write_text(json.dumps({**spec, "seconds": m["seconds"]}))
             runs[which].append(m)
             print(f"{name}: " + "  ".join(f"{k} {m[k]:.2f}" for k in BACKEND_METRICS if k in m), flush=True)
-    keys = [k for k in BACKEND_METRICS if all(k in r for rs in runs.values() for r in rs)]
+    keys = [k for k in runs["fused"][0] if k != "seconds" and all(k in r for rs in runs.values() for r in rs)]
     table = {}
     for k in keys:
         f = np.array([r[k] for r in runs["fused"]])

@@ -28,13 +28,10 @@ log = logging.getLogger("ssgan_fast")
 COMMANDS = ("sample", "inpaint", "morph", "translate")
 
 
-def load_trainer(run_dir: str, device: str | None = None):
-    from .engine.trainer import TrainConfig, Trainer
-    d = Path(run_dir)
-    if not (d / "config.json").is_file() or not (d / "ckpt" / "last.pt").is_file():
-        raise FileNotFoundError(f"{d} is not a run folder with a checkpoint (config.json, ckpt/last.pt)")
-    over = {"progress": False, **({"device": device} if device else {})}
-    return Trainer(TrainConfig.from_run(d, **over), resume=str(d))
+def load_run(run_dir: str, device: str | None = None, use_ema: bool = True):
+    """The run folder's model (ssgan_fast.engine.run.load_run: no data set, loader, graphs or compile)."""
+    from .engine.run import load_run as _load
+    return _load(run_dir, device, use_ema)
 
 
 def build_parser(cmd: str) -> argparse.ArgumentParser:
@@ -86,13 +83,13 @@ def _save_images(x, names, out: Path, nrow: int):
     np.savez(out / "images.npz", images=(x * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy())
 
 
-def _application(cmd: str, args, tr) -> int:
+def _application(cmd: str, args, run) -> int:
     import torch
     from .data import read_images
-    model, dev = tr.model.eval(), tr.device
-    nets = tr.generator(not args.no_ema)
+    model, dev = run.model.eval(), run.device
+    nets = run.generator(not args.no_ema)
     out = Path(args.out)
-    size, ch = tr.ds.size, tr.ds.channels
+    size, ch = run.info["size"], run.info["channels"]
     torch.manual_seed(args.seed)
     if cmd == "translate":
         _need(model, "translate", cmd)
@@ -174,20 +171,23 @@ def main(argv=None) -> int:
     if cmd == "sample" and args.per_class < 1:
         p.exit(2, "error: --per-class must be >= 1\n")
     from .data import DataError
+    from .engine.checkpoint import CheckpointError
+    from .engine.run import generate
     try:
-        tr = load_trainer(args.ckpt, args.device)
+        run = load_run(args.ckpt, args.device, use_ema=not args.no_ema)
         if cmd != "sample":
-            if tr.ds.kind != "image":
-                raise ValueError(f"'{cmd}' works on images; this run trained on {tr.ds.kind}")
-            return _application(cmd, args, tr)
-    except (FileNotFoundError, ValueError, DataError) as e:
+            if run.info["kind"] != "image":
+                raise ValueError(f"'{cmd}' works on images; this run trained on {run.info['kind']}")
+            return _application(cmd, args, run)
+    except (FileNotFoundError, ValueError, DataError, CheckpointError, KeyError) as e:
         p.exit(2, f"error: {e}\n")
-    imgs, labels = tr.generate(args.per_class, use_ema=not args.no_ema, seed=args.seed)
+    imgs, labels = generate(run.model, run.generator(not args.no_ema), run.info["num_classes"], args.per_class,
+                            args.seed, run.device, run.info["kind"])
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    if tr.ds.kind == "points":
+    if run.info["kind"] == "points":
         np.savez(args.out, points=imgs, labels=labels)
         if args.png:
-            tr.sample_grid(Path(args.png))
+            _points_png(imgs, Path(args.png))
         log.info("wrote %d points to %s", len(labels), args.out)
         return 0
     np.savez(args.out, images=imgs, labels=labels)
@@ -201,6 +201,17 @@ def main(argv=None) -> int:
     log.info("wrote %d samples to %s", len(labels), args.out)
     return 0
 
+
+def _points_png(pts: np.ndarray, path: Path, bins: int = 128):
+    """A log-density image of 2-D points over their own extent (+ 0.5 margin)."""
+    import torch
+    import torchvision.utils as vu
+    h, _, _ = np.histogram2d(pts[:, 1], pts[:, 0], bins=bins,
+                             range=[[pts[:, 1].min() - 0.5, pts[:, 1].max() + 0.5],
+                                    [pts[:, 0].min() - 0.5, pts[:, 0].max() + 0.5]])
+    img = torch.log1p(torch.from_numpy(h[::-1].copy()).float())[None]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    vu.save_image(img / img.max().clamp_min(1e-9), path)
 
 if __name__ == "__main__":
     sys.exit(main())

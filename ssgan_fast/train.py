@@ -7,8 +7,10 @@ Settings are layered: TrainConfig defaults < the model's preset (ssgan_fast/conf
 section `default`, then the section named after the data set family) < --config FILE (same
 layout: `train:` / `model:`) < command-line flags < --set key=value (train.<field> or
 model.<field>). Unknown keys and illegal combinations are rejected before anything runs (exit 2).
-The run folder (runs/<name>/) gets config.json, split.json, losses.jsonl, samples/*.png,
-ckpt/last.pt and metrics.json.
+A new run goes into the next numbered folder, runs/00001-<model>-<data>/, runs/00002-.../ (or
+runs/NAME with --name NAME, which must be new): a second run never touches the first. The folder
+gets config.json, split.json, losses.jsonl, samples/*.png, ckpt/last.pt + ckpt/prev.pt and
+metrics.json (the preset's paper metrics at the end of training).
 """
 from __future__ import annotations
 
@@ -53,11 +55,16 @@ def build_parser() -> argparse.ArgumentParser:
     g2 = p.add_mutually_exclusive_group()
     g2.add_argument("--labels-per-class", type=int, default=None)
     g2.add_argument("--label-fraction", type=float, default=None)
+    g2.add_argument("--labeled", default=None, metavar="FILE",
+                    help="a file of image ids / paths (one per line) whose labels are kept: your own labeled subset")
     p.add_argument("--split-seed", type=int, default=None)
+    p.add_argument("--max-bad-fraction", type=float, default=None,
+                   help="stop when more than this fraction of the images is unreadable (default 0.01)")
     p.add_argument("--size", type=int, default=None, help="image resolution")
     p.add_argument("--loader", choices=LOADERS, default=None)
     p.add_argument("--out", default=None, help="folder of the runs (default runs/)")
-    p.add_argument("--name", default=None, help="run name (default <model>-<data>)")
+    p.add_argument("--name", default=None,
+                   help="run folder name (must be new); default: the next numbered runs/<00001>-<model>-<data>")
     p.add_argument("--resume", default=None, metavar="DIR", help="continue the run in DIR exactly")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")
@@ -110,7 +117,7 @@ def resolve(args) -> "TrainConfig":  # noqa: F821
     t = layers["train"]
     flags = {"amp": args.amp, "graphs": args.graphs or None, "compile": args.compile or None, "ema": args.ema, "steps": args.steps, "epochs": args.epochs,
              "labels_per_class": args.labels_per_class, "label_fraction": args.label_fraction,
-             "split_seed": args.split_seed, "size": args.size, "loader": args.loader, "out": args.out, "name": args.name,
+             "split_seed": args.split_seed, "labeled": args.labeled, "max_bad_fraction": args.max_bad_fraction, "size": args.size, "loader": args.loader, "out": args.out, "name": args.name,
              "seed": args.seed, "device": args.device, "eval_every": args.eval_every, "sample_every": args.sample_every,
              "ckpt_every": args.ckpt_every, "skip_nonfinite": args.skip_nonfinite}
     t.update({k: v for k, v in flags.items() if v is not None})
@@ -120,8 +127,12 @@ def resolve(args) -> "TrainConfig":  # noqa: F821
         t["steps"] = 0
     if args.labels_per_class is not None:
         t["label_fraction"] = None
+        t["labeled"] = ""
     if args.label_fraction is not None:
         t["labels_per_class"] = None
+        t["labeled"] = ""
+    if args.labeled is not None:
+        t["labels_per_class"] = t["label_fraction"] = None
     if args.batch is not None:
         t["batch_labeled"] = t["batch_unlabeled"] = args.batch
     for kv in args.set:
@@ -153,8 +164,6 @@ def resolve(args) -> "TrainConfig":  # noqa: F821
         if cfg.compile_backend not in known:
             raise ValueError(f"train.compile_backend {cfg.compile_backend!r} is not a torch.compile backend; "
                              f"known: {', '.join(sorted(known))}")
-    if cfg.amp == "fp16" and dev.type != "cuda":
-        raise ValueError("--amp fp16 needs a CUDA device; use --amp bf16 on CPU")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"--device {cfg.device}: no CUDA device is available")
     if cfg.steps and cfg.epochs:
@@ -189,10 +198,16 @@ def main(argv=None) -> int:
 
 def _main(args, parser) -> int:
     from .data import DataError
+    from .engine.checkpoint import CheckpointError
     from .engine.trainer import NonFiniteLoss, Trainer
+    from .evaluation import EvalError
+    from .metrics import WeightsError
+    from .models.base import NotPrepared
+    user_errors = (ValueError, KeyError, DataError, FileNotFoundError, NotImplementedError, CheckpointError,
+                   NotPrepared, WeightsError, EvalError)
     try:
         if args.resume:
-            from .engine.trainer import TrainConfig
+            from .engine.config import TrainConfig
             over = {"progress": not args.no_progress}
             if args.steps is not None:
                 over.update(steps=args.steps, epochs=0)
@@ -203,8 +218,8 @@ def _main(args, parser) -> int:
         else:
             cfg = resolve(args)
         trainer = Trainer(cfg, resume=args.resume)
-    except (ValueError, KeyError, DataError, FileNotFoundError, NotImplementedError) as e:
-        parser.exit(2, f"error: {e}\n")
+    except user_errors as e:
+        parser.exit(2, f"error: {str(e).strip() or type(e).__name__}\n")
     log.info("run %s: %s on %s (%d labeled / %d unlabeled), %d steps on %s", trainer.run_dir, cfg.model, cfg.data,
              len(trainer.split.labeled), len(trainer.split.unlabeled), trainer.total, cfg.device)
     try:
@@ -212,14 +227,18 @@ def _main(args, parser) -> int:
     except NonFiniteLoss as e:
         log.error("%s", e)
         return 3
+    except DataError as e:  # too many unreadable images met during training
+        parser.exit(2, f"error: {e}\n")
     if result["interrupted"]:
         log.info("interrupted at step %d; checkpoint saved in %s", result["step"], trainer.run_dir / "ckpt")
         return 130
-    if (not args.no_final_eval and trainer.main and trainer.ds.kind == "image" and trainer.ds.in_memory
-            and cfg.size <= 64):
-        out = trainer.evaluate()
+    if not args.no_final_eval and trainer.main and trainer.ds.kind == "image":
+        try:
+            out = trainer.evaluate()
+        except user_errors as e:
+            parser.exit(2, f"error: final evaluation: {e} (the trained run is kept in {trainer.run_dir})\n")
         print(json.dumps(out["metrics"], indent=1))
-    log.info("done: %s%s", trainer.run_dir, f" (graphs: {result['graphs']})" if cfg.graphs else "")
+    log.info("done: the run is in %s%s", trainer.run_dir, f" (graphs: {result['graphs']})" if cfg.graphs else "")
     return 0
 
 

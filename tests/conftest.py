@@ -76,12 +76,16 @@ def pytest_sessionfinish(session, exitstatus):
 
 
 def pytest_collection_modifyitems(config, items):
-    if torch.cuda.is_available():
-        return
-    skip = pytest.mark.skip(reason="needs a CUDA device")
+    """`gpu` tests skip without a CUDA device; `slow` ones (the full real-data matrix) run only
+    when asked for (pytest -m slow)."""
+    no_gpu = pytest.mark.skip(reason="needs a CUDA device")
+    not_asked = pytest.mark.skip(reason="slow: run with -m slow")
+    slow_asked = "slow" in (config.getoption("-m") or "")
     for item in items:
-        if "gpu" in item.keywords:
-            item.add_marker(skip)
+        if "gpu" in item.keywords and not torch.cuda.is_available():
+            item.add_marker(no_gpu)
+        if "slow" in item.keywords and not slow_asked:
+            item.add_marker(not_asked)
 
 
 @pytest.fixture

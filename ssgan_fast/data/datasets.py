@@ -34,6 +34,9 @@ import torch.nn.functional as F
 
 log = logging.getLogger("ssgan_fast")
 
+#: how every file-backed image is brought to size x size (part of the reference statistics' cache key)
+RESIZE_RULE = "pil-rgb/shorter-side-bilinear-antialias/center-crop"
+
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff")
 
 __all__ = ["ImageDataset", "PointDataset", "open_dataset", "parse_spec", "load_arrays", "images_to_tensor",
@@ -98,6 +101,8 @@ class ImageDataset:
     attrs: np.ndarray | None = None
     attr_names: list = field(default_factory=list)
     class_names: list = field(default_factory=list)
+    ids: list | None = None  # the layout's own image ids (CUB-200: images.txt), for --labeled files
+    root: str = ""  # the folder file paths are relative to
     kind: str = "image"
 
     def __len__(self) -> int:
@@ -229,7 +234,7 @@ def _folder(path: str, size: int, what: str = "folder") -> ImageDataset:
         raise DataError(f"{what}: class folder(s) without images under {root}: {empty[:10]}"
                         f"{' ...' if len(empty) > 10 else ''} (image extensions: {', '.join(IMAGE_EXTS)})")
     return ImageDataset(f"{what}:{root.resolve()}", np.array(labels, dtype=np.int64), len(classes), size, files=files,
-                        class_names=classes)
+                        class_names=classes, root=str(root))
 
 
 def _domains(path: str, size: int) -> ImageDataset:
@@ -293,15 +298,25 @@ def _cub200(path: str, size: int, split: str, opts: dict) -> ImageDataset:
     missing = [f for f in files[:] if not os.path.isfile(f)]
     if missing:
         raise DataError(f"cub200: {len(missing)} image file(s) listed in images.txt do not exist, e.g. {missing[:3]}")
-    y = np.array([int(labels[i]) - 1 for i in keep], dtype=np.int64)
+    # classes: those classes.txt lists (a cut-down CUB keeps its own count), else those the labels use;
+    # class ids map to 0..n-1 in id order, over the whole set so train and test agree
+    classes_file = root / "classes.txt"
+    if classes_file.is_file():
+        named = sorted((int(k), v) for k, v in _read_table(classes_file, 2, "cub200").items())
+        class_ids, names = [k for k, _ in named], [v for _, v in named]
+    else:
+        class_ids = sorted({int(v) for v in labels.values()})
+        names = [str(k) for k in class_ids]
+    index = {k: n for n, k in enumerate(class_ids)}
+    unknown = sorted({int(labels[i]) for i in ids} - set(index))
+    if unknown:
+        raise DataError(f"cub200: image_class_labels.txt uses class id(s) {unknown[:5]} that {classes_file} does not "
+                        "list")
+    y = np.array([index[int(labels[i])] for i in keep], dtype=np.int64)
     if bbox:
         boxes = np.array([[float(v) for v in bb[i]] for i in keep], dtype=np.float32)
-    classes_file = root / "classes.txt"
-    names = [c[1] for c in sorted((int(k), v) for k, v in _read_table(classes_file, 2, "cub200").items())] \
-        if classes_file.is_file() else [str(i) for i in range(200)]
-    nc = max(200, int(y.max()) + 1) if len(y) else 200
-    return ImageDataset(f"cub200:{root.resolve()}{'-bbox' if bbox else ''}-{split}", y, nc, size, files=files, boxes=boxes,
-                        class_names=names)
+    return ImageDataset(f"cub200:{root.resolve()}{'-bbox' if bbox else ''}-{split}", y, len(class_ids), size,
+                        files=files, boxes=boxes, class_names=names, ids=[str(i) for i in keep], root=str(root))
 
 
 def _cifar(path: str, size: int, split: str, n: int) -> ImageDataset:

@@ -76,6 +76,7 @@ class _Base:
         self.seed = seed
         self.max_bad_fraction = max_bad_fraction
         self.bad = 0
+        self.bad_files: list = []
         self.labels = np.asarray(ds.labels, dtype=np.int64)
         attrs = getattr(ds, "attrs", None)
         self.attrs = None if attrs is None else np.asarray(attrs, dtype=np.float32)
@@ -91,8 +92,8 @@ class _Base:
             log.warning("%s: %d corrupt or unreadable image(s) skipped %s (%.2f%%)", self.ds.name, self.bad, when,
                         100 * frac)
             if frac > self.max_bad_fraction:
-                raise DataError(f"{self.ds.name}: {self.bad} of {seen} images are corrupt or unreadable, more than "
-                                f"max_bad_fraction = {self.max_bad_fraction}")
+                from .stream import bad_files_error
+                raise bad_files_error(self.ds.name, self.bad_files, self.bad, seen, self.max_bad_fraction)
 
     def next_into(self, buffers: dict) -> dict:
         """Copy the next batch into static buffers (same keys and shapes); returns buffers."""
@@ -132,14 +133,14 @@ class TensorLoader(_Base):
             with ThreadPoolExecutor(8) as ex:
                 good = np.fromiter(ex.map(load, range(len(ds))), dtype=bool, count=len(ds))
             bad = int((~good).sum())
-            self.bad_files = [ds.files[i] for i in np.nonzero(~good)[0]]
+            bad_files = [ds.files[i] for i in np.nonzero(~good)[0]]
             split = Split(split.labeled[good[split.labeled]], split.unlabeled[good[split.unlabeled]], split.num_classes,
                           split.seed, split.rule, split.fingerprint)
         super().__init__(ds, split, batch_labeled, batch_unlabeled, device, seed, class_balanced, max_bad_fraction,
                          rank, world_size)
         self.augment = augment or Augment()
         if bad:
-            self.bad = bad
+            self.bad, self.bad_files = bad, bad_files
             self._check_bad(len(ds), "while loading")
         if isinstance(ds, PointDataset):
             self.data = torch.from_numpy(ds.points).to(self.device)
@@ -187,7 +188,7 @@ class _Items(torch.utils.data.Dataset):
 
     def __getitem__(self, key):
         i, pool = key
-        ok = 1
+        ok, failed = 1, -1
         candidates = self.pools[pool]
         pos = int(np.searchsorted(candidates, i))
         for t in range(len(candidates)):
@@ -196,9 +197,10 @@ class _Items(torch.utils.data.Dataset):
                 img = self._load(j)
                 attrs = self.ds.attrs[j] if getattr(self.ds, "attrs", None) is not None else np.zeros(0, np.float32)
                 return (torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1), int(self.ds.labels[j]), ok,
-                        torch.from_numpy(np.asarray(attrs, dtype=np.float32)))
+                        torch.from_numpy(np.asarray(attrs, dtype=np.float32)), failed)
             except Exception:
                 ok = 0
+                failed = i if failed < 0 else failed
         raise DataError(f"{self.ds.name}: no readable image in the {pool} pool")
 
 
@@ -235,13 +237,15 @@ class TorchLoader(_Base):
     def __next__(self) -> dict:
         if self._it is None:
             self._it = iter(self.dl)
-        x, y, ok, a = next(self._it)
+        x, y, ok, a, failed = next(self._it)
         self.bad += int((ok == 0).sum())
+        self.bad_files += [self.ds.files[int(i)] for i in failed[failed >= 0][:max(0, 5 - len(self.bad_files))]]
         self.seen += int(ok.numel())
         self.steps += 1
         if self.steps % self.steps_per_epoch == 0:
             self._check_bad(self.seen, f"in epoch {self.steps // self.steps_per_epoch}")
             self.bad = self.seen = 0
+            self.bad_files = []
         x = x.to(self.device, non_blocking=True)
         xl, xu = x[:self.bl], x[self.bl:]
         out = {"x_l": self.augment.to_unit(xl, self.gen), "y_l": y[:self.bl].to(self.device, non_blocking=True),
@@ -300,6 +304,7 @@ class DaliLoader(_Base):
         for k in pools:
             good = _scan(ds, pools[k])
             self.bad += int((~good).sum())
+            self.bad_files += [ds.files[int(i)] for i in pools[k][~good]]
             pools[k] = pools[k][good]
         self._check_bad(seen, "before training (pre-scan)")
         dali_dev = _dali_device or "gpu"

@@ -27,7 +27,7 @@ import numpy as np
 
 from .datasets import DataError
 
-__all__ = ["Split", "make_split", "SemiSupervisedSampler"]
+__all__ = ["Split", "make_split", "split_from_file", "SemiSupervisedSampler"]
 
 
 def _fingerprint(labels: np.ndarray) -> str:
@@ -119,7 +119,9 @@ class SemiSupervisedSampler:
             raise DataError("the split has no labeled images (per rank) but batch_labeled > 0")
         if batch_unlabeled and self.unl.size < batch_unlabeled:
             raise DataError(f"the unlabeled pool has {self.unl.size} images (per rank), fewer than one batch of "
-                            f"{batch_unlabeled}")
+                            f"{batch_unlabeled}: lower --batch / train.batch_unlabeled to <= {self.unl.size}, or keep "
+                            "fewer labels (the labeled pool, unlike the unlabeled one, is cycled and may be smaller "
+                            "than its batch)")
         self.bl, self.bu = batch_labeled, batch_unlabeled
         self.seed, self.class_balanced = seed, class_balanced
         self.lab_labels = labels[self.lab]
@@ -188,3 +190,49 @@ class SemiSupervisedSampler:
 
     def load_state_dict(self, s: dict) -> None:
         self.epoch, self.step, self._lab_pos = int(s["epoch"]), int(s["step"]), int(s["lab_pos"])
+
+
+def split_from_file(path, ds, num_classes: int | None = None) -> Split:
+    """The labeled subset a user already has (a benchmark's split): a text file with one image
+    per line - the layout's image id (CUB-200's images.txt ids), the file's path (absolute, or
+    relative to the data set's folder), or for in-memory data sets the image's index. Blank lines
+    and lines starting with # are ignored. Every listed image must exist in the data set and carry
+    a label; the others are unlabeled. The split's rule records the file and its sha256."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise DataError(f"--labeled: file {p} does not exist")
+    entries = [ln.strip() for ln in p.read_text().splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    if not entries:
+        raise DataError(f"--labeled: {p} lists no images")
+    labels = np.asarray(ds.labels, dtype=np.int64)
+    lookup: dict[str, int] = {}
+    files = getattr(ds, "files", None)
+    if files is not None:
+        root = Path(getattr(ds, "root", "") or "/")
+        for i, f in enumerate(files):
+            fp = Path(f)
+            lookup[str(fp)] = lookup[str(fp.resolve())] = i
+            try:
+                lookup[str(fp.relative_to(root))] = i
+                lookup[str(fp.relative_to(root / "images"))] = i  # CUB's images.txt paths
+            except ValueError:
+                pass
+    for i, k in enumerate(getattr(ds, "ids", None) or []):
+        lookup[str(k)] = i
+    if files is None and not getattr(ds, "ids", None):
+        lookup.update((str(i), i) for i in range(len(labels)))
+    found, missing = [], []
+    for e in entries:
+        i = lookup.get(e, lookup.get(str(Path(e).expanduser().resolve())) if files is not None else None)
+        (missing if i is None else found).append(e if i is None else i)
+    if missing:
+        raise DataError(f"--labeled {p}: {len(missing)} of {len(entries)} entries are not images of {ds.name}, "
+                        f"e.g. {missing[:3]} (give image ids, paths relative to the data folder, or indices)")
+    idx = np.unique(np.array(found, dtype=np.int64))
+    unl = idx[labels[idx] < 0]
+    if unl.size:
+        raise DataError(f"--labeled {p}: {unl.size} listed image(s) have no label in {ds.name}, e.g. index {unl[0]}")
+    nc = ds.num_classes if num_classes is None else num_classes
+    unlabeled = np.setdiff1d(np.arange(len(labels)), idx).astype(np.int64)
+    digest = hashlib.sha256(p.read_bytes()).hexdigest()[:16]
+    return Split(idx, unlabeled, nc, 0, f"labeled_file={p.resolve()} sha256={digest}", _fingerprint(labels))

@@ -2,7 +2,12 @@
 
 bf16 autocast needs no scaling (and is what --graphs captures); fp16 uses one torch.amp.GradScaler
 for every optimizer of the model (``step`` per optimizer, one ``update`` per iteration, as the AMP
-docs prescribe for several losses and optimizers). ``mode=None``: fp32, no autocast.
+docs prescribe for several losses and optimizers). ``mode=None``: fp32, no autocast. fp16 works on
+CPU too (CPU fp16 autocast and ``GradScaler("cpu")``).
+
+The engine owns the scaler: models call ``ctx`` / ``backward`` / ``step`` (the
+``ssgan_fast.models.base.Precision`` interface) and the engine calls ``update`` once after each
+``train_step`` (``updates`` counts them).
 """
 from __future__ import annotations
 
@@ -10,19 +15,22 @@ import contextlib
 
 import torch
 
+from ..models.base import Precision
+
 MODES = (None, "bf16", "fp16")
 
 
-class Amp:
+class Amp(Precision):
     def __init__(self, mode: str | None, device):
         if mode not in MODES:
             raise ValueError(f"amp must be one of bf16, fp16 (or off), got {mode!r}")
         self.mode = mode
         self.device = torch.device(device)
-        if mode == "fp16" and self.device.type != "cuda":
-            raise ValueError("--amp fp16 needs a CUDA device (GradScaler); use --amp bf16 on CPU")
+        if mode == "fp16" and self.device.type not in ("cuda", "cpu"):
+            raise ValueError(f"--amp fp16 needs a CUDA or CPU device, got {self.device}")
         self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mode)
-        self.scaler = torch.amp.GradScaler("cuda") if mode == "fp16" else None
+        self.scaler = torch.amp.GradScaler(self.device.type) if mode == "fp16" else None
+        self.updates = 0
         import torch.distributed as dist
         self.world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
@@ -65,6 +73,8 @@ class Amp:
             opt.step()
 
     def update(self):
+        """Once per train step, by the engine (never by a model)."""
+        self.updates += 1
         if self.scaler:
             self.scaler.update()
 

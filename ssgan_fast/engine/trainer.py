@@ -17,67 +17,20 @@ import logging
 import math
 import signal
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..data import Augment, Split, images_to_tensor, make_loader, make_split, open_dataset
+from ..data import Augment, PrepData, Split, make_loader, make_split, open_dataset, split_from_file
 from ..models import get_model
 from .amp import Amp
+from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .config import TrainConfig
 from .graphs import StepGraphs, capture_blocker, prepare_optimizers
-from .checkpoint import rng_state, save_atomic, set_rng_state
+from .run import data_info, generate, generate_batches, new_run_dir
 
 log = logging.getLogger("ssgan_fast")
-
-
-@dataclass
-class TrainConfig:
-    model: str = "sphericgan"
-    data: str = "digits"
-    size: int = 32
-    labels_per_class: int | None = None
-    label_fraction: float | None = None
-    split_seed: int = 0
-    loader: str = "auto"
-    batch_labeled: int = 32
-    batch_unlabeled: int = 32
-    steps: int = 0
-    epochs: int = 0
-    amp: str | None = None
-    graphs: bool = False
-    graphs_mode: str = "cuda"  # cuda | emulate (any device: checks the capture contract, no speed-up)
-    graphs_warmup: int = 2
-    compile: bool = False
-    compile_backend: str = "inductor"
-    ema: bool = True
-    ema_decay: float = 0.999
-    seed: int = 0
-    device: str = "cpu"
-    out: str = "runs"
-    name: str = ""
-    log_every: int = 10
-    sample_every: int = 500
-    ckpt_every: int = 500
-    eval_every: int = 0
-    eval_metrics: str = "fid,intra_fid,ra"
-    eval_samples_per_class: int = 50
-    skip_nonfinite: bool = False
-    augment_flip: bool = False
-    augment_crop: int = 0
-    augment_translate: float = 0.0
-    progress: bool = True
-    model_cfg: dict = field(default_factory=dict)
-
-    @classmethod
-    def from_run(cls, run_dir, **overrides) -> "TrainConfig":
-        """The configuration a run folder was started with (its config.json), with overrides."""
-        f = Path(run_dir) / "config.json"
-        if not f.is_file():
-            raise ValueError(f"{run_dir} is not a run folder (no config.json)")
-        saved = json.loads(f.read_text())
-        return cls(**{**saved["train"], "model_cfg": saved["model"], **overrides})
 
 
 class NonFiniteLoss(RuntimeError):
@@ -122,16 +75,17 @@ class Trainer:
         self.main = self.rank == 0
         torch.manual_seed(cfg.seed)  # the same initial networks on every rank
         np.random.seed(cfg.seed)
-        self.run_dir = Path(resume) if resume else Path(cfg.out) / (cfg.name or f"{cfg.model}-{cfg.data.split(':')[0]}")
         self.ds = open_dataset(cfg.data, "train", cfg.size)
-        info = {"kind": self.ds.kind, "size": getattr(self.ds, "size", 0), "channels": getattr(self.ds, "channels", 0),
-                "num_classes": self.ds.num_classes, "class_names": list(getattr(self.ds, "class_names", []) or [])}
-        attrs = getattr(self.ds, "attrs", None)
-        if attrs is not None:
-            info.update(num_attrs=int(attrs.shape[1]), attr_names=list(self.ds.attr_names))
-        split_file = self.run_dir / "split.json"
+        info = self.info = data_info(self.ds)
+        if resume:
+            self.run_dir = Path(resume)
+            if not (self.run_dir / "config.json").is_file():
+                raise ValueError(f"--resume {resume}: not a run folder (no config.json)")
+        split_file = self.run_dir / "split.json" if resume else None
         if resume and split_file.is_file():
             self.split = Split.load(split_file, self.ds.labels)
+        elif cfg.labeled:
+            self.split = split_from_file(cfg.labeled, self.ds)
         else:
             self.split = make_split(self.ds.labels, self.ds.num_classes, cfg.labels_per_class, cfg.label_fraction,
                                     cfg.split_seed)
@@ -148,8 +102,11 @@ class Trainer:
             self.ema = {n: copy.deepcopy(getattr(self.model, n)).eval().requires_grad_(False)
                         for n in self.model.generator_modules()}
         aug = Augment(cfg.augment_flip, cfg.augment_crop, cfg.augment_translate)
+        if not 0 <= cfg.max_bad_fraction <= 1:
+            raise ValueError(f"train.max_bad_fraction must be in [0, 1], got {cfg.max_bad_fraction}")
         self.loader = make_loader(cfg.loader, self.ds, self.split, cfg.batch_labeled, cfg.batch_unlabeled,
-                                  self.device, aug, seed=cfg.seed + self.rank, rank=self.rank, world_size=self.world)
+                                  self.device, aug, seed=cfg.seed + self.rank, rank=self.rank, world_size=self.world,
+                                  max_bad_fraction=cfg.max_bad_fraction)
         self.graphs, self._graphs_off = None, "off"
         if cfg.graphs:
             why = capture_blocker(self.amp, self.world)
@@ -170,22 +127,20 @@ class Trainer:
         self.skipped = 0
         self._stop = False
         if resume:
-            self._load(self.run_dir / "ckpt" / "last.pt")
+            self._load(self.run_dir / "ckpt")  # the fitted preparation state comes back with the model
         else:
+            self.run_dir = self._new_run_dir()
             if self.main:
-                self.run_dir.mkdir(parents=True, exist_ok=True)
-                self.split.save(split_file)
+                self.split.save(self.run_dir / "split.json")
                 (self.run_dir / "config.json").write_text(json.dumps(
-                    {"train": dataclasses.asdict(cfg), "model": dataclasses.asdict(self.model_cfg)}, indent=1))
-            if hasattr(self.model, "fit_prior"):
-                imgs = images_to_tensor(self.ds.images) if self.ds.in_memory else None
-                if imgs is not None:
-                    self.model.fit_prior(imgs.to(self.device), seed=cfg.seed)
-            if hasattr(self.model, "fit_clusters"):  # LCP-GAN: intra-class clusters of the labeled images
-                lab = self.split.labeled
-                imgs = images_to_tensor(np.stack([self.ds.load(int(i)) for i in lab]))
-                self.model.fit_clusters(imgs.to(self.device), torch.as_tensor(self.ds.labels[lab]).to(self.device),
-                                        seed=cfg.seed)
+                    {"train": dataclasses.asdict(cfg), "model": dataclasses.asdict(self.model_cfg), "data_info": info},
+                    indent=1))
+            if self.model.preparation:
+                t0 = time.perf_counter()
+                self.model.prepare(PrepData(self.ds, self.split, self.device, cfg.seed,
+                                            max_bad_fraction=cfg.max_bad_fraction), seed=cfg.seed)
+                log.info("prepared %s in %.1f s", self.model.preparation, time.perf_counter() - t0)
+        self.model.require_prepared()  # never a silent constant prior: refuse to train unfitted
         if self.dist:
             # identical networks everywhere (rank 0's), then rank-specific noise; a DDP resume is not
             # bit-exact (the checkpoint holds rank 0's RNG state), a single-process one is
@@ -206,14 +161,28 @@ class Trainer:
         """"off", "eager: <why capture was not possible>", or the graph runner's own status."""
         return self.graphs.status if self.graphs is not None else self._graphs_off
 
-    def save(self):
+    def _new_run_dir(self) -> Path:
+        """A new run folder (numbered unless train.name is given); under DDP rank 0 picks it."""
+        cfg = self.cfg
+        d = None
         if self.main:
-            save_atomic(self.state(), self.run_dir / "ckpt" / "last.pt")
+            d = str(new_run_dir(cfg.out, f"{cfg.model}-{cfg.data.split(':')[0]}", cfg.name))
+        if self.dist:
+            import torch.distributed as dist
+            box = [d]
+            dist.broadcast_object_list(box, 0)
+            d = box[0]
+        return Path(d)
 
-    def _load(self, path: Path):
-        if not path.is_file():
-            raise FileNotFoundError(f"--resume: no checkpoint at {path}")
-        s = torch.load(path, map_location=self.device, weights_only=False)
+    def save(self):
+        """ckpt/last.pt (the one it replaces becomes ckpt/prev.pt); once per step at most, so prev.pt
+        is always an older state than last.pt."""
+        if self.main and getattr(self, "_saved_step", None) != self.step:
+            save_checkpoint(self.state(), self.run_dir / "ckpt")
+            self._saved_step = self.step
+
+    def _load(self, folder: Path):
+        s, path = load_checkpoint(folder, map_location=self.device)
         self._restore(s)
         for k, m in (self.ema or {}).items():
             m.load_state_dict(s["ema"][k])
@@ -287,10 +256,12 @@ class Trainer:
                 self.model.train()
                 if self.graphs is not None:
                     n, losses = self.graphs(self.step)
+                    self.amp.update()
                 else:
                     batch = next(self.loader)
                     n = batch["x_l"].shape[0] + batch["x_u"].shape[0]
                     losses = self.model.train_step(batch, self.step, self.amp)
+                self.amp.update()  # the engine's one scaler update per step (models never call it)
                 vals = _floats(losses)
                 bad = [k for k, v in vals.items() if not math.isfinite(v)]
                 if bad:
@@ -358,60 +329,59 @@ class Trainer:
     @torch.no_grad()
     def generate(self, per_class: int, use_ema: bool = True, seed: int = 123) -> tuple[np.ndarray, np.ndarray]:
         """(uint8 NHWC images, or float32 [N, 2] points for 2-D data; int64 labels), per_class per class."""
-        g = torch.Generator().manual_seed(seed)
-        labels = torch.arange(self.ds.num_classes).repeat_interleave(per_class)
-        out = []
-        for i in range(0, len(labels), 100):
-            y = labels[i:i + 100].to(self.device)
-            z = self.model.noise(len(y), generator=g, device="cpu").to(self.device)
-            out.append(self.model.sample(y, z, self.generator(use_ema)).float().cpu())
-        x = torch.cat(out)
-        if self.ds.kind == "points":
-            return x.numpy().astype(np.float32), labels.numpy()
-        imgs = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
-        return imgs, labels.numpy()
+        return generate(self.model, self.generator(use_ema), self.ds.num_classes, per_class, seed, self.device,
+                        self.ds.kind)
 
     @torch.no_grad()
-    def classifier_accuracy(self) -> float | None:
-        """% of the held-out real images (the data set's test split) the model's classifier gets right;
-        None where the data set has no test split or the model no classifier."""
-        from ..data import DataError
-        try:
-            test = open_dataset(self.cfg.data, "test", self.cfg.size)
-        except DataError:
-            return None
-        if test.kind != "image" or not test.in_memory:
-            return None
+    def classifier_accuracy(self) -> tuple[float | None, str | None]:
+        """(% of the data set's own test split that the model's classifier gets right, None) - or
+        (None, why not): no test split, or no classifier in the model. Streamed from the files."""
+        from ..evaluation import open_test, test_accuracy
+        test, why = open_test(self.cfg.data, self.cfg.size)
+        if test is None:
+            return None, why
+        if test.kind != "image":
+            return None, "not an image data set"
         was = self.model.training
         self.model.eval()
         try:
-            hits = 0
-            for i in range(0, len(test), 256):
-                x = images_to_tensor(test.images[i:i + 256]).to(self.device)
-                hits += int((self.model.classify(x).cpu() == torch.as_tensor(test.labels[i:i + 256])).sum())
-        except NotImplementedError:
-            return None
+            return test_accuracy(self.model.classify, test, self.device, max_bad_fraction=self.cfg.max_bad_fraction), None
+        except NotImplementedError as e:
+            return None, str(e)
         finally:
             self.model.train(was)
-        return 100.0 * hits / len(test)
 
     def evaluate(self) -> dict:
-        """FID / Intra-FID / RA of EMA samples in a digits-classifier feature space (ssgan_fast.evaluate)."""
-        from ..evaluate import build_parser, evaluate
-        imgs, labels = self.generate(self.cfg.eval_samples_per_class)
-        path = self.run_dir / "eval_samples.npz"
-        np.savez(path, images=imgs, labels=labels)
-        args = build_parser().parse_args(["--samples", str(path), "--data", self.cfg.data, "--size", str(self.cfg.size),
-                                          "--metrics", self.cfg.eval_metrics, "--extractor", "classifier",
-                                          "--train-classifier", "--classifier-epochs", "10", "--device",
-                                          str(self.device)])
-        out = evaluate(args)
-        acc = self.classifier_accuracy()
+        """The preset's metrics (train.eval_metrics) of EMA samples against the training data
+        (ssgan_fast.evaluation), plus c_acc; written to metrics.json (and a line of metrics.jsonl)."""
+        from ..evaluation import Samples, evaluate
+        cfg = self.cfg
+        t0 = time.perf_counter()
+        modules = self.generator()
+        nc = self.ds.num_classes
+        labels = torch.arange(nc).repeat_interleave(cfg.eval_samples_per_class)
+        samples = Samples(labels, lambda: generate_batches(self.model, modules, nc, cfg.eval_samples_per_class, 123,
+                                                           self.device, cfg.eval_batch))
+        was = self.model.training
+        self.model.eval()
+        try:
+            out = evaluate(samples, cfg.data, cfg.size, cfg.eval_metrics, extractor=cfg.eval_extractor,
+                           classifier_epochs=cfg.eval_classifier_epochs, batch=cfg.eval_batch, device=self.device,
+                           seed=cfg.seed, max_bad_fraction=cfg.max_bad_fraction, strict=False)
+        finally:
+            self.model.train(was)
+        acc, why = self.classifier_accuracy()
         if acc is not None:
             out["metrics"]["c_acc"] = acc
+        else:
+            out["skipped"]["c_acc"] = why
         out["step"] = self.step
+        out["protocol"] = {"samples_per_class": cfg.eval_samples_per_class, "seed": 123, "generator": "ema" if self.ema
+                           else "raw", "metrics": cfg.eval_metrics}
+        out["timing"]["total_s"] = time.perf_counter() - t0
         with open(self.run_dir / "metrics.jsonl", "a") as f:
             f.write(json.dumps({"step": self.step, **out["metrics"]}) + "\n")
         (self.run_dir / "metrics.json").write_text(json.dumps(out, indent=1))
-        log.info("step %d metrics: %s", self.step, {k: round(v, 3) for k, v in out["metrics"].items()})
+        log.info("step %d metrics (%s): %s", self.step, out["extractor"],
+                 {k: round(v, 3) for k, v in out["metrics"].items()})
         return out

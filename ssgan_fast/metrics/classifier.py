@@ -14,11 +14,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data.augment import Augment
 
 log = logging.getLogger("ssgan_fast")
 
-__all__ = ["SmallClassifier", "train_classifier", "evaluate_accuracy"]
+__all__ = ["SmallClassifier", "train_classifier", "train_classifier_batches", "evaluate_accuracy", "random_shift"]
 
 
 def _stage(cin, cout, stride):
@@ -54,6 +53,21 @@ class SmallClassifier(nn.Module):
         return {"pool": pool, "logits": self.fc(pool)}
 
 
+def random_shift(x: torch.Tensor, pad: int, gen: torch.Generator) -> torch.Tensor:
+    """Random translations by up to `pad` pixels with reflected borders (one offset per image)."""
+    B, C, H, W = x.shape
+    pad = min(pad, H - 1, W - 1)
+    if pad <= 0:
+        return x
+    xp = F.pad(x, (pad, pad, pad, pad), mode="reflect")
+    dy, dx = (torch.randint(0, 2 * pad + 1, (B,), generator=gen).to(x.device) for _ in range(2))
+    iy = torch.arange(H, device=x.device)[None] + dy[:, None]
+    ix = torch.arange(W, device=x.device)[None] + dx[:, None]
+    b = torch.arange(B, device=x.device)[:, None, None, None]
+    c = torch.arange(C, device=x.device)[None, :, None, None]
+    return xp[b, c, iy[:, None, :, None], ix[:, None, None, :]]
+
+
 def train_classifier(images: torch.Tensor, labels: torch.Tensor, num_classes: int, epochs: int = 30,
                      batch_size: int = 128, lr: float = 2e-3, seed: int = 0, device="cpu",
                      width: int = 32, progress: bool = False) -> SmallClassifier:
@@ -61,27 +75,39 @@ def train_classifier(images: torch.Tensor, labels: torch.Tensor, num_classes: in
     schedule, random translations). Deterministic for a seed on CPU."""
     if images.shape[0] != labels.shape[0] or images.shape[0] < 2:
         raise ValueError(f"need >= 2 images with one label each, got {images.shape[0]} images, {labels.shape[0]} labels")
-    torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    # random translations by up to 1/8 of the size with reflected borders: the loaders' Augment
-    shift = Augment(crop_pad=max(1, images.shape[2] // 8))
-    aug_gen = torch.Generator(device).manual_seed(seed)
-    model = SmallClassifier(num_classes, images.shape[1], width).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
     N = images.shape[0]
-    steps = epochs * max(1, N // batch_size)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     images, labels = images.to(device), labels.to(device).long()
+
+    def epoch(_):
+        perm = torch.randperm(N, generator=gen).to(device)
+        for i in range(0, N - batch_size + 1 if N >= batch_size else 1, batch_size):
+            idx = perm[i:i + batch_size]
+            yield images[idx], labels[idx]
+    return train_classifier_batches(epoch, num_classes, images.shape[1], images.shape[2], max(1, N // batch_size),
+                                    epochs, lr, seed, device, width, progress)
+
+
+def train_classifier_batches(batches, num_classes: int, in_channels: int, size: int, steps_per_epoch: int,
+                             epochs: int = 30, lr: float = 2e-3, seed: int = 0, device="cpu", width: int = 32,
+                             progress: bool = False) -> SmallClassifier:
+    """train_classifier on streamed data: ``batches(epoch)`` yields (images, labels) batches (for
+    data sets read from files, one decode pass per epoch; nothing else is kept)."""
+    torch.manual_seed(seed)
+    aug_gen = torch.Generator().manual_seed(seed + 1)
+    model = SmallClassifier(num_classes, in_channels, width).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, epochs * steps_per_epoch))
     it = range(epochs)
     if progress:
         from tqdm import tqdm
         it = tqdm(it, desc="classifier", unit="epoch")
     model.train()
-    for _ in it:
-        perm = torch.randperm(N, generator=gen).to(device)
-        for i in range(0, N - batch_size + 1 if N >= batch_size else 1, batch_size):
-            idx = perm[i:i + batch_size]
-            loss = F.cross_entropy(model(shift(images[idx], aug_gen))["logits"], labels[idx])
+    for e in it:
+        for x, y in batches(e):
+            x, y = x.to(device), y.to(device).long()
+            # random translations by up to 1/8 of the size with reflected borders
+            loss = F.cross_entropy(model(random_shift(x, max(1, size // 8), aug_gen))["logits"], y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

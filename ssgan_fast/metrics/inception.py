@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models import inception as tv
 
-from .weights import load_state_dict, sha256_file, weights_path
+from ..weights import load_state_dict, sha256_file, weights_path
 
 __all__ = ["FIDInceptionV3"]
 

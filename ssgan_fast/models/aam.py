@@ -40,7 +40,7 @@ from torch import nn
 
 from ..nn.blocks import ResNetDiscriminator, ResNetGenerator
 from ..nn.heads import AuxClassifier
-from .base import GANModel, fake_loss, lr_epoch, uncompiled, one_hot, rand_perm, real_loss, register, step_lr
+from .base import FP32, GANModel, fake_loss, lr_epoch, uncompiled, one_hot, rand_perm, real_loss, register, step_lr
 
 
 def _adv_d(kind: str, out_r: torch.Tensor, out_f: torch.Tensor) -> torch.Tensor:
@@ -125,10 +125,9 @@ class AAMACGAN(GANModel):
         return (modules or {"G": self.G})["G"](noise, labels)
 
     def train_step(self, batch, step, amp=None):
-        from ..engine.amp import Amp
         cfg = self.cfg
         dev = next(self.G.parameters()).device
-        amp = amp or Amp(None, dev)
+        amp = amp or FP32
         step_lr(self._opts, self._base_lr, step, cfg.lr_decay_every, cfg.lr_decay)
         x_l, y_l, x_u = batch["x_l"], batch["y_l"], batch["x_u"]
         x = torch.cat([x_l, x_u])
@@ -160,7 +159,6 @@ class AAMACGAN(GANModel):
                 loss_g = sum(lg.values())
             amp.step(loss_g, self._opts["G"], list(self.G.parameters()))
             losses.update({k: v.detach() for k, v in lg.items()})
-        amp.update()
         return losses
 
 
@@ -366,10 +364,9 @@ class AAMStarGAN(GANModel):
         return (g.flatten(1).norm(2, 1) - 1).pow(2).mean()
 
     def train_step(self, batch, step, amp=None):
-        from ..engine.amp import Amp
         cfg = self.cfg
         dev = self.sources.device
-        amp = amp or Amp(None, dev)
+        amp = amp or FP32
         step_lr(self._opts, self._base_lr, step, cfg.lr_decay_every, cfg.lr_decay)
         x_l, y_l, x_u = batch["x_l"], batch["y_l"], batch["x_u"]
         x = torch.cat([x_l, x_u])
@@ -414,5 +411,4 @@ class AAMStarGAN(GANModel):
                       "G/rec": cfg.lambda_rec * (x.float() - self.G(x_f, c_org).float()).abs().mean()}  # Eq. 2
             amp.step(sum(lg.values()), self._opts["G"], list(self.G.parameters()))
             losses.update({k: v.detach() for k, v in lg.items()})
-        amp.update()
         return losses

@@ -7,6 +7,8 @@ engine calls ``train_step`` (the paper's update order), ``sample`` for images / 
 """
 from __future__ import annotations
 
+import abc
+import contextlib
 import dataclasses
 from typing import Callable
 
@@ -96,37 +98,108 @@ def step_lr(opts: dict, base_lr: dict, step: int, every: int, factor: float) -> 
             g["lr"] = base_lr[k] * scale
 
 
-class GANModel(nn.Module):
-    """Base class: subclasses define Config, build networks in __init__, and implement train_step."""
+class NotPrepared(RuntimeError):
+    """A model's preparation (``prepare``) did not run or its state was not restored."""
+
+
+class Precision:
+    """What a model's step needs from mixed precision: an autocast context and backward / step
+    that scale the loss where a scaler is used. This base is plain fp32; the engine passes its own
+    (``ssgan_fast.engine.amp.Amp``: bf16 / fp16 autocast, GradScaler, DDP all-reduce) and calls the
+    scaler's ``update`` once per step itself - models never do."""
+    mode = None
+
+    def ctx(self):
+        return contextlib.nullcontext()
+
+    def backward(self, loss, params, retain_graph=False):
+        loss.backward(inputs=params, retain_graph=retain_graph)
+
+    def step(self, loss, opt, params, retain_graph=False):
+        """zero_grad + backward(loss) into `params` + optimizer step (loss None: step only)."""
+        if loss is not None:
+            opt.zero_grad(set_to_none=True)
+            self.backward(loss, params, retain_graph)
+        opt.step()
+
+
+FP32 = Precision()
+
+
+class GANModel(nn.Module, abc.ABC):
+    """The contract every model follows (the engine, ``generate`` and ``evaluate`` use only this).
+
+    - ``Config``: the model's dataclass of settings (validated by ``config_from_dict``).
+    - ``__init__(cfg, info)``: builds the networks and optimizers; ``info`` is the data set's
+      description (kind, size, channels, num_classes, class_names[, num_attrs, attr_names]) - the
+      data itself is never needed to build or to load a model.
+    - ``optimizers()``: name -> optimizer, checkpointed by the engine.
+    - ``generator_modules()``: the submodules forming the generator (the engine keeps EMA copies).
+    - ``noise(n, generator=None, device=None)``: latent input for ``sample``.
+    - ``sample(labels, noise, modules=None)``: images in [-1, 1] (or points) for `labels`;
+      ``modules`` maps generator-module names to the networks to use (EMA copies).
+    - ``train_step(batch, step, amp=None)``: one iteration of the paper's algorithm on a batch of
+      static shape; returns the losses (tensors). ``amp`` is a ``Precision``; the engine owns the
+      scaler update.
+    - ``prepare(data, seed)`` / ``preparation``: what a model fits on the real data before
+      training (prior clusters, intra-class clusters). ``data`` is a ``ssgan_fast.data.PrepData``:
+      ``data.batches("all" | "labeled" | "unlabeled", limit)`` yields (images [B, C, H, W] in
+      [-1, 1], split labels [B], -1 = unlabeled) streamed from the data set's files. The fitted
+      state lives in buffers, so a checkpoint holds it and resume does not refit.
+      ``preparation_missing()`` names what is not fitted yet; the engine (and ``require_prepared``
+      in a model's step) refuses to train while it is not None.
+    """
     name = "base"
     Config = None
+    #: what ``prepare`` fits ("" = nothing); shown in logs and errors
+    preparation = ""
 
     def __init__(self, cfg, data_info: dict):
         super().__init__()
         self.cfg, self.info = cfg, data_info
 
+    @abc.abstractmethod
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        raise NotImplementedError
+        ...
 
-    def train_step(self, batch: dict, step: int) -> dict[str, float]:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def generator_modules(self) -> list[str]:
+        """Names of the submodules that form the generator (EMA copies them)."""
+
+    @abc.abstractmethod
+    def noise(self, n: int, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
+        ...
+
+    @abc.abstractmethod
+    def sample(self, labels: torch.Tensor, noise: torch.Tensor, modules: dict | None = None) -> torch.Tensor:
+        ...
+
+    @abc.abstractmethod
+    def train_step(self, batch: dict, step: int, amp: Precision | None = None) -> dict[str, torch.Tensor]:
+        ...
+
+    def prepare(self, data, seed: int = 0) -> None:
+        """Fit what the model needs from the real data (default: nothing)."""
+
+    def preparation_missing(self) -> str | None:
+        """None when the model may train; else what ``prepare`` has not fitted yet."""
+        return None
+
+    def require_prepared(self) -> None:
+        """Raise if the preparation did not run (checked once per model object: one host read of
+        the fitted-state buffers, before any step is captured)."""
+        if getattr(self, "_prepared_ok", False):
+            return
+        why = self.preparation_missing()
+        if why:
+            raise NotPrepared(f"{self.name}: cannot train: {why}")
+        self._prepared_ok = True
 
     def graph_key(self, step: int):
         """What of a step's Python-side control flow and scalars depends on `step` (a hashable): the
         engine captures one CUDA graph per key (--graphs). None: run this step eagerly. Models whose
         every step does the same work keep this default."""
         return ()
-
-    def generator_modules(self) -> list[str]:
-        """Names of the submodules that form the generator (EMA copies them)."""
-        raise NotImplementedError
-
-    @torch.no_grad()
-    def sample(self, n: int, labels: torch.Tensor, noise: torch.Tensor | None = None, ema: nn.Module | None = None):
-        raise NotImplementedError
-
-    def noise(self, n: int, generator=None) -> torch.Tensor:
-        raise NotImplementedError
 
     @torch.no_grad()
     def classify(self, x: torch.Tensor) -> torch.Tensor:

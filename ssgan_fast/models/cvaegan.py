@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..nn.blocks import ResNetClassifier, ResNetDiscriminator, ResNetGenerator
-from .base import GANModel, fake_loss, one_hot, real_loss, register
+from .base import FP32, GANModel, fake_loss, one_hot, real_loss, register
 
 
 @dataclass
@@ -154,10 +154,9 @@ class CVAEGAN(GANModel):
 
     # ------------------------------------------------------------------ training
     def train_step(self, batch, step, amp=None):
-        from ..engine.amp import Amp
         cfg = self.cfg
         dev = self.fd_real.device
-        amp = amp or Amp(None, dev)
+        amp = amp or FP32
         x_l, y_l, x_u = batch["x_l"], batch["y_l"], batch["x_u"]
         if x_l.shape[0] == 0:
             raise ValueError("cvaegan needs labeled images in every batch (batch_labeled > 0)")
@@ -242,7 +241,6 @@ class CVAEGAN(GANModel):
                 self._store("fc_real", self._centre(mr, self.fc_real, self.fc_seen[0][:, None]), self.fc_seen, 0, pr)
                 self._store("fc_fake", self._centre(mf, self.fc_fake, self.fc_seen[1][:, None]), self.fc_seen, 1, pf)
         losses.update({k: v.detach() for k, v in lg.items()})
-        amp.update()
         return losses
 
     # ------------------------------------------------------------------ applications

@@ -51,7 +51,7 @@ from torch import nn
 from ..nn.blocks import ResNetClassifier, ResNetDiscriminator, ResNetGenerator, thumbnail
 from ..nn.clip import FrozenCLIP, ResNet50Classifier, ResNet50Features
 from ..ops import cosine_softmax, group_offsets, prototype_ema_update
-from .base import GANModel, fake_loss, real_loss, register, uncompiled
+from .base import FP32, GANModel, fake_loss, real_loss, register, uncompiled
 
 log = logging.getLogger(__name__)
 
@@ -354,21 +354,49 @@ class LCPGAN(GANModel):
         noise = torch.cat([z.expand(steps, -1), torch.ones(steps, self.protos.shape[0], device=t.device)], 1)
         return self._g(noise, torch.full((steps,), y, device=t.device), u=u)[0]
 
+    preparation = "intra-class clusters (features of the labeled images)"
+
+    def preparation_missing(self):
+        if not bool((self.counts > 0).all()):
+            return ("the intra-class clusters (Sec. 3.2) are not fitted: the engine fits them with prepare(data) "
+                    "before training, a checkpoint restores them")
+        return None
+
+    @torch.no_grad()
+    def prepare(self, data, seed: int = 0):
+        """Intra-class clusters from the labeled images, streamed: only their features are kept."""
+        feats, labels = [], []
+        for x, y in data.batches("labeled"):
+            feats.append(self.fnet(x.to(self.protos.device)).float())
+            labels.append(y.to(self.protos.device))
+        if not feats:
+            raise ValueError("lcpgan: no readable labeled image to cluster")
+        self.fit_features(torch.cat(feats), torch.cat(labels), seed)
+
     @torch.no_grad()
     def fit_clusters(self, images, labels, seed: int = 0, batch: int = 64):
-        """Intra-class clustering of the labeled images (Sec. 3.2 / 4.1): spherical k-means with
-        min(max_clusters, n_y) clusters, `kmeans_rounds` soft rounds (Eq. 3 memberships, weighted
-        means), then merging of clusters with prototype cosine > merge_cos."""
-        from sklearn.cluster import KMeans
+        """fit_features on the features of labeled images [N, C, H, W] in memory (in batches)."""
         labels = torch.as_tensor(labels).to(images.device)
         if images.shape[0] != labels.shape[0] or images.shape[0] == 0:
             raise ValueError(f"fit_clusters needs labeled images and as many labels, got {images.shape[0]} images and "
                              f"{labels.shape[0]} labels")
+        feats = torch.cat([self.fnet(images[i:i + batch].to(self.protos.device))
+                           for i in range(0, images.shape[0], batch)]).float()
+        self.fit_features(feats, labels, seed)
+
+    @torch.no_grad()
+    def fit_features(self, feats, labels, seed: int = 0):
+        """Intra-class clustering of the labeled images' features (Sec. 3.2 / 4.1): spherical k-means with
+        min(max_clusters, n_y) clusters, `kmeans_rounds` soft rounds (Eq. 3 memberships, weighted
+        means), then merging of clusters with prototype cosine > merge_cos."""
+        from sklearn.cluster import KMeans
+        labels = torch.as_tensor(labels).to(feats.device)
+        if feats.shape[0] != labels.shape[0] or feats.shape[0] == 0:
+            raise ValueError(f"fit_features needs features and as many labels, got {feats.shape[0]} and "
+                             f"{labels.shape[0]}")
         missing = sorted(set(range(self.nc)) - set(labels.tolist()))
         if missing:
             raise ValueError(f"lcpgan: classes without labeled images cannot be clustered: {missing[:10]}")
-        feats = torch.cat([self.fnet(images[i:i + batch].to(self.protos.device))
-                           for i in range(0, images.shape[0], batch)]).float()
         self.feat_mean.copy_(feats.mean(0) if self.cfg.feat_center else torch.zeros_like(self.feat_mean))
         fn = F.normalize(feats - self.feat_mean, dim=1)
         rows, counts = [], []
@@ -408,8 +436,8 @@ class LCPGAN(GANModel):
     # ------------------------------------------------------------------ training
     def train_step(self, batch, step, amp=None):
         cfg, dev = self.cfg, self.protos.device
-        from ..engine.amp import Amp
-        amp = amp or Amp(None, dev)
+        self.require_prepared()
+        amp = amp or FP32
         x_l, y_l, x_u = batch["x_l"], batch["y_l"], batch["x_u"]
         x = torch.cat([x_l, x_u])
         B = x.shape[0]

@@ -39,7 +39,7 @@ from ..nn.blocks import MLP, DBlock, ResNetClassifier, ResNetGenerator, SNLinear
 from ..nn.mask import MaskEmbedding
 from ..ops import cutmix, sample_cutmix_boxes, sample_region_boxes
 from ..ops.reference import box_mask
-from .base import GANModel, fake_loss, rand_perm, real_loss, register
+from .base import FP32, GANModel, fake_loss, rand_perm, real_loss, register
 
 
 @dataclass
@@ -202,10 +202,9 @@ class MEDGAN(GANModel):
 
     # ------------------------------------------------------------------ training
     def train_step(self, batch, step, amp=None):
-        from ..engine.amp import Amp
         cfg = self.cfg
         dev = next(self.G.parameters()).device
-        amp = amp or Amp(None, dev)
+        amp = amp or FP32
         x_l, y_l, x_u = batch["x_l"], batch["y_l"], batch["x_u"]
         B = x_l.shape[0]
         if B == 0:
@@ -291,7 +290,6 @@ class MEDGAN(GANModel):
             loss_g = sum(lg.values())
         amp.step(loss_g, self._opts["G"], list(self.G.parameters()))
         losses.update({k: v.detach() for k, v in lg.items()})
-        amp.update()
         return losses
 
 

@@ -27,8 +27,10 @@ Optimisers: Adam 2e-4 (0.5, 0.999) for P, G, F and the D's; SGD 1e-3 for C (mome
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -36,7 +38,9 @@ from torch import nn
 from ..nn.blocks import MLP, ResNetClassifier, ResNetDiscriminator, ResNetGenerator, thumbnail
 from ..nn.heads import PrototypeHead
 from ..ops import clustering_loss, cosine_softmax
-from .base import GANModel, fake_loss, real_loss, register
+from .base import FP32, GANModel, fake_loss, real_loss, register
+
+log = logging.getLogger("ssgan_fast")
 
 
 @dataclass
@@ -145,16 +149,44 @@ class SphericGAN(GANModel):
     # ------------------------------------------------------------------ prior clusters
     _thumb = staticmethod(thumbnail)
 
+    preparation = "prior clusters (k-means on 8x8 thumbnails of the real training images)"
+
+    def preparation_missing(self):
+        if self.cfg.cluster_alignment and not bool(self.prior_fitted):
+            return ("the prior clusters rho_x (L_align, Eq. 6) are not fitted: the engine fits them with "
+                    "prepare(data) before training, a checkpoint restores them")
+        return None
+
+    @torch.no_grad()
+    def prepare(self, data, seed: int = 0):
+        """Prior clusters from up to ``prior_samples`` real images, streamed (thumbnails only are kept)."""
+        if not self.cfg.cluster_alignment:
+            return
+        thumbs = [self._thumb(x.to(self.P.device)).cpu() for x, _ in data.batches("all", self.cfg.prior_samples)]
+        if not thumbs:
+            raise ValueError("sphericgan: no readable real image to fit the prior clusters on")
+        self._fit_thumbs(torch.cat(thumbs), seed)
+
     @torch.no_grad()
     def fit_prior(self, images: torch.Tensor, seed: int = 0):
-        """k-means (K clusters) on 8x8 grayscale thumbnails of real images in [-1, 1]."""
-        from sklearn.cluster import KMeans
+        """k-means (K clusters) on 8x8 grayscale thumbnails of real images in [-1, 1] (in memory)."""
         g = torch.Generator().manual_seed(seed)
         idx = torch.randperm(images.shape[0], generator=g)[:self.cfg.prior_samples]
-        t = self._thumb(images[idx]).cpu().double().numpy()
-        km = KMeans(self.cfg.num_prototypes, n_init=3, random_state=seed).fit(t)
+        self._fit_thumbs(self._thumb(images[idx]).cpu(), seed)
+
+    def _fit_thumbs(self, t: torch.Tensor, seed: int):
+        from sklearn.cluster import KMeans
+        K = self.cfg.num_prototypes
+        distinct = torch.unique(t, dim=0).shape[0]
+        if distinct < K:
+            raise ValueError(f"sphericgan: {K} prior clusters need >= {K} distinct real images, got {distinct} "
+                             f"(of {t.shape[0]}); lower model.num_prototypes")
+        km = KMeans(K, n_init=3, random_state=seed).fit(t.double().numpy())
         self.centroids.copy_(torch.from_numpy(km.cluster_centers_).float())
         self.prior_fitted.fill_(True)
+        sizes = np.bincount(km.labels_, minlength=K)
+        log.info("sphericgan: %d prior clusters fitted on %d images (sizes %d-%d)", K, t.shape[0], sizes.min(),
+                 sizes.max())
 
     def prior_of(self, x):
         return torch.cdist(self._thumb(x), self.centroids).argmin(1)
@@ -162,8 +194,8 @@ class SphericGAN(GANModel):
     # ------------------------------------------------------------------ training
     def train_step(self, batch, step, amp=None):
         cfg, dev = self.cfg, self.P.device
-        from ..engine.amp import Amp
-        amp = amp or Amp(None, dev)
+        self.require_prepared()
+        amp = amp or FP32
         x_l, y_l, x_u = batch["x_l"], batch["y_l"], batch["x_u"]
         x = torch.cat([x_l, x_u])
         bz = x.shape[0]
@@ -247,5 +279,4 @@ class SphericGAN(GANModel):
             loss_c = sum(lc.values())
         amp.step(loss_c, self._opts["C"], list(self.C.parameters()))
         losses.update({k: v.detach() for k, v in lc.items()})
-        amp.update()
         return losses

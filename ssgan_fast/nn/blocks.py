@@ -133,6 +133,9 @@ class SelfAttention(nn.Module):
 
     def __init__(self, ch, sn=True):
         super().__init__()
+        if ch < 8:
+            raise ValueError(f"self-attention needs >= 8 channels at its resolution, got {ch} (raise model.ch or set "
+                             "model.attn_res=0)")
         self.theta = SNConv2d(ch, ch // 8, 1, bias=False, sn=sn)
         self.phi = SNConv2d(ch, ch // 8, 1, bias=False, sn=sn)
         self.g = SNConv2d(ch, ch // 2, 1, bias=False, sn=sn)

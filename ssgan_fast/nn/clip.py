@@ -52,7 +52,7 @@ def _resnet50(weights: str):
     from torchvision.models import resnet50
     net = resnet50(weights=None)
     if weights:
-        from ..metrics.weights import load_state_dict
+        from ..weights import load_state_dict
         net.load_state_dict(load_state_dict(weights))
     return net
 
@@ -77,7 +77,7 @@ class FrozenCLIP(_NormalizedRGB):
     def __init__(self, arch: str = "ViT-B-32", weights: str = ""):
         open_clip = _open_clip()
         if weights:
-            from ..metrics.weights import weights_path
+            from ..weights import weights_path
             path = weights_path(weights)  # verified local file or a WeightsError naming it
             model = open_clip.load_openai_model(str(path), device="cpu", jit=False)
         elif arch == "tiny":

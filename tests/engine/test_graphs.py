@@ -83,6 +83,15 @@ class _Toy(GANModel):
     def optimizers(self):
         return {"net": self.opt}
 
+    def generator_modules(self):
+        return ["net"]
+
+    def noise(self, n, generator=None, device=None):
+        return torch.randn(n, 2, generator=generator, device=device)
+
+    def sample(self, labels, noise, modules=None):
+        return noise
+
     def graph_key(self, step):
         self.keys.append(step)
         return step % 2 if self.flaw == "keyed" else ()

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from ssgan_fast.data import TensorLoader, images_to_tensor, make_split, open_dataset
-from ssgan_fast.metrics.weights import WeightsError
+from ssgan_fast.weights import WeightsError
 from ssgan_fast.models import get_model
 from ssgan_fast.nn.clip import FrozenCLIP
 from ssgan_fast.ops import reference
@@ -64,7 +64,7 @@ def test_merge_respects_threshold():
 
 def test_unfitted_model_says_so():
     m, ds, split = _model(fit=False)
-    with pytest.raises(RuntimeError, match="fit_clusters"):
+    with pytest.raises(RuntimeError, match="clusters .* are not fitted"):
         m.train_step(next(TensorLoader(ds, split, 4, 4, seed=0)), 0)
 
 

@@ -284,12 +284,18 @@ def test_lr_decay_is_a_function_of_the_step():
     assert m.optimizers()["D"].param_groups[0]["lr"] == pytest.approx(1e-4)
 
 
+def _resume(run):
+    """The full trainer of a finished run (data set, loader and all), for tests that need its loader."""
+    from ssgan_fast.engine.trainer import TrainConfig, Trainer
+    return Trainer(TrainConfig.from_run(run, progress=False, device="cpu"), resume=str(run))
+
+
 def test_classifier_accuracy_on_the_test_split(runs):
-    from ssgan_fast.generate import load_trainer
     test = open_dataset("digits", "test", size=8)
     for name in ("cvaegan", "aam-stargan"):  # C, and D's auxiliary AAM classifier
-        tr = load_trainer(str(runs / name), "cpu")
-        acc = tr.classifier_accuracy()
+        tr = _resume(runs / name)
+        acc, why = tr.classifier_accuracy()
+        assert why is None
         assert tr.model.training  # restored after the eval-mode pass
         tr.model.eval()
         pred = tr.model.classify(images_to_tensor(test.images))
@@ -329,8 +335,7 @@ def test_stargan_multi_attribute_train_and_translate(tmp_path):
             str(tmp_path), "--name", "attr", "--steps", "2", "--no-progress", "--no-final-eval", "--sample-every", "0",
             "--set", "model.n_critic=1", "--set", "train.batch_unlabeled=0"] + CLI_SMALL["aam-stargan"][:4]
     assert train_main(argv) == 0
-    from ssgan_fast.generate import load_trainer
-    tr = load_trainer(str(tmp_path / "attr"), "cpu")
+    tr = _resume(tmp_path / "attr")
     m = tr.model
     assert m.na == 3 and m.G.code_dim == 3 and len(m.cls.heads) == 3
     b = next(tr.loader)

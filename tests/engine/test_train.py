@@ -89,7 +89,7 @@ def test_resume_is_bit_exact(tmp_path):
 
 @pytest.mark.parametrize("argv,msg", [
     (["--graphs"], "CUDA device"),
-    (["--amp", "fp16"], "fp16"),
+    (["--set", "train.max_bad_fraction=2"], "max_bad_fraction"),
     (["--set", "model.nope=1"], "unknown key"),
     (["--set", "train.nope=1"], "unknown train setting"),
     (["--set", "model.lam=abc"], "number"),

@@ -10,7 +10,7 @@ import torch
 
 from ssgan_fast.metrics import (FIDInceptionV3, InceptionScore, SmallClassifier, WeightsError, cfid, collect, fid,
                                 intra_fid)
-from ssgan_fast.metrics import weights as W
+from ssgan_fast import weights as W
 from ssgan_fast.ops import FeatureStats
 
 
@@ -138,19 +138,27 @@ def test_evaluate_cli(tmp_path, monkeypatch, capsys):
             "--splits", "2", "--out", str(tmp_path / "m.json")]
     assert main(args) == 0
     out = json.loads((tmp_path / "m.json").read_text())
-    assert set(out["metrics"]) == {"fid", "intra_fid", "cfid", "is_mean", "is_std", "ra", "gan_test", "gan_train",
-                                   "avg_conf"}
+    # the classifier's feature space: named _clf, never fid
+    assert set(out["metrics"]) == {"fid_clf", "intra_fid_clf", "cfid_clf", "is_clf_mean", "is_clf_std", "ra",
+                                   "gan_test", "gan_train", "avg_conf"}
+    assert out["extractor_kind"] == "classifier" and out["num_samples"] == 200 and out["test_split"]
     assert all(np.isfinite(v) for v in out["metrics"].values())
     assert len(list((tmp_path / "cache").glob("*.npz"))) == 1 and len(list((tmp_path / "w").glob("*.pt"))) == 1
     assert main(args) == 0  # second run: cached classifier and reference statistics, same numbers
     assert json.loads((tmp_path / "m.json").read_text())["metrics"] == out["metrics"]
     # inception weights missing: exit 2, one line naming the file
-    assert main(["--samples", str(tmp_path / "s.npz"), "--metrics", "fid", "--size", "8"]) == 2
+    assert main(["--samples", str(tmp_path / "s.npz"), "--metrics", "fid", "--size", "8", "--extractor",
+                 "inception"]) == 2
     assert "pt_inception-2015-12-05-6726825d.pth" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        main(["--samples", str(tmp_path / "s.npz"), "--metrics", "fid,nope"])
-    with pytest.raises(SystemExit):
-        main(["--samples", str(tmp_path / "missing.npz")])
+    # auto: no Inception weights -> the classifier space, and the result says why
+    assert main(["--samples", str(tmp_path / "s.npz"), "--metrics", "fid", "--size", "8", "--classifier-epochs", "2",
+                 "--out", str(tmp_path / "a.json")]) == 0
+    auto = json.loads((tmp_path / "a.json").read_text())
+    assert "fid_clf" in auto["metrics"] and "Inception weights unavailable" in auto["extractor_note"]
+    for bad in (["--samples", str(tmp_path / "s.npz"), "--metrics", "fid,nope"],
+                ["--samples", str(tmp_path / "missing.npz")]):
+        assert main(bad) == 2
+        assert len(capsys.readouterr().err.strip().splitlines()) == 1
 
 
 def test_classifier_and_bad_stats():

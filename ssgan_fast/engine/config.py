@@ -1,0 +1,70 @@
+"""The training configuration (TrainConfig) and the run folder's config.json."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class TrainConfig:
+    model: str = "sphericgan"
+    data: str = "digits"
+    size: int = 32
+    labels_per_class: int | None = None
+    label_fraction: float | None = None
+    split_seed: int = 0
+    loader: str = "auto"
+    batch_labeled: int = 32
+    batch_unlabeled: int = 32
+    steps: int = 0
+    epochs: int = 0
+    amp: str | None = None
+    graphs: bool = False
+    graphs_mode: str = "cuda"  # cuda | emulate (any device: checks the capture contract, no speed-up)
+    graphs_warmup: int = 2
+    compile: bool = False
+    compile_backend: str = "inductor"
+    ema: bool = True
+    ema_decay: float = 0.999
+    seed: int = 0
+    device: str = "cpu"
+    out: str = "runs"
+    name: str = ""
+    log_every: int = 10
+    sample_every: int = 500
+    ckpt_every: int = 500
+    eval_every: int = 0
+    eval_metrics: str = "fid,intra_fid,ra"
+    eval_samples_per_class: int = 50
+    eval_extractor: str = "auto"  # auto (Inception when its weights are present, else the classifier) | inception | classifier
+    eval_classifier_epochs: int = 10
+    eval_batch: int = 50
+    max_bad_fraction: float = 0.01  # more unreadable images than this fraction stops the run (naming them)
+    labeled: str = ""  # a file of image ids / paths whose labels are kept (the labeled subset), instead of a drawn split
+    skip_nonfinite: bool = False
+    augment_flip: bool = False
+    augment_crop: int = 0
+    augment_translate: float = 0.0
+    progress: bool = True
+    model_cfg: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_run(cls, run_dir, **overrides) -> "TrainConfig":
+        """The configuration a run folder was started with (its config.json), with overrides."""
+        f = Path(run_dir) / "config.json"
+        if not f.is_file():
+            raise ValueError(f"{run_dir} is not a run folder (no config.json)")
+        try:
+            saved = json.loads(f.read_text())
+            train, model = saved["train"], saved["model"]
+        except (ValueError, KeyError, TypeError) as e:
+            raise ValueError(f"{f} is damaged or not a ssgan_fast config ({type(e).__name__}: {e})") from None
+        known = {k.name for k in dataclasses.fields(cls)}
+        unknown = sorted(set(train) - known)
+        if unknown:
+            raise ValueError(f"{f}: unknown train setting(s) {unknown} (a run of another ssgan_fast version?)")
+        return cls(**{**train, "model_cfg": model, **overrides})
+
+

@@ -1,0 +1,154 @@
+"""Run folders: where a new run goes, and loading a finished (or running) one without the
+training machinery.
+
+New runs are numbered as stylegan2-ada numbers them: ``runs/00001-sphericgan-digits/``,
+``runs/00002-sphericgan-digits/``, ... (one more than the highest number in the folder), so a
+second run never writes into the first. ``--name NAME`` picks the folder ``runs/NAME`` exactly;
+it must not exist yet (or be empty).
+
+``load_run(dir, device)`` gives the configuration, the model with its checkpointed weights and
+fitted state, the EMA generator and the data set's description (saved in config.json) on a
+device: no data set, split, loader, CUDA graphs or compile. ``generate``, ``evaluate``,
+``experiments`` and the trainer's own sampling use it.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..models import get_model
+from ..models.base import config_from_dict
+from .checkpoint import CheckpointError, load_checkpoint
+from .config import TrainConfig
+
+log = logging.getLogger("ssgan_fast")
+
+_NUMBERED = re.compile(r"^(\d{5,})-")
+
+
+def data_info(ds) -> dict:
+    """What a model needs to know of its data set (saved in config.json)."""
+    info = {"kind": ds.kind, "size": getattr(ds, "size", 0), "channels": getattr(ds, "channels", 0),
+            "num_classes": ds.num_classes, "class_names": list(getattr(ds, "class_names", []) or [])}
+    attrs = getattr(ds, "attrs", None)
+    if attrs is not None:
+        info.update(num_attrs=int(attrs.shape[1]), attr_names=list(ds.attr_names))
+    return info
+
+
+def new_run_dir(out, desc: str, name: str = "") -> Path:
+    """Create and return the folder of a new run: out/NAME (must be new or empty) or the next
+    numbered out/<00001>-<desc>."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if name:
+        d = out / name
+        if d.exists() and (not d.is_dir() or any(d.iterdir())):
+            raise ValueError(f"run folder {d} already exists and is not empty: pick another --name, leave --name out "
+                             f"for a numbered folder, or continue it with --resume {d}")
+        d.mkdir(exist_ok=True)
+        return d
+    desc = re.sub(r"[^A-Za-z0-9_.+-]+", "_", desc).strip("_") or "run"
+    n = 1 + max((int(m.group(1)) for p in out.iterdir() if (m := _NUMBERED.match(p.name))), default=0)
+    while True:
+        d = out / f"{n:05d}-{desc}"
+        try:
+            d.mkdir()
+            return d
+        except FileExistsError:  # another process took the number
+            n += 1
+
+
+@dataclass
+class Run:
+    """A run folder loaded for sampling and evaluation."""
+    dir: Path
+    cfg: TrainConfig
+    info: dict
+    model: torch.nn.Module
+    ema: dict | None
+    step: int
+    checkpoint: Path
+    device: torch.device
+
+    def generator(self, use_ema: bool = True) -> dict:
+        if use_ema and self.ema:
+            return self.ema
+        return {n: getattr(self.model, n) for n in self.model.generator_modules()}
+
+
+def saved_info(run_dir: Path, cfg: TrainConfig) -> dict:
+    saved = json.loads((run_dir / "config.json").read_text())
+    info = saved.get("data_info")
+    if info is None:  # a run folder from before data_info was saved: describe the data set again
+        from ..data import open_dataset
+        info = data_info(open_dataset(cfg.data, "train", cfg.size))
+    return info
+
+
+def load_run(run_dir, device=None, use_ema: bool = True) -> Run:
+    """Model + EMA + data description of a run folder, on `device` (default: the run's, or CPU
+    where that device is not available)."""
+    d = Path(run_dir)
+    if not (d / "config.json").is_file():
+        raise FileNotFoundError(f"{d} is not a run folder (no config.json)")
+    cfg = TrainConfig.from_run(d, progress=False)
+    if device is None:
+        device = cfg.device if not cfg.device.startswith("cuda") or torch.cuda.is_available() else "cpu"
+    dev = torch.device(device)
+    info = saved_info(d, cfg)
+    state, path = load_checkpoint(d / "ckpt", map_location=dev)
+    Model = get_model(cfg.model)
+    model = Model(config_from_dict(Model.Config, cfg.model_cfg, f"model config of {cfg.model}"), info).to(dev)
+    try:
+        model.load_state_dict(state["model"])
+    except (RuntimeError, KeyError) as e:
+        raise CheckpointError(f"{path} does not fit the model of {d / 'config.json'}: {str(e).splitlines()[0]}") from None
+    model.eval()
+    ema = None
+    if use_ema and state.get("ema"):
+        ema = {}
+        for n, sd in state["ema"].items():
+            m = copy.deepcopy(getattr(model, n))
+            m.load_state_dict(sd)
+            ema[n] = m.eval().requires_grad_(False)
+    return Run(d, cfg, info, model, ema, int(state["step"]), path, dev)
+
+
+@torch.no_grad()
+def generate(model, modules: dict, num_classes: int, per_class: int, seed: int = 123, device="cpu",
+             kind: str = "image", batch: int = 100) -> tuple[np.ndarray, np.ndarray]:
+    """(uint8 NHWC images, or float32 [N, 2] points for 2-D data; int64 labels), per_class per class."""
+    xs, ys = [], []
+    for x, y in generate_batches(model, modules, num_classes, per_class, seed, device, batch):
+        xs.append(x.float().cpu())
+        ys.append(y.cpu())
+    x, labels = torch.cat(xs), torch.cat(ys)
+    if kind == "points":
+        return x.numpy().astype(np.float32), labels.numpy()
+    return to_uint8(x), labels.numpy()
+
+
+def to_uint8(x: torch.Tensor) -> np.ndarray:
+    """[-1, 1] NCHW -> uint8 NHWC (the inverse of the loaders' conversion)."""
+    return ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+@torch.no_grad()
+def generate_batches(model, modules: dict, num_classes: int, per_class: int, seed: int = 123, device="cpu",
+                     batch: int = 100):
+    """Yield (samples [B, ...] in [-1, 1] on `device`, labels [B]): per_class of each class, class by
+    class, the noise drawn from a CPU generator seeded with `seed` (the same samples on any device)."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(num_classes).repeat_interleave(per_class)
+    for i in range(0, len(labels), batch):
+        y = labels[i:i + batch]
+        z = model.noise(len(y), generator=g, device="cpu").to(device)
+        yield model.sample(y.to(device), z, modules), y
