@@ -26,7 +26,7 @@ test: install
 # nn, metrics, data > ops > _backends, weights; metrics and data independent
 lint:
 	$(PY) -m pip install -q import-linter
-	lint-imports
+	$(PY) -c "from importlinter.cli import lint_imports_command; lint_imports_command()"
 
 bench: install
 	$(PY) bench/run.py
