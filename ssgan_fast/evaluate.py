@@ -94,12 +94,9 @@ def run_cli(args) -> dict:
     from .evaluation import Samples, evaluate
     torch.manual_seed(args.seed)
     if args.ckpt:
-        from .engine.run import generate_batches, load_run
+        from .engine.run import load_run, samples_of
         run = load_run(args.ckpt, args.device)
-        nc, modules = run.info["num_classes"], run.generator()
-        labels = torch.arange(nc).repeat_interleave(args.per_class)
-        samples = Samples(labels, lambda: generate_batches(run.model, modules, nc, args.per_class, 123, run.device,
-                                                           args.batch))
+        samples = samples_of(run.model, run.generator(), run.info["num_classes"], args.per_class, run.device, args.batch)
         size = args.size or run.info["size"]
         data = args.data or run.cfg.data
         source = str(Path(args.ckpt).resolve())
@@ -121,12 +118,10 @@ def main(argv=None) -> int:
     from ._sys import tune_malloc
     tune_malloc()
     args = build_parser().parse_args(argv)
-    from .data import DataError
-    from .engine.checkpoint import CheckpointError
-    from .metrics import WeightsError
+    from .engine.run import USER_ERRORS
     try:
         out = run_cli(args)
-    except (WeightsError, FileNotFoundError, ValueError, DataError, CheckpointError, KeyError) as e:
+    except USER_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)  # missing weights and other user errors: one clear line
         return 2
     width = max(len(k) for k in out["metrics"])

@@ -126,6 +126,15 @@ def _extractor(kind: str, device):
     return None, None
 
 
+def _same_channels(batches, channels: int, data: str):
+    """The sample batches, checked to have the real images' channel count (the classifier extractor
+    takes only that; checked as they stream, so no batch is generated twice)."""
+    for x, y in batches:
+        if x.shape[1] != channels:
+            raise EvalError(f"samples have {x.shape[1]} channel(s) but {data} has {channels}")
+        yield x, y
+
+
 def get_classifier(spec: str, size: int, ds, device, epochs: int = 30, seed: int = 0, path=None, train: bool = True,
                    batch: int = 64, max_bad_fraction: float = 0.01):
     """The RA / GAN-test classifier of a data set: loaded from `path` or from the weights folder
@@ -225,10 +234,6 @@ def evaluate(samples: Samples, data: str, size: int, metrics=("fid",), extractor
     if note:
         out["extractor_note"] = note
     suffix = "_clf" if clf_space else ""
-    if clf_space:
-        first = next(iter(samples.batches()))[0]
-        if first.shape[1] != real.channels:
-            raise EvalError(f"samples have {first.shape[1]} channel(s) but {data} has {real.channels}")
     M = out["metrics"]
     t0 = time.perf_counter()
     fid_family = [m for m in metrics if m in _FID_FAMILY]
@@ -242,8 +247,8 @@ def evaluate(samples: Samples, data: str, size: int, metrics=("fid",), extractor
     t0 = time.perf_counter()
     ra_clf = clf if any(m in metrics for m in ("ra", "gan_test", "avg_conf")) else None
     is_splits = min(splits, len(samples)) if "is" in metrics else 0
-    got = collect(samples.batches(), extr, nc, total=len(samples), is_splits=is_splits, classifier=ra_clf,
-                  device=device)
+    fake = _same_channels(samples.batches(), real.channels, data) if clf_space else samples.batches()
+    got = collect(fake, extr, nc, total=len(samples), is_splits=is_splits, classifier=ra_clf, device=device)
     out["timing"]["fake_features_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     if "fid" in metrics:

@@ -28,12 +28,6 @@ log = logging.getLogger("ssgan_fast")
 COMMANDS = ("sample", "inpaint", "morph", "translate")
 
 
-def load_run(run_dir: str, device: str | None = None, use_ema: bool = True):
-    """The run folder's model (ssgan_fast.engine.run.load_run: no data set, loader, graphs or compile)."""
-    from .engine.run import load_run as _load
-    return _load(run_dir, device, use_ema)
-
-
 def build_parser(cmd: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=f"python -m ssgan_fast.generate {cmd}", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -170,16 +164,14 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if cmd == "sample" and args.per_class < 1:
         p.exit(2, "error: --per-class must be >= 1\n")
-    from .data import DataError
-    from .engine.checkpoint import CheckpointError
-    from .engine.run import generate
+    from .engine.run import USER_ERRORS, generate, load_run, save_points_density
     try:
         run = load_run(args.ckpt, args.device, use_ema=not args.no_ema)
         if cmd != "sample":
             if run.info["kind"] != "image":
                 raise ValueError(f"'{cmd}' works on images; this run trained on {run.info['kind']}")
             return _application(cmd, args, run)
-    except (FileNotFoundError, ValueError, DataError, CheckpointError, KeyError) as e:
+    except USER_ERRORS as e:
         p.exit(2, f"error: {e}\n")
     imgs, labels = generate(run.model, run.generator(not args.no_ema), run.info["num_classes"], args.per_class,
                             args.seed, run.device, run.info["kind"])
@@ -187,7 +179,9 @@ def main(argv=None) -> int:
     if run.info["kind"] == "points":
         np.savez(args.out, points=imgs, labels=labels)
         if args.png:
-            _points_png(imgs, Path(args.png))
+            import torch
+            pts = torch.from_numpy(imgs)
+            save_points_density(pts, args.png, pts.min(0).values - 0.5, pts.max(0).values + 0.5)
         log.info("wrote %d points to %s", len(labels), args.out)
         return 0
     np.savez(args.out, images=imgs, labels=labels)
@@ -201,17 +195,6 @@ def main(argv=None) -> int:
     log.info("wrote %d samples to %s", len(labels), args.out)
     return 0
 
-
-def _points_png(pts: np.ndarray, path: Path, bins: int = 128):
-    """A log-density image of 2-D points over their own extent (+ 0.5 margin)."""
-    import torch
-    import torchvision.utils as vu
-    h, _, _ = np.histogram2d(pts[:, 1], pts[:, 0], bins=bins,
-                             range=[[pts[:, 1].min() - 0.5, pts[:, 1].max() + 0.5],
-                                    [pts[:, 0].min() - 0.5, pts[:, 0].max() + 0.5]])
-    img = torch.log1p(torch.from_numpy(h[::-1].copy()).float())[None]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    vu.save_image(img / img.max().clamp_min(1e-9), path)
 
 if __name__ == "__main__":
     sys.exit(main())

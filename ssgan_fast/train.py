@@ -198,13 +198,8 @@ def main(argv=None) -> int:
 
 def _main(args, parser) -> int:
     from .data import DataError
-    from .engine.checkpoint import CheckpointError
+    from .engine.run import USER_ERRORS as user_errors
     from .engine.trainer import NonFiniteLoss, Trainer
-    from .evaluation import EvalError
-    from .metrics import WeightsError
-    from .models.base import NotPrepared
-    user_errors = (ValueError, KeyError, DataError, FileNotFoundError, NotImplementedError, CheckpointError,
-                   NotPrepared, WeightsError, EvalError)
     try:
         if args.resume:
             from .engine.config import TrainConfig

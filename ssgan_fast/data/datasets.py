@@ -118,6 +118,14 @@ class ImageDataset:
             return self.images[i]
         return decode_image(self.files[i], self.size, None if self.boxes is None else self.boxes[i])
 
+    def try_load(self, i: int) -> np.ndarray | None:
+        """load(i), or None where the file is corrupt or unreadable (the loaders and streams skip
+        and count those)."""
+        try:
+            return self.load(int(i))
+        except Exception:  # noqa: BLE001 - PIL raises many types for bad files
+            return None
+
     def nbytes(self) -> int:
         return len(self) * self.size * self.size * self.channels
 

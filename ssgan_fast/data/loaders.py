@@ -52,14 +52,8 @@ def dali_available() -> tuple[bool, str]:
 
 def _scan(ds: ImageDataset, indices: np.ndarray, threads: int = 8) -> np.ndarray:
     """Indices (of `indices`) whose files decode; the rest are reported."""
-    def ok(i):
-        try:
-            ds.load(int(i))
-            return True
-        except Exception:
-            return False
     with ThreadPoolExecutor(threads) as ex:
-        good = np.fromiter(ex.map(ok, indices), dtype=bool, count=len(indices))
+        good = np.fromiter((im is not None for im in ex.map(ds.try_load, indices)), dtype=bool, count=len(indices))
     return good
 
 
@@ -125,11 +119,10 @@ class TensorLoader(_Base):
             arr = np.zeros((len(ds), ds.size, ds.size, ds.channels), dtype=np.uint8)
 
             def load(i):
-                try:
-                    arr[i] = ds.load(i)
-                    return True
-                except Exception:
-                    return False
+                img = ds.try_load(i)
+                if img is not None:
+                    arr[i] = img
+                return img is not None
             with ThreadPoolExecutor(8) as ex:
                 good = np.fromiter(ex.map(load, range(len(ds))), dtype=bool, count=len(ds))
             bad = int((~good).sum())

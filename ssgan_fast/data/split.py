@@ -223,8 +223,13 @@ def split_from_file(path, ds, num_classes: int | None = None) -> Split:
         lookup.update((str(i), i) for i in range(len(labels)))
     found, missing = [], []
     for e in entries:
-        i = lookup.get(e, lookup.get(str(Path(e).expanduser().resolve())) if files is not None else None)
-        (missing if i is None else found).append(e if i is None else i)
+        i = lookup.get(e)
+        if i is None and files is not None:  # an absolute path written another way (~, .., symlinks)
+            i = lookup.get(str(Path(e).expanduser().resolve()))
+        if i is None:
+            missing.append(e)
+        else:
+            found.append(i)
     if missing:
         raise DataError(f"--labeled {p}: {len(missing)} of {len(entries)} entries are not images of {ds.name}, "
                         f"e.g. {missing[:3]} (give image ids, paths relative to the data folder, or indices)")

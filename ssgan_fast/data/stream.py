@@ -53,20 +53,14 @@ def stream(ds, indices=None, batch: int = 64, device="cpu", threads: int = 8, ma
             yield images_to_tensor(ds.images[j]).to(dev), torch.from_numpy(labels[j]).to(dev)
         return
 
-    def load(i):
-        try:
-            return ds.load(int(i))
-        except Exception:  # noqa: BLE001 - PIL raises many types for bad files
-            return None
-
     bad: list = []
     with ThreadPoolExecutor(threads) as ex:
         chunks = [idx[i:i + batch] for i in range(0, len(idx), batch)]
-        pending = [ex.map(load, c) for c in chunks[:2]]
+        pending = [ex.map(ds.try_load, c) for c in chunks[:2]]
         for k, chunk in enumerate(chunks):
             imgs = list(pending[k])
             if k + 2 < len(chunks):
-                pending.append(ex.map(load, chunks[k + 2]))
+                pending.append(ex.map(ds.try_load, chunks[k + 2]))
             ok = [im is not None for im in imgs]
             bad += [ds.files[int(i)] for i, g in zip(chunk, ok) if not g]
             if not any(ok):
@@ -90,11 +84,6 @@ class PrepData:
     def __init__(self, ds, split, device="cpu", seed: int = 0, batch: int = 64, max_bad_fraction: float = 0.01):
         self.ds, self.split, self.device, self.seed = ds, split, torch.device(device), seed
         self.batch, self.max_bad_fraction = batch, max_bad_fraction
-        self.kind = ds.kind
-        self.num_classes = ds.num_classes
-
-    def count(self, which: str = "all") -> int:
-        return len(self._indices(which))
 
     def _indices(self, which):
         if which == "all":

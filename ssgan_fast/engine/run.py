@@ -24,13 +24,17 @@ import numpy as np
 import torch
 
 from ..models import get_model
-from ..models.base import config_from_dict
+from ..models.base import NotPrepared, config_from_dict
 from .checkpoint import CheckpointError, load_checkpoint
 from .config import TrainConfig
 
 log = logging.getLogger("ssgan_fast")
 
 _NUMBERED = re.compile(r"^(\d{5,})-")
+#: what the CLIs report as one line with exit code 2 (bad input), never a traceback; DataError,
+#: CheckpointError and EvalError are ValueErrors, WeightsError a FileNotFoundError
+USER_ERRORS = (ValueError, KeyError, FileNotFoundError, NotImplementedError, NotPrepared)
+EVAL_SEED = 123  # the noise seed of evaluation samples (the same samples on every device and run)
 
 
 def data_info(ds) -> dict:
@@ -123,7 +127,7 @@ def load_run(run_dir, device=None, use_ema: bool = True) -> Run:
 
 
 @torch.no_grad()
-def generate(model, modules: dict, num_classes: int, per_class: int, seed: int = 123, device="cpu",
+def generate(model, modules: dict, num_classes: int, per_class: int, seed: int = EVAL_SEED, device="cpu",
              kind: str = "image", batch: int = 100) -> tuple[np.ndarray, np.ndarray]:
     """(uint8 NHWC images, or float32 [N, 2] points for 2-D data; int64 labels), per_class per class."""
     xs, ys = [], []
@@ -142,7 +146,7 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
 
 
 @torch.no_grad()
-def generate_batches(model, modules: dict, num_classes: int, per_class: int, seed: int = 123, device="cpu",
+def generate_batches(model, modules: dict, num_classes: int, per_class: int, seed: int = EVAL_SEED, device="cpu",
                      batch: int = 100):
     """Yield (samples [B, ...] in [-1, 1] on `device`, labels [B]): per_class of each class, class by
     class, the noise drawn from a CPU generator seeded with `seed` (the same samples on any device)."""
@@ -152,3 +156,23 @@ def generate_batches(model, modules: dict, num_classes: int, per_class: int, see
         y = labels[i:i + batch]
         z = model.noise(len(y), generator=g, device="cpu").to(device)
         yield model.sample(y.to(device), z, modules), y
+
+
+def samples_of(model, modules: dict, num_classes: int, per_class: int, device="cpu", batch: int = 100,
+               seed: int = EVAL_SEED):
+    """The generator's samples for evaluation (``ssgan_fast.evaluation.Samples``), generated batch by
+    batch on each pass (nothing kept)."""
+    from ..evaluation import Samples
+    labels = torch.arange(num_classes).repeat_interleave(per_class)
+    return Samples(labels, lambda: generate_batches(model, modules, num_classes, per_class, seed, device, batch))
+
+
+def save_points_density(pts: torch.Tensor, path, lo: torch.Tensor, hi: torch.Tensor, bins: int = 128) -> None:
+    """A log-count density image of 2-D points over the box [lo, hi] (points outside are dropped)."""
+    import torchvision.utils as vu
+    ij = ((pts - lo) / (hi - lo) * (bins - 1)).round().long()
+    ok = ((ij >= 0) & (ij < bins)).all(1)
+    img = torch.zeros(bins * bins).index_add_(0, (bins - 1 - ij[ok, 1]) * bins + ij[ok, 0], torch.ones(int(ok.sum())))
+    img = torch.log1p(img).view(1, bins, bins)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    vu.save_image(img / img.max().clamp_min(1e-9), path)

@@ -28,7 +28,7 @@ from .amp import Amp
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .config import TrainConfig
 from .graphs import StepGraphs, capture_blocker, prepare_optimizers
-from .run import data_info, generate, generate_batches, new_run_dir
+from .run import EVAL_SEED, data_info, generate, new_run_dir, samples_of, save_points_density
 
 log = logging.getLogger("ssgan_fast")
 
@@ -219,12 +219,8 @@ class Trainer:
             y = torch.arange(2000) % self.ds.num_classes
             pts = self.model.sample(y.to(self.device), self.model.noise(2000, generator=g, device="cpu").to(self.device),
                                     self.generator()).float().cpu()
-            lo, hi = torch.from_numpy(self.ds.points).min(0).values - 0.5, torch.from_numpy(self.ds.points).max(0).values + 0.5
-            ij = ((pts - lo) / (hi - lo) * 127).round().long()
-            ok = ((ij >= 0) & (ij < 128)).all(1)
-            img = torch.zeros(128 * 128).index_add_(0, (127 - ij[ok, 1]) * 128 + ij[ok, 0], torch.ones(int(ok.sum())))
-            img = torch.log1p(img).view(1, 128, 128)
-            vu.save_image(img / img.max().clamp_min(1e-9), path)
+            real = torch.from_numpy(self.ds.points)
+            save_points_density(pts, path, real.min(0).values - 0.5, real.max(0).values + 0.5)
             return
         x = self.model.sample(self.fixed_labels, self.fixed_noise, self.generator())
         vu.save_image(x.float().add(1).div(2).clamp(0, 1), path, nrow=self.per_class)
@@ -256,7 +252,6 @@ class Trainer:
                 self.model.train()
                 if self.graphs is not None:
                     n, losses = self.graphs(self.step)
-                    self.amp.update()
                 else:
                     batch = next(self.loader)
                     n = batch["x_l"].shape[0] + batch["x_u"].shape[0]
@@ -327,7 +322,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ samples and metrics
     @torch.no_grad()
-    def generate(self, per_class: int, use_ema: bool = True, seed: int = 123) -> tuple[np.ndarray, np.ndarray]:
+    def generate(self, per_class: int, use_ema: bool = True, seed: int = EVAL_SEED) -> tuple[np.ndarray, np.ndarray]:
         """(uint8 NHWC images, or float32 [N, 2] points for 2-D data; int64 labels), per_class per class."""
         return generate(self.model, self.generator(use_ema), self.ds.num_classes, per_class, seed, self.device,
                         self.ds.kind)
@@ -354,14 +349,11 @@ class Trainer:
     def evaluate(self) -> dict:
         """The preset's metrics (train.eval_metrics) of EMA samples against the training data
         (ssgan_fast.evaluation), plus c_acc; written to metrics.json (and a line of metrics.jsonl)."""
-        from ..evaluation import Samples, evaluate
+        from ..evaluation import evaluate
         cfg = self.cfg
         t0 = time.perf_counter()
-        modules = self.generator()
-        nc = self.ds.num_classes
-        labels = torch.arange(nc).repeat_interleave(cfg.eval_samples_per_class)
-        samples = Samples(labels, lambda: generate_batches(self.model, modules, nc, cfg.eval_samples_per_class, 123,
-                                                           self.device, cfg.eval_batch))
+        samples = samples_of(self.model, self.generator(), self.ds.num_classes, cfg.eval_samples_per_class, self.device,
+                             cfg.eval_batch)
         was = self.model.training
         self.model.eval()
         try:
@@ -376,7 +368,7 @@ class Trainer:
         else:
             out["skipped"]["c_acc"] = why
         out["step"] = self.step
-        out["protocol"] = {"samples_per_class": cfg.eval_samples_per_class, "seed": 123, "generator": "ema" if self.ema
+        out["protocol"] = {"samples_per_class": cfg.eval_samples_per_class, "seed": EVAL_SEED, "generator": "ema" if self.ema
                            else "raw", "metrics": cfg.eval_metrics}
         out["timing"]["total_s"] = time.perf_counter() - t0
         with open(self.run_dir / "metrics.jsonl", "a") as f:

@@ -297,9 +297,7 @@ class LCPGAN(GANModel):
 
     def _cached_layout(self):
         if self._layout is None or self._layout[0].device != self.counts.device:
-            if not bool((self.counts > 0).all()):
-                raise RuntimeError("lcpgan: clusters are not fitted; the trainer calls fit_clusters(labeled images, "
-                                   "labels) before training (or load a checkpoint)")
+            self.require_prepared()  # the layout needs fitted per-class cluster counts
             off = group_offsets(self.counts.cpu()).to(self.counts.device)
             row_class = torch.repeat_interleave(torch.arange(self.nc, device=off.device), self.counts)
             self._layout = (off, int(off[-1]), row_class)
