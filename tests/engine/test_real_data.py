@@ -3,10 +3,8 @@ steps at 64 / 128 px from files, the preparation on file-backed data, the final 
 random-weight Inception (the code path of the real weights), resume, generate and evaluate; and
 the bad inputs (second runs, damaged checkpoints, corrupt files, missing splits / weights).
 
-CI runs each layout once, each model at 64 px on one loader, two models at 128 px (the other five at
-128 px, and every model on every loader, under ``-m slow``: at 128 px a step plus the final
-evaluation's 2048-d Frechet distances take 30-60 s per run on 2 cores) and the DALI CPU loader at
-both sizes."""
+CI runs each layout once, each model at 64 and 128 px on one loader (tensor and torch at both sizes)
+and the DALI CPU loader at both sizes; ``-m slow`` runs every model on every loader at both sizes."""
 from __future__ import annotations
 
 import json
@@ -86,7 +84,7 @@ def _only_run(out: Path) -> Path:
     return runs[0]
 
 
-def _end_to_end(model, spec, size, loader, tmp_path, evaluate=True):
+def _end_to_end(model, spec, size, loader, tmp_path):
     out = tmp_path / "runs"
     assert _train(model, spec, size, loader, out) == 0
     run = _only_run(out)
@@ -107,29 +105,19 @@ def _end_to_end(model, spec, size, loader, tmp_path, evaluate=True):
     assert generate_main(["--ckpt", str(run), "--per-class", "2", "--out", str(tmp_path / "s.npz")]) == 0
     with np.load(tmp_path / "s.npz") as z:
         assert z["images"].shape[1:] == (size, size, 3) and z["images"].dtype == np.uint8
-    if evaluate:
-        assert evaluate_main(["--ckpt", str(run), "--per-class", "4", "--metrics", "fid,is,ra", "--extractor",
-                              "inception-random", "--classifier-epochs", "1", "--batch", "16", "--out",
-                              str(tmp_path / "e.json")]) == 0
-        e = json.loads((tmp_path / "e.json").read_text())
-        assert {"fid", "is_mean", "ra"} <= set(e["metrics"]) and e["size"] == size
+    # evaluate from the run folder, without its data set's loader
+    assert evaluate_main(["--ckpt", str(run), "--per-class", "4", "--metrics", "fid,is,ra", "--extractor",
+                          "inception-random", "--classifier-epochs", "1", "--batch", "16", "--out",
+                          str(tmp_path / "e.json")]) == 0
+    e = json.loads((tmp_path / "e.json").read_text())
+    assert {"fid", "is_mean", "ra"} <= set(e["metrics"]) and e["size"] == size
     return run
 
 
+@pytest.mark.parametrize("size", [64, 128])
 @pytest.mark.parametrize("model,layout,loader", CI_RUNS)
-def test_every_model_end_to_end_on_files(model, layout, loader, data_root, tmp_path):
-    _end_to_end(model, data_root[layout], 64, loader, tmp_path, evaluate=model == "sphericgan")
-
-
-@pytest.mark.parametrize("model,layout,loader", [("sphericgan", "cub", "tensor"), ("lcpgan", "folder", "torch")])
-def test_128px_end_to_end_on_files(model, layout, loader, data_root, tmp_path):
-    _end_to_end(model, data_root[layout], 128, loader, tmp_path, evaluate=False)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("model,layout,loader", [r for r in CI_RUNS if r[0] not in ("sphericgan", "lcpgan")])
-def test_128px_end_to_end_every_model(model, layout, loader, data_root, tmp_path):
-    _end_to_end(model, data_root[layout], 128, loader, tmp_path)
+def test_every_model_end_to_end_on_files(model, layout, loader, size, data_root, tmp_path):
+    _end_to_end(model, data_root[layout], size, loader, tmp_path)
 
 
 @pytest.mark.slow
