@@ -48,6 +48,7 @@ log = logging.getLogger("ssgan_fast")
 METRICS = ("fid", "intra_fid", "cfid", "is", "ra", "gan_train", "gan_test", "avg_conf")
 EXTRACTORS = ("auto", "inception", "classifier", "inception-random")
 _FID_FAMILY = ("fid", "intra_fid", "cfid")
+IS_SHUFFLE_SEED = 2020  # torch-fidelity's default rng seed for the IS shuffle
 
 __all__ = ["evaluate", "Samples", "METRICS", "EXTRACTORS", "EvalError", "data_hash", "parse_metrics",
            "test_accuracy"]
@@ -248,7 +249,9 @@ def evaluate(samples: Samples, data: str, size: int, metrics=("fid",), extractor
     ra_clf = clf if any(m in metrics for m in ("ra", "gan_test", "avg_conf")) else None
     is_splits = min(splits, len(samples)) if "is" in metrics else 0
     fake = _same_channels(samples.batches(), real.channels, data) if clf_space else samples.batches()
-    got = collect(fake, extr, nc, total=len(samples), is_splits=is_splits, classifier=ra_clf, device=device)
+    # generated samples arrive class by class: the IS splits are cut from a seeded shuffle
+    got = collect(fake, extr, nc, total=len(samples), is_splits=is_splits, classifier=ra_clf, device=device,
+                  is_shuffle_seed=IS_SHUFFLE_SEED)
     out["timing"]["fake_features_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     if "fid" in metrics:
@@ -260,7 +263,7 @@ def evaluate(samples: Samples, data: str, size: int, metrics=("fid",), extractor
         M["cfid" + suffix] = cfid(ref["class"], got.cstats)
     if "is" in metrics:
         M[f"is{suffix}_mean"], M[f"is{suffix}_std"] = got.is_acc.compute()
-        out["is_splits"] = is_splits
+        out["is_splits"], out["is_shuffle_seed"] = is_splits, IS_SHUFFLE_SEED
     if "ra" in metrics:
         M["ra"] = 100.0 * got.accuracy
     if "gan_test" in metrics:

@@ -32,12 +32,18 @@ __all__ = ["collect", "fid", "intra_fid", "cfid", "InceptionScore", "Collected"]
 
 
 class InceptionScore:
-    """Streaming IS over `splits` consecutive splits of `total` samples (in arrival order)."""
+    """Streaming IS over `splits` consecutive splits of `total` samples: in arrival order, or - with
+    ``shuffle_seed`` - in the order of a seeded random permutation (as torch-fidelity shuffles
+    before splitting), so that samples arriving class by class do not give one class per split
+    (whose IS is ~1 whatever the samples)."""
 
-    def __init__(self, total: int, splits: int = 10):
+    def __init__(self, total: int, splits: int = 10, shuffle_seed: int | None = None):
         if total < splits or splits < 1:
             raise ValueError(f"the Inception Score needs at least `splits` = {splits} samples, got {total}")
         self.total, self.splits, self.seen = total, splits, 0
+        # position of arrival i in the (shuffled) order the splits are cut from
+        self.position = (None if shuffle_seed is None else
+                         torch.from_numpy(np.argsort(np.random.default_rng(shuffle_seed).permutation(total))))
         self.plogp = torch.zeros(splits, dtype=torch.float64)
         self.psum: torch.Tensor | None = None
         self.n = torch.zeros(splits, dtype=torch.float64)
@@ -50,7 +56,8 @@ class InceptionScore:
         idx = torch.arange(self.seen, self.seen + B)
         if int(idx[-1]) >= self.total:
             raise ValueError(f"more than total = {self.total} samples were fed to the Inception Score")
-        split = idx * self.splits // self.total
+        pos = idx if self.position is None else self.position[idx]
+        split = pos * self.splits // self.total
         self.plogp.index_add_(0, split, (p * torch.log(p.clamp_min(1e-30))).sum(1))
         self.psum.index_add_(0, split, p)
         self.n.index_add_(0, split, torch.ones(B, dtype=torch.float64))
@@ -87,11 +94,12 @@ class Collected:
 
 @torch.no_grad()
 def collect(batches: Iterable, extractor, num_classes: int | None = None, total: int | None = None,
-            is_splits: int = 0, classifier=None, device="cpu", progress: bool = False) -> Collected:
+            is_splits: int = 0, classifier=None, device="cpu", progress: bool = False,
+            is_shuffle_seed: int | None = None) -> Collected:
     """One pass: batches yield (images [B, C, H, W] in [-1, 1], labels [B] or None)."""
     stats = FeatureStats(extractor.dim, device=device)
     cstats = FeatureStats(extractor.dim, num_classes, device=device) if num_classes else None
-    is_acc = InceptionScore(total, is_splits) if is_splits else None
+    is_acc = InceptionScore(total, is_splits, is_shuffle_seed) if is_splits else None
     correct = count = 0
     conf_sum = 0.0
     it = batches

@@ -94,6 +94,28 @@ def test_inception_score_streaming_equals_direct():
         InceptionScore(103, 4).compute()
 
 
+def test_inception_score_shuffled_splits_see_every_class():
+    """Samples arriving class by class (as generated): consecutive splits see one class each
+    (IS ~ 1); the seeded shuffle gives each split a random subset, whose IS is the direct one."""
+    y = torch.arange(5).repeat_interleave(40)
+    logits = torch.nn.functional.one_hot(y, 5).double() * 20
+    plain, shuffled = InceptionScore(200, 5), InceptionScore(200, 5, shuffle_seed=2020)
+    for i in range(0, 200, 16):
+        plain.update(logits[i:i + 16])
+        shuffled.update(logits[i:i + 16])
+    assert plain.compute()[0] == pytest.approx(1.0, abs=1e-6)
+    perm = np.random.default_rng(2020).permutation(200)
+    p = torch.softmax(logits, 1).numpy()[perm]
+    scores = []
+    for k in range(5):
+        part = p[np.arange(200) * 5 // 200 == k]
+        py = part.mean(0, keepdims=True)
+        scores.append(np.exp((part * (np.log(np.clip(part, 1e-30, None)) - np.log(py))).sum(1).mean()))
+    m, s = shuffled.compute()
+    assert m == pytest.approx(np.mean(scores), rel=1e-8) and s == pytest.approx(np.std(scores), rel=1e-6)
+    assert m > 4
+
+
 def test_inception_architecture_and_weights(tmp_path, monkeypatch):
     torch.manual_seed(0)
     m = FIDInceptionV3(pretrained=False)
