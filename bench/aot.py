@@ -73,7 +73,7 @@ def _cases(full: bool):
 
     from ssgan_fast.ops import (aam_cross_entropy, aam_logits, clustering_loss, cosine_softmax, cutmix, group_offsets,
                                 mask_embed, prototype_ema_update)
-    from ssgan_fast.ops import stats as stats_mod
+    from ssgan_fast.ops import feature_stats as stats_mod
 
     meta = dict(device="meta")
     f32, bf16, f16, f64 = torch.float32, torch.bfloat16, torch.float16, torch.float64
@@ -161,7 +161,7 @@ def _cases(full: bool):
                     cnt = torch.zeros(C, dtype=torch.float64, **meta)
                     xtx = torch.zeros(C, D, D, dtype=torch.float64, **meta)
                     for dt in (f32, f64):
-                        stats_mod._class_moments("triton", t(N, D, dtype=dt), lab, z, cnt, z.clone(), xtx)
+                        stats_mod._feature_stats_moments("triton", t(N, D, dtype=dt), lab, z, cnt, z.clone(), xtx)
                 yield f"feature_stats N{N} D{D} C{C}", st
 
 

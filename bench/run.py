@@ -10,15 +10,14 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import aam  # noqa: E402
 import cutmix  # noqa: E402
-import frechet  # noqa: E402
 import prototype  # noqa: E402
-import stats  # noqa: E402
+import feature_stats  # noqa: E402
 from common import parse_args, print_table, write_records  # noqa: E402
 
 if __name__ == "__main__":
     args = parse_args(__doc__)
     for name, mod, table in (("prototype", prototype, True), ("aam", aam, True), ("cutmix", cutmix, True),
-                             ("frechet", frechet, False), ("stats", stats, False)):
+                             ("feature_stats", feature_stats, False)):
         recs = mod.run(args)
         if table:
             print_table(recs)

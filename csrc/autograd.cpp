@@ -21,7 +21,7 @@
 #include <optional>
 #include <string>
 
-#include "ops.h"
+#include "cosine_logits.h"
 
 namespace ssgan_fast {
 namespace {
@@ -29,8 +29,6 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-constexpr double kPbarMin = 1e-30;           // reference.PBAR_MIN
-constexpr int64_t kFusedCeMaxWeight = 1 << 24;  // _cosine_logits.FUSED_CE_MAX_WEIGHT
 enum Reduction : int64_t { kMean = 0, kSum = 1, kNone = 2 };
 
 // Autocast off for the kernels' own GEMMs (they must see the fp32 / fp64 operands).
@@ -61,14 +59,10 @@ at::Tensor dtau_of(const at::Tensor& rd, const at::Tensor& tau) {
   return (-rd.to(at::kDouble).sum() / tau.detach().to(at::kDouble)).reshape(tau.sizes()).to(tau.scalar_type());
 }
 
-int64_t default_row_chunk(int64_t B, int64_t K) {
-  return std::max<int64_t>(1, std::min<int64_t>(B, (int64_t{1} << 22) / std::max<int64_t>(K, 1)));
-}
-
 // The backward of both softmax ops, from the saved (x, w, tau, lo, hi, probs, stats, rx, rw):
-// mode kProbs (grad = dL/dprobs) or kClustering (grad = dL/dloss, lam of Eq. 2); n_inputs = the
-// forward's argument count (one gradient slot each).
-variable_list softmax_backward(AutogradContext* ctx, const at::Tensor& grad, int64_t mode, double lam,
+// cosine_softmax (grad = dL/dprobs) or clustering_loss (clustering: grad = dL/dloss, lam of Eq. 2);
+// n_inputs = the forward's argument count (one gradient slot each).
+variable_list softmax_backward(AutogradContext* ctx, const at::Tensor& grad, bool clustering, double lam,
                                size_t n_inputs) {
   NoAutocast na;
   const auto s = ctx->get_saved_variables();
@@ -76,8 +70,9 @@ variable_list softmax_backward(AutogradContext* ctx, const at::Tensor& grad, int
   at::Tensor dx, dw, rd, dtau;
   {
     at::NoGradGuard ng;
-    std::tie(dx, dw, rd) = cosine_logits_backward(x, w, s[7], s[8], opt(tau), ctx->saved_data["scale"].toDouble(), 0.0,
-                                                  std::nullopt, opt(s[3]), opt(s[4]), mode, s[5], s[6][0], grad, lam, 0);
+    const double scale = ctx->saved_data["scale"].toDouble();
+    std::tie(dx, dw, rd) = clustering ? clustering_loss_bwd(x, w, s[7], s[8], opt(tau), scale, s[5], s[6][0], grad, lam)
+                                      : cosine_softmax_bwd(x, w, s[7], s[8], opt(tau), scale, s[5], s[6][0], grad);
     if (tau.defined() && ctx->needs_input_grad(2)) dtau = dtau_of(rd, tau);
   }
   variable_list out(n_inputs);
@@ -93,7 +88,7 @@ struct CosineSoftmax : torch::autograd::Function<CosineSoftmax> {
                             const std::optional<at::Tensor>& tau, double scale, const std::optional<at::Tensor>& lo,
                             const std::optional<at::Tensor>& hi) {
     NoAutocast na;
-    auto [probs, probs_f, stats, rx, rw] = cosine_logits_forward(x, w, tau, scale, 0.0, std::nullopt, lo, hi, kProbs, 0);
+    auto [probs, probs_f, stats, rx, rw] = cosine_softmax_fwd(x, w, tau, scale, lo, hi);
     ctx->saved_data["scale"] = scale;
     ctx->save_for_backward({x, w, tau.value_or(at::Tensor()), lo.value_or(at::Tensor()), hi.value_or(at::Tensor()),
                             probs_f.numel() ? probs_f : probs, stats, rx, rw});
@@ -101,7 +96,7 @@ struct CosineSoftmax : torch::autograd::Function<CosineSoftmax> {
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list g) {
-    return softmax_backward(ctx, g[0], kProbs, 0.0, 6);
+    return softmax_backward(ctx, g[0], false, 0.0, 6);
   }
 };
 
@@ -110,11 +105,10 @@ struct ClusteringLoss : torch::autograd::Function<ClusteringLoss> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& w,
                             const std::optional<at::Tensor>& tau, double scale, double lam) {
     NoAutocast na;
-    auto [out, probs_f, stats, rx, rw] =
-        cosine_logits_forward(x, w, tau, scale, 0.0, std::nullopt, std::nullopt, std::nullopt, kProbs, 0);
+    auto [out, probs_f, stats, rx, rw] = cosine_softmax_fwd(x, w, tau, scale, std::nullopt, std::nullopt);
     const at::Tensor probs = probs_f.numel() ? probs_f : out;
     // stats[1] is the per-row entropy computed by the softmax kernel
-    at::Tensor loss = stats[1].mean() - lam * probs.mean(0).clamp_min(kPbarMin).log().mean();
+    at::Tensor loss = stats[1].mean() - lam * probs.mean(0).clamp_min(PBAR_MIN).log().mean();
     ctx->saved_data["scale"] = scale;
     ctx->saved_data["lam"] = lam;
     ctx->save_for_backward({x, w, tau.value_or(at::Tensor()), at::Tensor(), at::Tensor(), probs, stats, rx, rw});
@@ -122,7 +116,7 @@ struct ClusteringLoss : torch::autograd::Function<ClusteringLoss> {
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list g) {
-    return softmax_backward(ctx, g[0], kClustering, ctx->saved_data["lam"].toDouble(), 5);
+    return softmax_backward(ctx, g[0], true, ctx->saved_data["lam"].toDouble(), 5);
   }
 };
 
@@ -131,8 +125,7 @@ struct AAMLogits : torch::autograd::Function<AAMLogits> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& w, const at::Tensor& target,
                             double s, double m) {
     NoAutocast na;
-    auto [logits, logits_f, stats, rx, rw] =
-        cosine_logits_forward(x, w, std::nullopt, s, m, target, std::nullopt, std::nullopt, kLogits, 0);
+    auto [logits, logits_f, stats, rx, rw] = aam_logits_fwd(x, w, target, s, m);
     ctx->saved_data["s"] = s;
     ctx->saved_data["m"] = m;
     ctx->save_for_backward({x, w, target, rx, rw});
@@ -142,18 +135,17 @@ struct AAMLogits : torch::autograd::Function<AAMLogits> {
   static variable_list backward(AutogradContext* ctx, variable_list g) {
     NoAutocast na;
     const auto v = ctx->get_saved_variables();
-    at::Tensor dx, dw, rd;
+    at::Tensor dx, dw;
     {
       at::NoGradGuard ng;
-      std::tie(dx, dw, rd) = cosine_logits_backward(v[0], v[1], v[3], v[4], std::nullopt, ctx->saved_data["s"].toDouble(),
-                                                    ctx->saved_data["m"].toDouble(), v[2], std::nullopt, std::nullopt,
-                                                    kLogits, std::nullopt, std::nullopt, g[0], 0.0, 0);
+      std::tie(dx, dw) = aam_logits_bwd(v[0], v[1], v[3], v[4], v[2], ctx->saved_data["s"].toDouble(),
+                                        ctx->saved_data["m"].toDouble(), g[0]);
     }
     return once_differentiable({dx, dw, at::Tensor(), at::Tensor(), at::Tensor()});
   }
 };
 
-// aam_cross_entropy: with a reduced loss, grads wanted and a weight of at most kFusedCeMaxWeight
+// aam_cross_entropy: with a reduced loss, grads wanted and a weight of at most FUSED_CE_MAX_WEIGHT
 // elements the forward writes dx, dW for dL/dloss = 1 (backward scales them); otherwise only lse
 // is kept and backward recomputes the logits tile over class chunks.
 struct AAMCrossEntropy : torch::autograd::Function<AAMCrossEntropy> {
@@ -162,14 +154,11 @@ struct AAMCrossEntropy : torch::autograd::Function<AAMCrossEntropy> {
     NoAutocast na;
     const int64_t B = x.size(0), C = w.size(0);
     at::Tensor loss, lse, rx, rw, dx, dw;
-    if (need_grad && reduction != kNone && w.numel() <= kFusedCeMaxWeight) {
+    if (need_grad && reduction != kNone && w.numel() <= FUSED_CE_MAX_WEIGHT) {
       const double w_row = reduction == kMean ? 1.0 / double(B) : 1.0;
-      std::tie(loss, lse, rx, rw, dx, dw) = cosine_logits_ce_fused(x, w, s, m, target, w_row, default_row_chunk(B, C));
+      std::tie(loss, lse, rx, rw, dx, dw) = aam_ce_fused(x, w, target, s, m, w_row, ce_row_chunk(B, C));
     } else {
-      at::Tensor unused, stats;
-      std::tie(loss, unused, stats, rx, rw) =
-          cosine_logits_forward(x, w, std::nullopt, s, m, target, std::nullopt, std::nullopt, kCrossEntropy, chunk);
-      lse = stats[0].clone();
+      std::tie(loss, lse, rx, rw) = aam_ce_fwd(x, w, target, s, m, chunk);
     }
     if (reduction == kMean) {
       loss = loss.mean();
@@ -188,7 +177,7 @@ struct AAMCrossEntropy : torch::autograd::Function<AAMCrossEntropy> {
     NoAutocast na;
     const auto v = ctx->get_saved_variables();
     const at::Tensor &lse = v[3], &dx_f = v[6], &dw_f = v[7];
-    at::Tensor dx, dw, rd;
+    at::Tensor dx, dw;
     {
       at::NoGradGuard ng;
       if (dx_f.defined()) {  // gradients written by the forward for dL/dloss = 1
@@ -197,10 +186,8 @@ struct AAMCrossEntropy : torch::autograd::Function<AAMCrossEntropy> {
       } else {
         at::Tensor gr = g[0].to(lse.scalar_type()).expand(lse.sizes());
         if (ctx->saved_data["reduction"].toInt() == kMean) gr = gr / double(lse.size(0));
-        std::tie(dx, dw, rd) = cosine_logits_backward(
-            v[0], v[1], v[4], v[5], std::nullopt, ctx->saved_data["s"].toDouble(), ctx->saved_data["m"].toDouble(), v[2],
-            std::nullopt, std::nullopt, kCrossEntropy, std::nullopt, lse, gr.contiguous(), 0.0,
-            ctx->saved_data["chunk"].toInt());
+        std::tie(dx, dw) = aam_ce_bwd(v[0], v[1], v[4], v[5], v[2], ctx->saved_data["s"].toDouble(),
+                                      ctx->saved_data["m"].toDouble(), lse, gr.contiguous(), ctx->saved_data["chunk"].toInt());
       }
     }
     return once_differentiable({dx, dw, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(),

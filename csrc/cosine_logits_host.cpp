@@ -1,6 +1,7 @@
-// Host side of the fused cosine-logits core for the cpp and cuda backends (device generic):
-// norms, the vendor GEMM (at::mm -> MKL / cuBLAS) chunk by chunk, and the fused row kernels.
-// Mirrors ssgan_fast/ops/_cosine_logits.py (the Triton backend's host), where the maths is written out.
+// Host functions of the fused cosine-logits core for the cpp and cuda backends (device generic), one
+// forward and one backward per op (cosine_logits.h): norms, the vendor GEMM (at::mm -> MKL / cuBLAS)
+// chunk by chunk, and the fused row kernels. The Triton backend's host (ssgan_fast/ops/_cosine_logits.py)
+// has the same functions, and the maths written out.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -10,12 +11,10 @@
 #include <limits>
 #include <optional>
 
-#include "ops.h"
+#include "cosine_logits.h"
 
 namespace ssgan_fast {
 namespace {
-
-constexpr double kNormEps = 1e-12;  // F.normalize: v / max(||v||, eps)
 
 at::ScalarType compute_dtype(const at::Tensor& x, const at::Tensor& w) {
   return (x.scalar_type() == at::kDouble || w.scalar_type() == at::kDouble) ? at::kDouble : at::kFloat;
@@ -26,7 +25,7 @@ at::ScalarType compute_dtype(const at::Tensor& x, const at::Tensor& w) {
 // ATen's vectorised reduction.
 at::Tensor inv_norm(const at::Tensor& t, at::ScalarType cdt) {
   if (!t.is_cpu() || !t.is_contiguous() || t.scalar_type() != cdt) {
-    return at::linalg_vector_norm(t, 2, {1}, false, cdt).clamp_min_(kNormEps).reciprocal_();
+    return at::linalg_vector_norm(t, 2, {1}, false, cdt).clamp_min_(NORM_EPS).reciprocal_();
   }
   const int64_t N = t.size(0), D = t.size(1);
   at::Tensor out = at::empty({N}, t.options());
@@ -38,7 +37,7 @@ at::Tensor inv_norm(const at::Tensor& t, at::ScalarType cdt) {
         const scalar_t* r = p + i * D;
         scalar_t acc = 0;  // the simd reduction keeps one partial sum per lane (as ATen's cascade sum)
         _Pragma("omp simd reduction(+ : acc)") for (int64_t j = 0; j < D; ++j) acc += r[j] * r[j];
-        o[i] = static_cast<scalar_t>(1.0 / std::max(std::sqrt(static_cast<double>(acc)), kNormEps));
+        o[i] = static_cast<scalar_t>(1.0 / std::max(std::sqrt(static_cast<double>(acc)), NORM_EPS));
       }
     });
   });
@@ -50,7 +49,7 @@ at::Tensor inv_norm(const at::Tensor& t, at::ScalarType cdt) {
 // CPU: one pass without temporaries; CUDA: ATen element-wise ops.
 void norm_backward_sub(at::Tensor& g, const at::Tensor& v, const at::Tensor& r, const at::Tensor& dot) {
   if (!g.is_cpu()) {
-    const at::Tensor k = at::where(r < 1.0 / kNormEps, r * r, at::zeros_like(r));
+    const at::Tensor k = at::where(r < 1.0 / NORM_EPS, r * r, at::zeros_like(r));
     g.addcmul_(v, (k * dot).unsqueeze(1), -1.0);
     return;
   }
@@ -61,7 +60,7 @@ void norm_backward_sub(at::Tensor& g, const at::Tensor& v, const at::Tensor& r, 
     const scalar_t* pv = v.data_ptr<scalar_t>();
     const scalar_t* pr = r.data_ptr<scalar_t>();
     const scalar_t* pd = dot.data_ptr<scalar_t>();
-    const scalar_t lim = static_cast<scalar_t>(1.0 / kNormEps);
+    const scalar_t lim = static_cast<scalar_t>(1.0 / NORM_EPS);
     at::parallel_for(0, N, std::max<int64_t>(1, (int64_t{1} << 15) / std::max<int64_t>(D, 1)), [&](int64_t a, int64_t b) {
       for (int64_t i = a; i < b; ++i) {
         const scalar_t f = pr[i] < lim ? pr[i] * pr[i] * pd[i] : scalar_t(0);
@@ -86,7 +85,7 @@ at::Tensor norm_backward_project(at::Tensor& g, const at::Tensor& v, const at::T
     const scalar_t* pv = v.data_ptr<scalar_t>();
     const scalar_t* pr = r.data_ptr<scalar_t>();
     scalar_t* pd = dot.data_ptr<scalar_t>();
-    const scalar_t lim = static_cast<scalar_t>(1.0 / kNormEps);
+    const scalar_t lim = static_cast<scalar_t>(1.0 / NORM_EPS);
     at::parallel_for(0, N, std::max<int64_t>(1, (int64_t{1} << 15) / std::max<int64_t>(D, 1)), [&](int64_t a, int64_t b) {
       for (int64_t i = a; i < b; ++i) {
         scalar_t* gi = pg + i * D;
@@ -104,37 +103,22 @@ at::Tensor norm_backward_project(at::Tensor& g, const at::Tensor& v, const at::T
 
 void fwd_rows(const at::Tensor& dots, const at::Tensor& rx, const at::Tensor& rw, const at::Tensor& scale,
               double margin, const at::Tensor& target, const at::Tensor& lo, const at::Tensor& hi, int64_t c0,
-              int64_t mode, const at::Tensor& stats) {
+              RowKind kind, const at::Tensor& stats) {
 #ifdef WITH_CUDA
-  if (dots.is_cuda()) return cosine_logits_fwd_rows_cuda(dots, rx, rw, scale, margin, target, lo, hi, c0, mode, stats);
+  if (dots.is_cuda()) return cosine_logits_fwd_rows_cuda(dots, rx, rw, scale, margin, target, lo, hi, c0, kind, stats);
 #endif
   TORCH_CHECK(dots.is_cpu(), "cosine_logits: no kernel for device ", dots.device());
-  cosine_logits_fwd_rows_cpu(dots, rx, rw, scale, margin, target, lo, hi, c0, mode, stats);
-}
-
-void bwd_rows(const at::Tensor& dots, const at::Tensor& rx, const at::Tensor& rw, const at::Tensor& scale,
-              double margin, const at::Tensor& target, const at::Tensor& lo, const at::Tensor& hi, int64_t c0,
-              int64_t mode, const at::Tensor& saved, const at::Tensor& lse, const at::Tensor& grad,
-              const at::Tensor& rowdot, const at::Tensor& coldot) {
-#ifdef WITH_CUDA
-  if (dots.is_cuda())
-    return cosine_logits_bwd_rows_cuda(dots, rx, rw, scale, margin, target, lo, hi, c0, mode, saved, lse, grad,
-                                       rowdot, coldot);
-#endif
-  TORCH_CHECK(dots.is_cpu(), "cosine_logits: no kernel for device ", dots.device());
-  cosine_logits_bwd_rows_cpu(dots, rx, rw, scale, margin, target, lo, hi, c0, mode, saved, lse, grad, rowdot,
-                             coldot);
+  cosine_logits_fwd_rows_cpu(dots, rx, rw, scale, margin, target, lo, hi, c0, kind, stats);
 }
 
 void ce_rows(const at::Tensor& dots, const at::Tensor& rx, const at::Tensor& rw, const at::Tensor& scale,
              double margin, const at::Tensor& target, double weight, const at::Tensor& stats, const at::Tensor& rowdot,
              const at::Tensor& coldot) {
 #ifdef WITH_CUDA
-  if (dots.is_cuda())
-    return cosine_logits_ce_rows_cuda(dots, rx, rw, scale, margin, target, weight, stats, rowdot, coldot);
+  if (dots.is_cuda()) return aam_ce_rows_cuda(dots, rx, rw, scale, margin, target, weight, stats, rowdot, coldot);
 #endif
   TORCH_CHECK(dots.is_cpu(), "cosine_logits: no kernel for device ", dots.device());
-  cosine_logits_ce_rows_cpu(dots, rx, rw, scale, margin, target, weight, stats, rowdot, coldot);
+  aam_ce_rows_cpu(dots, rx, rw, scale, margin, target, weight, stats, rowdot, coldot);
 }
 
 at::Tensor opt_index(const std::optional<at::Tensor>& t, const at::Tensor& like) {
@@ -153,12 +137,10 @@ at::Tensor scale_tensor(const std::optional<at::Tensor>& tau, double scale, cons
   return at::full({1}, scale, like.options());
 }
 
-}  // namespace
-
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> cosine_logits_forward(
-    const at::Tensor& x, const at::Tensor& w, const std::optional<at::Tensor>& tau, double scale, double margin,
-    const std::optional<at::Tensor>& target, const std::optional<at::Tensor>& lo, const std::optional<at::Tensor>& hi,
-    int64_t mode, int64_t chunk) {
+// The forward of every op: the norms, the GEMM (over column chunks of `chunk` for the cross-entropy)
+// and the row kernel of `kind`.
+Tensors5 forward(const at::Tensor& x, const at::Tensor& w, const OptTensor& tau, double scale, double margin,
+                 const OptTensor& target, const OptTensor& lo, const OptTensor& hi, RowKind kind, int64_t chunk) {
   TORCH_CHECK(x.dim() == 2 && w.dim() == 2 && x.size(1) == w.size(1), "cosine_logits: x [B, D] and w [K, D] expected");
   TORCH_CHECK(x.device() == w.device(), "cosine_logits: x and w must be on the same device");
   const auto cdt = compute_dtype(x, w);
@@ -169,9 +151,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> cosine_lo
   const at::Tensor rx = inv_norm(xf, cdt), rw = inv_norm(w, cdt);
   at::Tensor stats = at::zeros({3, B}, xf.options());
   const at::Tensor none = at::empty({0}, xf.options());
-  if (mode != kCrossEntropy) {
+  if (kind != kCrossEntropy) {
     at::Tensor dots = at::mm(xf, w.to(cdt).t());
-    fwd_rows(dots, rx, rw, sc, margin, tg, lo_, hi_, 0, mode, stats);
+    fwd_rows(dots, rx, rw, sc, margin, tg, lo_, hi_, 0, kind, stats);
     at::Tensor out = dots.to(x.scalar_type());
     // the float result too where the output was rounded (backward wants it)
     return {out, out.scalar_type() == cdt ? none : dots, stats, rx, rw};
@@ -181,7 +163,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> cosine_lo
   for (int64_t c0 = 0; c0 < K; c0 += chunk) {
     const int64_t c1 = std::min(K, c0 + chunk);
     at::Tensor dots = at::mm(xf, w.slice(0, c0, c1).to(cdt).t());
-    fwd_rows(dots, rx, rw.slice(0, c0, c1), sc, margin, tg, lo_, hi_, c0, mode, stats);
+    fwd_rows(dots, rx, rw.slice(0, c0, c1), sc, margin, tg, lo_, hi_, c0, kind, stats);
   }
   // stats rows: running max, sum of exp, target logit -> lse in row 0; out = loss rows
   stats[0].add_(stats[1].log());
@@ -189,50 +171,33 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> cosine_lo
   return {loss, none, stats, rx, rw};
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> cosine_logits_backward(
-    const at::Tensor& x, const at::Tensor& w, const at::Tensor& rx, const at::Tensor& rw,
-    const std::optional<at::Tensor>& tau, double scale, double margin, const std::optional<at::Tensor>& target,
-    const std::optional<at::Tensor>& lo, const std::optional<at::Tensor>& hi, int64_t mode,
-    const std::optional<at::Tensor>& saved, const std::optional<at::Tensor>& lse, const at::Tensor& grad, double lam,
-    int64_t chunk) {
-  const auto cdt = compute_dtype(x, w);
-  const at::Tensor xf = x.to(cdt).contiguous();
+// CPU backward of the softmax (kProbs) and the margin logits (kLogits): e straight from p (or the
+// logits' gradient) and g, the two GEMMs, then the normalisation terms from the GEMM results (no log
+// p, no recomputed logits tile, no per-column partials).
+Tensors3 backward_cpu(const at::Tensor& x, const at::Tensor& w, const at::Tensor& xf, const at::Tensor& rx,
+                      const at::Tensor& rw, const at::Tensor& sc, double margin, const at::Tensor& tg, RowKind kind,
+                      const at::Tensor& sv, const at::Tensor& gr) {
+  const at::Tensor wc = w.to(xf.scalar_type()).contiguous();
+  at::Tensor e = at::empty({xf.size(0), w.size(0)}, xf.options());
+  if (kind == kProbs) {
+    cosine_softmax_grad_cpu(e, rx, rw, sc, sv, gr);
+  } else {
+    aam_logits_grad_cpu(e, xf, wc, rx, rw, sc, margin, tg, gr);
+  }
+  at::Tensor dx = at::mm(e, wc), dw = at::mm(e.t(), xf);
+  at::Tensor rowdot = norm_backward_project(dx, xf, rx);
+  norm_backward_project(dw, wc, rw);
+  return {dx.to(x.scalar_type()), dw.to(w.scalar_type()), rowdot};
+}
+
+// The row-kernel backward over column chunks of `step` (the CUDA kernels recover cos: from the saved
+// probabilities for the softmax, a recomputed tile otherwise; on the CPU only the cross-entropy comes here).
+Tensors3 backward_rows(const at::Tensor& x, const at::Tensor& w, const at::Tensor& xf, const at::Tensor& rx,
+                       const at::Tensor& rw, const at::Tensor& sc, double margin, const at::Tensor& tg, RowKind kind,
+                       const at::Tensor& sv, const at::Tensor& ls, const at::Tensor& gr, int64_t step) {
+  const auto cdt = xf.scalar_type();
   const int64_t B = xf.size(0), D = xf.size(1), K = w.size(0);
-  const at::Tensor sc = scale_tensor(tau, scale, xf);
-  const at::Tensor tg = opt_index(target, x), lo_ = opt_index(lo, x), hi_ = opt_index(hi, x);
-  const at::Tensor none = at::empty({0}, xf.options());
-  const at::Tensor sv = saved.has_value() ? saved->to(cdt).contiguous() : none;
-  const at::Tensor ls = lse.has_value() ? lse->to(cdt).contiguous() : none;
-  at::Tensor gr = grad.to(cdt).contiguous();
-  int64_t kmode = mode;
-  if (mode == kClustering) {
-    // SphericGAN Eq. (2): dL/dphi_bk = g * (-(log phi_bk + 1) / B - lam / (K B pbar_k)), the
-    // second term 0 where pbar is clamped; then the softmax backward of mode 0.
-    const at::Tensor pbar = sv.mean(0);
-    const double pmin = 1e-30;
-    const at::Tensor logp = at::where(sv > 0, sv.clamp_min(pmin).log(), at::zeros_like(sv));
-    const at::Tensor dprior = at::where(pbar >= pmin, (lam / double(K * B)) / pbar.clamp_min(pmin), at::zeros_like(pbar));
-    gr = (gr.reshape({1, 1}) * (-(logp + 1.0) / double(B) - dprior.unsqueeze(0))).contiguous();
-    kmode = kProbs;
-  }
-  const int64_t step = kmode == kCrossEntropy ? chunk : K;
   TORCH_CHECK(step > 0, "cosine_logits: chunk must be positive");
-  if (kmode != kCrossEntropy && xf.is_cpu()) {
-    // CPU softmax / margin logits: e straight from p (or the logits' gradient) and g, the two GEMMs,
-    // then the normalisation terms from the GEMM results (no log p, no recomputed logits tile, no
-    // per-column partials). The CUDA / Triton kernels recover cos instead.
-    const at::Tensor wc = w.to(cdt).contiguous();
-    at::Tensor e = at::empty({B, K}, xf.options());
-    if (kmode == kProbs) {
-      cosine_logits_probs_grad_cpu(e, rx, rw, sc, sv, gr);
-    } else {
-      cosine_logits_margin_grad_cpu(e, xf, wc, rx, rw, sc, margin, tg, gr);
-    }
-    at::Tensor dx = at::mm(e, wc), dw = at::mm(e.t(), xf);
-    at::Tensor rowdot = norm_backward_project(dx, xf, rx);
-    norm_backward_project(dw, wc, rw);
-    return {dx.to(x.scalar_type()), dw.to(w.scalar_type()), rowdot};
-  }
   // one chunk: dx is written by mm_out; several: accumulated by addmm_
   at::Tensor dx = step >= K ? at::empty({B, D}, xf.options()) : at::zeros({B, D}, xf.options());
   at::Tensor dw = at::empty({K, D}, xf.options());
@@ -240,11 +205,20 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> cosine_logits_backward(
   for (int64_t c0 = 0; c0 < K; c0 += step) {
     const int64_t c1 = std::min(K, c0 + step);
     const at::Tensor wc = (step >= K ? w : w.slice(0, c0, c1)).to(cdt);
-    // mode 0 recovers cos from the saved probabilities: no GEMM recompute
-    at::Tensor dots = kmode == kProbs ? at::empty({B, c1 - c0}, xf.options()) : at::mm(xf, wc.t());
+    const at::Tensor rwc = step >= K ? rw : rw.slice(0, c0, c1);
+    // the softmax recovers cos from the saved probabilities: no GEMM recompute
+    at::Tensor dots = kind == kProbs ? at::empty({B, c1 - c0}, xf.options()) : at::mm(xf, wc.t());
     at::Tensor coldot = at::zeros({c1 - c0}, xf.options());
-    bwd_rows(dots, rx, step >= K ? rw : rw.slice(0, c0, c1), sc, margin, tg, lo_, hi_, c0, kmode, sv, ls, gr, rowdot,
-             coldot);
+#ifdef WITH_CUDA
+    if (dots.is_cuda()) {
+      cosine_logits_bwd_rows_cuda(dots, rx, rwc, sc, margin, tg, c0, kind, sv, ls, gr, rowdot, coldot);
+    } else
+#endif
+    {
+      TORCH_CHECK(dots.is_cpu() && kind == kCrossEntropy, "cosine_logits: no backward row kernel for ",
+                  op_of_kind(kind), " on ", dots.device());
+      aam_ce_bwd_rows_cpu(dots, rx, rwc, sc, margin, tg, c0, ls, gr, rowdot, coldot);
+    }
     if (step >= K) {
       at::mm_out(dx, dots, wc);
     } else {
@@ -252,15 +226,94 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> cosine_logits_backward(
     }
     at::Tensor dwc = step >= K ? dw : dw.slice(0, c0, c1);
     at::mm_out(dwc, dots.t(), xf);
-    norm_backward_sub(dwc, wc.contiguous(), step >= K ? rw : rw.slice(0, c0, c1), coldot);
+    norm_backward_sub(dwc, wc.contiguous(), rwc, coldot);
   }
   norm_backward_sub(dx, xf, rx, rowdot);
   return {dx.to(x.scalar_type()), dw.to(w.scalar_type()), rowdot};
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> cosine_logits_ce_fused(
-    const at::Tensor& x, const at::Tensor& w, double scale, double margin, const at::Tensor& target, double weight,
-    int64_t chunk) {
+// The softmax / margin-logits backward for grad = dL/d(probs or logits) [B, K].
+Tensors3 backward_whole(const at::Tensor& x, const at::Tensor& w, const at::Tensor& rx, const at::Tensor& rw,
+                        const OptTensor& tau, double scale, double margin, const OptTensor& target, RowKind kind,
+                        const at::Tensor& saved, const at::Tensor& lse, const at::Tensor& grad) {
+  const auto cdt = compute_dtype(x, w);
+  const at::Tensor xf = x.to(cdt).contiguous();
+  const at::Tensor sc = scale_tensor(tau, scale, xf);
+  const at::Tensor tg = opt_index(target, x);
+  const at::Tensor none = at::empty({0}, xf.options());
+  const at::Tensor sv = saved.defined() ? saved.to(cdt).contiguous() : none;
+  const at::Tensor ls = lse.defined() ? lse.to(cdt).contiguous() : none;
+  const at::Tensor gr = grad.to(cdt).contiguous();
+  if (xf.is_cpu()) return backward_cpu(x, w, xf, rx, rw, sc, margin, tg, kind, sv, gr);
+  return backward_rows(x, w, xf, rx, rw, sc, margin, tg, kind, sv, ls, gr, w.size(0));
+}
+
+}  // namespace
+
+// prototype family -----------------------------------------------------------------------------
+
+Tensors5 cosine_softmax_fwd(const at::Tensor& x, const at::Tensor& w, const OptTensor& tau, double scale,
+                            const OptTensor& lo, const OptTensor& hi) {
+  return forward(x, w, tau, scale, 0.0, std::nullopt, lo, hi, kProbs, 0);
+}
+
+Tensors3 cosine_softmax_bwd(const at::Tensor& x, const at::Tensor& w, const at::Tensor& rx, const at::Tensor& rw,
+                            const OptTensor& tau, double scale, const at::Tensor& probs, const at::Tensor& lse,
+                            const at::Tensor& grad) {
+  return backward_whole(x, w, rx, rw, tau, scale, 0.0, std::nullopt, kProbs, probs, lse, grad);
+}
+
+Tensors3 clustering_loss_bwd(const at::Tensor& x, const at::Tensor& w, const at::Tensor& rx, const at::Tensor& rw,
+                             const OptTensor& tau, double scale, const at::Tensor& probs, const at::Tensor& lse,
+                             const at::Tensor& grad, double lam) {
+  // SphericGAN Eq. (2): dL/dphi_bk = g * (-(log phi_bk + 1) / B - lam / (K B pbar_k)), the second
+  // term 0 where pbar is clamped; then the softmax backward.
+  const auto cdt = compute_dtype(x, w);
+  const at::Tensor sv = probs.to(cdt).contiguous();
+  const int64_t B = sv.size(0), K = sv.size(1);
+  const at::Tensor pbar = sv.mean(0);
+  const at::Tensor logp = at::where(sv > 0, sv.clamp_min(PBAR_MIN).log(), at::zeros_like(sv));
+  const at::Tensor dprior =
+      at::where(pbar >= PBAR_MIN, (lam / double(K * B)) / pbar.clamp_min(PBAR_MIN), at::zeros_like(pbar));
+  const at::Tensor gp =
+      (grad.to(cdt).contiguous().reshape({1, 1}) * (-(logp + 1.0) / double(B) - dprior.unsqueeze(0))).contiguous();
+  return backward_whole(x, w, rx, rw, tau, scale, 0.0, std::nullopt, kProbs, sv, lse, gp);
+}
+
+// aam family -----------------------------------------------------------------------------------
+
+Tensors5 aam_logits_fwd(const at::Tensor& x, const at::Tensor& w, const at::Tensor& target, double s, double m) {
+  return forward(x, w, std::nullopt, s, m, target, std::nullopt, std::nullopt, kLogits, 0);
+}
+
+Tensors2 aam_logits_bwd(const at::Tensor& x, const at::Tensor& w, const at::Tensor& rx, const at::Tensor& rw,
+                        const at::Tensor& target, double s, double m, const at::Tensor& grad) {
+  auto [dx, dw, rowdot] =
+      backward_whole(x, w, rx, rw, std::nullopt, s, m, target, kLogits, at::Tensor(), at::Tensor(), grad);
+  return {dx, dw};
+}
+
+Tensors4 aam_ce_fwd(const at::Tensor& x, const at::Tensor& w, const at::Tensor& target, double s, double m,
+                    int64_t chunk) {
+  auto [loss, none, stats, rx, rw] =
+      forward(x, w, std::nullopt, s, m, target, std::nullopt, std::nullopt, kCrossEntropy, chunk);
+  return {loss, stats[0].clone(), rx, rw};
+}
+
+Tensors2 aam_ce_bwd(const at::Tensor& x, const at::Tensor& w, const at::Tensor& rx, const at::Tensor& rw,
+                    const at::Tensor& target, double s, double m, const at::Tensor& lse, const at::Tensor& grad,
+                    int64_t chunk) {
+  const auto cdt = compute_dtype(x, w);
+  const at::Tensor xf = x.to(cdt).contiguous();
+  const at::Tensor sc = scale_tensor(std::nullopt, s, xf);
+  const at::Tensor none = at::empty({0}, xf.options());
+  auto [dx, dw, rowdot] = backward_rows(x, w, xf, rx, rw, sc, m, target.contiguous(), kCrossEntropy, none,
+                                        lse.to(cdt).contiguous(), grad.to(cdt).contiguous(), chunk);
+  return {dx, dw};
+}
+
+Tensors6 aam_ce_fused(const at::Tensor& x, const at::Tensor& w, const at::Tensor& target, double scale, double margin,
+                      double weight, int64_t chunk) {
   TORCH_CHECK(x.dim() == 2 && w.dim() == 2 && x.size(1) == w.size(1), "cosine_logits: x [B, D] and w [K, D] expected");
   TORCH_CHECK(chunk > 0, "cosine_logits: chunk must be positive");
   const auto cdt = compute_dtype(x, w);

@@ -1,7 +1,7 @@
 // Messages of failed kernel launches: the op, the kernel, its tensor arguments and the other backends.
 #include <sstream>
 
-#include "ops.h"
+#include "errors.h"
 
 namespace ssgan_fast {
 
@@ -14,15 +14,6 @@ std::string describe(const at::Tensor& t) {
   if (t.dim() == 4 && !t.is_contiguous() && t.is_contiguous(at::MemoryFormat::ChannelsLast)) s << " channels_last";
   s << " " << t.device();
   return s.str();
-}
-
-const char* op_of_mode(int64_t mode) {
-  switch (mode) {
-    case kProbs: return "cosine_softmax / clustering_loss";
-    case kLogits: return "aam_logits";
-    case kCrossEntropy: return "aam_cross_entropy";
-    default: return "cosine_logits";
-  }
 }
 
 std::string launch_error_message(const std::string& op, const std::string& kernel,

@@ -1,61 +1,93 @@
-// Op registration for ssgan_fast._C: one schema line per op, then the CPU / CUDA kernels.
+// Op registration for ssgan_fast._C: one schema line per op, by family, then the CPU / CUDA kernels.
 // The module has no Python API of its own; importing it runs these registrations.
+//   prototype, aam: the per-op host functions of the shared cosine-logits core (cosine_logits.h),
+//                   their eager autograd (autograd.cpp), prototype_ema_rows (prototype.h)
+//   cutmix (cutmix.h), feature_stats (feature_stats.h), augment (augment.h: the loader's kernel)
 #include <Python.h>
 #include <torch/library.h>
 
-#include "image_ops.h"
-#include "ops.h"
+#include <sstream>
+
+#include "augment.h"
+#include "cosine_logits.h"
+#include "cutmix.h"
+#include "errors.h"
+#include "feature_stats.h"
+#include "prototype.h"
+#include "shared.h"
+
+namespace {
+// "NAME=value;..." of csrc/shared.h's constants, as the compiled code sees them (tests/ops/test_constants.py)
+std::string constants() {
+  std::ostringstream o;
+  o.precision(17);
+  o << "NORM_EPS=" << ssgan_fast::NORM_EPS << ";MARGIN_CLAMP_EPS=" << ssgan_fast::MARGIN_CLAMP_EPS
+    << ";PBAR_MIN=" << ssgan_fast::PBAR_MIN << ";FUSED_CE_MAX_WEIGHT=" << ssgan_fast::FUSED_CE_MAX_WEIGHT
+    << ";CE_TILE_ELEMS=" << ssgan_fast::CE_TILE_ELEMS << ";CE_MIN_COLS=" << ssgan_fast::CE_MIN_COLS
+    << ";FEATURE_STATS_CHUNK=" << ssgan_fast::FEATURE_STATS_CHUNK;
+  return o.str();
+}
+}  // namespace
 
 TORCH_LIBRARY(ssgan_fast_C, m) {
-  m.def("cosine_logits_fwd_rows(Tensor(a!) dots, Tensor rx, Tensor rw, Tensor scale, float margin, Tensor target, Tensor lo, Tensor hi, int c0, int mode, Tensor(b!) stats) -> ()");
-  m.def("cosine_logits_bwd_rows(Tensor(a!) dots, Tensor rx, Tensor rw, Tensor scale, float margin, Tensor target, Tensor lo, Tensor hi, int c0, int mode, Tensor saved, Tensor lse, Tensor grad, Tensor(b!) rowdot, Tensor(c!) coldot) -> ()");
-  m.def("cosine_logits_ce_rows(Tensor(a!) dots, Tensor rx, Tensor rw, Tensor scale, float margin, Tensor target, float weight, Tensor(b!) stats, Tensor(c!) rowdot, Tensor(d!) coldot) -> ()");
-  m.def("cosine_logits_forward(Tensor x, Tensor w, Tensor? tau, float scale, float margin, Tensor? target, Tensor? lo, Tensor? hi, int mode, int chunk) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
-  m.def("cosine_logits_backward(Tensor x, Tensor w, Tensor rx, Tensor rw, Tensor? tau, float scale, float margin, Tensor? target, Tensor? lo, Tensor? hi, int mode, Tensor? saved, Tensor? lse, Tensor grad, float lam, int chunk) -> (Tensor, Tensor, Tensor)");
-  m.def("cosine_logits_ce_fused(Tensor x, Tensor w, float scale, float margin, Tensor target, float weight, int chunk) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+  // prototype
+  m.def("cosine_softmax_fwd(Tensor x, Tensor w, Tensor? tau, float scale, Tensor? lo, Tensor? hi) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
+  m.def("cosine_softmax_bwd(Tensor x, Tensor w, Tensor rx, Tensor rw, Tensor? tau, float scale, Tensor probs, Tensor lse, Tensor grad) -> (Tensor, Tensor, Tensor)");
+  m.def("clustering_loss_bwd(Tensor x, Tensor w, Tensor rx, Tensor rw, Tensor? tau, float scale, Tensor probs, Tensor lse, Tensor grad, float lam) -> (Tensor, Tensor, Tensor)");
   m.def("prototype_ema_rows(Tensor(a!) protos, Tensor sums, Tensor wsum, float momentum) -> ()");
+  // aam
+  m.def("aam_logits_fwd(Tensor x, Tensor w, Tensor target, float s, float m) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
+  m.def("aam_logits_bwd(Tensor x, Tensor w, Tensor rx, Tensor rw, Tensor target, float s, float m, Tensor grad) -> (Tensor, Tensor)");
+  m.def("aam_ce_fwd(Tensor x, Tensor w, Tensor target, float s, float m, int chunk) -> (Tensor, Tensor, Tensor, Tensor)");
+  m.def("aam_ce_bwd(Tensor x, Tensor w, Tensor rx, Tensor rw, Tensor target, float s, float m, Tensor lse, Tensor grad, int chunk) -> (Tensor, Tensor)");
+  m.def("aam_ce_fused(Tensor x, Tensor w, Tensor target, float s, float m, float weight, int chunk) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+  // cutmix
   m.def("cutmix_forward(Tensor xa, Tensor xb, Tensor boxes) -> (Tensor, Tensor)");
   m.def("cutmix_backward(Tensor grad, Tensor boxes) -> (Tensor, Tensor)");
   m.def("mask_embed_forward(Tensor feat, Tensor emb) -> Tensor");
   m.def("mask_embed_backward(Tensor grad, Tensor feat, Tensor emb) -> (Tensor, Tensor)");
+  // feature_stats
+  m.def("feature_stats_moments(Tensor x, Tensor labels, Tensor shift, Tensor(a!) count, Tensor(b!) sum, Tensor(c!) xtx) -> ()");
+  // the loader's augmentation
   m.def("augment_shift(Tensor x, Tensor dy, Tensor dx, Tensor flip, int mode, float fill, float divisor, float shift, bool to_float) -> Tensor");
-  m.def("class_moments(Tensor x, Tensor labels, Tensor shift, Tensor(a!) count, Tensor(b!) sum, Tensor(c!) xtx) -> ()");
   // the message a failed CUDA launch raises (SSGAN_CHECK_LAUNCH), callable for the tests on any machine
   m.def("launch_error_message(str op, str kernel, str[] names, Tensor[] tensors, str error) -> str",
         [](std::string op, std::string kernel, std::vector<std::string> names, std::vector<at::Tensor> tensors,
            std::string error) { return ssgan_fast::launch_error_message(op, kernel, names, tensors, error); });
+  m.def("constants() -> str", &constants);
 }
 
+// the host functions are device generic (ATen calls + the row kernels of the tensors' device)
+#define SSGAN_REGISTER_HOST(m)                                  \
+  m.impl("cosine_softmax_fwd", &ssgan_fast::cosine_softmax_fwd);   \
+  m.impl("cosine_softmax_bwd", &ssgan_fast::cosine_softmax_bwd);   \
+  m.impl("clustering_loss_bwd", &ssgan_fast::clustering_loss_bwd); \
+  m.impl("aam_logits_fwd", &ssgan_fast::aam_logits_fwd);           \
+  m.impl("aam_logits_bwd", &ssgan_fast::aam_logits_bwd);           \
+  m.impl("aam_ce_fwd", &ssgan_fast::aam_ce_fwd);                   \
+  m.impl("aam_ce_bwd", &ssgan_fast::aam_ce_bwd);                   \
+  m.impl("aam_ce_fused", &ssgan_fast::aam_ce_fused);
+
 TORCH_LIBRARY_IMPL(ssgan_fast_C, CPU, m) {
-  m.impl("cosine_logits_fwd_rows", &ssgan_fast::cosine_logits_fwd_rows_cpu);
-  m.impl("cosine_logits_bwd_rows", &ssgan_fast::cosine_logits_bwd_rows_cpu);
-  m.impl("cosine_logits_ce_rows", &ssgan_fast::cosine_logits_ce_rows_cpu);
+  SSGAN_REGISTER_HOST(m)
   m.impl("prototype_ema_rows", &ssgan_fast::prototype_ema_rows_cpu);
   m.impl("cutmix_forward", &ssgan_fast::cutmix_forward_cpu);
   m.impl("cutmix_backward", &ssgan_fast::cutmix_backward_cpu);
   m.impl("mask_embed_forward", &ssgan_fast::mask_embed_forward_cpu);
   m.impl("mask_embed_backward", &ssgan_fast::mask_embed_backward_cpu);
-  m.impl("class_moments", &ssgan_fast::class_moments_cpu);
+  m.impl("feature_stats_moments", &ssgan_fast::feature_stats_moments_cpu);
   m.impl("augment_shift", &ssgan_fast::augment_shift_cpu);
-  m.impl("cosine_logits_forward", &ssgan_fast::cosine_logits_forward);
-  m.impl("cosine_logits_backward", &ssgan_fast::cosine_logits_backward);
-  m.impl("cosine_logits_ce_fused", &ssgan_fast::cosine_logits_ce_fused);
 }
 
 #ifdef WITH_CUDA
 TORCH_LIBRARY_IMPL(ssgan_fast_C, CUDA, m) {
-  m.impl("cosine_logits_fwd_rows", &ssgan_fast::cosine_logits_fwd_rows_cuda);
-  m.impl("cosine_logits_bwd_rows", &ssgan_fast::cosine_logits_bwd_rows_cuda);
-  m.impl("cosine_logits_ce_rows", &ssgan_fast::cosine_logits_ce_rows_cuda);
+  SSGAN_REGISTER_HOST(m)
   m.impl("prototype_ema_rows", &ssgan_fast::prototype_ema_rows_cuda);
   m.impl("cutmix_forward", &ssgan_fast::cutmix_forward_cuda);
   m.impl("cutmix_backward", &ssgan_fast::cutmix_backward_cuda);
   m.impl("mask_embed_forward", &ssgan_fast::mask_embed_forward_cuda);
   m.impl("mask_embed_backward", &ssgan_fast::mask_embed_backward_cuda);
-  m.impl("class_moments", &ssgan_fast::class_moments_cuda);
-  m.impl("cosine_logits_forward", &ssgan_fast::cosine_logits_forward);
-  m.impl("cosine_logits_backward", &ssgan_fast::cosine_logits_backward);
-  m.impl("cosine_logits_ce_fused", &ssgan_fast::cosine_logits_ce_fused);
+  m.impl("feature_stats_moments", &ssgan_fast::feature_stats_moments_cuda);
 }
 #define SSGAN_WITH_CUDA 1
 #else

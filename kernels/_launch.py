@@ -53,7 +53,7 @@ def launch(kernel, grid, args, meta, *, tuned=None, interp=None):
             else:
                 tuned[grid](*args, **meta)
     except Exception as e:  # compile errors, out of resources, launch failures: say which op and kernel
-        raise kernel_error("triton", _name(kernel), dict(zip(_arg_names(kernel), args)) | meta, e,
+        raise kernel_error("triton", _name(kernel), dict(zip(_arg_names(kernel), args, strict=False)) | meta, e,
                            device=None if t is None else t.device,
                            detail=f"Triton {triton.__version__}" + (", interpreter" if interpreting() else "")) from e
 

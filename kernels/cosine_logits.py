@@ -1,11 +1,12 @@
-"""Triton kernels of the fused cosine-logits core (op families 1 and 2).
+"""Triton row kernels of the fused cosine-logits core (op families prototype and aam).
 
 Same contract as ``csrc/cpu/cosine_logits.cpp``: the kernels work in place on a float32 tile of
-raw dot products ``dots[B, Kc]`` (x_b . w_{c0+k}, from the vendor GEMM) and
-- ``fwd_rows``: turn it into probabilities (mode 0, with optional per-row column ranges),
-  margin logits (mode 1), or update online log-sum-exp statistics (mode 2);
-- ``bwd_rows``: turn it into ``e = dcos * rx * rw`` and accumulate the row / column sums of
-  ``dcos * cos`` that the normalisation backward needs.
+raw dot products ``dots[B, Kc]`` (x_b . w_{c0+k}, from the vendor GEMM).
+- forward: ``softmax_rows`` (probabilities, optional per-row column ranges), ``logits_rows``
+  (margin logits), ``lse_rows`` (online log-sum-exp statistics of the cross-entropy);
+- backward: ``softmax_bwd_rows``, ``logits_bwd_rows``, ``ce_bwd_rows`` turn it into
+  ``e = dcos * rx * rw`` and accumulate the row / column sums of ``dcos * cos``;
+- ``ce_rows``: the cross-entropy forward and its gradient on whole rows.
 A program owns BLOCK_B rows and walks the columns in BLOCK_K tiles (2-D tiles; online softmax).
 """
 import math
@@ -13,13 +14,16 @@ import math
 import triton
 import triton.language as tl
 
+from ssgan_fast._constants import MARGIN_CLAMP_EPS
+
 from ._launch import launch
 
-MARGIN_CLAMP_EPS = 1e-7
+# the kernels' MODE (one compiled variant each)
+_PROBS, _LOGITS, _CROSS_ENTROPY = 0, 1, 2
 
 
 def margin_constants(m: float):
-    """(cos m, sin m, th, mm) of the ArcFace margin; see ``Margin`` in csrc/ops.h."""
+    """(cos m, sin m, th, mm) of the ArcFace margin; see ``MarginT`` in csrc/shared.h."""
     return math.cos(m), math.sin(m), math.cos(math.pi - m), math.sin(math.pi - m) * m
 
 
@@ -87,18 +91,18 @@ def _fwd_rows_kernel(dots, ld, rx, rw, scale, target, lo, hi, stats, B, K, c0,
     else:
         t = tl.full([BLOCK_B], -1, tl.int64)
     if HAS_GROUP:
-        l = tl.load(lo + rows, mask=rmask, other=0) - c0
-        h = tl.load(hi + rows, mask=rmask, other=0) - c0
+        g0 = tl.load(lo + rows, mask=rmask, other=0) - c0
+        g1 = tl.load(hi + rows, mask=rmask, other=0) - c0
     else:
-        l = tl.zeros([BLOCK_B], tl.int64)
-        h = tl.zeros([BLOCK_B], tl.int64) + K
+        g0 = tl.zeros([BLOCK_B], tl.int64)
+        g1 = tl.zeros([BLOCK_B], tl.int64) + K
     m_i = tl.full([BLOCK_B], float("-inf"), tl.float32)
     l_i = tl.zeros([BLOCK_B], tl.float32)
     tl_i = tl.zeros([BLOCK_B], tl.float32)
     for k0 in range(0, K, BLOCK_K):
         cols, cmask, iomask, ptrs, wr, c, is_t, logit = _tile(dots, ld, rw, rows, rmask, k0, K, xr, s, t,
                                                               cos_m, sin_m, th, mm, EPS, BLOCK_K)
-        valid = iomask & (cols[None, :] >= l[:, None]) & (cols[None, :] < h[:, None])
+        valid = iomask & (cols[None, :] >= g0[:, None]) & (cols[None, :] < g1[:, None])
         logit = tl.where(valid, logit, float("-inf"))
         if MODE == 1:
             tl.store(ptrs, logit, mask=iomask)
@@ -111,7 +115,7 @@ def _fwd_rows_kernel(dots, ld, rx, rw, scale, target, lo, hi, stats, B, K, c0,
         for k0 in range(0, K, BLOCK_K):
             cols, cmask, iomask, ptrs, wr, c, is_t, logit = _tile(dots, ld, rw, rows, rmask, k0, K, xr, s, t,
                                                                   cos_m, sin_m, th, mm, EPS, BLOCK_K)
-            valid = iomask & (cols[None, :] >= l[:, None]) & (cols[None, :] < h[:, None])
+            valid = iomask & (cols[None, :] >= g0[:, None]) & (cols[None, :] < g1[:, None])
             p = tl.where(valid, tl.exp(logit - lse[:, None]), 0.0)
             acc += tl.sum(tl.where(p > 0.0, p * logit, 0.0), 1)
             tl.store(ptrs, p, mask=iomask)
@@ -253,7 +257,7 @@ def _tiles(B, K):
     return dict(BLOCK_B=BB, BLOCK_K=BK)
 
 
-def fwd_rows(dots, rx, rw, scale, margin, target, lo, hi, c0, mode, stats):
+def _fwd_rows(dots, rx, rw, scale, margin, target, lo, hi, c0, mode, stats):
     B, K = dots.shape
     if B == 0 or K == 0:
         return
@@ -264,7 +268,7 @@ def fwd_rows(dots, rx, rw, scale, margin, target, lo, hi, c0, mode, stats):
     launch(_fwd_rows_kernel, _grid(B), args, meta, tuned=_fwd_tuned, interp=_tiles(B, K))
 
 
-def bwd_rows(dots, rx, rw, scale, margin, target, lo, hi, c0, mode, saved, lse, grad, rowdot, coldot):
+def _bwd_rows(dots, rx, rw, scale, margin, target, c0, mode, saved, lse, grad, rowdot, coldot):
     B, K = dots.shape
     if B == 0 or K == 0:
         return
@@ -275,7 +279,41 @@ def bwd_rows(dots, rx, rw, scale, margin, target, lo, hi, c0, mode, saved, lse, 
     launch(_bwd_rows_kernel, _grid(B), args, meta, tuned=_bwd_tuned, interp=_tiles(B, K))
 
 
+def softmax_rows(dots, rx, rw, scale, lo, hi, stats):
+    """dots <- probabilities (0 outside [lo_b, hi_b) where given); stats[0] = lse, stats[1] = entropy."""
+    _fwd_rows(dots, rx, rw, scale, 0.0, lo.new_empty(0), lo, hi, 0, _PROBS, stats)
+
+
+def logits_rows(dots, rx, rw, scale, margin, target, stats):
+    """dots <- s cos, s cos(theta + m) at the target column."""
+    _fwd_rows(dots, rx, rw, scale, margin, target, target.new_empty(0), target.new_empty(0), 0, _LOGITS, stats)
+
+
+def lse_rows(dots, rx, rw, scale, margin, target, c0, stats):
+    """Folds the margin logits of columns c0.. into stats = (running max, sum of exp, target logit)."""
+    _fwd_rows(dots, rx, rw, scale, margin, target, target.new_empty(0), target.new_empty(0), c0, _CROSS_ENTROPY,
+              stats)
+
+
+def softmax_bwd_rows(dots, rx, rw, scale, probs, lse, grad, rowdot, coldot):
+    """dots (output only) <- e of the softmax backward, cos recovered from the saved probabilities."""
+    _bwd_rows(dots, rx, rw, scale, 0.0, probs.new_empty(0), 0, _PROBS, probs, lse, grad, rowdot,
+              coldot)
+
+
+def logits_bwd_rows(dots, rx, rw, scale, margin, target, grad, rowdot, coldot):
+    """dots (raw dot products) <- e of the margin-logits backward for grad = dL/dlogits."""
+    _bwd_rows(dots, rx, rw, scale, margin, target, 0, _LOGITS, rx.new_empty(0), rx.new_empty(0), grad, rowdot, coldot)
+
+
+def ce_bwd_rows(dots, rx, rw, scale, margin, target, c0, lse, grad, rowdot, coldot):
+    """dots (raw dot products of columns c0..) <- e of the cross-entropy backward for grad = dL/dloss_b."""
+    _bwd_rows(dots, rx, rw, scale, margin, target, c0, _CROSS_ENTROPY, rx.new_empty(0), lse, grad, rowdot, coldot)
+
+
 def ce_rows(dots, rx, rw, scale, margin, target, weight, stats, rowdot, coldot):
+    """Cross-entropy forward + gradient on whole rows: stats[0] = lse, stats[1] = loss; dots <- e for
+    dL/dloss_b = weight."""
     B, K = dots.shape
     if B == 0 or K == 0:
         return

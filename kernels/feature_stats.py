@@ -1,4 +1,4 @@
-"""Triton kernel of op family 4: per-class moments of shifted features (FID / Intra-FID / cFID).
+"""Triton kernel of op family feature_stats: per-class moments of shifted features (FID / Intra-FID / cFID).
 
 Same contract as csrc/cuda/feature_stats.cu: a segmented SYRK. Rows are ordered by class on the
 device (stable sort, no host sync); program (tile pair ti <= tj, class c, row chunk z) gathers the
@@ -11,9 +11,9 @@ import torch
 import triton
 import triton.language as tl
 
-from ._launch import launch
+from ssgan_fast._constants import FEATURE_STATS_CHUNK as CHUNK
 
-CHUNK = 4096
+from ._launch import launch
 
 
 @triton.jit
@@ -63,7 +63,7 @@ def _pairs(ntiles, device):
     return ij.t().contiguous().to(device=device, dtype=torch.int32)
 
 
-def class_moments(x, labels, shift, count, colsum, xtx, tile=None):
+def moments(x, labels, shift, count, colsum, xtx, tile=None):
     N, D = x.shape
     C = count.numel()
     if N == 0 or D == 0:
@@ -76,4 +76,5 @@ def class_moments(x, labels, shift, count, colsum, xtx, tile=None):
     ntiles = triton.cdiv(D, TILE)
     pairs = _pairs(ntiles, x.device)
     grid = (pairs.shape[0], C, triton.cdiv(N, CHUNK))
-    launch(_moments_kernel, grid, (x, perm, start, shift, pairs, count, colsum, xtx, D), dict(CHUNK=CHUNK, TILE=TILE, BK=16))
+    launch(_moments_kernel, grid, (x, perm, start, shift, pairs, count, colsum, xtx, D),
+           dict(CHUNK=CHUNK, TILE=TILE, BK=16))

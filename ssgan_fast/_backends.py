@@ -42,21 +42,21 @@ def _load_ext():
 def _load_triton():
     try:
         import triton  # noqa: F401
-        from ssgan_fast.kernels import cosine_logits, cosine_softmax, cutmix, feature_stats, prototype
+        from ssgan_fast.kernels import cosine_logits, cosine_logits_fused, cutmix, feature_stats, prototype
     except Exception as e:  # ImportError, or a Triton that fails to initialise
         return None, f"Triton is not usable ({type(e).__name__}: {e})"
-    return SimpleNamespace(fwd_rows=cosine_logits.fwd_rows, bwd_rows=cosine_logits.bwd_rows,
-                           ce_rows=cosine_logits.ce_rows, ema_rows=prototype.ema_rows,
-                           fused_softmax=cosine_softmax.fused_forward,
-                           fused_softmax_backward=cosine_softmax.fused_backward,
-                           fused_ce=cosine_softmax.fused_ce,
-                           fused_softmax_supported=cosine_softmax.supported,
-                           fused_backward_supported=cosine_softmax.backward_supported,
-                           fused_ce_supported=cosine_softmax.ce_supported,
+    rows = cosine_logits
+    fused = cosine_logits_fused
+    return SimpleNamespace(softmax_rows=rows.softmax_rows, logits_rows=rows.logits_rows, lse_rows=rows.lse_rows,
+                           softmax_bwd_rows=rows.softmax_bwd_rows, logits_bwd_rows=rows.logits_bwd_rows,
+                           ce_bwd_rows=rows.ce_bwd_rows, ce_rows=rows.ce_rows, ema_rows=prototype.ema_rows,
+                           fused_softmax=fused.fused_forward, fused_softmax_backward=fused.fused_backward,
+                           fused_ce=fused.fused_ce, fused_softmax_supported=fused.supported,
+                           fused_backward_supported=fused.backward_supported, fused_ce_supported=fused.ce_supported,
                            cutmix_forward=cutmix.cutmix_forward, cutmix_backward=cutmix.cutmix_backward,
                            mask_embed_forward=cutmix.mask_embed_forward,
                            mask_embed_backward=cutmix.mask_embed_backward,
-                           class_moments=feature_stats.class_moments), ""
+                           feature_stats_moments=feature_stats.moments), ""
 
 
 class KernelError(RuntimeError):
@@ -176,10 +176,11 @@ def availability(name: str, device: torch.device | str | None = None) -> tuple[b
 @functools.lru_cache(maxsize=None)
 def kernels(name: str):
     """The kernels a backend's Python side calls. Triton: the row kernels, the single-launch
-    kernels and ema_rows (its host loop is Python). cpp / cuda: ema_rows only - their row kernels
-    run inside the C++ host (ssgan_fast_C::cosine_logits_forward / _backward / _ce_fused)."""
+    kernels and ema_rows (its host functions are Python). cpp / cuda: ema_rows and the loader's
+    augment_shift - their row kernels run inside the C++ host functions (ssgan_fast_C::cosine_softmax_fwd, ...)."""
     if name in ("cpp", "cuda"):
-        return SimpleNamespace(ema_rows=torch.ops.ssgan_fast_C.prototype_ema_rows)
+        ops = torch.ops.ssgan_fast_C
+        return SimpleNamespace(ema_rows=ops.prototype_ema_rows, augment_shift=ops.augment_shift)
     if name == "triton":
         mod, why = _load_triton()
         if mod is None:

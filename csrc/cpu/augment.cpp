@@ -13,7 +13,8 @@
 #include <immintrin.h>
 #endif
 
-#include "../image_ops.h"
+#include "../augment.h"
+
 
 namespace ssgan_fast {
 namespace {

@@ -1,4 +1,4 @@
-// C++ CPU kernels of the fused cosine-logits core (op families 1 and 2).
+// C++ CPU row kernels of the fused cosine-logits core (op families prototype and aam; cosine_logits.h).
 // Rows are independent: at::parallel_for over rows; the per-column reduction of the backward
 // (coldot) goes to per-thread buffers summed at the end, so results do not depend on scheduling
 // beyond float summation order within a thread's range.
@@ -10,7 +10,7 @@
 #include <limits>
 #include <vector>
 
-#include "../ops.h"
+#include "../cosine_logits.h"
 
 // Vector exp: glibc's libmvec (_ZGVbN4v_expf / _ZGVbN2v_exp, linked with -lmvec) serves the
 // `omp simd` loops below. Declaring the SIMD variants (at global scope) is what <math.h> does under
@@ -21,21 +21,6 @@ extern "C" __attribute__((simd("notinbranch"), const, nothrow)) double exp(doubl
 namespace ssgan_fast {
 namespace {
 
-
-// phi(c) of aam-discriminator Eq. (8): cos(theta + m), see Margin in ops.h.
-template <typename T>
-inline T margin_fwd(T c, const MarginT<T>& M) {
-  const T eps = static_cast<T>(kMarginClampEps);
-  const T cc = std::min(std::max(c, T(-1) + eps), T(1) - eps);
-  return c > M.th ? cc * M.cos_m - std::sqrt(T(1) - cc * cc) * M.sin_m : c - M.mm;
-}
-template <typename T>
-inline T margin_bwd(T c, const MarginT<T>& M) {
-  const T eps = static_cast<T>(kMarginClampEps);
-  if (!(c > M.th)) return T(1);
-  if (c < T(-1) + eps || c > T(1) - eps) return T(0);
-  return M.cos_m + M.sin_m * c / std::sqrt(T(1) - c * c);
-}
 
 struct RowCtx {
   int64_t t;   // target column within the chunk, or -1
@@ -167,14 +152,14 @@ T ce_grad_row(T* __restrict__ row, int64_t K, T s, T xr, const T* __restrict__ r
 template <typename T>
 void cosine_logits_fwd_rows_cpu_impl(const at::Tensor& dots, const at::Tensor& rx, const at::Tensor& rw,
                                      const at::Tensor& scale, double margin, const at::Tensor& target,
-                                     const at::Tensor& lo, const at::Tensor& hi, int64_t c0, int64_t mode,
+                                     const at::Tensor& lo, const at::Tensor& hi, int64_t c0, int64_t kind,
                                      const at::Tensor& stats) {
   T* d = dots.data_ptr<T>();
   const T* prw = rw.data_ptr<T>();
   const T* prx = rx.data_ptr<T>();
   const int64_t B = dots.size(0), K = dots.size(1), ld = dots.stride(0);
   const T s = *scale.data_ptr<T>();  // a CPU tensor: a plain read (item() would be a dispatched op)
-  const int64_t* pt = mode != kProbs ? target.data_ptr<int64_t>() : nullptr;
+  const int64_t* pt = kind != kProbs ? target.data_ptr<int64_t>() : nullptr;
   const int64_t* plo = lo.numel() ? lo.data_ptr<int64_t>() : nullptr;
   const int64_t* phi = hi.numel() ? hi.data_ptr<int64_t>() : nullptr;
   T* st = stats.data_ptr<T>();
@@ -185,12 +170,12 @@ void cosine_logits_fwd_rows_cpu_impl(const at::Tensor& dots, const at::Tensor& r
       T* __restrict__ row = d + b * ld;
       const RowCtx r = row_ctx(b, K, c0, pt, plo, phi);
       logits_row(row, K, s, prx[b], prw, r, M);
-      if (mode == kLogits) continue;
+      if (kind == kLogits) continue;
       const T mx = row_max(row, r.lo, r.hi);
       const T tlogit = (r.t >= 0 && r.t < K) ? row[r.t] : T(0);
       T sum, ev;
       exp_shift(row + r.lo, r.hi - r.lo, mx, &sum, &ev);  // row <- exp(logit - max)
-      if (mode == kProbs) {
+      if (kind == kProbs) {
         const T inv = T(1) / sum;
 #pragma omp simd
         for (int64_t k = r.lo; k < r.hi; ++k) row[k] *= inv;
@@ -210,12 +195,12 @@ void cosine_logits_fwd_rows_cpu_impl(const at::Tensor& dots, const at::Tensor& r
   });
 }
 
-// Cross-entropy backward over one column chunk of recomputed dot products (mode 2: the no-grad /
-// large-C path). Modes 0 and 1 do not come here on the CPU: the host writes their GEMM operand
-// directly (cosine_logits_probs_grad_cpu / _margin_grad_cpu) and takes the normalisation terms
-// from the GEMM results.
+// Cross-entropy backward over one column chunk of recomputed dot products (the no-grad / large-C
+// path of aam_cross_entropy). The softmax and logits backward do not need it on the CPU: the host
+// writes their GEMM operand directly (cosine_softmax_grad_cpu / aam_logits_grad_cpu) and takes
+// the normalisation terms from the GEMM results.
 template <typename T>
-void cosine_logits_bwd_rows_cpu_impl(const at::Tensor& dots, const at::Tensor& rx, const at::Tensor& rw,
+void aam_ce_bwd_rows_cpu_impl(const at::Tensor& dots, const at::Tensor& rx, const at::Tensor& rw,
                                      const at::Tensor& scale, double margin, const at::Tensor& target, int64_t c0,
                                      const at::Tensor& lse, const at::Tensor& grad, const at::Tensor& rowdot,
                                      const at::Tensor& coldot) {
@@ -249,7 +234,7 @@ void cosine_logits_bwd_rows_cpu_impl(const at::Tensor& dots, const at::Tensor& r
 // Fused cross-entropy forward + gradient on whole rows (all classes in `dots`): stats[0] = lse,
 // stats[1] = loss; dots <- e = dcos * rx * rw for the row weights `weight` (dL/dloss_b).
 template <typename T>
-void cosine_logits_ce_rows_cpu_impl(const at::Tensor& dots, const at::Tensor& rx, const at::Tensor& rw,
+void aam_ce_rows_cpu_impl(const at::Tensor& dots, const at::Tensor& rx, const at::Tensor& rw,
                                     const at::Tensor& scale, double margin, const at::Tensor& target,
                                     double weight, const at::Tensor& stats, const at::Tensor& rowdot,
                                     const at::Tensor& coldot) {
@@ -284,12 +269,12 @@ void cosine_logits_ce_rows_cpu_impl(const at::Tensor& dots, const at::Tensor& rx
   add_partials(partial, nthreads, K, coldot.data_ptr<T>());
 }
 
-// Softmax backward straight to the GEMM operand (mode 0 on the CPU host): e_bk = s p_bk (g_bk -
+// Softmax backward straight to the GEMM operand (cosine_softmax / clustering_loss on the CPU host): e_bk = s p_bk (g_bk -
 // sum_j p_bj g_bj) rx_b rw_k. No cos is needed: the host takes the normalisation terms from the
 // GEMM results (sum_k dcos_bk cos_bk = x_b . (e W)_b), so neither the log of the probabilities nor
 // per-column partial sums are computed here.
 template <typename T>
-void cosine_logits_probs_grad_cpu_impl(const at::Tensor& e, const at::Tensor& rx, const at::Tensor& rw,
+void cosine_softmax_grad_cpu_impl(const at::Tensor& e, const at::Tensor& rx, const at::Tensor& rw,
                                        const at::Tensor& scale, const at::Tensor& probs, const at::Tensor& grad) {
   T* pe = e.data_ptr<T>();
   const T* prx = rx.data_ptr<T>();
@@ -313,12 +298,12 @@ void cosine_logits_probs_grad_cpu_impl(const at::Tensor& e, const at::Tensor& rx
   });
 }
 
-// AAM-logits backward straight to the GEMM operand (mode 1 on the CPU host): dcos = s g, times the
-// margin derivative at the target, whose cos is one dot product per row; e = dcos rx rw. As for mode
-// 0 the host takes the normalisation terms from the GEMM results, so the logits tile is not
+// AAM-logits backward straight to the GEMM operand (aam_logits on the CPU host): dcos = s g, times the
+// margin derivative at the target, whose cos is one dot product per row; e = dcos rx rw. As for the
+// softmax the host takes the normalisation terms from the GEMM results, so the logits tile is not
 // recomputed (three GEMMs in all instead of four).
 template <typename T>
-void cosine_logits_margin_grad_cpu_impl(const at::Tensor& e, const at::Tensor& x, const at::Tensor& w,
+void aam_logits_grad_cpu_impl(const at::Tensor& e, const at::Tensor& x, const at::Tensor& w,
                                         const at::Tensor& rx, const at::Tensor& rw, const at::Tensor& scale,
                                         double margin, const at::Tensor& target, const at::Tensor& grad) {
   T* pe = e.data_ptr<T>();
@@ -355,76 +340,72 @@ void cosine_logits_margin_grad_cpu_impl(const at::Tensor& e, const at::Tensor& x
 
 void cosine_logits_fwd_rows_cpu(const at::Tensor& dots, const at::Tensor& rx, const at::Tensor& rw,
                                 const at::Tensor& scale, double margin, const at::Tensor& target,
-                                const at::Tensor& lo, const at::Tensor& hi, int64_t c0, int64_t mode,
+                                const at::Tensor& lo, const at::Tensor& hi, int64_t c0, int64_t kind,
                                 const at::Tensor& stats) {
-  check_rows_args(dots, rx, rw, scale, target, lo, hi, mode);
+  check_rows_args(dots, rx, rw, scale, target, lo, hi, kind);
   check_stats_arg(dots, stats);
   AT_DISPATCH_FLOATING_TYPES(dots.scalar_type(), "cosine_logits_fwd_rows_cpu", [&] {
-    cosine_logits_fwd_rows_cpu_impl<scalar_t>(dots, rx, rw, scale, margin, target, lo, hi, c0, mode, stats);
+    cosine_logits_fwd_rows_cpu_impl<scalar_t>(dots, rx, rw, scale, margin, target, lo, hi, c0, kind, stats);
   });
 }
 
-void cosine_logits_bwd_rows_cpu(const at::Tensor& dots, const at::Tensor& rx, const at::Tensor& rw,
-                                const at::Tensor& scale, double margin, const at::Tensor& target,
-                                const at::Tensor& lo, const at::Tensor& hi, int64_t c0, int64_t mode,
-                                const at::Tensor& saved, const at::Tensor& lse, const at::Tensor& grad,
-                                const at::Tensor& rowdot, const at::Tensor& coldot) {
-  check_rows_args(dots, rx, rw, scale, target, lo, hi, mode);
-  check_bwd_args(dots, mode, saved, lse, grad, rowdot, coldot);
-  TORCH_CHECK(mode == kCrossEntropy,
-              "cosine_logits_bwd_rows (CPU): mode 2 only; the CPU host computes the backward of modes 0 and 1 "
-              "without this kernel (cosine_logits_probs_grad / cosine_logits_margin_grad)");
-  AT_DISPATCH_FLOATING_TYPES(dots.scalar_type(), "cosine_logits_bwd_rows_cpu", [&] {
-    cosine_logits_bwd_rows_cpu_impl<scalar_t>(dots, rx, rw, scale, margin, target, c0, lse, grad, rowdot, coldot);
+void aam_ce_bwd_rows_cpu(const at::Tensor& dots, const at::Tensor& rx, const at::Tensor& rw, const at::Tensor& scale,
+                         double margin, const at::Tensor& target, int64_t c0, const at::Tensor& lse,
+                         const at::Tensor& grad, const at::Tensor& rowdot, const at::Tensor& coldot) {
+  const at::Tensor none = at::empty({0}, target.options());
+  check_rows_args(dots, rx, rw, scale, target, none, none, kCrossEntropy);
+  check_bwd_args(dots, kCrossEntropy, at::empty({0}, dots.options()), lse, grad, rowdot, coldot);
+  AT_DISPATCH_FLOATING_TYPES(dots.scalar_type(), "aam_ce_bwd_rows_cpu", [&] {
+    aam_ce_bwd_rows_cpu_impl<scalar_t>(dots, rx, rw, scale, margin, target, c0, lse, grad, rowdot, coldot);
   });
 }
 
-void cosine_logits_ce_rows_cpu(const at::Tensor& dots, const at::Tensor& rx, const at::Tensor& rw,
-                               const at::Tensor& scale, double margin, const at::Tensor& target, double weight,
-                               const at::Tensor& stats, const at::Tensor& rowdot, const at::Tensor& coldot) {
+void aam_ce_rows_cpu(const at::Tensor& dots, const at::Tensor& rx, const at::Tensor& rw, const at::Tensor& scale,
+                     double margin, const at::Tensor& target, double weight, const at::Tensor& stats,
+                     const at::Tensor& rowdot, const at::Tensor& coldot) {
   check_ce_rows_args(dots, rx, rw, scale, target, stats, rowdot, coldot);
-  AT_DISPATCH_FLOATING_TYPES(dots.scalar_type(), "cosine_logits_ce_rows_cpu", [&] {
-    cosine_logits_ce_rows_cpu_impl<scalar_t>(dots, rx, rw, scale, margin, target, weight, stats, rowdot, coldot);
+  AT_DISPATCH_FLOATING_TYPES(dots.scalar_type(), "aam_ce_rows_cpu", [&] {
+    aam_ce_rows_cpu_impl<scalar_t>(dots, rx, rw, scale, margin, target, weight, stats, rowdot, coldot);
   });
 }
 
-void cosine_logits_probs_grad_cpu(const at::Tensor& e, const at::Tensor& rx, const at::Tensor& rw,
-                                  const at::Tensor& scale, const at::Tensor& probs, const at::Tensor& grad) {
+void cosine_softmax_grad_cpu(const at::Tensor& e, const at::Tensor& rx, const at::Tensor& rw,
+                             const at::Tensor& scale, const at::Tensor& probs, const at::Tensor& grad) {
   const auto dt = e.scalar_type();
   TORCH_CHECK(e.dim() == 2 && e.is_contiguous() && (dt == at::kFloat || dt == at::kDouble),
-              "cosine_logits_probs_grad: e must be a contiguous float32/float64 [B, K] tensor");
+              "cosine_softmax_grad: e must be a contiguous float32/float64 [B, K] tensor");
   const int64_t B = e.size(0), K = e.size(1);
   for (const at::Tensor* t : {&probs, &grad}) {
     TORCH_CHECK(t->scalar_type() == dt && t->is_contiguous() && t->numel() == B * K,
-                "cosine_logits_probs_grad: probs and grad must be contiguous [B, K] of e's dtype");
+                "cosine_softmax_grad: probs and grad must be contiguous [B, K] of e's dtype");
   }
   TORCH_CHECK(rx.scalar_type() == dt && rx.is_contiguous() && rx.numel() == B && rw.scalar_type() == dt &&
                   rw.is_contiguous() && rw.numel() == K && scale.scalar_type() == dt && scale.numel() == 1,
-              "cosine_logits_probs_grad: rx [B], rw [K], scale [1] of e's dtype");
-  AT_DISPATCH_FLOATING_TYPES(dt, "cosine_logits_probs_grad_cpu", [&] {
-    cosine_logits_probs_grad_cpu_impl<scalar_t>(e, rx, rw, scale, probs, grad);
+              "cosine_softmax_grad: rx [B], rw [K], scale [1] of e's dtype");
+  AT_DISPATCH_FLOATING_TYPES(dt, "cosine_softmax_grad_cpu", [&] {
+    cosine_softmax_grad_cpu_impl<scalar_t>(e, rx, rw, scale, probs, grad);
   });
 }
 
-void cosine_logits_margin_grad_cpu(const at::Tensor& e, const at::Tensor& x, const at::Tensor& w,
-                                   const at::Tensor& rx, const at::Tensor& rw, const at::Tensor& scale, double margin,
-                                   const at::Tensor& target, const at::Tensor& grad) {
+void aam_logits_grad_cpu(const at::Tensor& e, const at::Tensor& x, const at::Tensor& w, const at::Tensor& rx,
+                         const at::Tensor& rw, const at::Tensor& scale, double margin, const at::Tensor& target,
+                         const at::Tensor& grad) {
   const auto dt = e.scalar_type();
   TORCH_CHECK(e.dim() == 2 && e.is_contiguous() && (dt == at::kFloat || dt == at::kDouble),
-              "cosine_logits_margin_grad: e must be a contiguous float32/float64 [B, K] tensor");
+              "aam_logits_grad: e must be a contiguous float32/float64 [B, K] tensor");
   const int64_t B = e.size(0), K = e.size(1);
   TORCH_CHECK(x.scalar_type() == dt && w.scalar_type() == dt && x.is_contiguous() && w.is_contiguous() &&
                   x.size(0) == B && w.size(0) == K && x.size(1) == w.size(1),
-              "cosine_logits_margin_grad: x [B, D] and w [K, D] contiguous, of e's dtype");
+              "aam_logits_grad: x [B, D] and w [K, D] contiguous, of e's dtype");
   TORCH_CHECK(grad.scalar_type() == dt && grad.is_contiguous() && grad.numel() == B * K,
-              "cosine_logits_margin_grad: grad must be contiguous [B, K] of e's dtype");
+              "aam_logits_grad: grad must be contiguous [B, K] of e's dtype");
   TORCH_CHECK(rx.scalar_type() == dt && rx.is_contiguous() && rx.numel() == B && rw.scalar_type() == dt &&
                   rw.is_contiguous() && rw.numel() == K && scale.scalar_type() == dt && scale.numel() == 1,
-              "cosine_logits_margin_grad: rx [B], rw [K], scale [1] of e's dtype");
+              "aam_logits_grad: rx [B], rw [K], scale [1] of e's dtype");
   TORCH_CHECK(target.scalar_type() == at::kLong && target.is_contiguous() && target.numel() == B,
-              "cosine_logits_margin_grad: target must be int64 contiguous [B]");
-  AT_DISPATCH_FLOATING_TYPES(dt, "cosine_logits_margin_grad_cpu", [&] {
-    cosine_logits_margin_grad_cpu_impl<scalar_t>(e, x, w, rx, rw, scale, margin, target, grad);
+              "aam_logits_grad: target must be int64 contiguous [B]");
+  AT_DISPATCH_FLOATING_TYPES(dt, "aam_logits_grad_cpu", [&] {
+    aam_logits_grad_cpu_impl<scalar_t>(e, x, w, rx, rw, scale, margin, target, grad);
   });
 }
 

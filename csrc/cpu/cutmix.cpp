@@ -16,7 +16,7 @@
 #include <cstring>
 #include <vector>
 
-#include "../image_ops.h"
+#include "../cutmix.h"
 
 namespace ssgan_fast {
 namespace {

@@ -3,7 +3,7 @@
 // One pass over the features: a counting sort of the labels, then per (class, column block) task
 // the rows of that class are gathered, shifted by the class's shift vector, written to a
 // class-sorted buffer and summed in float64.  The second moments are one BLAS GEMM Y_c^T Y_c per
-// class and chunk of <= kChunk rows, in the dtype of x (float32 products for float32 features),
+// class and chunk of <= FEATURE_STATS_CHUNK rows, in the dtype of x (float32 products for float32 features),
 // added to the float64 accumulator: the shift keeps the values centred (no catastrophic
 // cancellation in cov = E[yy^T] - E[y]E[y]^T) and the chunking bounds float32 accumulation error.
 #include <ATen/Dispatch.h>
@@ -15,26 +15,25 @@
 #include <algorithm>
 #include <vector>
 
-#include "../image_ops.h"
+#include "../feature_stats.h"
 
 namespace ssgan_fast {
 namespace {
-constexpr int64_t kChunk = 4096;  // rows per float32 GEMM before the float64 accumulation
 constexpr int64_t kColBlock = 256;
 constexpr int64_t kBlock = 256;  // column block of the symmetric (upper block triangle) products
 }  // namespace
 
-void class_moments_cpu(const at::Tensor& x, const at::Tensor& labels, const at::Tensor& shift, const at::Tensor& count,
+void feature_stats_moments_cpu(const at::Tensor& x, const at::Tensor& labels, const at::Tensor& shift, const at::Tensor& count,
                        const at::Tensor& sum, const at::Tensor& xtx) {
-  check_class_moments(x, labels, shift, count, sum, xtx);
-  TORCH_CHECK(x.device().is_cpu(), "class_moments (cpu): tensors must be on the CPU");
+  check_feature_stats_moments(x, labels, shift, count, sum, xtx);
+  TORCH_CHECK(x.device().is_cpu(), "feature_stats_moments (cpu): tensors must be on the CPU");
   const int64_t N = x.size(0), D = x.size(1), C = count.numel();
   if (N == 0 || D == 0) return;
   // counting sort of the rows by label
   const int64_t* lab = labels.const_data_ptr<int64_t>();
   std::vector<int64_t> start(C + 1, 0), perm(N);
   for (int64_t i = 0; i < N; ++i) {
-    TORCH_CHECK(lab[i] >= 0 && lab[i] < C, "class_moments: label ", lab[i], " out of range [0, ", C, ")");
+    TORCH_CHECK(lab[i] >= 0 && lab[i] < C, "feature_stats_moments: label ", lab[i], " out of range [0, ", C, ")");
     ++start[lab[i] + 1];
   }
   for (int64_t c = 0; c < C; ++c) start[c + 1] += start[c];
@@ -48,7 +47,7 @@ void class_moments_cpu(const at::Tensor& x, const at::Tensor& labels, const at::
   at::Tensor y = at::empty({N, D}, x.options());
   double* ps = sum.data_ptr<double>();
   const int64_t nblk = (D + kColBlock - 1) / kColBlock;
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "class_moments_cpu", [&] {
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "feature_stats_moments_cpu", [&] {
     const scalar_t* px = x.const_data_ptr<scalar_t>();
     const scalar_t* sh = shift.const_data_ptr<scalar_t>();
     scalar_t* py = y.data_ptr<scalar_t>();
@@ -81,8 +80,8 @@ void class_moments_cpu(const at::Tensor& x, const at::Tensor& labels, const at::
   for (int64_t c : present) {
     pc[c] += static_cast<double>(start[c + 1] - start[c]);
     at::Tensor acc = xtx.select(0, c);
-    for (int64_t r0 = start[c]; r0 < start[c + 1]; r0 += kChunk) {
-      const at::Tensor seg = y.narrow(0, r0, std::min(kChunk, start[c + 1] - r0));
+    for (int64_t r0 = start[c]; r0 < start[c + 1]; r0 += FEATURE_STATS_CHUNK) {
+      const at::Tensor seg = y.narrow(0, r0, std::min(FEATURE_STATS_CHUNK, start[c + 1] - r0));
       for (int64_t bi = 0; bi < nb; ++bi) {
         const int64_t i0 = bi * kBlock, wi = std::min(kBlock, D - i0);
         const at::Tensor a = seg.narrow(1, i0, wi).t();

@@ -4,7 +4,7 @@
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 
-#include "../ops.h"
+#include "../prototype.h"
 
 namespace ssgan_fast {
 

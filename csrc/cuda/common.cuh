@@ -1,11 +1,15 @@
-// Shared device helpers: block reductions and the ArcFace margin.
+// Shared device helpers: launch checks and block reductions (the ArcFace margin: ../shared.h).
 #pragma once
 #include <cuda_runtime.h>
 
 #include <initializer_list>
 #include <utility>
 
-#include "../ops.h"
+#include <string>
+#include <vector>
+
+#include "../errors.h"
+#include "../shared.h"
 
 namespace ssgan_fast {
 
@@ -51,20 +55,6 @@ __device__ __forceinline__ T block_reduce(T v, T* buf) {
   __syncthreads();
   v = lane < nwarps ? buf[lane] : (kMax ? -INFINITY : T(0));
   return kMax ? warp_max(v) : warp_sum(v);
-}
-
-template <typename T>
-__device__ __forceinline__ T margin_fwd(T c, const MarginT<T>& M) {
-  const T eps = static_cast<T>(kMarginClampEps);
-  const T cc = min(max(c, T(-1) + eps), T(1) - eps);
-  return c > M.th ? cc * M.cos_m - sqrt(T(1) - cc * cc) * M.sin_m : c - M.mm;
-}
-template <typename T>
-__device__ __forceinline__ T margin_bwd(T c, const MarginT<T>& M) {
-  const T eps = static_cast<T>(kMarginClampEps);
-  if (!(c > M.th)) return T(1);
-  if (c < T(-1) + eps || c > T(1) - eps) return T(0);
-  return M.cos_m + M.sin_m * c / sqrt(T(1) - c * c);
 }
 
 }  // namespace ssgan_fast

@@ -1,4 +1,4 @@
-// CUDA kernels of the fused cosine-logits core (op families 1 and 2). One block per row; the
+// CUDA row kernels of the fused cosine-logits core (op families prototype and aam; ../cosine_logits.h). One block per row; the
 // row's columns are strided over the block's threads. The dot products come from cuBLAS on the
 // host side; these kernels do everything element-wise and the row/column reductions.
 #include <ATen/Dispatch.h>
@@ -7,6 +7,7 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 
+#include "../cosine_logits.h"
 #include "common.cuh"
 
 namespace ssgan_fast {
@@ -159,16 +160,16 @@ const int64_t* opt_ptr(const at::Tensor& t) { return t.numel() ? t.data_ptr<int6
 
 void cosine_logits_fwd_rows_cuda(const at::Tensor& dots, const at::Tensor& rx, const at::Tensor& rw,
                                  const at::Tensor& scale, double margin, const at::Tensor& target,
-                                 const at::Tensor& lo, const at::Tensor& hi, int64_t c0, int64_t mode,
+                                 const at::Tensor& lo, const at::Tensor& hi, int64_t c0, int64_t kind,
                                  const at::Tensor& stats) {
-  check_rows_args(dots, rx, rw, scale, target, lo, hi, mode);
+  check_rows_args(dots, rx, rw, scale, target, lo, hi, kind);
   TORCH_CHECK(dots.is_cuda(), "cosine_logits (cuda): dots must be a CUDA tensor");
   const int64_t B = dots.size(0), K = dots.size(1);
   check_stats_arg(dots, stats);
   if (B == 0 || K == 0) return;
   c10::cuda::CUDAGuard guard(dots.device());
   auto stream = c10::cuda::getCurrentCUDAStream();
-  const int64_t* pt = mode != kProbs ? target.data_ptr<int64_t>() : nullptr;
+  const int64_t* pt = kind != kProbs ? target.data_ptr<int64_t>() : nullptr;
   #define SSGAN_LAUNCH_FWD(MODE)                                                                          \
   fwd_rows_kernel<MODE, T><<<B, kThreads, 0, stream>>>(dots.data_ptr<T>(), dots.stride(0), K, B, c0,  \
                                                     rx.data_ptr<T>(), rw.data_ptr<T>(),         \
@@ -177,27 +178,27 @@ void cosine_logits_fwd_rows_cuda(const at::Tensor& dots, const at::Tensor& rx, c
   AT_DISPATCH_FLOATING_TYPES(dots.scalar_type(), "cosine_logits_fwd_rows_cuda", [&] {
     using T = scalar_t;
     const auto M = make_margin_t<T>(margin);
-    if (mode == kProbs) SSGAN_LAUNCH_FWD(kProbs);
-    else if (mode == kLogits) SSGAN_LAUNCH_FWD(kLogits);
+    if (kind == kProbs) SSGAN_LAUNCH_FWD(kProbs);
+    else if (kind == kLogits) SSGAN_LAUNCH_FWD(kLogits);
     else SSGAN_LAUNCH_FWD(kCrossEntropy);
   });
 #undef SSGAN_LAUNCH_FWD
-  SSGAN_CHECK_LAUNCH(op_of_mode(mode), "fwd_rows_kernel", {"dots", dots}, {"rx", rx}, {"rw", rw}, {"stats", stats});
+  SSGAN_CHECK_LAUNCH(op_of_kind(kind), "fwd_rows_kernel", {"dots", dots}, {"rx", rx}, {"rw", rw}, {"stats", stats});
 }
 
 void cosine_logits_bwd_rows_cuda(const at::Tensor& dots, const at::Tensor& rx, const at::Tensor& rw,
-                                 const at::Tensor& scale, double margin, const at::Tensor& target,
-                                 const at::Tensor& lo, const at::Tensor& hi, int64_t c0, int64_t mode,
-                                 const at::Tensor& saved, const at::Tensor& lse, const at::Tensor& grad,
+                                 const at::Tensor& scale, double margin, const at::Tensor& target, int64_t c0,
+                                 int64_t kind, const at::Tensor& saved, const at::Tensor& lse, const at::Tensor& grad,
                                  const at::Tensor& rowdot, const at::Tensor& coldot) {
-  check_rows_args(dots, rx, rw, scale, target, lo, hi, mode);
+  const at::Tensor no_group = at::empty({0}, target.options());
+  check_rows_args(dots, rx, rw, scale, target, no_group, no_group, kind);
   TORCH_CHECK(dots.is_cuda(), "cosine_logits (cuda): dots must be a CUDA tensor");
   const int64_t B = dots.size(0), K = dots.size(1);
-  check_bwd_args(dots, mode, saved, lse, grad, rowdot, coldot);
+  check_bwd_args(dots, kind, saved, lse, grad, rowdot, coldot);
   if (B == 0 || K == 0) return;
   c10::cuda::CUDAGuard guard(dots.device());
   auto stream = c10::cuda::getCurrentCUDAStream();
-  const int64_t* pt = mode != kProbs ? target.data_ptr<int64_t>() : nullptr;
+  const int64_t* pt = kind != kProbs ? target.data_ptr<int64_t>() : nullptr;
   #define SSGAN_LAUNCH_BWD(MODE)                                                                        \
   bwd_rows_kernel<MODE, T><<<B, kThreads, 0, stream>>>(dots.data_ptr<T>(), dots.stride(0), K, c0,    \
                                                     rx.data_ptr<T>(), rw.data_ptr<T>(),       \
@@ -208,24 +209,24 @@ void cosine_logits_bwd_rows_cuda(const at::Tensor& dots, const at::Tensor& rx, c
   AT_DISPATCH_FLOATING_TYPES(dots.scalar_type(), "cosine_logits_bwd_rows_cuda", [&] {
     using T = scalar_t;
     const auto M = make_margin_t<T>(margin);
-    if (mode == kProbs) SSGAN_LAUNCH_BWD(kProbs);
-    else if (mode == kLogits) SSGAN_LAUNCH_BWD(kLogits);
+    if (kind == kProbs) SSGAN_LAUNCH_BWD(kProbs);
+    else if (kind == kLogits) SSGAN_LAUNCH_BWD(kLogits);
     else SSGAN_LAUNCH_BWD(kCrossEntropy);
   });
 #undef SSGAN_LAUNCH_BWD
-  SSGAN_CHECK_LAUNCH(op_of_mode(mode), "bwd_rows_kernel", {"dots", dots}, {"rx", rx}, {"rw", rw}, {"grad", grad});
+  SSGAN_CHECK_LAUNCH(op_of_kind(kind), "bwd_rows_kernel", {"dots", dots}, {"rx", rx}, {"rw", rw}, {"grad", grad});
 }
 
-void cosine_logits_ce_rows_cuda(const at::Tensor& dots, const at::Tensor& rx, const at::Tensor& rw,
-                                const at::Tensor& scale, double margin, const at::Tensor& target, double weight,
-                                const at::Tensor& stats, const at::Tensor& rowdot, const at::Tensor& coldot) {
+void aam_ce_rows_cuda(const at::Tensor& dots, const at::Tensor& rx, const at::Tensor& rw, const at::Tensor& scale,
+                      double margin, const at::Tensor& target, double weight, const at::Tensor& stats,
+                      const at::Tensor& rowdot, const at::Tensor& coldot) {
   check_ce_rows_args(dots, rx, rw, scale, target, stats, rowdot, coldot);
   TORCH_CHECK(dots.is_cuda(), "cosine_logits (cuda): dots must be a CUDA tensor");
   const int64_t B = dots.size(0), K = dots.size(1);
   if (B == 0 || K == 0) return;
   c10::cuda::CUDAGuard guard(dots.device());
   auto stream = c10::cuda::getCurrentCUDAStream();
-  AT_DISPATCH_FLOATING_TYPES(dots.scalar_type(), "cosine_logits_ce_rows_cuda", [&] {
+  AT_DISPATCH_FLOATING_TYPES(dots.scalar_type(), "aam_ce_rows_cuda", [&] {
     using T = scalar_t;
     ce_rows_kernel<T><<<B, kThreads, 0, stream>>>(dots.data_ptr<T>(), dots.stride(0), K, B, rx.data_ptr<T>(),
                                                   rw.data_ptr<T>(), scale.data_ptr<T>(), make_margin_t<T>(margin),

@@ -12,7 +12,7 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 
-#include "../image_ops.h"
+#include "../cutmix.h"
 #include "common.cuh"
 
 namespace ssgan_fast {

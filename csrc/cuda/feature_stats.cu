@@ -1,10 +1,10 @@
 // CUDA kernel of op family 4: per-class moments of shifted features (see csrc/cpu/feature_stats.cpp).
 //
 // A segmented SYRK: rows are ordered by class (stable sort on the device, no host sync); block
-// (tile pair ti <= tj, class c, row chunk z) gathers the class's rows of its chunk (<= kChunk
+// (tile pair ti <= tj, class c, row chunk z) gathers the class's rows of its chunk (<= FEATURE_STATS_CHUNK
 // rows), subtracts the class shift, and accumulates the 64 x 64 tile of Y^T Y in registers in the
 // dtype of x (float32 products for float32 features, so float32 accumulation runs over at most
-// kChunk rows); the tile is then added to the float64 accumulator (and mirrored).  Diagonal blocks
+// FEATURE_STATS_CHUNK rows); the tile is then added to the float64 accumulator (and mirrored).  Diagonal blocks
 // also sum the columns and the first block of a class adds its count: one pass over the features.
 #include <ATen/Dispatch.h>
 #include <ATen/core/Tensor.h>
@@ -15,23 +15,22 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 
-#include "../image_ops.h"
+#include "../feature_stats.h"
 #include "common.cuh"
 
 namespace ssgan_fast {
 namespace {
 
 constexpr int kTile = 64, kBK = 16, kMomentThreads = 256;
-constexpr int64_t kChunk = 4096;
 
 template <typename T>
-__global__ void __launch_bounds__(kMomentThreads, 2) class_moments_kernel(
+__global__ void __launch_bounds__(kMomentThreads, 2) feature_stats_moments_kernel(
     const T* __restrict__ x, const int64_t* __restrict__ perm, const int64_t* __restrict__ start,
     const T* __restrict__ shift, double* __restrict__ count, double* __restrict__ sum, double* __restrict__ xtx, int64_t D,
     int64_t ntiles) {
   const int64_t c = blockIdx.y;
-  const int64_t r0 = start[c] + (int64_t)blockIdx.z * kChunk;
-  const int64_t r1 = min(start[c + 1], r0 + kChunk);
+  const int64_t r0 = start[c] + (int64_t)blockIdx.z * FEATURE_STATS_CHUNK;
+  const int64_t r1 = min(start[c + 1], r0 + FEATURE_STATS_CHUNK);
   if (r1 <= r0) return;
   int64_t p = blockIdx.x, ti = 0;
   while (p >= ntiles - ti) {
@@ -100,13 +99,13 @@ __global__ void __launch_bounds__(kMomentThreads, 2) class_moments_kernel(
 
 }  // namespace
 
-void class_moments_cuda(const at::Tensor& x, const at::Tensor& labels, const at::Tensor& shift, const at::Tensor& count,
+void feature_stats_moments_cuda(const at::Tensor& x, const at::Tensor& labels, const at::Tensor& shift, const at::Tensor& count,
                         const at::Tensor& sum, const at::Tensor& xtx) {
-  check_class_moments(x, labels, shift, count, sum, xtx);
-  TORCH_CHECK(x.is_cuda(), "class_moments (cuda): tensors must be CUDA tensors");
+  check_feature_stats_moments(x, labels, shift, count, sum, xtx);
+  TORCH_CHECK(x.is_cuda(), "feature_stats_moments (cuda): tensors must be CUDA tensors");
   const int64_t N = x.size(0), D = x.size(1), C = count.numel();
   if (N == 0 || D == 0) return;
-  TORCH_CHECK(C <= 65535, "class_moments (cuda): at most 65535 classes, got ", C);
+  TORCH_CHECK(C <= 65535, "feature_stats_moments (cuda): at most 65535 classes, got ", C);
   c10::cuda::CUDAGuard guard(x.device());
   // class-sorted row order and class starts, on the device (no host sync: graph-capturable)
   // (at::bincount would read the largest label on the host)
@@ -115,17 +114,17 @@ void class_moments_cuda(const at::Tensor& x, const at::Tensor& labels, const at:
   const at::Tensor start = at::searchsorted(std::get<0>(sorted).contiguous(), at::arange(C + 1, labels.options()));
   const int64_t ntiles = (D + kTile - 1) / kTile;
   const int64_t pairs = ntiles * (ntiles + 1) / 2;
-  const int64_t chunks = (N + kChunk - 1) / kChunk;
-  TORCH_CHECK(pairs < (int64_t(1) << 31) && chunks <= 65535, "class_moments (cuda): problem too large for one launch");
+  const int64_t chunks = (N + FEATURE_STATS_CHUNK - 1) / FEATURE_STATS_CHUNK;
+  TORCH_CHECK(pairs < (int64_t(1) << 31) && chunks <= 65535, "feature_stats_moments (cuda): problem too large for one launch");
   const dim3 grid(static_cast<unsigned>(pairs), static_cast<unsigned>(C), static_cast<unsigned>(chunks));
   auto stream = c10::cuda::getCurrentCUDAStream();
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "class_moments_cuda", [&] {
-    class_moments_kernel<scalar_t><<<grid, kMomentThreads, 0, stream>>>(
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "feature_stats_moments_cuda", [&] {
+    feature_stats_moments_kernel<scalar_t><<<grid, kMomentThreads, 0, stream>>>(
         x.const_data_ptr<scalar_t>(), perm.const_data_ptr<int64_t>(), start.const_data_ptr<int64_t>(),
         shift.const_data_ptr<scalar_t>(), count.data_ptr<double>(), sum.data_ptr<double>(), xtx.data_ptr<double>(), D,
         ntiles);
   });
-  SSGAN_CHECK_LAUNCH("FeatureStats.update", "class_moments_kernel", {"x", x}, {"labels", labels}, {"xtx", xtx});
+  SSGAN_CHECK_LAUNCH("FeatureStats.update", "feature_stats_moments_kernel", {"x", x}, {"labels", labels}, {"xtx", xtx});
 }
 
 }  // namespace ssgan_fast

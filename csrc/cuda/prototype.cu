@@ -5,6 +5,7 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 
+#include "../prototype.h"
 #include "common.cuh"
 
 namespace ssgan_fast {

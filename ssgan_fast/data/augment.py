@@ -7,15 +7,18 @@
   value (0 in [-1, 1]; 128 for uint8 batches).
 Flip and crop are one gather (a flat index per image), translation a second one. All randomness
 comes from the given torch.Generator (reproducible, on the images' device). ``to_unit`` augments a
-uint8 batch and converts it to [-1, 1]; on CPU tensors it runs the fused C++ kernel
-(ssgan_fast_C::augment_shift: index map + conversion in one pass), elsewhere the torch ops - the
-same random draws, the same result.
+uint8 batch and converts it to [-1, 1]; where the ops' backend for the tensors is ``cpp`` it runs
+the fused C++ kernel (ssgan_fast_C::augment_shift: index map + conversion in one pass), elsewhere
+the torch ops - the same random draws, the same result. The choice is ssgan_fast._backends' (a
+missing kernel is logged there; a forced SSGAN_FAST_BACKEND=cpp that cannot run raises).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import torch
+
+from .._backends import kernels, pick_backend
 
 __all__ = ["Augment", "to_unit"]
 
@@ -27,12 +30,11 @@ UNIT_LUT = (torch.arange(256, dtype=torch.float64) / 127.5 - 1.0).float()
 _LUTS: dict = {}
 
 
-def _cpp_kernel():
-    try:
-        import ssgan_fast._C  # noqa: F401
-        return torch.ops.ssgan_fast_C.augment_shift
-    except (ImportError, AttributeError, RuntimeError):
+def _cpp_kernel(x: torch.Tensor):
+    """The C++ kernel where the ops' backend for x's device is cpp, else None (the torch ops)."""
+    if x.device.type != "cpu" or pick_backend(x.device) != "cpp":
         return None
+    return kernels("cpp").augment_shift
 
 
 def _kernel_to_unit(kern, x, mode, dy, dx, flip, last):
@@ -47,7 +49,7 @@ def _kernel_to_unit(kern, x, mode, dy, dx, flip, last):
 def to_unit(x: torch.Tensor) -> torch.Tensor:
     """uint8 [0, 255] -> float32 [-1, 1]: UNIT_LUT, applied by the C++ kernel on CPU (one pass, no
     int64 index copy) and as a table lookup elsewhere."""
-    kern = _cpp_kernel() if x.device.type == "cpu" and x.dim() == 4 and x.shape[0] else None
+    kern = _cpp_kernel(x) if x.dim() == 4 and x.shape[0] else None
     if kern is not None:
         z = torch.zeros(x.shape[0], dtype=torch.long)
         return _kernel_to_unit(kern, x.contiguous(), _REFLECT, z, z, None, True)
@@ -125,7 +127,7 @@ class Augment:
         """Augment a uint8 batch and convert it to float32 in [-1, 1]."""
         if x.device.type != "cpu" or x.dtype != torch.uint8 or x.shape[0] == 0:
             return to_unit(self(x, gen))
-        kern = _cpp_kernel()
+        kern = _cpp_kernel(x)
         if kern is None:
             return to_unit(self(x, gen))
         stages = self._stages(x, gen) if self.active else []

@@ -169,7 +169,7 @@ class _EmulatedGraph:
 
     @contextlib.contextmanager
     def _traced(self):
-        from ..ops import _checks
+        from ..ops import emulated_capture
         tr = _Trace()
         hooks = []
         def pre(name):
@@ -182,7 +182,7 @@ class _EmulatedGraph:
             tr.paused -= 1
         for name, o in self.opts.items():  # optimizer internals are torch's (capturable Adam / SGD): not traced
             hooks += [o.register_step_pre_hook(pre(name)), o.register_step_post_hook(post)]
-        with _checks.capturing(), tr:
+        with emulated_capture(), tr:
             try:
                 yield tr
             finally:

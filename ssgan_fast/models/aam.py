@@ -33,6 +33,7 @@ confidence - work unchanged); ``translate(x, domain)`` serves ``generate transla
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import torch
 import torch.nn.functional as F
@@ -125,19 +126,24 @@ class AAMACGAN(GANModel):
         return (modules or {"G": self.G})["G"](noise, labels)
 
     def train_step(self, batch, step, amp=None):
-        cfg = self.cfg
-        dev = next(self.G.parameters()).device
+        """One iteration: D (Eq. 1, 3, 5) every step, G (Eq. 1, 4, 6) every n_dis steps."""
         amp = amp or FP32
-        step_lr(self._opts, self._base_lr, step, cfg.lr_decay_every, cfg.lr_decay)
+        step_lr(self._opts, self._base_lr, step, self.cfg.lr_decay_every, self.cfg.lr_decay)
         x_l, y_l, x_u = batch["x_l"], batch["y_l"], batch["x_u"]
         x = torch.cat([x_l, x_u])
         if x.shape[0] == 0:
             raise ValueError("aam-acgan: empty batch")
-        B, bl = x.shape[0], x_l.shape[0]
-        z = self.noise(B)
-        y_z = torch.randint(0, self.nc, (B,), device=dev)
-        losses = {}
-        dparams = self._opts["D"].param_groups[0]["params"]
+        z = self.noise(x.shape[0])
+        y_z = torch.randint(0, self.nc, (x.shape[0],), device=next(self.G.parameters()).device)
+        losses = self._d_phase(x, y_l, z, y_z, amp)
+        if (step + 1) % self.cfg.n_dis == 0:
+            losses.update(self._g_phase(z, y_z, amp))
+        return losses
+
+    def _d_phase(self, x, y_l, z, y_z, amp):
+        """-L_adv (Eq. 1, 5) + lambda_cls x the AAM classification of the labeled real images (Eq. 3)
+        (and of the synthesized ones with d_cls_fake)."""
+        cfg, bl = self.cfg, y_l.shape[0]
         with torch.no_grad(), amp.ctx():
             x_z = self.G(z, y_z)
         with amp.ctx():
@@ -149,17 +155,17 @@ class AAMACGAN(GANModel):
             if cfg.d_cls_fake:
                 ld["D/cls_fake"] = cfg.lambda_cls * self.cls.loss(h_f, y_z)
             loss_d = sum(ld.values())
-        amp.step(loss_d, self._opts["D"], dparams)
-        losses.update({k: v.detach() for k, v in ld.items()})
-        if (step + 1) % cfg.n_dis == 0:
-            with amp.ctx():
-                out, h = self.D(self.G(z, y_z))
-                lg = {"G/adv": _adv_g(cfg.adv, out),  # Eq. 1 / 6
-                      "G/cls": cfg.lambda_cls * self.cls.loss(h, y_z)}  # Eq. 4
-                loss_g = sum(lg.values())
-            amp.step(loss_g, self._opts["G"], list(self.G.parameters()))
-            losses.update({k: v.detach() for k, v in lg.items()})
-        return losses
+        amp.step(loss_d, self._opts["D"], self._opts["D"].param_groups[0]["params"])
+        return {k: v.detach() for k, v in ld.items()}
+
+    def _g_phase(self, z, y_z, amp):
+        """L_adv (Eq. 1 / 6) + lambda_cls x the AAM classification of G's images (Eq. 4)."""
+        with amp.ctx():
+            out, h = self.D(self.G(z, y_z))
+            lg = {"G/adv": _adv_g(self.cfg.adv, out), "G/cls": self.cfg.lambda_cls * self.cls.loss(h, y_z)}
+            loss_g = sum(lg.values())
+        amp.step(loss_g, self._opts["G"], list(self.G.parameters()))
+        return {k: v.detach() for k, v in lg.items()}
 
 
 # ============================================================================ AAM-StarGAN
@@ -364,10 +370,18 @@ class AAMStarGAN(GANModel):
         return (g.flatten(1).norm(2, 1) - 1).pow(2).mean()
 
     def train_step(self, batch, step, amp=None):
-        cfg = self.cfg
-        dev = self.sources.device
+        """One iteration: D (Eq. 5) every step, G (Eq. 6) every n_critic steps."""
         amp = amp or FP32
-        step_lr(self._opts, self._base_lr, step, cfg.lr_decay_every, cfg.lr_decay)
+        step_lr(self._opts, self._base_lr, step, self.cfg.lr_decay_every, self.cfg.lr_decay)
+        s = self._draw(batch, amp)
+        losses = self._d_phase(s, amp)
+        if (step + 1) % self.cfg.n_critic == 0:
+            losses.update(self._g_phase(s, amp))
+        return losses
+
+    def _draw(self, batch, amp):
+        """Source domains y_org (C's predictions for x_u, or the attribute vectors) and targets y_trg."""
+        dev = self.sources.device
         x_l, y_l, x_u = batch["x_l"], batch["y_l"], batch["x_u"]
         x = torch.cat([x_l, x_u])
         if x.shape[0] == 0:
@@ -386,29 +400,32 @@ class AAMStarGAN(GANModel):
             with torch.no_grad(), amp.ctx():
                 y_org = torch.cat([y_l, self.predict(x_u)]) if x_u.shape[0] else y_l  # source domains
             y_trg = torch.randint(0, self.nc, (x.shape[0],), device=dev)
-        c_org, c_trg = self.code(y_org), self.code(y_trg)
-        losses = {}
-        # ---------------- D (Eq. 5)
+        return SimpleNamespace(x=x, bl=bl, y_org=y_org, y_trg=y_trg, c_org=self.code(y_org), c_trg=self.code(y_trg))
+
+    def _d_phase(self, s, amp):
+        """Eq. 5: adversarial + lambda_cls x the AAM classification of real images (Eq. 3) (+ GP)."""
+        cfg = self.cfg
         with torch.no_grad(), amp.ctx():
-            x_f = self.G(x, c_trg)
+            x_f = self.G(s.x, s.c_trg)
         with amp.ctx():
-            out_r, h_r = self.D(x)
+            out_r, h_r = self.D(s.x)
             out_f, _ = self.D(x_f)
             ld = {"D/adv": _adv_d(cfg.adv, out_r, out_f)}
-            if bl:
-                ld["D/cls_real"] = cfg.lambda_cls * self.cls.loss(h_r[:bl], y_org[:bl])  # Eq. 3
+            if s.bl:
+                ld["D/cls_real"] = cfg.lambda_cls * self.cls.loss(h_r[:s.bl], s.y_org[:s.bl])  # Eq. 3
         if cfg.adv == "wgan-gp":
-            ld["D/gp"] = cfg.lambda_gp * self._gp(x, x_f, amp)
+            ld["D/gp"] = cfg.lambda_gp * self._gp(s.x, x_f, amp)
         amp.step(sum(ld.values()), self._opts["D"], self._opts["D"].param_groups[0]["params"])
-        losses.update({k: v.detach() for k, v in ld.items()})
-        # ---------------- G (Eq. 6), every n_critic steps
-        if (step + 1) % cfg.n_critic == 0:
-            with amp.ctx():
-                x_f = self.G(x, c_trg)
-                out, h = self.D(x_f)
-                lg = {"G/adv": _adv_g(cfg.adv, out),
-                      "G/cls": cfg.lambda_cls * self.cls.loss(h, y_trg),  # Eq. 4
-                      "G/rec": cfg.lambda_rec * (x.float() - self.G(x_f, c_org).float()).abs().mean()}  # Eq. 2
-            amp.step(sum(lg.values()), self._opts["G"], list(self.G.parameters()))
-            losses.update({k: v.detach() for k, v in lg.items()})
-        return losses
+        return {k: v.detach() for k, v in ld.items()}
+
+    def _g_phase(self, s, amp):
+        """Eq. 6: adversarial + lambda_cls x AAM classification of the translations (Eq. 4) + cycle (Eq. 2)."""
+        cfg = self.cfg
+        with amp.ctx():
+            x_f = self.G(s.x, s.c_trg)
+            out, h = self.D(x_f)
+            lg = {"G/adv": _adv_g(cfg.adv, out),
+                  "G/cls": cfg.lambda_cls * self.cls.loss(h, s.y_trg),  # Eq. 4
+                  "G/rec": cfg.lambda_rec * (s.x.float() - self.G(x_f, s.c_org).float()).abs().mean()}  # Eq. 2
+        amp.step(sum(lg.values()), self._opts["G"], list(self.G.parameters()))
+        return {k: v.detach() for k, v in lg.items()}

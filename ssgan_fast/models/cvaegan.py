@@ -35,6 +35,7 @@ embedding between two classes).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import torch
 import torch.nn.functional as F
@@ -154,20 +155,30 @@ class CVAEGAN(GANModel):
 
     # ------------------------------------------------------------------ training
     def train_step(self, batch, step, amp=None):
-        cfg = self.cfg
-        dev = self.fd_real.device
+        """Alg. 1: C (Eq. 3), D (Eq. 1), G and E (Eq. 2, 4-6 / 10), then the feature-centre histories."""
         amp = amp or FP32
-        x_l, y_l, x_u = batch["x_l"], batch["y_l"], batch["x_u"]
-        if x_l.shape[0] == 0:
+        if batch["x_l"].shape[0] == 0:
             raise ValueError("cvaegan needs labeled images in every batch (batch_labeled > 0)")
-        x_all = torch.cat([x_l, x_u])
-        losses = {}
-        # -- C (Eq. 3, Alg. 1 line 3 / 15)
+        losses = self._c_phase(batch, amp)
+        s = self._draw(batch, amp)
+        losses.update(self._d_phase(s, amp))
+        losses.update(self._g_phase(s, amp))
+        self._store_centres(s)
+        return losses
+
+    def _c_phase(self, batch, amp):
+        """Eq. 3 (Alg. 1 line 3 / 15): cross-entropy on the labeled batch."""
         with amp.ctx():
-            l_c = F.cross_entropy(self.C(x_l).float(), y_l)
+            l_c = F.cross_entropy(self.C(batch["x_l"]).float(), batch["y_l"])
         amp.step(l_c, self._opts["C"], list(self.C.parameters()))
-        losses["C/ce"] = l_c.detach()
-        if cfg.semi_supervised and x_u.shape[0]:
+        return {"C/ce": l_c.detach()}
+
+    def _draw(self, batch, amp):
+        """The images x_r the encoder sees with their classes c (C's pseudo-labels for x_u when
+        semi-supervised), the prior noise z_p and the reparameterisation noise r."""
+        x_l, y_l, x_u = batch["x_l"], batch["y_l"], batch["x_u"]
+        x_all = torch.cat([x_l, x_u])
+        if self.cfg.semi_supervised and x_u.shape[0]:
             with torch.no_grad(), amp.ctx():
                 y_u = self.C(x_u).argmax(1)
             x_r, c = x_all, torch.cat([y_l, y_u])
@@ -175,56 +186,40 @@ class CVAEGAN(GANModel):
             x_r, c = x_l, y_l
         B = x_r.shape[0]
         z_p = self.noise(B)
-        r = torch.randn(B, cfg.z_dim, device=dev)
+        r = torch.randn(B, self.cfg.z_dim, device=self.fd_real.device)
+        return SimpleNamespace(x_l=x_l, y_l=y_l, x_all=x_all, x_r=x_r, c=c, B=B, z_p=z_p, r=r)
 
-        def encode_decode():
-            mu, eps = self.E(x_r, c)
-            z = mu + r * torch.exp(0.5 * eps)  # reparameterisation (see the module doc)
-            return mu, eps, self.G(z, c)
+    def _encode_decode(self, s):
+        mu, eps = self.E(s.x_r, s.c)
+        z = mu + s.r * torch.exp(0.5 * eps)  # reparameterisation (see the module doc)
+        return mu, eps, self.G(z, s.c)
 
-        # -- D (Eq. 1, Alg. 1 line 9 / 16)
+    def _d_phase(self, s, amp):
+        """Eq. 1 (Alg. 1 line 9 / 16): real images real, G(z_p, c) and G(E(x_r, c), c) fake."""
         with torch.no_grad(), amp.ctx():
-            x_p = self.G(z_p, c)
-            x_f = encode_decode()[2] if cfg.encoder else None
+            x_p = self.G(s.z_p, s.c)
+            x_f = self._encode_decode(s)[2] if self.cfg.encoder else None
         with amp.ctx():
-            ld = {"D/real": real_loss(self.D(x_all)[0]), "D/fake_p": fake_loss(self.D(x_p)[0])}
+            ld = {"D/real": real_loss(self.D(s.x_all)[0]), "D/fake_p": fake_loss(self.D(x_p)[0])}
             if x_f is not None:
                 ld["D/fake_f"] = fake_loss(self.D(x_f)[0])
         amp.step(sum(ld.values()), self._opts["D"], list(self.D.parameters()))
-        losses.update({k: v.detach() for k, v in ld.items()})
-        # -- G and E (Alg. 1 lines 10-14, 17-18)
+        return {k: v.detach() for k, v in ld.items()}
+
+    def _g_phase(self, s, amp):
+        """Alg. 1 lines 10-14, 17-18: G's mean feature matching (Eq. 2, 4) and, with the encoder, E's
+        KL (Eq. 5) and the pairwise reconstruction terms (Eq. 6 / 10); one backward into G and E."""
+        cfg = self.cfg
         with amp.ctx():
-            lg = {}
-            x_p = self.G(z_p, c)
+            x_p = self.G(s.z_p, s.c)
             with torch.no_grad():
-                fd_all = self.D.features(x_all).float()
-                fc_real = self.C.features(x_l).float()
-            need_fd_p = cfg.mean_fm_d
-            need_fc_p = cfg.mean_fm_c
-            fd_p = self.D.features(x_p).float() if need_fd_p else None
-            fc_p = self.C.features(x_p).float() if need_fc_p else None
-            if cfg.mean_fm_d:  # Eq. 2
-                cr = self._centre(fd_all.mean(0), self.fd_real, self.fd_seen[0])
-                cf = self._centre(fd_p.mean(0), self.fd_fake, self.fd_seen[1])
-                lg["G/fm_d"] = cfg.w_gd * 0.5 * (cr - cf).pow(2).sum()
-            if cfg.mean_fm_c:  # Eq. 4, per class
-                mr, pr = _class_means(fc_real, y_l, self.nc)
-                mf, pf = _class_means(fc_p, c, self.nc)
-                cr = torch.where(pr[:, None], self._centre(mr, self.fc_real, self.fc_seen[0][:, None]), self.fc_real)
-                cf = torch.where(pf[:, None], self._centre(mf, self.fc_fake, self.fc_seen[1][:, None]), self.fc_fake)
-                both = (pr | self.fc_seen[0]) & (pf | self.fc_seen[1])
-                lg["G/fm_c"] = cfg.w_gc * 0.5 * ((cr - cf).pow(2).sum(1) * both).sum()
+                s.fd_all = self.D.features(s.x_all).float()
+                fc_real = self.C.features(s.x_l).float()
+            fd_p = self.D.features(x_p).float() if cfg.mean_fm_d else None
+            fc_p = self.C.features(x_p).float() if cfg.mean_fm_c else None
+            lg = self._fm_terms(s, fd_p, fc_real, fc_p)
             if cfg.encoder:
-                mu, eps, x_f = encode_decode()
-                lg["E/kl"] = cfg.w_kl * 0.5 * (mu.pow(2) + eps.exp() - eps - 1).sum(1).mean()  # Eq. 5
-                if cfg.pair_img:  # Eq. 6 / 10, L_G(img)
-                    lg["G/pair_img"] = cfg.w_g * _half_sq(x_r, x_f)
-                if cfg.pair_d:  # L_G(D)
-                    lg["G/pair_d"] = cfg.w_g * _half_sq(fd_all[:B], self.D.features(x_f))  # x_r = x_all[:B]
-                if cfg.pair_c:  # L_G(C)
-                    with torch.no_grad():
-                        t = self.C.features(x_r).float()
-                    lg["G/pair_c"] = cfg.w_g * _half_sq(t, self.C.features(x_f))
+                lg.update(self._encoder_terms(s))
         params = list(self.G.parameters()) + (list(self.E.parameters()) if cfg.encoder else [])
         for k in ("G", "E") if cfg.encoder else ("G",):
             self._opts[k].zero_grad(set_to_none=True)
@@ -232,16 +227,51 @@ class CVAEGAN(GANModel):
         amp.step(None, self._opts["G"], list(self.G.parameters()))
         if cfg.encoder:
             amp.step(None, self._opts["E"], list(self.E.parameters()))
-        # histories take this batch's (detached) centres
-        with torch.no_grad():
-            if cfg.mean_fm_d:
-                self._store("fd_real", self._centre(fd_all.mean(0), self.fd_real, self.fd_seen[0]), self.fd_seen, 0)
-                self._store("fd_fake", self._centre(fd_p.mean(0), self.fd_fake, self.fd_seen[1]), self.fd_seen, 1)
-            if cfg.mean_fm_c:
-                self._store("fc_real", self._centre(mr, self.fc_real, self.fc_seen[0][:, None]), self.fc_seen, 0, pr)
-                self._store("fc_fake", self._centre(mf, self.fc_fake, self.fc_seen[1][:, None]), self.fc_seen, 1, pf)
-        losses.update({k: v.detach() for k, v in lg.items()})
-        return losses
+        return {k: v.detach() for k, v in lg.items()}
+
+    def _fm_terms(self, s, fd_p, fc_real, fc_p):
+        """Eq. 2 (D's features, all classes) and Eq. 4 (C's features, per class), against the centres'
+        histories; keeps this batch's centres in s for _store_centres."""
+        cfg, lg = self.cfg, {}
+        if cfg.mean_fm_d:  # Eq. 2
+            s.cd = (self._centre(s.fd_all.mean(0), self.fd_real, self.fd_seen[0]),
+                    self._centre(fd_p.mean(0), self.fd_fake, self.fd_seen[1]))
+            lg["G/fm_d"] = cfg.w_gd * 0.5 * (s.cd[0] - s.cd[1]).pow(2).sum()
+        if cfg.mean_fm_c:  # Eq. 4, per class
+            mr, pr = _class_means(fc_real, s.y_l, self.nc)
+            mf, pf = _class_means(fc_p, s.c, self.nc)
+            s.cc = (mr, pr, mf, pf)
+            cr = torch.where(pr[:, None], self._centre(mr, self.fc_real, self.fc_seen[0][:, None]), self.fc_real)
+            cf = torch.where(pf[:, None], self._centre(mf, self.fc_fake, self.fc_seen[1][:, None]), self.fc_fake)
+            both = (pr | self.fc_seen[0]) & (pf | self.fc_seen[1])
+            lg["G/fm_c"] = cfg.w_gc * 0.5 * ((cr - cf).pow(2).sum(1) * both).sum()
+        return lg
+
+    def _encoder_terms(self, s):
+        """E's KL (Eq. 5) and L_G(img), L_G(D), L_G(C) between x_r and G(E(x_r, c), c) (Eq. 6 / 10)."""
+        cfg = self.cfg
+        mu, eps, x_f = self._encode_decode(s)
+        lg = {"E/kl": cfg.w_kl * 0.5 * (mu.pow(2) + eps.exp() - eps - 1).sum(1).mean()}  # Eq. 5
+        if cfg.pair_img:
+            lg["G/pair_img"] = cfg.w_g * _half_sq(s.x_r, x_f)
+        if cfg.pair_d:
+            lg["G/pair_d"] = cfg.w_g * _half_sq(s.fd_all[:s.B], self.D.features(x_f))  # x_r = x_all[:B]
+        if cfg.pair_c:
+            with torch.no_grad():
+                t = self.C.features(s.x_r).float()
+            lg["G/pair_c"] = cfg.w_g * _half_sq(t, self.C.features(x_f))
+        return lg
+
+    @torch.no_grad()
+    def _store_centres(self, s):
+        """The histories take this batch's (detached) centres."""
+        if self.cfg.mean_fm_d:
+            self._store("fd_real", s.cd[0], self.fd_seen, 0)
+            self._store("fd_fake", s.cd[1], self.fd_seen, 1)
+        if self.cfg.mean_fm_c:
+            mr, pr, mf, pf = s.cc
+            self._store("fc_real", self._centre(mr, self.fc_real, self.fc_seen[0][:, None]), self.fc_seen, 0, pr)
+            self._store("fc_fake", self._centre(mf, self.fc_fake, self.fc_seen[1][:, None]), self.fc_seen, 1, pf)
 
     # ------------------------------------------------------------------ applications
     def _nets(self, modules):

@@ -41,8 +41,8 @@ Images are fed to CLIP at its resolution (224 for ViT-B/32) and to f at `feat_si
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import torch
 import torch.nn.functional as F
@@ -132,6 +132,58 @@ class DPrompt(nn.Module):
         return ((w + self.w_unc) * self.h_img(img_feat)).sum(1)  # Eq. 7 (a logit; the sigmoid is in the loss)
 
 
+class _BigGANBase:
+    """The BigGAN base (Sec. 4.1): ResNet G with the blended cluster embedding, projection D_class; no
+    R1 unless r1_gamma > 0, no style mixing, no path-length penalty, no augmentation."""
+    r1_by_default = False
+
+    def generator(self, cfg, slots, size, ch):
+        return ResNetGenerator(cfg.z_dim, slots, size, cfg.ch, ch, emb_dim=cfg.emb_dim, attn_res=cfg.attn_res)
+
+    def discriminator(self, cfg, nc, size, ch):
+        return ResNetDiscriminator(nc, size, cfg.ch, ch, attn_res=cfg.attn_res)
+
+    def style_mix(self, cfg, size):
+        return 0.0
+
+    def pl_weight(self, cfg, size):
+        return 0.0
+
+    def augment(self, cfg):
+        return None
+
+
+class _StyleGAN2Base:
+    """The StyleGAN2 base (Sec. 4.4): mapping + modulated synthesis with the blended embedding, its D;
+    StyleGAN2-ADA's defaults where the settings are < 0 (lazy R1, style mixing 0.9 and path-length
+    weight 2 from 64 px), ADA-style augmentation with ada=true."""
+    r1_by_default = True
+
+    def generator(self, cfg, slots, size, ch):
+        from .stylegan2 import StyleGenerator
+        return StyleGenerator(cfg.z_dim, slots, size, cfg.ch, ch, emb_dim=cfg.emb_dim, w_dim=cfg.w_dim,
+                              map_layers=cfg.map_layers)
+
+    def discriminator(self, cfg, nc, size, ch):
+        from .stylegan2 import StyleDiscriminator
+        return StyleDiscriminator(nc, size, cfg.ch, ch, map_layers=cfg.map_layers)
+
+    def style_mix(self, cfg, size):
+        return cfg.style_mix if cfg.style_mix >= 0 else 0.9 * (size >= 64)
+
+    def pl_weight(self, cfg, size):
+        return cfg.pl_weight if cfg.pl_weight >= 0 else 2.0 * (size >= 64)
+
+    def augment(self, cfg):
+        if not cfg.ada:
+            return None
+        from .stylegan2 import ADAugment
+        return ADAugment(cfg.ada_target)
+
+
+BASES = {"biggan": _BigGANBase, "stylegan2": _StyleGAN2Base}
+
+
 @register("lcpgan")
 class LCPGAN(GANModel):
     Config = LCPGANConfig
@@ -140,8 +192,8 @@ class LCPGAN(GANModel):
         super().__init__(cfg, info)
         if info["kind"] != "image":
             raise ValueError("lcpgan trains on images")
-        if cfg.base not in ("biggan", "stylegan2"):
-            raise ValueError(f"base must be 'biggan' or 'stylegan2', got {cfg.base!r}")
+        if cfg.base not in BASES:
+            raise ValueError(f"base must be one of {sorted(BASES)}, got {cfg.base!r}")
         if not 1 <= cfg.max_clusters <= 16:
             raise ValueError(f"max_clusters must be in 1..16, got {cfg.max_clusters}")
         if not -1 <= cfg.merge_cos <= 1 or not cfg.delta > 0 or not 0 <= cfg.proto_momentum <= 1:
@@ -154,24 +206,14 @@ class LCPGAN(GANModel):
         if len(names) != nc:
             raise ValueError(f"{len(names)} class names for {nc} classes")
         self.class_names = names
-        if cfg.base == "biggan":
-            self.G = ResNetGenerator(cfg.z_dim, slots, size, cfg.ch, ch, emb_dim=cfg.emb_dim, attn_res=cfg.attn_res)
-        else:
-            from .stylegan2 import StyleGenerator
-            self.G = StyleGenerator(cfg.z_dim, slots, size, cfg.ch, ch, emb_dim=cfg.emb_dim, w_dim=cfg.w_dim,
-                                    map_layers=cfg.map_layers)
-        if cfg.base == "biggan":
-            self.Dclass = ResNetDiscriminator(nc, size, cfg.ch, ch, attn_res=cfg.attn_res)
-        else:
-            from .stylegan2 import StyleDiscriminator
-            self.Dclass = StyleDiscriminator(nc, size, cfg.ch, ch, map_layers=cfg.map_layers)
+        self.base = base = BASES[cfg.base]()
+        self.G = base.generator(cfg, slots, size, ch)
+        self.Dclass = base.discriminator(cfg, nc, size, ch)
         if cfg.r1_every < 1:
             raise ValueError(f"r1_every must be >= 1, got {cfg.r1_every}")
-        self.r1 = cfg.r1_gamma > 0 or (cfg.r1_gamma < 0 and cfg.base == "stylegan2")
+        self.r1 = cfg.r1_gamma > 0 or (cfg.r1_gamma < 0 and base.r1_by_default)
         self.size = size
-        style = cfg.base == "stylegan2"
-        self.style_mix = (cfg.style_mix if cfg.style_mix >= 0 else 0.9 * (size >= 64)) if style else 0.0
-        self.pl_weight = (cfg.pl_weight if cfg.pl_weight >= 0 else 2.0 * (size >= 64)) if style else 0.0
+        self.style_mix, self.pl_weight = base.style_mix(cfg, size), base.pl_weight(cfg, size)
         if not 0 <= self.style_mix <= 1:
             raise ValueError(f"style_mix must be in [0, 1] (or < 0 for the default), got {cfg.style_mix}")
         if cfg.pl_every < 1 or cfg.pl_shrink < 1 or not 0 < cfg.pl_decay <= 1:
@@ -204,9 +246,9 @@ class LCPGAN(GANModel):
         if cfg.clip_loss:
             self.register_buffer("class_ids", self.clip.text_ids([f"a photo of a {n}." for n in names]),
                                  persistent=False)
-        if cfg.base == "stylegan2" and cfg.ada:
-            from .stylegan2 import ADAugment
-            self.ada = ADAugment(cfg.ada_target)
+        ada = base.augment(cfg)
+        if ada is not None:
+            self.ada = ada
         adam = dict(lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
         d_params = list(self.Dclass.parameters())
         if cfg.prompt_d:
@@ -433,74 +475,84 @@ class LCPGAN(GANModel):
 
     # ------------------------------------------------------------------ training
     def train_step(self, batch, step, amp=None):
-        cfg, dev = self.cfg, self.protos.device
+        """One iteration: D_class + D_prompt (Eq. 8-9, 11), C (Eq. 10), G (Eq. 11), the prototypes (Eq. 2)."""
         self.require_prepared()
         amp = amp or FP32
+        s = self._draw(batch, amp)
+        losses = self._d_phase(s, step, amp)
+        losses.update(self._c_phase(s, amp))
+        losses.update(self._g_phase(s, step, amp))
+        off, K = self.layout()
+        prototype_ema_update(self.protos[:K], s.f, s.u_x.float(), self.cfg.proto_momentum)  # Eq. 2
+        return losses
+
+    def _draw(self, batch, amp):
+        """Noise, labels y_z, C's pseudo-labels (Eq. 1), the real memberships u_x (Eq. 3) and x_z."""
         x_l, y_l, x_u = batch["x_l"], batch["y_l"], batch["x_u"]
         x = torch.cat([x_l, x_u])
-        B = x.shape[0]
-        if B == 0:
+        if x.shape[0] == 0:
             raise ValueError("lcpgan: empty batch")
-        noise = self.noise(B)
-        y_z = torch.randint(0, self.nc, (B,), device=dev)
-        losses = {}
+        noise = self.noise(x.shape[0])
+        y_z = torch.randint(0, self.nc, (x.shape[0],), device=self.protos.device)
         with torch.no_grad(), amp.ctx():
             y_u = self.C(x_u).argmax(1) if x_u.shape[0] else y_l[:0]
             y = torch.cat([y_l, y_u])  # Eq. 1
             f = self.features(x)
             u_x = self.memberships(f, y)  # Eq. 3
             x_z, u_z = self._g(noise, y_z, train=True)
-            x_z = x_z.to(x.dtype)
-        aug = getattr(self, "ada", None)
-        # ---------------- D_class, D_prompt (+ prompts): Eq. 8-9, 11
+        return SimpleNamespace(x_l=x_l, y_l=y_l, x_u=x_u, x=x, noise=noise, y_z=y_z, y=y, f=f, u_x=u_x,
+                               x_z=x_z.to(x.dtype), u_z=u_z, aug=getattr(self, "ada", None), txt=None)
+
+    def _d_phase(self, s, step, amp):
+        """D_class (Eq. 9, + lazy R1) and D_prompt with the learnable prompts (Eq. 8, lambda of Eq. 11)."""
+        cfg = self.cfg
         with amp.ctx():
-            xr, xf = (aug(x), aug(x_z)) if aug is not None else (x, x_z)
-            out_r = self.Dclass(xr, y)[0]
-            ld = {"D/class_real": real_loss(out_r), "D/class_fake": fake_loss(self.Dclass(xf, y_z)[0])}  # Eq. 9
+            xr, xf = (s.aug(s.x), s.aug(s.x_z)) if s.aug is not None else (s.x, s.x_z)
+            out_r = self.Dclass(xr, s.y)[0]
+            ld = {"D/class_real": real_loss(out_r), "D/class_fake": fake_loss(self.Dclass(xf, s.y_z)[0])}  # Eq. 9
             if self._r1_due(step):
-                ld["D/r1"] = self._r1(xr, y, amp)
-            txt = None
+                ld["D/r1"] = self._r1(xr, s.y, amp)
             if cfg.prompt_d:
-                txt = self._text_feats(cfg.learn_prompts)
-                ld["D/prompt_real"] = real_loss(self._dprompt(x, txt, u_x))  # Eq. 8
-                ld["D/prompt_fake"] = cfg.lam * fake_loss(self._dprompt(x_z, txt, u_z))
+                s.txt = self._text_feats(cfg.learn_prompts)
+                ld["D/prompt_real"] = real_loss(self._dprompt(s.x, s.txt, s.u_x))  # Eq. 8
+                ld["D/prompt_fake"] = cfg.lam * fake_loss(self._dprompt(s.x_z, s.txt, s.u_z))
             loss_d = sum(ld.values())
         amp.step(loss_d, self._opts["D"], [p for g in self._opts["D"].param_groups for p in g["params"]])
-        if aug is not None:
-            aug.update(out_r.detach())
-        losses.update({k: v.detach() for k, v in ld.items()})
-        # ---------------- C: Eq. 10
+        if s.aug is not None:
+            s.aug.update(out_r.detach())
+        return {k: v.detach() for k, v in ld.items()}
+
+    def _c_phase(self, s, amp):
+        """Eq. 10: cross-entropy on labeled data and on G's pairs, entropy on unlabeled data."""
         with amp.ctx():
-            lc = {"C/labeled": F.cross_entropy(self.C(x_l).float(), y_l),
-                  "C/fake": F.cross_entropy(self.C(x_z).float(), y_z)}
-            if x_u.shape[0]:
-                p = torch.softmax(self.C(x_u).float(), 1)
+            lc = {"C/labeled": F.cross_entropy(self.C(s.x_l).float(), s.y_l),
+                  "C/fake": F.cross_entropy(self.C(s.x_z).float(), s.y_z)}
+            if s.x_u.shape[0]:
+                p = torch.softmax(self.C(s.x_u).float(), 1)
                 lc["C/entropy"] = -(p * torch.log(p.clamp_min(1e-12))).sum(1).mean()
             loss_c = sum(lc.values())
         amp.step(loss_c, self._opts["C"], list(self.C.parameters()))
-        losses.update({k: v.detach() for k, v in lc.items()})
-        # ---------------- G: Eq. 11
+        return {k: v.detach() for k, v in lc.items()}
+
+    def _g_phase(self, s, step, amp):
+        """Eq. 11: D_class, L_label^fake (C), lambda x D_prompt; the L_CLIP baseline (Sec. 4.4); lazy path length."""
+        cfg = self.cfg
         with amp.ctx():
-            x_g, u_g = self._g(noise, y_z, train=True)
-            xg_d = aug(x_g) if aug is not None else x_g
-            lg = {"G/class": real_loss(self.Dclass(xg_d, y_z)[0]),
-                  "G/label": F.cross_entropy(self.C(x_g).float(), y_z)}  # L_label^fake
+            x_g, u_g = self._g(s.noise, s.y_z, train=True)
+            xg_d = s.aug(x_g) if s.aug is not None else x_g
+            lg = {"G/class": real_loss(self.Dclass(xg_d, s.y_z)[0]),
+                  "G/label": F.cross_entropy(self.C(x_g).float(), s.y_z)}  # L_label^fake
             if cfg.prompt_d:
-                lg["G/prompt"] = cfg.lam * real_loss(self._dprompt(x_g, txt.detach(), u_g))
+                lg["G/prompt"] = cfg.lam * real_loss(self._dprompt(x_g, s.txt.detach(), u_g))
             if cfg.clip_loss:  # Sec. 4.4 baseline: the class prompt's CLIP similarity
                 with torch.no_grad():
                     t = F.normalize(self.clip.encode_text(self.class_ids).float(), dim=1)
                 v = F.normalize(self.clip.encode_image(x_g).float(), dim=1)
-                lg["G/clip"] = F.cross_entropy(v @ t.T / cfg.clip_tau, y_z)
+                lg["G/clip"] = F.cross_entropy(v @ t.T / cfg.clip_tau, s.y_z)
         if self._pl_due(step):
-            lg["G/pl"] = self._pl(noise, y_z, amp)
-        loss_g = sum(lg.values())
-        amp.step(loss_g, self._opts["G"], list(self.G.parameters()))
-        losses.update({k: v.detach() for k, v in lg.items()})
-        # ---------------- prototypes: Eq. 2 (weighted batch means, moving average)
-        off, K = self.layout()
-        prototype_ema_update(self.protos[:K], f, u_x.float(), cfg.proto_momentum)
-        return losses
+            lg["G/pl"] = self._pl(s.noise, s.y_z, amp)
+        amp.step(sum(lg.values()), self._opts["G"], list(self.G.parameters()))
+        return {k: v.detach() for k, v in lg.items()}
 
 
 class Thumbnail(nn.Module):

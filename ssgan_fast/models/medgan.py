@@ -30,6 +30,7 @@ pairs, C on labeled data + mu_c * synthesized pairs, G adversarial only - the pa
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import torch
 import torch.nn.functional as F
@@ -37,8 +38,7 @@ from torch import nn
 
 from ..nn.blocks import MLP, DBlock, ResNetClassifier, ResNetGenerator, SNLinear, blocks_for
 from ..nn.mask import MaskEmbedding
-from ..ops import cutmix, sample_cutmix_boxes, sample_region_boxes
-from ..ops.reference import box_mask
+from ..ops import box_mask, cutmix, sample_cutmix_boxes, sample_region_boxes
 from .base import FP32, GANModel, fake_loss, rand_perm, real_loss, register
 
 
@@ -62,8 +62,6 @@ class MEDGANConfig:
     recg: bool = True
     idnt: bool = True
     mixed_c: bool = True
-    triple: bool = False  # Triple-GAN's three-player game for the pseudo-labeled pairs (see TripleGAN)
-    triple_alpha: float = 0.5  # Triple-GAN's alpha: weight of C's pairs vs G's pairs as D's fakes
 
 
 class _ImageD(nn.Module):
@@ -128,22 +126,107 @@ def _sqdist(a, b):
     return (a.float() - b.float()).pow(2).flatten(1).mean(1)
 
 
+def _mixed_ce(logits, area, y_in, y_out):
+    """Eq. 9: cross-entropy against the labels mixed by the box's area fraction."""
+    lp = F.log_softmax(logits.float(), 1)
+    return -(area * lp.gather(1, y_in[:, None])[:, 0] + (1 - area) * lp.gather(1, y_out[:, None])[:, 0]).mean()
+
+
+class _Points:
+    """2-D data (Sec. 5.2): MLP G / D / C, no masks; L_ctrs pairs points by (pseudo) label."""
+
+    def networks(self, cfg, nc, info):
+        return _PointG(cfg, nc), _PointD(cfg, nc), MLP(2, nc, hidden=(cfg.hidden, cfg.hidden))
+
+    def region(self, n, dev):
+        return None
+
+    def d_regularisers(self, m, s):
+        """L_ctrs (Eq. 5): anchor a real point, positive a real point of the same class, negative a
+        synthesized one."""
+        if not m.cfg.region_reg:
+            return {}
+        xr, yr = torch.cat([s.x_l, s.x_u]), torch.cat([s.y_l, s.y_u])
+        perm = rand_perm(xr.shape[0], s.dev)
+        same = (yr[perm][None, :] == yr[:, None]).float()
+        pos = xr[perm][(same + 1e-3 * torch.rand_like(same)).argmax(1)]
+        neg = s.x_z[torch.arange(xr.shape[0], device=s.dev) % s.x_z.shape[0]]
+        fa, fp, fn = m.D.f(xr), m.D.f(pos), m.D.f(neg)
+        return {"D/ctrs": F.relu(_sqdist(fa, fp) - _sqdist(fa, fn) + m.cfg.gamma).mean()}
+
+    def mixed_c_losses(self, m, s):
+        return None  # no constructed instances: C takes G's pairs (C/fake)
+
+
+class _Images:
+    """Images: region masks (the prior q_m of Eq. 6), CutMix boxes and the constructed x_hat (Eq. 1)."""
+
+    def __init__(self, size, alpha, eps):
+        self.size, self.alpha, self.eps = size, alpha, eps
+
+    def networks(self, cfg, nc, info):
+        return (ResNetGenerator(cfg.z_dim, nc, self.size, cfg.ch, info["channels"]),
+                _ImageD(cfg, nc, self.size, info["channels"]),
+                ResNetClassifier(nc, self.size, cfg.c_ch, info["channels"]))
+
+    def region(self, n, dev):
+        boxes, _ = sample_region_boxes(n, self.size, self.size, device=dev)
+        return box_mask(boxes, self.size, self.size)
+
+    def cut(self, n, dev):
+        return sample_cutmix_boxes(n, self.size, self.size, self.alpha, device=dev)
+
+    def jitter(self, boxes):
+        """Boxes moved by at most eps * side (the m_lambda' of Eq. 4), kept inside the image."""
+        e = max(1, int(round(self.eps * self.size)))
+        b = boxes.long()
+        shift = torch.randint(-e, e + 1, (b.shape[0], 2), device=b.device)
+        h, w = b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]
+        y0 = torch.minimum((b[:, 0] + shift[:, 0]).clamp(min=0), self.size - h)
+        x0 = torch.minimum((b[:, 1] + shift[:, 1]).clamp(min=0), self.size - w)
+        return torch.stack([y0, x0, y0 + h, x0 + w], 1).to(torch.int32)
+
+    def d_regularisers(self, m, s):
+        """L_idnt (Eq. 11), L_cons (Eq. 4) and L_ctrs (Eq. 5) on the constructed x_hat = T(x, x_z, m)."""
+        cfg, out = m.cfg, {}
+        if not (cfg.idnt or cfg.region_reg):
+            return out
+        boxes, _ = self.cut(s.B, s.dev)
+        xz = s.x_z[:s.B]
+        xh, mh = cutmix(s.x_l, xz, boxes)  # Eq. 1: x inside the box, x_z outside
+        out_h, fh = m.D(xh, mh, s.y_l, feats=True)
+        if cfg.idnt:
+            out["D/idnt"] = cfg.mu * real_loss(out_h)  # Eq. 11: the constructed image counts as real
+        if cfg.region_reg:
+            xh2, mh2 = cutmix(s.x_l, xz, self.jitter(boxes))
+            out["D/cons"] = _sqdist(fh, m.D.f(xh2, mh2)).mean()  # Eq. 4
+            fa, fn = m.D.f(s.x_l, mh), m.D.f(xz, mh)
+            out["D/ctrs"] = F.relu(_sqdist(fa, fh) - _sqdist(fa, fn) + cfg.gamma).mean()  # Eq. 5
+        return out
+
+    def mixed_c_losses(self, m, s):
+        """Eq. 9-10: C on T(x, x_z, m) and T(x, x_u, m) with the labels mixed by the area fractions."""
+        boxes, area = self.cut(s.B, s.dev)
+        out = {"C/mixed_z": _mixed_ce(m.C(cutmix(s.x_l, s.x_z[:s.B], boxes)[0]), area, s.y_l, s.y_z[:s.B])}
+        if s.x_u.shape[0] >= s.B:
+            boxes, area = self.cut(s.B, s.dev)
+            out["C/mixed_u"] = _mixed_ce(m.C(cutmix(s.x_l, s.x_u[:s.B], boxes)[0]), area, s.y_l, s.y_u[:s.B])
+        return out
+
+
 @register("medgan")
 class MEDGAN(GANModel):
+    """One iteration (Sec. 4): D (Eq. 12 + the region regularisers), C (Eq. 9-10), G (Eq. 6-8)."""
     Config = MEDGANConfig
 
     def __init__(self, cfg: MEDGANConfig, info: dict):
         super().__init__(cfg, info)
         nc = self.nc = info["num_classes"]
         self.points = info["kind"] == "points"
-        if self.points:
-            self.G, self.D = _PointG(cfg, nc), _PointD(cfg, nc)
-            self.C = MLP(2, nc, hidden=(cfg.hidden, cfg.hidden))
-        else:
+        if not self.points:
             self.size = info["size"]
-            self.G = ResNetGenerator(cfg.z_dim, nc, info["size"], cfg.ch, info["channels"])
-            self.D = _ImageD(cfg, nc, info["size"], info["channels"])
-            self.C = ResNetClassifier(nc, info["size"], cfg.c_ch, info["channels"])
+        self.data = _Points() if self.points else _Images(info["size"], cfg.alpha, cfg.eps)
+        self.G, self.D, self.C = self.data.networks(cfg, nc, info)
         adam = dict(lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
         self._opts = {k: torch.optim.Adam(getattr(self, k).parameters(), **adam) for k in ("D", "C", "G")}
 
@@ -161,34 +244,117 @@ class MEDGAN(GANModel):
     def sample(self, labels, noise, modules=None):
         return (modules or {"G": self.G})["G"](noise, labels)
 
-    # ------------------------------------------------------------------ masks
-    def _region(self, B, dev):
-        boxes, _ = sample_region_boxes(B, self.size, self.size, device=dev)
-        return box_mask(boxes, self.size, self.size)
+    def _region(self, n, dev):
+        return self.data.region(n, dev)
 
-    def _cut(self, B, dev):
-        return sample_cutmix_boxes(B, self.size, self.size, self.cfg.alpha, device=dev)
+    # ------------------------------------------------------------------ training
+    def train_step(self, batch, step, amp=None):
+        amp = amp or FP32
+        s = self._draw(batch, amp)
+        losses = self._update(amp, "D", self._d_phase, s)
+        losses.update(self._update(amp, "C", self._c_phase, s))
+        losses.update(self._update(amp, "G", self._g_phase, s))
+        return losses
 
-    def _jitter(self, boxes):
-        """Boxes moved by at most eps * side (the m_lambda' of Eq. 4), kept inside the image."""
-        e = max(1, int(round(self.cfg.eps * self.size)))
-        b = boxes.long()
-        shift = torch.randint(-e, e + 1, (b.shape[0], 2), device=b.device)
-        h, w = b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]
-        y0 = (b[:, 0] + shift[:, 0]).clamp(min=0)
-        x0 = (b[:, 1] + shift[:, 1]).clamp(min=0)
-        y0 = torch.minimum(y0, self.size - h)
-        x0 = torch.minimum(x0, self.size - w)
-        return torch.stack([y0, x0, y0 + h, x0 + w], 1).to(torch.int32)
+    def _update(self, amp, name, phase, s):
+        """One player's step: its losses under autocast, their sum back-propagated into its parameters."""
+        with amp.ctx():
+            terms = phase(s)
+            loss = sum(terms.values())
+        amp.step(loss, self._opts[name], list(getattr(self, name).parameters()))
+        return {k: v.detach() for k, v in terms.items()}
+
+    def _draw(self, batch, amp):
+        """The iteration's noise and labels y_z, C's pseudo-labels of x_u and the synthesized x_z."""
+        x_l, y_l, x_u = batch["x_l"], batch["y_l"], batch["x_u"]
+        if x_l.shape[0] == 0:
+            raise ValueError("medgan needs labeled images in every batch (batch_labeled > 0)")
+        dev = next(self.G.parameters()).device
+        B = x_l.shape[0]
+        bz = max(B, x_u.shape[0])
+        z = self.noise(bz)
+        y_z = torch.randint(0, self.nc, (bz,), device=dev)
+        with torch.no_grad(), amp.ctx():
+            logit_u = self.C(x_u).float() if x_u.shape[0] else None
+            y_u = logit_u.argmax(1) if x_u.shape[0] else y_l[:0]
+            x_z = self.G(z, y_z).to(x_l.dtype)  # autocast may hand back bf16; cutmix mixes same-dtype images
+        return SimpleNamespace(x_l=x_l, y_l=y_l, x_u=x_u, B=B, bz=bz, z=z, y_z=y_z, logit_u=logit_u, y_u=y_u,
+                               x_z=x_z, dev=dev)
+
+    def _d_phase(self, s):
+        """Eq. 12: real labeled and pseudo-labeled pairs real, (x_z, y_z) fake; + the regularisers."""
+        m_l, m_z = self._region(s.B, s.dev), self._region(s.bz, s.dev)
+        ld = self._d_pairs(s, m_l, m_z)
+        ld.update(self.data.d_regularisers(self, s))
+        return ld
+
+    def _d_pairs(self, s, m_l, m_z):
+        ld = {"D/real": real_loss(self.D(s.x_l, m_l, s.y_l)), "D/fake": fake_loss(self.D(s.x_z, m_z, s.y_z))}
+        if s.x_u.shape[0]:
+            ld["D/unlabeled"] = real_loss(self.D(s.x_u, self._region(s.x_u.shape[0], s.dev), s.y_u))
+        return ld
+
+    def _c_phase(self, s):
+        """Eq. 9-10 (mixed_c, images), else cross-entropy on G's pairs weighted mu_c; + the labeled batch."""
+        lc = {"C/labeled": F.cross_entropy(self.C(s.x_l).float(), s.y_l)}
+        mixed = self.data.mixed_c_losses(self, s) if self.cfg.mixed_c else None
+        lc.update(mixed if mixed is not None else {"C/fake": self.cfg.mu_c * F.cross_entropy(self.C(s.x_z).float(),
+                                                                                             s.y_z)})
+        return lc
+
+    def _g_phase(self, s):
+        """Eq. 6 (L_advs under random region masks) + Eq. 7 (L_recg = CE(C(x_z), y_z))."""
+        x_z = self.G(s.z, s.y_z)
+        lg = {"G/advs": real_loss(self.D(x_z, self._region(s.bz, s.dev), s.y_z))}
+        if self.cfg.recg:
+            lg["G/recg"] = F.cross_entropy(self.C(x_z).float(), s.y_z)
+        return lg
+
+
+@dataclass
+class TripleGANConfig(MEDGANConfig):
+    mask_embedding: bool = False
+    region_reg: bool = False
+    recg: bool = False
+    idnt: bool = False
+    mixed_c: bool = False
+    triple: bool = True  # the three-player game for the unlabeled pairs (false: pseudo-labeled pairs are real)
+    triple_alpha: float = 0.5  # alpha: weight of C's pairs vs G's pairs as D's fakes
+
+
+@register("triplegan")
+class TripleGAN(MEDGAN):
+    """MED-GAN's baseline, Triple-GAN (Li et al. 2017) on the same networks: every MED-GAN component
+    off and the three-player game - D takes labeled pairs as real and both C's pairs (x_u, y ~ p_c,
+    weight alpha = 1/2) and G's pairs (weight 1 - alpha) as fake; C minimises cross-entropy on
+    labeled data + alpha E_{p_c}[-log D(x, y)] + mu_c x cross-entropy on G's pairs (R_P); G fools D.
+    MED-GAN's components stay switchable on it (the Table 1 rows: --set model.recg=true, ...);
+    `--set model.triple=false` gives the simpler variant where pseudo-labeled pairs count as real."""
+    Config = TripleGANConfig
+
+    def _d_pairs(self, s, m_l, m_z):
+        if not self.cfg.triple:
+            return super()._d_pairs(s, m_l, m_z)
+        a = self.cfg.triple_alpha if s.x_u.shape[0] else 0.0
+        ld = {"D/real": real_loss(self.D(s.x_l, m_l, s.y_l)), "D/fake": (1 - a) * fake_loss(self.D(s.x_z, m_z, s.y_z))}
+        if s.x_u.shape[0]:
+            y_s = torch.multinomial(torch.softmax(s.logit_u, 1), 1)[:, 0]  # y ~ p_c(y | x)
+            ld["D/pseudo_fake"] = a * fake_loss(self.D(s.x_u, self._region(s.x_u.shape[0], s.dev), y_s))
+        return ld
+
+    def _c_phase(self, s):
+        lc = super()._c_phase(s)
+        if self.cfg.triple and s.x_u.shape[0]:
+            lc["C/adv"] = self.cfg.triple_alpha * self._triple_c(s.x_u, self.points, s.dev)
+        return lc
 
     def _triple_c(self, x_u, pts, dev):
-        """C's adversarial term of Triple-GAN: C makes its pairs (x_u, y ~ p_c) look real to D,
-        E_{p_c(y|x)}[-log D(x, y)] (non-saturating). Exact sum over classes for 2-D data and up to 16
-        classes; else one sampled y per image with the score-function gradient (Triple-GAN's own
-        estimator for large label sets)."""
+        """C's adversarial term: C makes its pairs (x_u, y ~ p_c) look real to D, E_{p_c(y|x)}[-log D(x, y)]
+        (non-saturating). Exact sum over classes for 2-D data and up to 16 classes; else one sampled y
+        per image with the score-function gradient (Triple-GAN's own estimator for large label sets)."""
         logp = F.log_softmax(self.C(x_u).float(), 1)
         n, K = logp.shape
-        m = None if pts else self._region(n, dev)
+        m = self._region(n, dev)
         if pts or K <= 16:
             xs = x_u.repeat_interleave(K, 0)
             ys = torch.arange(K, device=dev).repeat(n)
@@ -199,115 +365,3 @@ class MEDGAN(GANModel):
         with torch.no_grad():
             d = F.softplus(-self.D(x_u, m, y).float())
         return (logp.gather(1, y[:, None])[:, 0] * (d - d.mean())).mean()
-
-    # ------------------------------------------------------------------ training
-    def train_step(self, batch, step, amp=None):
-        cfg = self.cfg
-        dev = next(self.G.parameters()).device
-        amp = amp or FP32
-        x_l, y_l, x_u = batch["x_l"], batch["y_l"], batch["x_u"]
-        B = x_l.shape[0]
-        if B == 0:
-            raise ValueError("medgan needs labeled images in every batch (batch_labeled > 0)")
-        bz = max(B, x_u.shape[0])
-        z = self.noise(bz)
-        y_z = torch.randint(0, self.nc, (bz,), device=dev)
-        losses = {}
-        with torch.no_grad(), amp.ctx():
-            logit_u = self.C(x_u).float() if x_u.shape[0] else None
-            y_u = logit_u.argmax(1) if x_u.shape[0] else y_l[:0]
-            x_z = self.G(z, y_z).to(x_l.dtype)  # autocast may hand back bf16; cutmix mixes same-dtype images
-        pts = self.points
-        # ---------------- D (Eq. 12)
-        with amp.ctx():
-            m_l = None if pts else self._region(B, dev)
-            m_z = None if pts else self._region(bz, dev)
-            if cfg.triple:  # Triple-GAN: (x_l, y_l) real; C's pairs (alpha) and G's pairs (1 - alpha) fake
-                a = cfg.triple_alpha if x_u.shape[0] else 0.0
-                ld = {"D/real": real_loss(self.D(x_l, m_l, y_l)),
-                      "D/fake": (1 - a) * fake_loss(self.D(x_z, m_z, y_z))}
-                if x_u.shape[0]:
-                    y_s = torch.multinomial(torch.softmax(logit_u, 1), 1)[:, 0]  # y ~ p_c(y | x)
-                    m_u = None if pts else self._region(x_u.shape[0], dev)
-                    ld["D/pseudo_fake"] = a * fake_loss(self.D(x_u, m_u, y_s))
-            else:
-                ld = {"D/real": real_loss(self.D(x_l, m_l, y_l)), "D/fake": fake_loss(self.D(x_z, m_z, y_z))}
-                if x_u.shape[0]:
-                    m_u = None if pts else self._region(x_u.shape[0], dev)
-                    ld["D/unlabeled"] = real_loss(self.D(x_u, m_u, y_u))
-            if not pts and (cfg.idnt or cfg.region_reg):
-                boxes, _ = self._cut(B, dev)
-                xh, mh = cutmix(x_l, x_z[:B], boxes)  # Eq. 1: x inside the box, x_z outside
-                out_h, fh = self.D(xh, mh, y_l, feats=True)
-                if cfg.idnt:
-                    ld["D/idnt"] = cfg.mu * real_loss(out_h)  # Eq. 11: the constructed image counts as real
-                if cfg.region_reg:
-                    b2 = self._jitter(boxes)
-                    xh2, mh2 = cutmix(x_l, x_z[:B], b2)
-                    ld["D/cons"] = _sqdist(fh, self.D.f(xh2, mh2)).mean()  # Eq. 4
-                    fa, fn = self.D.f(x_l, mh), self.D.f(x_z[:B], mh)
-                    ld["D/ctrs"] = F.relu(_sqdist(fa, fh) - _sqdist(fa, fn) + cfg.gamma).mean()  # Eq. 5
-            if pts and cfg.region_reg:  # 2-D: pairs by (pseudo) label
-                xr = torch.cat([x_l, x_u])
-                yr = torch.cat([y_l, y_u])
-                perm = rand_perm(xr.shape[0], dev)
-                same = (yr[perm][None, :] == yr[:, None]).float()
-                pos = xr[perm][(same + 1e-3 * torch.rand_like(same)).argmax(1)]  # a real point of the same class
-                neg = x_z[torch.arange(xr.shape[0], device=dev) % x_z.shape[0]]  # synthesized points
-                fa, fp, fn = self.D.f(xr), self.D.f(pos), self.D.f(neg)
-                ld["D/ctrs"] = F.relu(_sqdist(fa, fp) - _sqdist(fa, fn) + cfg.gamma).mean()  # Eq. 5
-            loss_d = sum(ld.values())
-        amp.step(loss_d, self._opts["D"], list(self.D.parameters()))
-        losses.update({k: v.detach() for k, v in ld.items()})
-        # ---------------- C (Eq. 9-10)
-        with amp.ctx():
-            lc = {"C/labeled": F.cross_entropy(self.C(x_l).float(), y_l)}
-            if cfg.mixed_c and not pts:
-                boxes, area = self._cut(B, dev)
-                xz_mix, _ = cutmix(x_l, x_z[:B], boxes)
-                lz = F.log_softmax(self.C(xz_mix).float(), 1)
-                lc["C/mixed_z"] = -(area * lz.gather(1, y_l[:, None])[:, 0] +
-                                    (1 - area) * lz.gather(1, y_z[:B, None])[:, 0]).mean()  # Eq. 9
-                if x_u.shape[0] >= B:
-                    boxes, area = self._cut(B, dev)
-                    xu_mix, _ = cutmix(x_l, x_u[:B], boxes)
-                    lu = F.log_softmax(self.C(xu_mix).float(), 1)
-                    lc["C/mixed_u"] = -(area * lu.gather(1, y_l[:, None])[:, 0] +
-                                        (1 - area) * lu.gather(1, y_u[:B, None])[:, 0]).mean()
-            else:
-                lc["C/fake"] = cfg.mu_c * F.cross_entropy(self.C(x_z).float(), y_z)
-            if cfg.triple and x_u.shape[0]:
-                lc["C/adv"] = cfg.triple_alpha * self._triple_c(x_u, pts, dev)
-            loss_c = sum(lc.values())
-        amp.step(loss_c, self._opts["C"], list(self.C.parameters()))
-        losses.update({k: v.detach() for k, v in lc.items()})
-        # ---------------- G (Eq. 6-8)
-        with amp.ctx():
-            x_z = self.G(z, y_z)
-            lg = {"G/advs": real_loss(self.D(x_z, None if pts else self._region(bz, dev), y_z))}  # Eq. 6
-            if cfg.recg:
-                lg["G/recg"] = F.cross_entropy(self.C(x_z).float(), y_z)  # Eq. 7
-            loss_g = sum(lg.values())
-        amp.step(loss_g, self._opts["G"], list(self.G.parameters()))
-        losses.update({k: v.detach() for k, v in lg.items()})
-        return losses
-
-
-@dataclass
-class TripleGANConfig(MEDGANConfig):
-    mask_embedding: bool = False
-    region_reg: bool = False
-    recg: bool = False
-    idnt: bool = False
-    mixed_c: bool = False
-    triple: bool = True
-
-
-@register("triplegan")
-class TripleGAN(MEDGAN):
-    """MED-GAN's baseline, Triple-GAN (Li et al. 2017) on the same networks: every MED-GAN component
-    off and the three-player game - D takes labeled pairs as real and both C's pairs (x_u, y ~ p_c,
-    weight alpha = 1/2) and G's pairs (weight 1 - alpha) as fake; C minimises cross-entropy on
-    labeled data + alpha E_{p_c}[-log D(x, y)] + mu_c x cross-entropy on G's pairs (R_P); G fools D.
-    `--set model.triple=false` gives the simpler variant where pseudo-labeled pairs count as real."""
-    Config = TripleGANConfig

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -193,90 +194,108 @@ class SphericGAN(GANModel):
 
     # ------------------------------------------------------------------ training
     def train_step(self, batch, step, amp=None):
-        cfg, dev = self.cfg, self.P.device
+        """One iteration (Sec. 3): P (Eq. 2), the discriminators (Eq. 3, 4, 6, 7), G and F (Eq. 4-9), C (Eq. 8)."""
         self.require_prepared()
         amp = amp or FP32
+        s = self._draw(batch, amp)
+        losses = self._p_phase(s, amp) if self.cfg.latent_clustering else {}
+        losses.update(self._d_phase(s, amp))
+        losses.update(self._g_phase(s, amp))
+        losses.update(self._c_phase(s, amp))
+        return losses
+
+    def _draw(self, batch, amp):
+        """The iteration's noise z, labels y_z, C's pseudo-labels of x_u and the prior clusters of x."""
+        dev = self.P.device
         x_l, y_l, x_u = batch["x_l"], batch["y_l"], batch["x_u"]
         x = torch.cat([x_l, x_u])
-        bz = x.shape[0]
-        z = self.noise(bz)
-        y_z = torch.randint(0, self.nc, (bz,), device=dev)
-        align, clust = cfg.cluster_alignment, cfg.latent_clustering
-        losses = {}
+        z = self.noise(x.shape[0])
+        y_z = torch.randint(0, self.nc, (x.shape[0],), device=dev)
         with torch.no_grad(), amp.ctx():
             y_x = torch.cat([y_l, self.C(x_u).argmax(1)]) if x_u.shape[0] else y_l
-            rho = self.prior_of(x) if align else None
-        # -- P: L_clust (Eq. 2) on latents of G1 (held fixed)
-        if clust:
-            zc = self.latent(z).detach()
-            l = clustering_loss(zc, self.P, 1.0, cfg.lam)
-            amp.step(l, self._opts["P"], [self.P])
-            losses["P/clust"] = l.detach()
-        # -- discriminators
+            rho = self.prior_of(x) if self.cfg.cluster_alignment else None
+        return SimpleNamespace(x_l=x_l, y_l=y_l, x_u=x_u, x=x, z=z, y_z=y_z, y_x=y_x, rho=rho)
+
+    def _p_phase(self, s, amp):
+        """L_clust (Eq. 2) on the latents of G1 (held fixed)."""
+        loss = clustering_loss(self.latent(s.z).detach(), self.P, 1.0, self.cfg.lam)
+        amp.step(loss, self._opts["P"], [self.P])
+        return {"P/clust": loss.detach()}
+
+    def _d_phase(self, s, amp):
+        """D_prt and D_class (Eq. 7), D_prt's latent evaluation (Eq. 3), D_lat (Eq. 4), L_align (Eq. 6)."""
+        cfg = self.cfg
         with torch.no_grad(), amp.ctx():
-            zc = self.latent(z)
-            xz = self.G2(zc, y_z)
-            if align:
-                zx = self.F(x)
-                xr = self.G2(zx, y_x)
+            zc = self.latent(s.z)
+            xz = self.G2(zc, s.y_z)
+            if cfg.cluster_alignment:
+                zx = self.F(s.x)
+                xr = self.G2(zx, s.y_x)
         with amp.ctx():
-            idt_r, _ = self.Dprt(x)
+            idt_r, _ = self.Dprt(s.x)
             idt_f, pf = self.Dprt(xz)
             ld = {"D/prt_adv": real_loss(idt_r) + fake_loss(idt_f)}  # Eq. 7, D_prt
-            if x_l.shape[0]:
-                ld["D/class_adv"] = real_loss(self.Dclass(x_l, y_l)[0]) + fake_loss(self.Dclass(xz, y_z)[0])  # Eq. 7
-            if clust:
+            if s.x_l.shape[0]:
+                ld["D/class_adv"] = real_loss(self.Dclass(s.x_l, s.y_l)[0]) + fake_loss(self.Dclass(xz, s.y_z)[0])
+            if cfg.latent_clustering:
                 target = cosine_softmax(zc, self.P.detach()).argmax(1)  # one-hot(phi(z°)), Eq. 1
                 ld["D/lat_eval"] = _nll(pf, target)  # Eq. 3
-            if align:
+            if cfg.cluster_alignment:
                 ld["D/lat_adv"] = real_loss(self.Dlat(zc).squeeze(1)) + fake_loss(self.Dlat(zx).squeeze(1))  # Eq. 4
-                _, pr = self.Dprt(x)
+                _, pr = self.Dprt(s.x)
                 _, prr = self.Dprt(xr)
-                ld["D/align"] = _nll(pr, rho) + _nll(prr, rho)  # Eq. 6
+                ld["D/align"] = _nll(pr, s.rho) + _nll(prr, s.rho)  # Eq. 6
             loss_d = sum(ld.values())
         amp.step(loss_d, self._opts["D"], self._opts["D"].param_groups[0]["params"])
-        losses.update({k: v.detach() for k, v in ld.items()})
-        # -- G (G1, G2) and F
+        return {k: v.detach() for k, v in ld.items()}
+
+    def _g_phase(self, s, amp):
+        """G1 + G2: Eq. 7 adversarial, Eq. 8 verification (mu), Eq. 3 / 9 latent evaluation; with cluster
+        alignment G1's and F's sides of Eq. 4, L_align (Eq. 6) and F's consistency (Eq. 5)."""
+        cfg = self.cfg
         with amp.ctx():
-            zc = self.latent(z)
-            xz = self.G2(zc, y_z)
+            zc = self.latent(s.z)
+            s.xz = xz = self.G2(zc, s.y_z)
             idt_f, pf = self.Dprt(xz)
-            lg = {"G/adv": real_loss(idt_f) + real_loss(self.Dclass(xz, y_z)[0])}  # Eq. 7
+            lg = {"G/adv": real_loss(idt_f) + real_loss(self.Dclass(xz, s.y_z)[0])}  # Eq. 7
             if cfg.semantic_verification:
-                lg["G/verify"] = cfg.mu * F.cross_entropy(self.C(xz).float(), y_z)  # Eq. 8, mu term
-            if clust and cfg.g_eval:
+                lg["G/verify"] = cfg.mu * F.cross_entropy(self.C(xz).float(), s.y_z)  # Eq. 8, mu term
+            if cfg.latent_clustering and cfg.g_eval:
                 lg["G/lat_eval"] = _nll(pf, cosine_softmax(zc, self.P.detach()).argmax(1))  # Eq. 3 / 9
-            lf = {}
-            if align:
-                zx = self.F(x)
-                xr = self.G2(zx, y_x)
-                lg["G/lat_adv"] = fake_loss(self.Dlat(zc).squeeze(1))  # Eq. 4, G1 side (non-saturating)
-                lf["F/lat_adv"] = real_loss(self.Dlat(zx).squeeze(1))  # Eq. 4, F side
-                l_align = _nll(self.Dprt(xr)[1], rho)  # Eq. 6, synthesized part
-                lg["G/align"] = l_align
-                lf["F/align"] = l_align
-                lf["F/cons"] = cfg.nu * (zx - self.F(xr).float()).abs().sum(1).mean()  # Eq. 5
+            lf = self._f_terms(s, zc, lg) if cfg.cluster_alignment else {}
             loss_g = sum(lg.values())
         gparams = self._opts["G"].param_groups[0]["params"]
-        if align:
-            fparams = self._opts["F"].param_groups[0]["params"]
+        if cfg.cluster_alignment:  # G's and F's losses share the graph of x_r
             self._opts["G"].zero_grad(set_to_none=True)
             amp.backward(loss_g, gparams, retain_graph=True)
-            amp.step(sum(lf.values()), self._opts["F"], fparams)
+            amp.step(sum(lf.values()), self._opts["F"], self._opts["F"].param_groups[0]["params"])
             amp.step(None, self._opts["G"], gparams)
         else:
             amp.step(loss_g, self._opts["G"], gparams)
-        losses.update({k: v.detach() for k, v in {**lg, **lf}.items()})
-        # -- C (SGD): Eq. 8
+        return {k: v.detach() for k, v in {**lg, **lf}.items()}
+
+    def _f_terms(self, s, zc, lg):
+        """Eq. 4-6 for G1 (added to lg) and F (returned)."""
+        zx = self.F(s.x)
+        xr = self.G2(zx, s.y_x)
+        lg["G/lat_adv"] = fake_loss(self.Dlat(zc).squeeze(1))  # Eq. 4, G1 side (non-saturating)
+        lf = {"F/lat_adv": real_loss(self.Dlat(zx).squeeze(1))}  # Eq. 4, F side
+        l_align = _nll(self.Dprt(xr)[1], s.rho)  # Eq. 6, synthesized part
+        lg["G/align"] = l_align
+        lf["F/align"] = l_align
+        lf["F/cons"] = self.cfg.nu * (zx - self.F(xr).float()).abs().sum(1).mean()  # Eq. 5
+        return lf
+
+    def _c_phase(self, s, amp):
+        """C (SGD), Eq. 8: cross-entropy on labeled data, entropy on unlabeled, mu x CE on G's pairs."""
         with amp.ctx():
             lc = {}
-            if x_l.shape[0]:
-                lc["C/labeled"] = F.cross_entropy(self.C(x_l).float(), y_l)
-            if x_u.shape[0]:
-                p = torch.softmax(self.C(x_u).float(), 1)
+            if s.x_l.shape[0]:
+                lc["C/labeled"] = F.cross_entropy(self.C(s.x_l).float(), s.y_l)
+            if s.x_u.shape[0]:
+                p = torch.softmax(self.C(s.x_u).float(), 1)
                 lc["C/entropy"] = -(p * torch.log(p.clamp_min(1e-12))).sum(1).mean()
-            lc["C/fake"] = cfg.mu * F.cross_entropy(self.C(xz.detach()).float(), y_z)
+            lc["C/fake"] = self.cfg.mu * F.cross_entropy(self.C(s.xz.detach()).float(), s.y_z)
             loss_c = sum(lc.values())
         amp.step(loss_c, self._opts["C"], list(self.C.parameters()))
-        losses.update({k: v.detach() for k, v in lc.items()})
-        return losses
+        return {k: v.detach() for k, v in lc.items()}

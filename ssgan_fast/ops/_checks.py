@@ -11,8 +11,9 @@ _emulated_capture = 0
 
 
 @contextlib.contextmanager
-def capturing():
-    """Act as if a CUDA graph were being captured (the engine's emulated capture): value checks off."""
+def emulated_capture():
+    """Act as if a CUDA graph were being captured (the engine's emulated capture): the ops skip their
+    value checks (host syncs), as they do under a real capture."""
     global _emulated_capture
     _emulated_capture += 1
     try:

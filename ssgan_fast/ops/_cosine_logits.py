@@ -1,31 +1,28 @@
-"""Host side of the fused cosine-logits core, and the autograd / custom ops built on it.
+"""Host functions of the fused cosine-logits core, and the autograd / custom ops built on it.
 
-Both op families - prototype assignment (cosine softmax) and the AAM margin - are
-"normalised linear + softmax" ops. With rx_b = 1 / max(||x_b||, eps), rw_k likewise,
+Op families prototype (cosine_softmax, clustering_loss) and aam (aam_logits, aam_cross_entropy)
+are "normalised linear + softmax" ops. With rx_b = 1 / max(||x_b||, eps), rw_k likewise,
   cos_bk  = rx_b rw_k (x_b . w_k)
   logit   = s * cos      (s = 1 / tau, or the AAM scale with cos(theta_y + m) at the target).
-Every backend computes the raw dot products with the vendor GEMM (cuBLAS / MKL, fp32
-accumulation) into a float32 tile, and one fused kernel per pass does the rest in place:
-scaling, margin, masking, softmax / online log-sum-exp, entropy (forward); the logit
-gradient, margin derivative and the row/column sums of dcos * cos (backward).
-- softmax (mode 0): backward recovers cos = (log p + lse) / s from the saved probabilities,
-  so fwd + bwd is three GEMMs, as in eager torch.
-- cross-entropy (mode 2): no [B, C] tensor outlives the call. With a scalar loss, grads wanted
-  and a weight of at most FUSED_CE_MAX_WEIGHT elements, the forward also writes dx, dW over row
-  chunks of the tile (`ce_fused`: three GEMMs in all) and backward only scales them; otherwise
-  only lse [B] is kept and backward recomputes the tile over class chunks (four GEMMs, but no
-  second weight-sized tensor held between forward and backward).
-
+The raw dot products come from the vendor GEMM (cuBLAS / MKL, fp32 accumulation) into a float32
+tile; one fused kernel per pass does the rest in place (scaling, margin, masking, softmax / online
+log-sum-exp, entropy; backward: the logit gradient, margin derivative and the row / column sums of
+dcos * cos). Each op has one forward and one backward host function, in C++ for the cpp / cuda
+backends (csrc/cosine_logits_host.cpp, torch.ops.ssgan_fast_C.<name>) and here for Triton, with
+the same names and contracts (``host(backend).<name>``).
+- cosine_softmax: backward recovers cos = (log p + lse) / s from the saved probabilities.
+- aam_cross_entropy: no [B, C] tensor outlives the call. With a scalar loss, grads wanted and a
+  weight of at most FUSED_CE_MAX_WEIGHT elements, the forward also writes dx, dW over row chunks
+  (``aam_ce_fused``) and backward only scales them; otherwise only lse [B] is kept and backward
+  recomputes the tile over class chunks (``aam_ce_bwd``).
 Backward of the normalisation (k_x = rx^2 where ||x|| > eps, else 0):
   dx_b = sum_k e_bk w_k - k_x x_b sum_k dcos_bk cos_bk,    e_bk = dcos_bk rx_b rw_k
   dw_k = sum_b e_bk x_b - k_w w_k sum_b dcos_bk cos_bk.
-
-The cpp / cuda backends run the host loop in C++ (csrc/cosine_logits_host.cpp); the Triton
-backend's host below mirrors it line by line.
 """
 from __future__ import annotations
 
 import inspect
+from types import SimpleNamespace
 from typing import Optional
 
 import torch
@@ -33,26 +30,20 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from .._backends import kernels, named, op_scope
+from .._constants import CE_MIN_COLS, CE_TILE_ELEMS, FUSED_CE_MAX_WEIGHT, NORM_EPS, PBAR_MIN
 from ._checks import no_autocast
-from .reference import NORM_EPS, PBAR_MIN
 
-PROBS, LOGITS, CROSS_ENTROPY, CLUSTERING = 0, 1, 2, 3
 _INV_EPS = 1.0 / NORM_EPS
 
 
 def default_chunk(B: int, K: int) -> int:
-    """Columns per cross-entropy chunk (no-grad / per-row-grad path): a float32 tile of ~16 MiB."""
-    return int(max(1024, min(K, (1 << 22) // max(B, 1))))
+    """Columns per cross-entropy chunk (no-grad / per-row-grad path): a float32 tile of CE_TILE_ELEMS."""
+    return int(max(CE_MIN_COLS, min(K, CE_TILE_ELEMS // max(B, 1))))
 
 
 def default_row_chunk(B: int, K: int) -> int:
-    """Rows per chunk of the fused cross-entropy: a [rows, K] float32 tile of about 16 MiB."""
-    return int(max(1, min(B, (1 << 22) // max(K, 1))))
-
-
-# Above this many weight elements the cross-entropy does not precompute dW in the forward (it
-# would hold a second weight-sized tensor from forward to backward): backward recomputes instead.
-FUSED_CE_MAX_WEIGHT = 1 << 24
+    """Rows per chunk of the fused cross-entropy (csrc/shared.h ce_row_chunk)."""
+    return int(max(1, min(B, CE_TILE_ELEMS // max(K, 1))))
 
 
 def fused_ce(reduction: str, need_grad: bool, weight: Tensor) -> bool:
@@ -92,35 +83,70 @@ def _scale_tensor(tau, scale, cdt, device):
     return torch.full((1,), scale, dtype=cdt, device=device)
 
 
-def triton_forward(x, w, tau, scale, margin, target, lo, hi, mode, chunk):
-    """Same contract as ssgan_fast_C::cosine_logits_forward:
-    (out in x's dtype, out as float where that differs else empty, stats[3, B], rx, rw)."""
+def _rows_forward(x, w, sc, rows):
+    """norms, the GEMM and `rows(dots, rx, rw, stats)` over all K columns: (out, out_f, stats, rx, rw)."""
+    cdt = sc.dtype
+    xf = x.to(cdt).contiguous()
+    rx, rw = _inv_norm(xf, cdt), _inv_norm(w, cdt)
+    stats = torch.zeros(3, x.shape[0], dtype=cdt, device=x.device)
+    dots = torch.mm(xf, w.to(cdt).t())
+    rows(dots, rx, rw, stats)
+    out = dots.to(x.dtype)
+    return out, (xf.new_empty(0) if out.dtype == cdt else dots), stats, rx, rw
+
+
+def _rows_backward(x, w, rx, rw, cdt, step, recompute, rows):
+    """The backward GEMMs around `rows(dots, rwc, c0, rowdot, coldot)` over column chunks of `step`;
+    recompute: dots are the chunk's raw dot products (else output only). (dx, dw, rowdot [B])."""
+    xf = x.to(cdt).contiguous()
+    B, D = xf.shape
+    K = w.shape[0]
+    dx = torch.zeros(B, D, dtype=cdt, device=x.device)
+    dw = torch.empty(K, D, dtype=cdt, device=x.device)
+    rowdot = torch.zeros(B, dtype=cdt, device=x.device)
+    kw = _norm_backward_factor(rw)
+    for c0 in range(0, K, step):
+        c1 = min(K, c0 + step)
+        wc = w[c0:c1].to(cdt)
+        dots = torch.mm(xf, wc.t()) if recompute else torch.empty(B, c1 - c0, dtype=cdt, device=x.device)
+        coldot = torch.zeros(c1 - c0, dtype=cdt, device=x.device)
+        rows(dots, rw[c0:c1], c0, rowdot, coldot)
+        dx.addmm_(dots, wc)
+        dwc = dw[c0:c1]
+        torch.mm(dots.t(), xf, out=dwc)
+        dwc.addcmul_(wc, (kw[c0:c1] * coldot)[:, None], value=-1.0)
+    dx.addcmul_(xf, (_norm_backward_factor(rx) * rowdot)[:, None], value=-1.0)
+    return dx.to(x.dtype), dw.to(w.dtype), rowdot
+
+
+def cosine_softmax_fwd(x, w, tau, scale, lo, hi):
+    """(probs in x's dtype, probs as float where that differs else empty, stats [3, B], rx, rw)."""
     kern = kernels("triton")
     cdt = compute_dtype(x, w, "triton")
     sc = _scale_tensor(tau, scale, cdt, x.device)
-    if mode == PROBS and kern.fused_softmax_supported(x, w):
+    if kern.fused_softmax_supported(x, w):
         # K <= 256: one launch does norms, dot products, softmax and entropy
         probs, stats, rx, rw = kern.fused_softmax(x, w, sc, lo, hi)
         out = probs.to(x.dtype)
         return out, (probs.new_empty(0) if out.dtype == probs.dtype else probs), stats, rx, rw
-    xf = x.to(cdt).contiguous()
-    target, lo, hi = (_index_or_empty(t, x) for t in (target, lo, hi))
-    B, K = x.shape[0], w.shape[0]
-    rx, rw = _inv_norm(xf, cdt), _inv_norm(w, cdt)
-    stats = torch.zeros(3, B, dtype=cdt, device=x.device)
-    none = xf.new_empty(0)
-    if mode != CROSS_ENTROPY:
-        dots = torch.mm(xf, w.to(cdt).t())
-        kern.fwd_rows(dots, rx, rw, sc, margin, target, lo, hi, 0, mode, stats)
-        out = dots.to(x.dtype)
-        return out, (none if out.dtype == cdt else dots), stats, rx, rw
-    stats[0].fill_(float("-inf"))
-    for c0 in range(0, K, chunk):
-        c1 = min(K, c0 + chunk)
-        dots = torch.mm(xf, w[c0:c1].to(cdt).t())
-        kern.fwd_rows(dots, rx, rw[c0:c1], sc, margin, target, lo, hi, c0, mode, stats)
-    stats[0].add_(stats[1].log())
-    return stats[0] - stats[2], none, stats, rx, rw
+    lo, hi = _index_or_empty(lo, x), _index_or_empty(hi, x)
+    return _rows_forward(x, w, sc, lambda dots, rx, rw, stats: kern.softmax_rows(dots, rx, rw, sc, lo, hi, stats))
+
+
+def cosine_softmax_bwd(x, w, rx, rw, tau, scale, probs, lse, grad):
+    """(dx, dw, rd) with rd.sum() = sum_bk dcos * cos (a scalar here; the C++ host returns the per-row sums)."""
+    kern = kernels("triton")
+    cdt = compute_dtype(x, w, "triton")
+    sc = _scale_tensor(tau, scale, cdt, x.device)
+    probs, lse, grad = probs.to(cdt).contiguous(), lse.to(cdt).contiguous(), grad.to(cdt).contiguous()
+    if kern.fused_backward_supported(x, w):
+        # K <= 128: one launch (dx complete per row block, dw by atomics)
+        return kern.fused_softmax_backward(x, w, rx, rw, sc, probs, lse, grad)
+
+    def rows(dots, rwc, c0, rowdot, coldot):
+        kern.softmax_bwd_rows(dots, rx, rwc, sc, probs, lse, grad, rowdot, coldot)
+    dx, dw, rowdot = _rows_backward(x, w, rx, rw, cdt, w.shape[0], False, rows)
+    return dx, dw, rowdot.sum()
 
 
 def _clustering_grad(probs, gloss, lam):
@@ -132,54 +158,72 @@ def _clustering_grad(probs, gloss, lam):
     return (gloss.reshape(1, 1) * (-(logp + 1.0) / B - dprior[None, :])).contiguous()
 
 
-def triton_backward(x, w, rx, rw, tau, scale, margin, target, lo, hi, mode, saved, lse, grad, lam, chunk):
-    """Same contract as ssgan_fast_C::cosine_logits_backward: (dx, dw, rd) with rd.sum() = sum_bk dcos * cos
-    (here a scalar; the C++ host returns the per-row sums [B] and leaves the sum to a caller that needs it)."""
+def clustering_loss_bwd(x, w, rx, rw, tau, scale, probs, lse, grad, lam):
+    """As cosine_softmax_bwd, for grad = dL/dloss of clustering_loss."""
+    cdt = compute_dtype(x, w, "triton")
+    probs = probs.to(cdt).contiguous()
+    return cosine_softmax_bwd(x, w, rx, rw, tau, scale, probs, lse, _clustering_grad(probs, grad.to(cdt), lam))
+
+
+def aam_logits_fwd(x, w, target, s, m):
+    """(logits in x's dtype, logits as float where that differs else empty, stats, rx, rw)."""
+    kern = kernels("triton")
+    sc = _scale_tensor(None, s, compute_dtype(x, w, "triton"), x.device)
+    target = target.contiguous()
+    return _rows_forward(x, w, sc, lambda dots, rx, rw, stats: kern.logits_rows(dots, rx, rw, sc, m, target, stats))
+
+
+def aam_logits_bwd(x, w, rx, rw, target, s, m, grad):
+    """(dx, dw) for grad = dL/dlogits."""
     kern = kernels("triton")
     cdt = compute_dtype(x, w, "triton")
-    sc = _scale_tensor(tau, scale, cdt, x.device)
-    none = torch.empty(0, dtype=cdt, device=x.device)
-    saved = saved.to(cdt).contiguous() if saved is not None else none
-    lse = lse.to(cdt).contiguous() if lse is not None else none
-    grad = grad.to(cdt).contiguous()
-    if mode == CLUSTERING:
-        grad, mode = _clustering_grad(saved, grad, lam), PROBS
-    if mode == PROBS and kern.fused_backward_supported(x, w):
-        # K <= 128: one launch (dx complete per row block, dw by atomics)
-        return kern.fused_softmax_backward(x, w, rx, rw, sc, saved, lse, grad)
-    xf = x.to(cdt).contiguous()
-    target, lo, hi = (_index_or_empty(t, x) for t in (target, lo, hi))
-    B, D = xf.shape
+    sc = _scale_tensor(None, s, cdt, x.device)
+    target, grad = target.contiguous(), grad.to(cdt).contiguous()
+
+    def rows(dots, rwc, c0, rowdot, coldot):
+        kern.logits_bwd_rows(dots, rx, rwc, sc, m, target, grad, rowdot, coldot)
+    return _rows_backward(x, w, rx, rw, cdt, w.shape[0], True, rows)[:2]
+
+
+def aam_ce_fwd(x, w, target, s, m, chunk):
+    """(loss [B], lse [B], rx, rw) over class chunks of `chunk`."""
+    kern = kernels("triton")
+    cdt = compute_dtype(x, w, "triton")
+    sc = _scale_tensor(None, s, cdt, x.device)
+    xf, target = x.to(cdt).contiguous(), target.contiguous()
     K = w.shape[0]
-    dx = torch.zeros(B, D, dtype=cdt, device=x.device)
-    dw = torch.empty(K, D, dtype=cdt, device=x.device)
-    rowdot = torch.zeros(B, dtype=cdt, device=x.device)
-    kw = _norm_backward_factor(rw)
-    step = chunk if mode == CROSS_ENTROPY else K
-    for c0 in range(0, K, step):
-        c1 = min(K, c0 + step)
-        wc = w[c0:c1].to(cdt)
-        # mode 0 recovers cos from the saved probabilities: no GEMM recompute
-        dots = torch.empty(B, c1 - c0, dtype=cdt, device=x.device) if mode == PROBS else torch.mm(xf, wc.t())
-        coldot = torch.zeros(c1 - c0, dtype=cdt, device=x.device)
-        kern.bwd_rows(dots, rx, rw[c0:c1], sc, margin, target, lo, hi, c0, mode, saved, lse, grad, rowdot, coldot)
-        dx.addmm_(dots, wc)
-        dwc = dw[c0:c1]
-        torch.mm(dots.t(), xf, out=dwc)
-        dwc.addcmul_(wc, (kw[c0:c1] * coldot)[:, None], value=-1.0)
-    dx.addcmul_(xf, (_norm_backward_factor(rx) * rowdot)[:, None], value=-1.0)
-    return dx.to(x.dtype), dw.to(w.dtype), rowdot.sum()
+    rx, rw = _inv_norm(xf, cdt), _inv_norm(w, cdt)
+    stats = torch.zeros(3, x.shape[0], dtype=cdt, device=x.device)
+    stats[0].fill_(float("-inf"))
+    for c0 in range(0, K, chunk):
+        c1 = min(K, c0 + chunk)
+        dots = torch.mm(xf, w[c0:c1].to(cdt).t())
+        kern.lse_rows(dots, rx, rw[c0:c1], sc, m, target, c0, stats)
+    stats[0].add_(stats[1].log())
+    return stats[0] - stats[2], stats[0].clone(), rx, rw
 
 
-def triton_ce_fused(x, w, scale, margin, target, weight, chunk):
-    """Same contract as ssgan_fast_C::cosine_logits_ce_fused: cross-entropy forward that also
-    writes dx, dw for dL/dloss_b = weight, over row chunks of `chunk`. (loss, lse, rx, rw, dx, dw)"""
+def aam_ce_bwd(x, w, rx, rw, target, s, m, lse, grad, chunk):
+    """(dx, dw) for grad = dL/dloss_b [B], the logits recomputed over class chunks of `chunk`."""
+    kern = kernels("triton")
+    cdt = compute_dtype(x, w, "triton")
+    sc = _scale_tensor(None, s, cdt, x.device)
+    target, lse, grad = target.contiguous(), lse.to(cdt).contiguous(), grad.to(cdt).contiguous()
+
+    def rows(dots, rwc, c0, rowdot, coldot):
+        kern.ce_bwd_rows(dots, rx, rwc, sc, m, target, c0, lse, grad, rowdot, coldot)
+    return _rows_backward(x, w, rx, rw, cdt, chunk, True, rows)[:2]
+
+
+def aam_ce_fused(x, w, target, s, m, weight, chunk):
+    """Cross-entropy forward that also writes dx, dw for dL/dloss_b = weight, over row chunks of
+    `chunk`: (loss, lse, rx, rw, dx, dw)."""
     kern = kernels("triton")
     if kern.fused_ce_supported(x, w):  # C <= 64: everything in one launch
-        return kern.fused_ce(x, w, scale, margin, target.contiguous(), weight)
+        return kern.fused_ce(x, w, s, m, target.contiguous(), weight)
     cdt = compute_dtype(x, w, "triton")
     xf, wf = x.to(cdt).contiguous(), w.to(cdt).contiguous()
-    sc = torch.full((1,), scale, dtype=cdt, device=x.device)
+    sc = torch.full((1,), s, dtype=cdt, device=x.device)
     B, D = xf.shape
     K = wf.shape[0]
     rx, rw = _inv_norm(xf, cdt), _inv_norm(wf, cdt)
@@ -195,7 +239,7 @@ def triton_ce_fused(x, w, scale, margin, target, weight, chunk):
         dots = torch.mm(xc, wf.t())
         stats = torch.empty(3, r1 - r0, dtype=cdt, device=x.device)
         rowdot = torch.zeros(r1 - r0, dtype=cdt, device=x.device)
-        kern.ce_rows(dots, rx[r0:r1], rw, sc, margin, target[r0:r1].contiguous(), weight, stats, rowdot, coldot)
+        kern.ce_rows(dots, rx[r0:r1], rw, sc, m, target[r0:r1].contiguous(), weight, stats, rowdot, coldot)
         lse[r0:r1] = stats[0]
         loss[r0:r1] = stats[1]
         torch.mm(dots, wf, out=dx[r0:r1])
@@ -205,50 +249,87 @@ def triton_ce_fused(x, w, scale, margin, target, weight, chunk):
     return loss, lse, rx, rw, dx.to(x.dtype), dw.to(w.dtype)
 
 
-_MODE_OPS = {PROBS: "cosine_softmax / clustering_loss", LOGITS: "aam_logits", CROSS_ENTROPY: "aam_cross_entropy",
-             CLUSTERING: "clustering_loss"}
-
-
-_TRITON_HOST = (named(triton_forward, lambda a: _MODE_OPS[a[8]]),
-                named(triton_backward, lambda a: _MODE_OPS[a[10]] + " (backward)"),
-                named(triton_ce_fused, "aam_cross_entropy"))
+HOST_FUNCTIONS = ("cosine_softmax_fwd", "cosine_softmax_bwd", "clustering_loss_bwd", "aam_logits_fwd",
+                  "aam_logits_bwd", "aam_ce_fwd", "aam_ce_bwd", "aam_ce_fused")
+_OP_OF = {"cosine_softmax_fwd": "cosine_softmax", "cosine_softmax_bwd": "cosine_softmax (backward)",
+          "clustering_loss_bwd": "clustering_loss (backward)", "aam_logits_fwd": "aam_logits",
+          "aam_logits_bwd": "aam_logits (backward)", "aam_ce_fwd": "aam_cross_entropy",
+          "aam_ce_bwd": "aam_cross_entropy (backward)", "aam_ce_fused": "aam_cross_entropy"}
+_TRITON_HOST = SimpleNamespace(**{n: named(globals()[n], _OP_OF[n]) for n in HOST_FUNCTIONS})
 
 
 def host(backend: str):
-    """(forward, backward, ce_fused) host functions of a backend."""
-    if backend == "triton":
-        return _TRITON_HOST
-    ops = torch.ops.ssgan_fast_C
-    return ops.cosine_logits_forward, ops.cosine_logits_backward, ops.cosine_logits_ce_fused
+    """The host functions of a backend, by name (HOST_FUNCTIONS): Python for Triton, C++ otherwise."""
+    return _TRITON_HOST if backend == "triton" else _c_ops()
 
 
 # ------------------------------------------------------------------------------ autograd
 # Every op exists twice with the same forward / setup / backward bodies:
-#  - an eager torch.autograd.Function (a few microseconds of overhead), used outside compilation;
+#  - an eager torch.autograd.Function (a few microseconds of overhead), used outside compilation
+#    (the Triton backend; the cpp / cuda backends use the same host calls wrapped in a C++ autograd
+#    Function, csrc/autograd.cpp);
 #  - a torch.library custom op with fake kernel and registered autograd, used while torch.compile
-#    traces (one opaque graph node, no graph break).
+#    traces (one opaque graph node, no graph break); its backward is a custom op too.
 
-@torch.library.custom_op("ssgan_fast::cosine_logits_backward", mutates_args=())
-def _backward_op(x: Tensor, w: Tensor, rx: Tensor, rw: Tensor, tau: Optional[Tensor], scale: float, margin: float,
-                 target: Optional[Tensor], lo: Optional[Tensor], hi: Optional[Tensor], mode: int,
-                 saved: Optional[Tensor], lse: Optional[Tensor], grad: Tensor, lam: float, backend: str,
-                 chunk: int) -> tuple[Tensor, Tensor, Tensor]:
-    return host(backend)[1](x, w, rx, rw, tau, scale, margin, target, lo, hi, mode, saved, lse, grad, lam, chunk)
+_C_OPS = None
 
 
-@_backward_op.register_fake
-def _(x, w, rx, rw, tau, scale, margin, target, lo, hi, mode, saved, lse, grad, lam, backend, chunk):
-    rd_shape = () if backend == "triton" else (x.shape[0],)
-    return torch.empty_like(x), torch.empty_like(w), x.new_empty(rd_shape, dtype=compute_dtype(x, w, backend))
+def _c_ops():
+    """torch.ops.ssgan_fast_C, resolved once (the cpp / cuda backends imply the extension is loaded)."""
+    global _C_OPS
+    if _C_OPS is None:
+        import ssgan_fast._C  # noqa: F401  (registers the ops)
+        _C_OPS = torch.ops.ssgan_fast_C
+    return _C_OPS
 
 
-def _bwd_fn(backend: str, traced: bool):
-    if not traced:
-        return host(backend)[1]
+def _backward_op(name: str, fake):
+    """The custom op `ssgan_fast::<name>` running host(backend).<name> (the traced backward), and an
+    accessor bwd(backend, traced) of the callable a grads body uses."""
+    def impl(*args):
+        *args, backend = args
+        return getattr(host(backend), name)(*args)
+    params = [inspect.Parameter(p.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=p.annotation)
+              for p in inspect.signature(fake).parameters.values()]
+    impl.__signature__ = inspect.Signature(params, return_annotation=inspect.signature(fake).return_annotation)
+    op = torch.library.custom_op(f"ssgan_fast::{name}", mutates_args=())(impl)
+    op.register_fake(fake)
 
-    def call(*args):
-        return _backward_op(*args[:-1], backend, args[-1])
-    return call
+    def bwd(backend: str, traced: bool):
+        if traced:
+            return lambda *args: op(*args, backend)
+        return getattr(host(backend), name)
+    return bwd
+
+
+def _rd_fake(x, w, backend):
+    return x.new_empty(() if backend == "triton" else (x.shape[0],), dtype=compute_dtype(x, w, backend))
+
+
+def _cs_bwd_fake(x: Tensor, w: Tensor, rx: Tensor, rw: Tensor, tau: Optional[Tensor], scale: float, probs: Tensor,
+                 lse: Tensor, grad: Tensor, backend: str) -> tuple[Tensor, Tensor, Tensor]:
+    return torch.empty_like(x), torch.empty_like(w), _rd_fake(x, w, backend)
+
+
+def _cl_bwd_fake(x: Tensor, w: Tensor, rx: Tensor, rw: Tensor, tau: Optional[Tensor], scale: float, probs: Tensor,
+                 lse: Tensor, grad: Tensor, lam: float, backend: str) -> tuple[Tensor, Tensor, Tensor]:
+    return torch.empty_like(x), torch.empty_like(w), _rd_fake(x, w, backend)
+
+
+def _al_bwd_fake(x: Tensor, w: Tensor, rx: Tensor, rw: Tensor, target: Tensor, s: float, m: float, grad: Tensor,
+                 backend: str) -> tuple[Tensor, Tensor]:
+    return torch.empty_like(x), torch.empty_like(w)
+
+
+def _ace_bwd_fake(x: Tensor, w: Tensor, rx: Tensor, rw: Tensor, target: Tensor, s: float, m: float, lse: Tensor,
+                  grad: Tensor, chunk: int, backend: str) -> tuple[Tensor, Tensor]:
+    return torch.empty_like(x), torch.empty_like(w)
+
+
+_cs_bwd = _backward_op("cosine_softmax_bwd", _cs_bwd_fake)
+_cl_bwd = _backward_op("clustering_loss_bwd", _cl_bwd_fake)
+_al_bwd = _backward_op("aam_logits_bwd", _al_bwd_fake)
+_ace_bwd = _backward_op("aam_ce_bwd", _ace_bwd_fake)
 
 
 def _dtau(rd: Tensor, tau: Tensor) -> Tensor:
@@ -256,18 +337,19 @@ def _dtau(rd: Tensor, tau: Tensor) -> Tensor:
     return (-rd.double().sum() / tau.detach().double()).reshape(tau.shape).to(tau.dtype)
 
 
-def _define(name: str, fwd, fake, setup, grads, cxx=None):
+def _define(name: str, fwd, fake, setup, grads, bwd, cxx=None):
     """The eager Function and the custom op of one op, from shared bodies.
 
     fwd(*inputs) -> outputs; setup(ctx, inputs, outputs) saves what backward needs;
-    grads(ctx, bwd, *grad_outputs) -> input grads, with bwd the backward host call.
+    grads(ctx, backward, *grad_outputs) -> input grads, with backward = bwd(backend, traced), the
+    op's backward host function (a custom op while tracing).
     cxx(*inputs): the eager call for the cpp / cuda backends - the same host calls wrapped in a C++
     autograd Function (csrc/autograd.cpp, no Python in forward or backward); the Python Function
     then serves the Triton backend."""
     back = f"{name} (backward)"
     op = torch.library.custom_op(f"ssgan_fast::{name}", mutates_args=())(fwd)
     op.register_fake(fake)
-    op.register_autograd(lambda ctx, *g: grads(ctx, _bwd_fn(ctx.backend, True), *g), setup_context=setup)
+    op.register_autograd(lambda ctx, *g: grads(ctx, bwd(ctx.backend, True), *g), setup_context=setup)
 
     class Fn(torch.autograd.Function):
         # Eager path: only the op's first output leaves the Function (the others are saved in ctx),
@@ -285,7 +367,7 @@ def _define(name: str, fwd, fake, setup, grads, cxx=None):
         @once_differentiable  # the backward kernels are not differentiable: say so, never return wrong 2nd derivatives
         def backward(ctx, g):
             with no_autocast(g.device), op_scope(back, grad=g):
-                return grads(ctx, _bwd_fn(ctx.backend, False), g)
+                return grads(ctx, bwd(ctx.backend, False), g)
 
     Fn.__name__ = f"{name}_function"
 
@@ -302,18 +384,6 @@ def _define(name: str, fwd, fake, setup, grads, cxx=None):
     return call
 
 
-_C_OPS = None
-
-
-def _c_ops():
-    """torch.ops.ssgan_fast_C, resolved once (the cpp / cuda backends imply the extension is loaded)."""
-    global _C_OPS
-    if _C_OPS is None:
-        import ssgan_fast._C  # noqa: F401  (registers the ops)
-        _C_OPS = torch.ops.ssgan_fast_C
-    return _C_OPS
-
-
 def _probs_fake(x, w, backend, B, K):
     cdt = compute_dtype(x, w, backend)
     extra = x.new_empty(B, K, dtype=cdt) if x.dtype != cdt else x.new_empty(0, dtype=cdt)
@@ -324,7 +394,7 @@ def _probs_fake(x, w, backend, B, K):
 
 def _cs_fwd(x: Tensor, protos: Tensor, tau: Optional[Tensor], scale: float, lo: Optional[Tensor],
             hi: Optional[Tensor], backend: str) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    return host(backend)[0](x, protos, tau, scale, 0.0, None, lo, hi, PROBS, 0)
+    return host(backend).cosine_softmax_fwd(x, protos, tau, scale, lo, hi)
 
 
 def _cs_fake(x, protos, tau, scale, lo, hi, backend):
@@ -335,20 +405,20 @@ def _cs_setup(ctx, inputs, output):
     x, protos, tau, scale, lo, hi, backend = inputs
     probs, probs_f, stats, rx, rw = output
     ctx.backend, ctx.scale = backend, scale
-    ctx.save_for_backward(x, protos, tau, lo, hi, probs_f if probs_f.numel() else probs, stats, rx, rw)
+    ctx.save_for_backward(x, protos, tau, probs_f if probs_f.numel() else probs, stats, rx, rw)
 
 
 def _cs_grads(ctx, bwd, gprobs, *_):
-    x, protos, tau, lo, hi, probs, stats, rx, rw = ctx.saved_tensors
+    x, protos, tau, probs, stats, rx, rw = ctx.saved_tensors
     if gprobs is None:
         gprobs = torch.zeros_like(probs)
-    dx, dw, rd = bwd(x, protos, rx, rw, tau, ctx.scale, 0.0, None, lo, hi, PROBS, probs, stats[0], gprobs, 0.0, 0)
+    dx, dw, rd = bwd(x, protos, rx, rw, tau, ctx.scale, probs, stats[0], gprobs)
     dtau = _dtau(rd, tau) if tau is not None and ctx.needs_input_grad[2] else None
     return dx, dw, dtau, None, None, None, None
 
 
 cosine_softmax_op = _define(
-    "cosine_softmax", _cs_fwd, _cs_fake, _cs_setup, _cs_grads,
+    "cosine_softmax", _cs_fwd, _cs_fake, _cs_setup, _cs_grads, _cs_bwd,
     lambda x, p, tau, scale, lo, hi, backend: _c_ops().cosine_softmax_autograd(x, p, tau, scale, lo, hi))
 
 
@@ -356,7 +426,7 @@ cosine_softmax_op = _define(
 
 def _cl_fwd(x: Tensor, protos: Tensor, tau: Optional[Tensor], scale: float, lam: float,
             backend: str) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    _, probs_f, stats, rx, rw = out = host(backend)[0](x, protos, tau, scale, 0.0, None, None, None, PROBS, 0)
+    _, probs_f, stats, rx, rw = out = host(backend).cosine_softmax_fwd(x, protos, tau, scale, None, None)
     probs = probs_f if probs_f.numel() else out[0]
     # SphericGAN Eq. (2); stats[1] is the per-row entropy computed by the softmax kernel
     loss = stats[1].mean() - lam * torch.log(probs.mean(0).clamp_min(PBAR_MIN)).mean()
@@ -381,14 +451,13 @@ def _cl_grads(ctx, bwd, gloss, *_):
     x, protos, tau, probs, stats, rx, rw = ctx.saved_tensors
     if gloss is None:
         gloss = probs.new_zeros(())
-    dx, dw, rd = bwd(x, protos, rx, rw, tau, ctx.scale, 0.0, None, None, None, CLUSTERING, probs, stats[0], gloss,
-                     ctx.lam, 0)
+    dx, dw, rd = bwd(x, protos, rx, rw, tau, ctx.scale, probs, stats[0], gloss, ctx.lam)
     dtau = _dtau(rd, tau) if tau is not None and ctx.needs_input_grad[2] else None
     return dx, dw, dtau, None, None, None
 
 
 clustering_loss_op = _define(
-    "clustering_loss", _cl_fwd, _cl_fake, _cl_setup, _cl_grads,
+    "clustering_loss", _cl_fwd, _cl_fake, _cl_setup, _cl_grads, _cl_bwd,
     lambda x, p, tau, scale, lam, backend: _c_ops().clustering_loss_autograd(x, p, tau, scale, lam))
 
 
@@ -396,7 +465,7 @@ clustering_loss_op = _define(
 
 def _al_fwd(x: Tensor, weight: Tensor, target: Tensor, s: float, m: float,
             backend: str) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    return host(backend)[0](x, weight, None, s, m, target, None, None, LOGITS, 0)
+    return host(backend).aam_logits_fwd(x, weight, target, s, m)
 
 
 def _al_fake(x, weight, target, s, m, backend):
@@ -414,12 +483,12 @@ def _al_grads(ctx, bwd, glogits, *_):
     x, weight, target, rx, rw = ctx.saved_tensors
     if glogits is None:
         glogits = rx.new_zeros(x.shape[0], weight.shape[0])
-    dx, dw, _ = bwd(x, weight, rx, rw, None, ctx.s, ctx.m, target, None, None, LOGITS, None, None, glogits, 0.0, 0)
+    dx, dw = bwd(x, weight, rx, rw, target, ctx.s, ctx.m, glogits)
     return dx, dw, None, None, None, None
 
 
 aam_logits_op = _define(
-    "aam_logits", _al_fwd, _al_fake, _al_setup, _al_grads,
+    "aam_logits", _al_fwd, _al_fake, _al_setup, _al_grads, _al_bwd,
     lambda x, w, target, s, m, backend: _c_ops().aam_logits_autograd(x, w, target, s, m))
 
 
@@ -427,15 +496,14 @@ aam_logits_op = _define(
 
 def _ace_fwd(x: Tensor, weight: Tensor, target: Tensor, s: float, m: float, reduction: str, need_grad: bool,
              backend: str, chunk: int) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    fwd, _, ce_fused = host(backend)
+    h = host(backend)
     B, C = x.shape[0], weight.shape[0]
     if fused_ce(reduction, need_grad, weight):
         # the forward writes dx, dW for dL/dloss = 1 (row chunks of the logits tile)
         w_row = 1.0 / B if reduction == "mean" else 1.0
-        loss, lse, rx, rw, dx, dw = ce_fused(x, weight, s, m, target, w_row, default_row_chunk(B, C))
+        loss, lse, rx, rw, dx, dw = h.aam_ce_fused(x, weight, target, s, m, w_row, default_row_chunk(B, C))
     else:
-        loss, _, stats, rx, rw = fwd(x, weight, None, s, m, target, None, None, CROSS_ENTROPY, chunk)
-        lse = stats[0].clone()
+        loss, lse, rx, rw = h.aam_ce_fwd(x, weight, target, s, m, chunk)
         dx, dw = x.new_empty(0), weight.new_empty(0)
     if reduction == "mean":
         loss = loss.mean()
@@ -470,14 +538,13 @@ def _ace_grads(ctx, bwd, gloss, *_):
     g = gloss.to(lse.dtype).expand(lse.shape)
     if ctx.reduction == "mean":
         g = g / lse.shape[0]
-    dx, dw, _ = bwd(x, weight, rx, rw, None, ctx.s, ctx.m, target, None, None, CROSS_ENTROPY, None, lse,
-                    g.contiguous(), 0.0, ctx.chunk)
+    dx, dw = bwd(x, weight, rx, rw, target, ctx.s, ctx.m, lse, g.contiguous(), ctx.chunk)
     return dx, dw, None, None, None, None, None, None, None
 
 
 _REDUCTION_CODE = {"mean": 0, "sum": 1, "none": 2}  # csrc/autograd.cpp's Reduction
 aam_cross_entropy_op = _define(
-    "aam_cross_entropy", _ace_fwd, _ace_fake, _ace_setup, _ace_grads,
+    "aam_cross_entropy", _ace_fwd, _ace_fake, _ace_setup, _ace_grads, _ace_bwd,
     lambda x, w, target, s, m, reduction, need_grad, backend, chunk:
     _c_ops().aam_cross_entropy_autograd(x, w, target, s, m, _REDUCTION_CODE[reduction], need_grad, chunk))
 

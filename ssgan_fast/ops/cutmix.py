@@ -24,7 +24,7 @@ from .._backends import kernels, named, pick_backend
 from . import reference
 from ._checks import check_tensor, values_checkable
 
-__all__ = ["cutmix", "mask_embed", "sample_cutmix_boxes", "sample_region_boxes"]
+__all__ = ["cutmix", "mask_embed", "sample_cutmix_boxes", "sample_region_boxes", "box_mask"]
 
 
 def _is_cl(t: Tensor) -> bool:
@@ -330,3 +330,12 @@ def sample_region_boxes(B: int, H: int, W: int, area=(0.75, 1.0), aspect=(3 / 4,
     ww = torch.sqrt(a * H * W * r).round().long().clamp(1, W)
     hh = torch.sqrt(a * H * W / r).round().long().clamp(1, H)
     return _place(hh, ww, H, W, generator, device, clip=False)
+
+
+def box_mask(boxes: Tensor, H: int, W: int, dtype=torch.float32) -> Tensor:
+    """[B, 1, H, W] mask of the boxes (1 inside (y0, x0, y1, x1), half-open), e.g. the regions of
+    sample_region_boxes for MED-GAN's region regularisers; plain torch (``reference.box_mask``)."""
+    check_tensor(boxes, "boxes")
+    if boxes.dim() != 2 or boxes.shape[1] != 4:
+        raise ValueError(f"boxes must be [B, 4] (y0, x0, y1, x1), got shape {tuple(boxes.shape)}")
+    return reference.box_mask(boxes, H, W, dtype)

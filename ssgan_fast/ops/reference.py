@@ -10,12 +10,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-# F.normalize semantics: v / max(||v||, NORM_EPS).
-NORM_EPS = 1e-12
-# cos theta_y is clamped to [-1 + eps, 1 - eps] inside sqrt(1 - cos^2) of the margin.
-MARGIN_CLAMP_EPS = 1e-7
-# log(mean_b phi) is taken of max(mean_b phi, PBAR_MIN) (a cluster with no mass at all).
-PBAR_MIN = 1e-30
+# NORM_EPS (F.normalize), MARGIN_CLAMP_EPS (the margin's clamp), PBAR_MIN (Eq. 2's log): csrc/shared.h
+from .._constants import MARGIN_CLAMP_EPS, NORM_EPS, PBAR_MIN
 
 
 def cosine_logits(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
@@ -129,7 +125,7 @@ def mask_embed(feat: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
 
 # ---------------------------------------------------------------- op family 4: feature statistics
 
-def class_moments(x: torch.Tensor, labels: torch.Tensor, shift: torch.Tensor, num_classes: int):
+def feature_stats_moments(x: torch.Tensor, labels: torch.Tensor, shift: torch.Tensor, num_classes: int):
     """Per-class (count [C], sum [C, D], X^T X [C, D, D]) of y = x - shift[label], in float64."""
     x = x.double()
     y = x - shift.double()[labels]

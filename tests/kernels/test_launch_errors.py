@@ -48,7 +48,7 @@ def _check(msg, op, kernel, *shapes):
 
 def test_forward_compile_failure_names_op_kernel_shapes(monkeypatch, use_backend):
     use_backend("triton")
-    _break(monkeypatch, "cosine_softmax", "_fused_fwd_kernel")
+    _break(monkeypatch, "cosine_logits_fused", "_fused_fwd_kernel")
     x, p = torch.randn(5, 7, requires_grad=True), torch.randn(3, 7, requires_grad=True)
     with pytest.raises(KernelError) as e:
         cosine_softmax(x, p, 0.5)
@@ -60,7 +60,7 @@ def test_backward_failure_names_the_backward(monkeypatch, use_backend):
     use_backend("triton")
     x, p = torch.randn(5, 7, requires_grad=True), torch.randn(3, 7, requires_grad=True)
     y = cosine_softmax(x, p, 0.5)
-    _break(monkeypatch, "cosine_softmax", "_fused_bwd_kernel")
+    _break(monkeypatch, "cosine_logits_fused", "_fused_bwd_kernel")
     with pytest.raises(KernelError) as e:
         y.square().sum().backward()
     _check(str(e.value), "cosine_softmax (backward)", "_fused_bwd_kernel", "float32[5, 3]")

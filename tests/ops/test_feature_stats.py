@@ -1,4 +1,4 @@
-"""Op family 4: FeatureStats (class_moments kernels) and frechet_distance."""
+"""Op family 4: FeatureStats (feature_stats_moments kernels) and frechet_distance."""
 import numpy as np
 import pytest
 import scipy.linalg
@@ -60,7 +60,7 @@ def test_feature_stats_matches_numpy(device, backend, dtype, use_backend):
 
 
 @pytest.mark.parametrize("device,backend", BACKENDS)
-def test_class_moments_kernel_vs_reference(device, backend, use_backend):
+def test_feature_stats_moments_kernel_vs_reference(device, backend, use_backend):
     """The raw kernel: several row chunks (> 4096 rows of one class) and tiles (D > 64)."""
     import ssgan_fast._backends as B
     g = torch.Generator().manual_seed(1)
@@ -74,10 +74,10 @@ def test_class_moments_kernel_vs_reference(device, backend, use_backend):
     if backend == "triton":
         if device == "cpu":
             pytest.skip("too large for the interpreter; covered by test_feature_stats_matches_numpy")
-        B.kernels("triton").class_moments(x.to(device), lab.to(device), shift.to(device), *acc)
+        B.kernels("triton").feature_stats_moments(x.to(device), lab.to(device), shift.to(device), *acc)
     else:
-        torch.ops.ssgan_fast_C.class_moments(x.to(device), lab.to(device), shift.to(device), *acc)
-    want = R.class_moments(x, lab, shift, C)
+        torch.ops.ssgan_fast_C.feature_stats_moments(x.to(device), lab.to(device), shift.to(device), *acc)
+    want = R.feature_stats_moments(x, lab, shift, C)
     acc[2], want = torch.triu(acc[2]), (*want[:2], torch.triu(want[2]))  # kernels define the upper triangle
     for got, ref, name in zip(acc, want, ("count", "sum", "xtx")):
         torch.testing.assert_close(got.cpu(), ref, rtol=2e-6, atol=1e-6 * ref.abs().max().item(), msg=name)

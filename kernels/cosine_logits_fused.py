@@ -1,6 +1,6 @@
-"""Single-launch Triton kernels for the papers' sizes: cosine_softmax forward (K <= 256) and backward
-(K <= 128) (SphericGAN Eq. 1-2, LCP-GAN Eq. 3) and the AAM cross-entropy with its gradients (C <= 64,
-aam-discriminator Eq. 8).
+"""Single-launch Triton kernels of the cosine-logits core for the papers' sizes: the cosine_softmax
+forward (K <= 256) and backward (K <= 128) (op family prototype: SphericGAN Eq. 1-2, LCP-GAN Eq. 3)
+and the AAM cross-entropy with its gradients (C <= 64; op family aam: aam-discriminator Eq. 8).
 
 Forward: one program owns BLOCK_B rows and all K columns; it walks D in BLOCK_D chunks
 accumulating x.p^T with tl.dot together with the squared row norms of x and of the prototypes,
@@ -14,10 +14,13 @@ import torch
 import triton
 import triton.language as tl
 
-from ._launch import launch
-from .cosine_logits import MARGIN_CLAMP_EPS, _margin_bwd, _margin_fwd, margin_constants
+from ssgan_fast import _constants
 
-NORM_EPS = tl.constexpr(1e-12)  # jit code reads module globals only when they are constexpr
+from ._launch import launch
+from .cosine_logits import _margin_bwd, _margin_fwd, margin_constants
+
+MARGIN_CLAMP_EPS = _constants.MARGIN_CLAMP_EPS
+NORM_EPS = tl.constexpr(_constants.NORM_EPS)  # jit code reads module globals only when they are constexpr
 
 
 @triton.jit
@@ -95,9 +98,9 @@ def _fused_fwd_kernel(x, sxb, sxd, p, spk, spd, scale, lo, hi, probs, stats, rx_
     logit = tl.load(scale) * acc * rx[:, None] * rw[None, :]
     valid = rmask[:, None] & cmask[None, :]
     if HAS_GROUP:
-        l = tl.load(lo + rows, mask=rmask, other=0)
-        h = tl.load(hi + rows, mask=rmask, other=0)
-        valid = valid & (cols[None, :] >= l[:, None]) & (cols[None, :] < h[:, None])
+        g0 = tl.load(lo + rows, mask=rmask, other=0)
+        g1 = tl.load(hi + rows, mask=rmask, other=0)
+        valid = valid & (cols[None, :] >= g0[:, None]) & (cols[None, :] < g1[:, None])
     logit = tl.where(valid, logit, float("-inf"))
     e, ssum, lse = _softmax_rows(logit, valid, rmask)
     pr = e / ssum[:, None]

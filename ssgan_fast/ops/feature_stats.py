@@ -1,7 +1,7 @@
 """Op family 4: streaming feature statistics and the Fréchet distance (FID, Intra-FID, cFID).
 
 ``FeatureStats`` accumulates, per class, the count, the sum and X^T X of the features in one pass
-(the ``class_moments`` kernel: C++ CPU, CUDA, Triton; float64 reference). Numerics: **shifted
+(the ``feature_stats_moments`` kernel: C++ CPU, CUDA, Triton; float64 reference). Numerics: **shifted
 sums with float64 accumulation**. Each class keeps a shift vector (its mean in the first batch
 that contains it); the kernel forms y = x - shift and the products y y^T in the features' dtype
 (float32 products for float32 features, over at most 4096 rows at a time), and adds them to float64
@@ -31,17 +31,17 @@ __all__ = ["FeatureStats", "frechet_distance", "trace_sqrt_product"]
 log = logging.getLogger("ssgan_fast")
 
 
-def _class_moments(backend: str, x: Tensor, labels: Tensor, shift: Tensor, count: Tensor, s: Tensor, xtx: Tensor):
+def _feature_stats_moments(backend: str, x: Tensor, labels: Tensor, shift: Tensor, count: Tensor, s: Tensor, xtx: Tensor):
     if backend == "ref":
-        c, sm, xx = reference.class_moments(x, labels, shift, count.numel())
+        c, sm, xx = reference.feature_stats_moments(x, labels, shift, count.numel())
         count += c
         s += sm
         xtx += xx
     elif backend == "triton":
         with op_scope("FeatureStats.update", feats=x, labels=labels):
-            kernels("triton").class_moments(x, labels, shift, count, s, xtx)
+            kernels("triton").feature_stats_moments(x, labels, shift, count, s, xtx)
     else:
-        torch.ops.ssgan_fast_C.class_moments(x, labels, shift.to(x.dtype).contiguous(), count, s, xtx)
+        torch.ops.ssgan_fast_C.feature_stats_moments(x, labels, shift.to(x.dtype).contiguous(), count, s, xtx)
 
 
 class FeatureStats:
@@ -110,7 +110,7 @@ class FeatureStats:
         x = x.contiguous()
         self._init_shifts(x, labels)
         with torch.no_grad(), torch.autocast(self.device.type, enabled=False):
-            _class_moments(pick_backend(self.device), x, labels, self.shift, self.count, self.sum, self.xtx)
+            _feature_stats_moments(pick_backend(self.device), x, labels, self.shift, self.count, self.sum, self.xtx)
         return self
 
     def _init_shifts(self, x: Tensor, labels: Tensor):
