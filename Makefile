@@ -22,10 +22,15 @@ train: install
 test: install
 	$(PY) -m pytest -q tests
 
-# the layer contract (pyproject.toml [tool.importlinter]): CLIs > engine > evaluation > models >
-# nn, metrics, data > ops > _backends, weights; metrics and data independent
+# ruff with the named rule set of pyproject.toml [tool.ruff.lint] (E, F, W, I, B, UP; no ignores), the
+# generated constants module current (csrc/gen_constants.py), and the import contracts
+# (pyproject.toml [tool.importlinter]): CLIs > engine > evaluation > models > nn, metrics, data > ops >
+# _backends, weights, _constants; metrics and data independent; reference / _checks / host functions
+# used by the ops only
 lint:
-	$(PY) -m pip install -q import-linter
+	$(PY) -m pip install -q ruff==0.17.6 import-linter
+	$(PY) -m ruff check .
+	$(PY) csrc/gen_constants.py --check
 	$(PY) -c "from importlinter.cli import lint_imports_command; lint_imports_command()"
 
 bench: install

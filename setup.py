@@ -102,7 +102,7 @@ def _cuda_archs():
     if os.environ.get("TORCH_CUDA_ARCH_LIST"):
         return os.environ["TORCH_CUDA_ARCH_LIST"], "TORCH_CUDA_ARCH_LIST"
     if torch.cuda.is_available():
-        caps = sorted({"%d.%d" % torch.cuda.get_device_capability(i) for i in range(torch.cuda.device_count())})
+        caps = sorted({"{}.{}".format(*torch.cuda.get_device_capability(i)) for i in range(torch.cuda.device_count())})
         return ";".join(caps), "the visible GPUs"
     os.environ["TORCH_CUDA_ARCH_LIST"] = DEFAULT_ARCHS  # torch's own default needs a visible GPU
     return DEFAULT_ARCHS, "default (no GPU visible)"

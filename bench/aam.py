@@ -33,7 +33,7 @@ def run(args):
     for dtype in ([torch.float32] if dev == "cpu" else [torch.float32, torch.bfloat16]):
         el = torch.tensor([], dtype=dtype).element_size()
         for B, D, C in ce_shapes(args.quick, dev):
-            def make(B=B, D=D, C=C):
+            def make(B=B, D=D, C=C, dtype=dtype):
                 return (torch.randn(B, D, device=dev, dtype=dtype, requires_grad=True),
                         torch.randn(C, D, device=dev, dtype=dtype, requires_grad=True),
                         torch.randint(0, C, (B,), device=dev))

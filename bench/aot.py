@@ -5,7 +5,8 @@
     python bench/aot.py check [--jobs N] [--ci]                  compile and compare with the table
     python bench/aot.py list                                     the specialisations, counted per kernel
     python bench/aot.py cuda [--check]                           ptxas resource usage of the built _C's CUDA
-                                                                 kernels: writes (or checks) bench/results/static/cuda.json
+                                                                 kernels: writes (or checks)
+                                                                 bench/results/static/cuda.json
     python bench/aot.py summary                                  bench/results/static/README.md from the tables
     python bench/aot.py device [--out FILE]                      on a GPU machine: compile the table's kernels
                                                                  there and compare registers, spills and occupancy
@@ -71,8 +72,16 @@ def _cases(full: bool):
     """(label, thunk) pairs that walk every Triton dispatch branch of the ops on meta tensors."""
     import torch
 
-    from ssgan_fast.ops import (aam_cross_entropy, aam_logits, clustering_loss, cosine_softmax, cutmix, group_offsets,
-                                mask_embed, prototype_ema_update)
+    from ssgan_fast.ops import (
+        aam_cross_entropy,
+        aam_logits,
+        clustering_loss,
+        cosine_softmax,
+        cutmix,
+        group_offsets,
+        mask_embed,
+        prototype_ema_update,
+    )
     from ssgan_fast.ops import feature_stats as stats_mod
 
     meta = dict(device="meta")
@@ -168,7 +177,6 @@ def _cases(full: bool):
 def enumerate_specs(full: bool = True, launches=()):
     """{key: spec} of every GPU compile unit, from the dry walk and the recorded test-suite launches."""
     import torch
-
     from ssgan_fast.kernels._launch import Spec, recording
     with recording(dry=True) as rec:
         for label, fn in _cases(full):
@@ -304,7 +312,8 @@ def build_table(specs: dict, results: dict) -> dict:
 
 
 def summarise(table: dict) -> list[str]:
-    """Per kernel and arch: compile units, failures, max registers, max spill stores, max shared memory, min occupancy."""
+    """Per kernel and arch: compile units, failures, max registers, max spill stores, max shared memory,
+    min occupancy."""
     per = {}
     for row in table["specs"]:
         for arch in ARCHS:
@@ -384,7 +393,8 @@ def cuobjdump() -> str:
             return p
     except ImportError:
         pass
-    for p in (shutil.which("cuobjdump"), os.path.join(os.environ.get("CUDA_HOME", "/usr/local/cuda"), "bin", "cuobjdump")):
+    home = os.environ.get("CUDA_HOME", "/usr/local/cuda")
+    for p in (shutil.which("cuobjdump"), os.path.join(home, "bin", "cuobjdump")):
         if p and os.path.exists(p):
             return p
     raise SystemExit("no cuobjdump found (Triton's bundled one, PATH or $CUDA_HOME/bin)")
@@ -418,7 +428,7 @@ def cuda_resources(so: str) -> dict:
         if m and mangled and len(kernels) < len(mangled):
             kernels.append(dict(arch=arch, regs=int(m.group(1)), stack=int(m.group(2)), shared=int(m.group(3)),
                                 local=int(m.group(4))))
-    for k, name in zip(kernels, _demangle(mangled)):
+    for k, name in zip(kernels, _demangle(mangled), strict=False):
         k["name"] = name
     return {"elf": sorted(set(re.findall(r"\.(sm_\d+)\.cubin", elf))),
             "ptx": sorted(set(re.findall(r"\.(sm_\d+)\.ptx", ptx))),
@@ -555,7 +565,8 @@ def write_summary() -> str:
             c = json.load(f)
         lines += [f"## CUDA kernels of ssgan_fast._C (nvcc {c['nvcc_cuda']}): cubins {', '.join(c['elf'])}; PTX "
                   f"{', '.join('compute_' + a[3:] for a in c['ptx'])}", "",
-                  "| kernel | arch | registers | stack (B) | local (B) | static shared (B) |", "|---|---|---|---|---|---|"]
+                  "| kernel | arch | registers | stack (B) | local (B) | static shared (B) |",
+                  "|---|---|---|---|---|---|"]
         for k in c["kernels"]:
             lines.append(f"| `{k['name']}` | {k['arch']} | {k['regs']} | {k['stack']} | {k['local']} | {k['shared']} |")
         lines.append("")

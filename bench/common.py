@@ -81,7 +81,8 @@ def time_fn(fn, device: str, min_time: float = 0.2, max_iters: int = 200) -> tup
         fn()
         times.append((time.perf_counter() - t0) * 1e3)
     times.sort()
-    q = lambda f: times[min(len(times) - 1, int(f * len(times)))]
+    def q(f):
+        return times[min(len(times) - 1, int(f * len(times)))]
     return statistics.median(times), q(0.1), q(0.9)
 
 
@@ -211,13 +212,16 @@ def write_records(records, op_file: str, device: str, out: str | None):
 
 
 def print_table(records):
-    hdr = f"{'op':20s} {'backend':8s} {'shape':24s} {'dtype':9s} {'pass':8s} {'ms':>9s} {'x eager':>8s} {'x compile':>9s} {'GB/s':>8s} {'TFLOP/s':>8s} {'%roof':>6s} {'saved MB':>9s}"
+    hdr = (f"{'op':20s} {'backend':8s} {'shape':24s} {'dtype':9s} {'pass':8s} {'ms':>9s} {'x eager':>8s} "
+           f"{'x compile':>9s} {'GB/s':>8s} {'TFLOP/s':>8s} {'%roof':>6s} {'saved MB':>9s}")
     print(hdr)
     print("-" * len(hdr))
-    fmt = lambda v, f: "-" if v is None else format(v, f)
+    def fmt(v, f):
+        return "-" if v is None else format(v, f)
     for r in records:
         print(f"{r['op']:20s} {r['backend']:8s} {r['shape_str']:24s} {r['dtype']:9s} {r['pass']:8s} "
-              f"{r['median_ms']:9.4f} {fmt(r.get('speedup_vs_eager'), '8.2f')} {fmt(r.get('speedup_vs_compile'), '9.2f')} "
+              f"{r['median_ms']:9.4f} {fmt(r.get('speedup_vs_eager'), '8.2f')} "
+              f"{fmt(r.get('speedup_vs_compile'), '9.2f')} "
               f"{fmt(r['gb_per_s'], '8.1f')} {fmt(r['tflop_per_s'], '8.3f')} {fmt(r['pct_roofline'], '6.1f')} "
               f"{fmt(None if r.get('saved_bytes') is None else r['saved_bytes'] / 2**20, '9.2f')}")
 
@@ -239,7 +243,7 @@ def bench_case(op: str, shape: dict, dtype, device: str, make_inputs, fused, ref
         with backend_env(env):
             ps = passes(fn, inputs)
             closures[name] = {"fwd": ps["fwd"]} if not grad else ps
-            saved[name] = saved_bytes(lambda: fn(*inputs), inputs) if grad else None
+            saved[name] = saved_bytes(lambda fn=fn: fn(*inputs), inputs) if grad else None
             peaks[name] = peak_cuda_bytes(ps["fwd+bwd"]) if grad and device == "cuda" else None
     # ROUNDS interleaved rounds over the implementations; per (impl, pass) the round with the
     # lowest median counts (drifting machine load hits every implementation alike).

@@ -38,8 +38,9 @@ def run(args):
                 n = B * C * H * W
                 boxes, _ = sample_cutmix_boxes(B, H, W, 0.2, generator=torch.Generator(dev).manual_seed(0), device=dev)
 
-                def make(B=B, C=C, H=H, W=W):
-                    mk = lambda: torch.randn(B, C, H, W, device=dev, dtype=dtype).contiguous(memory_format=fmt)
+                def make(B=B, C=C, H=H, W=W, dtype=dtype, fmt=fmt):
+                    def mk():
+                        return torch.randn(B, C, H, W, device=dev, dtype=dtype).contiguous(memory_format=fmt)
                     return mk().requires_grad_(), mk().requires_grad_(), mk()
 
                 nb = {"fwd": (2 * n + B * H * W) * el, "bwd": 3 * n * el, "fwd+bwd": (5 * n + B * H * W) * el}
@@ -50,8 +51,9 @@ def run(args):
             for (B, C, H, W), (ce, h, w) in me_shapes:
                 n, ne = B * C * H * W, B * ce * h * w
 
-                def make_me(B=B, C=C, H=H, W=W, ce=ce, h=h, w=w):
-                    return (torch.randn(B, C, H, W, device=dev, dtype=dtype).contiguous(memory_format=fmt).requires_grad_(),
+                def make_me(B=B, C=C, H=H, W=W, ce=ce, h=h, w=w, dtype=dtype, fmt=fmt):
+                    feat = torch.randn(B, C, H, W, device=dev, dtype=dtype).contiguous(memory_format=fmt)
+                    return (feat.requires_grad_(),
                             torch.randn(B, ce, h, w, device=dev, dtype=dtype).requires_grad_(),
                             torch.randn(B, C, H, W, device=dev, dtype=dtype).contiguous(memory_format=fmt))
 

@@ -29,6 +29,7 @@ from common import backend_env, best_of, device_name, parse_args, write_records 
 
 from ssgan_fast.ops import FeatureStats, frechet_distance  # noqa: E402
 
+
 def loop(x, y, C, dt, acc):
     n, s, xtx = acc
     for c in range(C):
@@ -56,15 +57,15 @@ def run_update(args):
         st = FeatureStats(D, classes, device=dev)
         st.xtx.fill_(0)
         for b in backends:
-            def ours(b=b, st=st):
+            def ours(b=b, st=st, classes=classes):
                 with backend_env(b):
                     st.update(x, y if classes else None)
             cases[b] = ours
         if classes:
             f64 = dict(dtype=torch.float64, device=dev)
             acc = (torch.zeros(C, **f64), torch.zeros(C, D, **f64), torch.zeros(C, D, D, **f64).fill_(0))
-            cases["loop-fp64"] = lambda: loop(x, y, C, torch.float64, acc)
-            cases["loop-fp32"] = lambda: loop(x, y, C, torch.float32, acc)
+            cases["loop-fp64"] = lambda acc=acc: loop(x, y, C, torch.float64, acc)
+            cases["loop-fp32"] = lambda acc=acc: loop(x, y, C, torch.float32, acc)
         else:
             cases["torch-fp64"] = lambda: x.double().t() @ x.double()
         times = {}
@@ -78,7 +79,8 @@ def run_update(args):
                    "shape_str": f"N{N}xD{D}xC{classes or 1}", "dtype": "float32", "device": device_name(dev),
                    "seconds": t, "speedup_vs_loop_fp64" if classes else "speedup_vs_torch_fp64": base / t,
                    "pct_of_fp32_gemm": 100.0 * t_mm / t, "gemm_fp32_seconds": t_mm}
-            print(f"{rec['shape_str']:22s} {name:10s} {t:8.3f} s   x{base / t:5.2f} vs {'loop-fp64' if classes else 'torch-fp64'}"
+            print(f"{rec['shape_str']:22s} {name:10s} {t:8.3f} s   x{base / t:5.2f} vs "
+                  f"{'loop-fp64' if classes else 'torch-fp64'}"
                   f"   {rec['pct_of_fp32_gemm']:5.1f} % of a float32 X^T X GEMM ({t_mm:.3f} s)")
             records.append(rec)
     return records
@@ -100,9 +102,9 @@ def run_frechet(args):
         mu1, s1, mu2, s2 = a.mean(0), np.cov(a, rowvar=False), b.mean(0), np.cov(b, rowvar=False)
         t = [torch.from_numpy(v).to(args.device) for v in (mu1, s1, mu2, s2)]
         reps = 2 if D >= 2048 else 5
-        ts, want = best_of(lambda: scipy_fid(mu1, s1, mu2, s2), args.device, reps)
+        ts, want = best_of(lambda m1=mu1, c1=s1, m2=mu2, c2=s2: scipy_fid(m1, c1, m2, c2), args.device, reps)
         frechet_distance(*t)  # warm-up (LAPACK / cuSOLVER initialisation)
-        to, got = best_of(lambda: frechet_distance(*t), args.device, reps)
+        to, got = best_of(lambda t=t: frechet_distance(*t), args.device, reps)
         rec = {"op": "frechet_distance", "backend": "torch.linalg", "shape": {"D": D}, "shape_str": f"D{D}",
                "dtype": "float64", "device": device_name(args.device), "seconds": to, "scipy_seconds": ts,
                "speedup_vs_scipy": ts / to, "value": got, "scipy_value": want, "rel_diff": abs(got - want) / abs(want)}

@@ -79,6 +79,7 @@ def run(args):
                     print(f"{size:4d}px {src:10s} {kind:7s} {ips:12.0f} images/s")
     # the train step's demand: the fastest model iteration measured by bench/train_step.py on this device
     import json
+
     from common import device_dir
     ts = os.environ.get("SSGAN_FAST_TRAIN_STEP_JSON") or os.path.join(
         os.path.dirname(os.path.abspath(__file__)), "results", device_dir(dev), "train_step.json")

@@ -71,7 +71,7 @@ def main(argv=None) -> int:
             print(f"{name}: not in {a.against}")
             bad += 1
             continue
-        for r0, r1 in zip(ref[name], rows):
+        for r0, r1 in zip(ref[name], rows, strict=False):
             if r0 != r1:
                 diff = {k: (r0.get(k), r1.get(k)) for k in set(r0) | set(r1) if r0.get(k) != r1.get(k)}
                 print(f"{name} step {r1.get('step')}: differs {diff}")

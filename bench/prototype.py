@@ -37,7 +37,7 @@ def run(args):
             nbytes = (B * D + K * D + B * K) * el
             flops = 2.0 * B * K * D
 
-            def make(B=B, D=D, K=K):
+            def make(B=B, D=D, K=K, dtype=dtype):
                 return (torch.randn(B, D, device=dev, dtype=dtype, requires_grad=True),
                         torch.randn(K, D, device=dev, dtype=dtype, requires_grad=True),
                         torch.randn(B, K, device=dev, dtype=dtype))
@@ -51,7 +51,7 @@ def run(args):
                                   lambda x, p, g: clustering_loss(x, p, 0.5, 4.0),
                                   lambda x, p, g: R.clustering_loss(x, p, 0.5, 4.0), nbytes, flops, **common)
 
-            def make_ema(B=B, D=D, K=K):
+            def make_ema(B=B, D=D, K=K, dtype=dtype):
                 return (torch.randn(K, D, device=dev, dtype=dtype), torch.randn(B, D, device=dev, dtype=dtype),
                         torch.softmax(torch.randn(B, K, device=dev), 1).to(dtype))
 

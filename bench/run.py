@@ -10,8 +10,8 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import aam  # noqa: E402
 import cutmix  # noqa: E402
-import prototype  # noqa: E402
 import feature_stats  # noqa: E402
+import prototype  # noqa: E402
 from common import parse_args, print_table, write_records  # noqa: E402
 
 if __name__ == "__main__":

@@ -16,7 +16,8 @@ print(f"| op | backend | shape | dtype | {args.pass_} ms | x eager | x torch.com
 print("|---|---|---|---|---|---|---|---|")
 for path in sorted(glob.glob(os.path.join(args.folder, "*.json"))):
     recs = [r for r in json.load(open(path))["records"] if "pass" in r]  # frechet / stats / loader: own layouts
-    eager = {(r["op"], r["shape_str"], r["dtype"]): r for r in recs if r["backend"] == "eager" and r["pass"] == args.pass_}
+    eager = {(r["op"], r["shape_str"], r["dtype"]): r for r in recs
+             if r["backend"] == "eager" and r["pass"] == args.pass_}
     for r in recs:
         if r["pass"] != args.pass_ or r["backend"] in ("eager", "compile"):
             continue

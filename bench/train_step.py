@@ -3,10 +3,12 @@ update) for eager fp32, --amp bf16, the fused ops vs the reference ops (SSGAN_FA
 CUDA --graphs / --amp bf16 --graphs (whole steps captured in CUDA graphs, as the trainer does).
 
 Digits upsampled to 32 x 32, batch 32 labeled + 32 unlabeled (+ as many synthesized), the
-models' digits presets otherwise (LCP-GAN with its digits preset's tiny random CLIP; AAM-StarGAN with n_critic = 1, so that every timed step is a
-full D + G iteration; with the preset's 5 a step averages 4 D-only and 1 D + G iteration). Adam is
-fused on CUDA in every mode (the trainer's setting). "compile" is --compile (inductor, every network
-compiled in place; 3 warm-up steps compile the grad-mode variants, compile time not counted). Target on a GPU: --amp --graphs >= 2x eager fp32 at 32 x 32, batch 64;
+models' digits presets otherwise (LCP-GAN with its digits preset's tiny random CLIP; AAM-StarGAN
+with n_critic = 1, so that every timed step is a full D + G iteration; with the preset's 5 a step
+averages 4 D-only and 1 D + G iteration). Adam is fused on CUDA in every mode (the trainer's
+setting). "compile" is --compile (inductor, every network compiled in place; 3 warm-up steps compile
+the grad-mode variants, compile time not counted).
+Target on a GPU: --amp --graphs >= 2x eager fp32 at 32 x 32, batch 64;
 fused >= 1.3x reference ops.
 
     python bench/train_step.py [--device cpu|cuda] [--quick]
@@ -55,7 +57,8 @@ def run(args):
                     model.fit_prior(images_to_tensor(ds.images[:1000]).to(dev))
                 if hasattr(model, "fit_clusters"):
                     lab = split.labeled
-                    model.fit_clusters(images_to_tensor(ds.images[lab]).to(dev), torch.as_tensor(ds.labels[lab]).to(dev))
+                    model.fit_clusters(images_to_tensor(ds.images[lab]).to(dev),
+                                       torch.as_tensor(ds.labels[lab]).to(dev))
                 prepare_optimizers(model.optimizers(), dev, graphs)
                 if mode == "compile":
                     torch._dynamo.reset()
@@ -65,10 +68,10 @@ def run(args):
                 if graphs:
                     g = StepGraphs(model, a, loader, dev, warmup=2)
 
-                    def step(i):
+                    def step(i, g=g):
                         return g(i)
                 else:
-                    def step(i):
+                    def step(i, model=model, loader=loader, a=a):
                         return model.train_step(next(loader), i, a)
                 first = 3 if graphs or mode == "compile" else 1
                 for i in range(first):  # warm-up (graphs: 2 eager steps + the capture)

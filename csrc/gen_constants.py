@@ -37,7 +37,8 @@ def read_header(text: str | None = None) -> dict:
         m = LINE.match(line.strip())
         if m:
             ctype, name, expr = m.groups()
-            comment = lines[i - 1].strip().removeprefix("//").strip() if i and lines[i - 1].strip().startswith("//") else ""
+            above = lines[i - 1].strip() if i else ""
+            comment = above.removeprefix("//").strip() if above.startswith("//") else ""
             v = _value(expr)
             out[name] = (ctype, float(v) if ctype == "double" else int(v), comment)
     if not out:
@@ -48,11 +49,11 @@ def read_header(text: str | None = None) -> dict:
 def render(consts: dict) -> str:
     body = ['"""The ops\' scalar constants. GENERATED from csrc/shared.h by csrc/gen_constants.py: edit the header."""',
             ""]
-    for name, (ctype, v, comment) in consts.items():
+    for name, (_, v, comment) in consts.items():
         if comment:
             body.append(f"# {comment}")
         body.append(f"{name} = {v!r}")
-    body += ["", f"__all__ = {list(consts)!r}", ""]
+    body += ["", "__all__ = ["] + [f"    {n!r}," for n in consts] + ["]", ""]
     return "\n".join(body)
 
 

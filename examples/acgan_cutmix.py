@@ -3,12 +3,11 @@
 image with labels weighted by area (Eq. 9) and the constructed image counts as real (L_idnt, Eq. 11)."""
 import torch
 import torch.nn.functional as F
+from common import NUM_CLASSES, Z_DIM, Generator, d_trunk, digits, gan_losses, parse_args, report
 from torch import nn
 
 from ssgan_fast.nn import MaskEmbedding
 from ssgan_fast.ops import cutmix, sample_cutmix_boxes
-
-from common import NUM_CLASSES, Z_DIM, Generator, d_trunk, digits, gan_losses, parse_args, report
 
 
 class Discriminator(nn.Module):
@@ -40,7 +39,7 @@ def main():
     G, D = Generator().to(args.device), Discriminator().to(args.device)
     opt_g = torch.optim.Adam(G.parameters(), 2e-4, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(D.parameters(), 2e-4, betas=(0.5, 0.999))
-    for step in range(args.steps):
+    for _ in range(args.steps):
         idx = torch.randint(0, len(x_all), (args.batch,), device=args.device)
         x, y = x_all[idx], y_all[idx]
         y_z = torch.randint(0, NUM_CLASSES, (args.batch,), device=args.device)

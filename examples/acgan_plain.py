@@ -1,9 +1,8 @@
 """Plain ACGAN on the built-in digits: the baseline the other examples change."""
 import torch
 import torch.nn.functional as F
-from torch import nn
-
 from common import NUM_CLASSES, Z_DIM, Generator, d_trunk, digits, gan_losses, parse_args, report
+from torch import nn
 
 
 class Discriminator(nn.Module):
@@ -31,7 +30,7 @@ def main():
     G, D = Generator().to(args.device), Discriminator().to(args.device)
     opt_g = torch.optim.Adam(G.parameters(), 2e-4, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(D.parameters(), 2e-4, betas=(0.5, 0.999))
-    for step in range(args.steps):
+    for _ in range(args.steps):
         idx = torch.randint(0, len(x_all), (args.batch,), device=args.device)
         x, y = x_all[idx], y_all[idx]
         y_z = torch.randint(0, NUM_CLASSES, (args.batch,), device=args.device)

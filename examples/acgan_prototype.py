@@ -3,11 +3,10 @@ cosine softmax over unit-norm class prototypes, plus the clustering loss on real
 no labels, so unlabeled images can feed it too)."""
 import torch
 import torch.nn.functional as F
+from common import NUM_CLASSES, Z_DIM, Generator, d_trunk, digits, gan_losses, parse_args, report
 from torch import nn
 
 from ssgan_fast.nn import PrototypeHead
-
-from common import NUM_CLASSES, Z_DIM, Generator, d_trunk, digits, gan_losses, parse_args, report
 
 
 class Discriminator(nn.Module):
@@ -35,7 +34,7 @@ def main():
     G, D = Generator().to(args.device), Discriminator().to(args.device)
     opt_g = torch.optim.Adam(G.parameters(), 2e-4, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(D.parameters(), 2e-4, betas=(0.5, 0.999))
-    for step in range(args.steps):
+    for _ in range(args.steps):
         idx = torch.randint(0, len(x_all), (args.batch,), device=args.device)
         x, y = x_all[idx], y_all[idx]
         y_z = torch.randint(0, NUM_CLASSES, (args.batch,), device=args.device)

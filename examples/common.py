@@ -36,8 +36,10 @@ class Generator(nn.Module):
         self.emb = nn.Embedding(NUM_CLASSES, Z_DIM)
         self.fc = nn.Linear(2 * Z_DIM, 128 * 2 * 2)
         self.net = nn.Sequential(nn.BatchNorm2d(128), nn.ReLU(), nn.Upsample(scale_factor=2),
-                                 nn.Conv2d(128, 64, 3, 1, 1), nn.BatchNorm2d(64), nn.ReLU(), nn.Upsample(scale_factor=2),
-                                 nn.Conv2d(64, 32, 3, 1, 1), nn.BatchNorm2d(32), nn.ReLU(), nn.Conv2d(32, 1, 3, 1, 1), nn.Tanh())
+                                 nn.Conv2d(128, 64, 3, 1, 1), nn.BatchNorm2d(64), nn.ReLU(),
+                                 nn.Upsample(scale_factor=2),
+                                 nn.Conv2d(64, 32, 3, 1, 1), nn.BatchNorm2d(32), nn.ReLU(),
+                                 nn.Conv2d(32, 1, 3, 1, 1), nn.Tanh())
 
     def forward(self, z, y):
         return self.net(self.fc(torch.cat([z, self.emb(y)], 1)).view(-1, 128, 2, 2))

@@ -9,7 +9,8 @@ PAIRS = [("acgan_plain.py", "acgan_aam.py"), ("acgan_plain.py", "acgan_prototype
 
 def unified(a: str, b: str) -> str:
     """The unified diff (one line of context) from examples/a to examples/b."""
-    return "".join(difflib.unified_diff((HERE / a).read_text().splitlines(True), (HERE / b).read_text().splitlines(True),
+    return "".join(difflib.unified_diff((HERE / a).read_text().splitlines(True),
+                                        (HERE / b).read_text().splitlines(True),
                                         f"examples/{a}", f"examples/{b}", n=1))
 
 

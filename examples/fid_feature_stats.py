@@ -2,10 +2,9 @@
 `frechet_distance` (tr sqrt(S1 S2) from symmetric eigendecompositions: no complex sqrtm, no host copy).
 Pass labels to `update` and `num_classes` to get Intra-FID from the same pass."""
 import torch
+from common import fid_setup
 
 from ssgan_fast.ops import FeatureStats, frechet_distance
-
-from common import fid_setup
 
 
 def statistics(net, images, batch):

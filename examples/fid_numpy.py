@@ -1,9 +1,8 @@
 """FID the pytorch-fid / torch-fidelity way: keep every feature on the host, numpy mean / cov, scipy sqrtm."""
 import numpy as np
 import torch
-from scipy import linalg
-
 from common import fid_setup
+from scipy import linalg
 
 
 def statistics(net, images, batch):

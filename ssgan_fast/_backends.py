@@ -25,7 +25,7 @@ BACKENDS = ("ref", "cpp", "cuda", "triton")
 _ENV = "SSGAN_FAST_BACKEND"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _load_ext():
     """Import ssgan_fast._C. Returns (module or None, reason)."""
     try:
@@ -38,10 +38,11 @@ def _load_ext():
     return mod, ""
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _load_triton():
     try:
         import triton  # noqa: F401
+
         from ssgan_fast.kernels import cosine_logits, cosine_logits_fused, cutmix, feature_stats, prototype
     except Exception as e:  # ImportError, or a Triton that fails to initialise
         return None, f"Triton is not usable ({type(e).__name__}: {e})"
@@ -85,7 +86,7 @@ def named(fn, op, inputs=("x", "w")):
     def call(*args):
         if _OP.get() is not None:
             return fn(*args)
-        with op_scope(op(args) if callable(op) else op, **dict(zip(inputs, args))):
+        with op_scope(op(args) if callable(op) else op, **dict(zip(inputs, args, strict=False))):
             return fn(*args)
     return call
 
@@ -152,7 +153,8 @@ def availability(name: str, device: torch.device | str | None = None) -> tuple[b
             return False, ("ssgan_fast._C was built without CUDA kernels (no nvcc or a CPU-only torch at build time, "
                            "or SSGAN_FAST_NO_CUDA=1); rebuild with FORCE_CUDA=1")
         if mod.CUDA_VERSION.split(".")[0] != (torch.version.cuda or "").split(".")[0]:
-            return False, f"ssgan_fast._C was built for CUDA {mod.CUDA_VERSION}, torch uses CUDA {torch.version.cuda}; rebuild"
+            return False, (f"ssgan_fast._C was built for CUDA {mod.CUDA_VERSION}, torch uses CUDA "
+                           f"{torch.version.cuda}; rebuild")
         if not torch.cuda.is_available():
             return False, "no CUDA device is available"
         if dev is not None and dev.type != "cuda":
@@ -173,7 +175,7 @@ def availability(name: str, device: torch.device | str | None = None) -> tuple[b
     raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def kernels(name: str):
     """The kernels a backend's Python side calls. Triton: the row kernels, the single-launch
     kernels and ema_rows (its host functions are Python). cpp / cuda: ema_rows and the loader's
@@ -284,7 +286,8 @@ def build_info(print_: bool = False) -> dict:
         ext = info["extension"]
         if ext is not None:
             lines.append(f"  _C: {ext['path']}; CUDA kernels: "
-                         + (f"yes (CUDA {ext['cuda']}, architectures {ext['cuda_archs']})" if ext["with_cuda"] else "no"))
+                         + (f"yes (CUDA {ext['cuda']}, architectures {ext['cuda_archs']})" if ext["with_cuda"]
+                            else "no"))
         for name, v in info["backends"].items():
             lines.append(f"  {name:7s} {'yes' if v['available'] else 'no '}  {v['reason']}")
         print("\n".join(lines))

@@ -15,4 +15,12 @@ CE_MIN_COLS = 1024
 # rows per float32 GEMM of the feature statistics before the float64 accumulation
 FEATURE_STATS_CHUNK = 4096
 
-__all__ = ['NORM_EPS', 'MARGIN_CLAMP_EPS', 'PBAR_MIN', 'FUSED_CE_MAX_WEIGHT', 'CE_TILE_ELEMS', 'CE_MIN_COLS', 'FEATURE_STATS_CHUNK']
+__all__ = [
+    'NORM_EPS',
+    'MARGIN_CLAMP_EPS',
+    'PBAR_MIN',
+    'FUSED_CE_MAX_WEIGHT',
+    'CE_TILE_ELEMS',
+    'CE_MIN_COLS',
+    'FEATURE_STATS_CHUNK',
+]

@@ -1,7 +1,7 @@
 """Evaluate generated samples against a real data set (the library: ssgan_fast.evaluation).
 
-    python -m ssgan_fast.evaluate --samples samples.npz | --ckpt runs/00001-NAME --data digits \\
-        --metrics fid,intra_fid,cfid,is,ra,gan_train,gan_test,avg_conf [--extractor auto|inception|classifier] \\
+    python -m ssgan_fast.evaluate --samples samples.npz | --ckpt runs/00001-NAME --data digits \
+        --metrics fid,intra_fid,cfid,is,ra,gan_train,gan_test,avg_conf [--extractor auto|inception|classifier] \
         [--classifier F.pt] [--out metrics.json]
 
 samples.npz holds ``images`` (uint8 [N, H, W, C]) and ``labels`` (int64 [N], the classes the images
@@ -96,7 +96,8 @@ def run_cli(args) -> dict:
     if args.ckpt:
         from .engine.run import load_run, samples_of
         run = load_run(args.ckpt, args.device)
-        samples = samples_of(run.model, run.generator(), run.info["num_classes"], args.per_class, run.device, args.batch)
+        samples = samples_of(run.model, run.generator(), run.info["num_classes"], args.per_class, run.device,
+                             args.batch)
         size = args.size or run.info["size"]
         data = args.data or run.cfg.data
         source = str(Path(args.ckpt).resolve())

@@ -1,45 +1,33 @@
 """Evaluation of generated samples against a real data set given by its spec: the library
 function behind ``python -m ssgan_fast.evaluate`` and the trainer's periodic and final metrics.
 
-    from ssgan_fast.evaluation import Samples, evaluate
-    out = evaluate(Samples.from_arrays(images, labels), "cub200:/data/CUB_200_2011", size=128,
-                   metrics=["fid", "intra_fid", "is", "ra"])
-
-- Real images are streamed from their files (``ssgan_fast.data.stream``); nothing holds the
-  whole set. Their feature statistics are cached (``ssgan_fast.metrics.cache``) under a key of the
-  data set (spec, split, resolution, the resize rule and a hash of the file list: names, sizes and
-  modification times - or of the pixels for in-memory sets), the extractor's identity (which holds
-  a hash of its weights) and the class count.
-- Extractors: ``inception`` - the FID Inception-v3 from the weights registry (an error says where
-  to put the file when it is missing); ``classifier`` - a small CNN trained on the real training
-  split (cached with its sha256); ``auto`` - Inception when its weights file is present, else the
-  classifier, with the reason logged and written into the result (``extractor_note``);
-  ``inception-random`` - the same Inception with random weights (tests: the code path of the
-  real weights, meaningless numbers). Metrics computed in the classifier's feature space carry a
-  ``_clf`` suffix (``fid_clf``, ``intra_fid_clf``, ``cfid_clf``, ``is_clf_*``): they are not FID.
-- RA / GAN-test use the classifier trained on the real training split; GAN-train trains one on the
-  samples and tests it on the data set's own test split (file-backed or not); a data set without a
-  test split cannot give GAN-train (an error when asked for with ``strict``, else skipped with the
-  reason in ``skipped``).
-- The result records the extractor identity, the classifier file and hash, the sample count and
-  the protocol (resize, splits, data set, split), so results of different runs can be compared.
+More: docs/modules.md, section ssgan_fast.evaluation.
 """
 from __future__ import annotations
 
 import hashlib
 import logging
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
 
 import numpy as np
 import torch
 
 from .data import DataError, images_to_tensor, open_dataset, stream
 from .data.datasets import RESIZE_RULE
-from .metrics import (FIDInceptionV3, SmallClassifier, WeightsError, cfid, collect, fid, intra_fid,
-                      train_classifier, train_classifier_batches)
+from .metrics import (
+    FIDInceptionV3,
+    SmallClassifier,
+    WeightsError,
+    cfid,
+    collect,
+    fid,
+    intra_fid,
+    train_classifier,
+    train_classifier_batches,
+)
 from .metrics.cache import cached
 from .weights import sha256_file, weights_dir
 
@@ -74,7 +62,7 @@ class Samples:
     batches: Callable[[], Iterable]
 
     @classmethod
-    def from_arrays(cls, images, labels, batch: int = 100) -> "Samples":
+    def from_arrays(cls, images, labels, batch: int = 100) -> Samples:
         """uint8 NHWC images (or a float [-1, 1] NCHW tensor) with int labels."""
         x = images_to_tensor(images) if not (torch.is_tensor(images) and images.is_floating_point()) else images
         y = torch.as_tensor(np.asarray(labels), dtype=torch.int64)
@@ -88,7 +76,7 @@ class Samples:
         return int(self.labels.shape[0])
 
     def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
-        xs, ys = zip(*[(x.float().cpu(), y.cpu()) for x, y in self.batches()])
+        xs, ys = zip(*[(x.float().cpu(), y.cpu()) for x, y in self.batches()], strict=False)
         return torch.cat(xs), torch.cat(ys)
 
 
@@ -227,7 +215,8 @@ def evaluate(samples: Samples, data: str, size: int, metrics=("fid",), extractor
     clf = None
     if need_clf:
         clf, out["classifier"], out["classifier_sha256"] = get_classifier(
-            data, size, real, device, classifier_epochs, seed, classifier, train_classifier_, max_bad_fraction=max_bad_fraction)
+            data, size, real, device, classifier_epochs, seed, classifier, train_classifier_,
+            max_bad_fraction=max_bad_fraction)
     out["timing"]["classifier_s"] = time.perf_counter() - t0
     clf_space = extr is None
     extr = extr if extr is not None else clf

@@ -12,18 +12,18 @@ the paper), writes results.json and a PNG with the density of each row's samples
 
     python -m ssgan_fast.experiments cvae-ring [--steps 20000] [--lr 5e-4] [--seed 0] [--out runs/cvae-ring]
 
-cvae-ring (CVAE-GAN Sec. 4, Figure 4): a ring of radius 2 centred at (100, 100); G and D are MLPs with
-hidden layers 32-64-64 (ReLU), z ~ N(0, I_8), RMSProp at a fixed learning rate, batch 64. Rows: the
-traditional GAN (D Eq. 1, G -log D(G(z))), WGAN (critic clipped to +-0.01, 5 critic steps per G step)
-and the mean feature matching GAN (D Eq. 1, G Eq. 2 on the input of D's last FC layer, real and fake
-centres as moving averages of the batch means). The paper trains 2M iterations at 5e-5; the default
-here compresses that to --steps 20000 at --lr 5e-4 (RMSProp moves each weight about lr per step).
+cvae-ring (CVAE-GAN Sec. 4, Figure 4): a ring of radius 2 centred at (100, 100); the registered models
+cvaegan-fig4-gan / -wgan / -fm (ssgan_fast/models/fig4.py: the traditional GAN, WGAN with clipping,
+the mean feature matching GAN), trained through the engine with batch 64 (--steps counts G iterations;
+the WGAN takes 5 critic steps each). The paper trains 2M iterations at 5e-5; the default here
+compresses that to --steps 20000 at --lr 5e-4 (RMSProp moves each weight about lr per step).
 Scores (ssgan_fast.metrics.toy.ring_metrics) at several iterations: % of points on the ring, %
 of the ring's angle sectors covered, mean distance to the ring in radial std; results.json and
 figure4.png (one row per model, one panel per iteration, real points blue, generated red, window
 (100, 100) +- 5).
 
-    python -m ssgan_fast.experiments backends [--model sphericgan] [--seeds 8] [--steps 500] [--set K=V] [--out runs/backends]
+    python -m ssgan_fast.experiments backends [--model sphericgan] [--seeds 8] [--steps 500] [--set K=V]
+                                              [--out runs/backends]
 
 backends (fused ops vs the reference ops on digits): trains --model on the built-in digits once per seed
 with the automatic (fused) backend and once with SSGAN_FAST_BACKEND=ref, each in its own process, and
@@ -99,8 +99,8 @@ def ring2d(args) -> dict:
           "   paper (modes, % HQ, rKL)   min/run")
     for row, r in results.items():
         a = r["mean_std"]
-        print(f"{row:12s} " + " ".join(f"{a[k][0]:{w}.{p}f} ± {a[k][1]:{sw}.{p}f}" for k, _, w, sw, p in TABLE1_COLUMNS) +
-              f"   {r['paper']}   {a['seconds'][0] / 60:.1f}")
+        cells = " ".join(f"{a[k][0]:{w}.{p}f} ± {a[k][1]:{sw}.{p}f}" for k, _, w, sw, p in TABLE1_COLUMNS)
+        print(f"{row:12s} {cells}   {r['paper']}   {a['seconds'][0] / 60:.1f}")
     print(f"{'(data)':12s} " + " ".join(cell(data_row[k], w, p) + " " * (3 + sw) for k, _, w, sw, p in TABLE1_COLUMNS) +
           f"   (the {len(real)} training points themselves)")
     print(f"wrote {out / 'results.json'} and {out / 'figure3.png'}")
@@ -182,7 +182,8 @@ def backends(args) -> dict:
     fmt = lambda v: "   -  " if v is None else f"{v:6.3f}"  # noqa: E731
     print(f"{'metric':10s} {'fused':>15s} {'ref':>15s} {'ref - fused':>15s} {'t p':>7s} {'wilcoxon p':>10s}")
     for k, row in table.items():
-        print(f"{k:10s} {row['fused_mean']:7.2f} ± {row['fused_std']:5.2f} {row['ref_mean']:7.2f} ± {row['ref_std']:5.2f} "
+        print(f"{k:10s} {row['fused_mean']:7.2f} ± {row['fused_std']:5.2f} "
+              f"{row['ref_mean']:7.2f} ± {row['ref_std']:5.2f} "
               f"{row['diff_mean']:7.2f} ± {row['diff_std']:5.2f} {fmt(row['t_p']):>7s} {fmt(row['wilcoxon_p']):>10s}")
     print(f"({args.seeds} seeds, {args.steps} steps, mean ± std over seeds; wrote {out / 'results.json'})")
     return result
@@ -203,9 +204,10 @@ def backend_trace(args) -> dict:
     try:
         for arm in ("fused", "ref", "fused+1ulp"):
             _set_backend(os.environ, arm == "ref")
-            argv = ["--model", args.model, "--steps", str(args.trace), "--seed", "0", "--out", str(Path(args.out) / "trace"),
-                    "--name", arm.replace("+", "p"), "--no-progress", "--device", args.device, "--no-ema", "--set",
-                    "train.log_every=1", "--set", "train.ckpt_every=0", "--set", "train.sample_every=0"]
+            argv = ["--model", args.model, "--steps", str(args.trace), "--seed", "0",
+                    "--out", str(Path(args.out) / "trace"), "--name", arm.replace("+", "p"), "--no-progress",
+                    "--device", args.device, "--no-ema", "--set", "train.log_every=1", "--set", "train.ckpt_every=0",
+                    "--set", "train.sample_every=0"]
             for kv in args.set:
                 argv += ["--set", kv]
             tr = Trainer(resolve(build_parser().parse_args(argv)))
@@ -238,72 +240,37 @@ def backend_trace(args) -> dict:
         print(f"{s:6d} {rows[s]['ref']:14.2e} {rows[s]['fused+1ulp']:15.2e}")
     print(f"parameters after {args.trace} steps, relative distance to the fused run: ref {final['ref']:.3e}, "
           f"1 ulp {final['fused+1ulp']:.3e}")
-    result = {"model": args.model, "steps": args.trace, "gaps": {str(s): rows[s] for s in steps}, "param_distance": final}
+    result = {"model": args.model, "steps": args.trace, "gaps": {str(s): rows[s] for s in steps},
+              "param_distance": final}
     (Path(args.out) / "trace.json").write_text(json.dumps(result, indent=1))
     return result
 
 
-def _mlp(sizes):
-    from torch import nn
-    layers = []
-    for a, b in zip(sizes[:-2], sizes[1:-1]):
-        layers += [nn.Linear(a, b), nn.ReLU()]
-    return nn.Sequential(*layers), nn.Linear(sizes[-2], sizes[-1])
-
-
-def _train_ring(kind: str, real, steps: int, lr: float, snaps, seed: int, n_eval: int = 2000):
-    """Train one row of Figure 4; returns {step: generated points [n_eval, 2]} at the `snaps` steps."""
-    import torch
-    import torch.nn.functional as F
-    torch.manual_seed(seed)
-    g_body, g_out = _mlp([8, 32, 64, 64, 2])
-    d_body, d_out = _mlp([2, 32, 64, 64, 1])
-    G = torch.nn.Sequential(g_body, g_out)
-    opt_g = torch.optim.RMSprop(G.parameters(), lr=lr)
-    opt_d = torch.optim.RMSprop(list(d_body.parameters()) + list(d_out.parameters()), lr=lr)
-    real = torch.as_tensor(real, dtype=torch.float32)
-    z_eval = torch.randn(n_eval, 8, generator=torch.Generator().manual_seed(10_000 + seed))
-    B, mom = 64, 0.9
-    c_real = c_fake = None
-    n_critic = 5 if kind == "wgan" else 1
-    out = {}
-    for step in range(1, steps + 1):
-        for _ in range(n_critic):
-            x = real[torch.randint(0, len(real), (B,))]
-            with torch.no_grad():
-                xf = G(torch.randn(B, 8))
-            dr, df = d_out(d_body(x))[:, 0], d_out(d_body(xf))[:, 0]
-            loss_d = df.mean() - dr.mean() if kind == "wgan" else F.softplus(-dr).mean() + F.softplus(df).mean()  # Eq. 1
-            opt_d.zero_grad(set_to_none=True)
-            loss_d.backward()
-            opt_d.step()
-            if kind == "wgan":
-                with torch.no_grad():
-                    for p in list(d_body.parameters()) + list(d_out.parameters()):
-                        p.clamp_(-0.01, 0.01)
-        xf = G(torch.randn(B, 8))
-        if kind == "fm":  # Eq. 2: 1/2 ||E f_D(x) - E f_D(G(z))||^2, centres as moving averages
-            with torch.no_grad():
-                fr = d_body(real[torch.randint(0, len(real), (B,))]).mean(0)
-                c_real = fr if c_real is None else mom * c_real + (1 - mom) * fr
-            ff = d_body(xf).mean(0)
-            cf = ff if c_fake is None else mom * c_fake + (1 - mom) * ff
-            loss_g = 0.5 * (c_real - cf).pow(2).sum()
-            c_fake = cf.detach()
-        elif kind == "wgan":
-            loss_g = -d_out(d_body(xf)).mean()
-        else:
-            loss_g = F.softplus(-d_out(d_body(xf))).mean()
-        opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        opt_g.step()
-        if step in snaps:
-            with torch.no_grad():
-                out[step] = G(z_eval).numpy()
-    return out
-
-
 RING_ROWS = {"gan": "traditional GAN", "wgan": "WGAN (clipping)", "fm": "mean feature matching GAN"}
+
+
+def _train_ring(kind: str, out: Path, steps: list[int], lr: float, seed: int, device: str, n_eval: int = 2000):
+    """Train one row of Figure 4 (the registered model cvaegan-fig4-<kind>) through the engine, resuming
+    from one snapshot to the next; returns {G iteration: generated points [n_eval, 2]}."""
+    from .engine.run import generate, load_run
+    from .models import get_model
+    from .train import main as train_main
+    model = f"cvaegan-fig4-{kind}"
+    n_critic = get_model(model).Config().n_critic  # one engine step is one D step
+    name, pts = f"{kind}-s{seed}", {}
+    for i, s in enumerate(steps):
+        if i == 0:
+            argv = ["--model", model, "--data", "ring2d-cvae", "--steps", str(s * n_critic), "--seed", str(seed),
+                    "--out", str(out), "--name", name, "--batch", "32", "--label-fraction", "0.5", "--no-ema",
+                    "--device", device, "--no-progress", "--no-final-eval", "--set", f"model.lr={lr}",
+                    "--set", "train.ckpt_every=0", "--set", "train.sample_every=0"]
+        else:
+            argv = ["--resume", str(out / name), "--steps", str(s * n_critic), "--no-progress", "--no-final-eval"]
+        if train_main(argv) != 0:
+            raise RuntimeError(f"training {model} ({name}) failed")
+        run = load_run(str(out / name), device)
+        pts[s] = generate(run.model, run.generator(use_ema=False), 1, n_eval, 10_000 + seed, run.device, "points")[0]
+    return pts
 
 
 def cvae_ring(args) -> dict:
@@ -315,14 +282,15 @@ def cvae_ring(args) -> dict:
     results, panels = {}, {}
     for kind in RING_ROWS:
         t0 = time.perf_counter()
-        pts = _train_ring(kind, real, args.steps, args.lr, set(snaps), args.seed)
+        pts = _train_ring(kind, out, snaps, args.lr, args.seed, args.device)
         results[kind] = {str(s): ring_metrics(pts[s]) for s in snaps}
         results[kind]["seconds"] = time.perf_counter() - t0
         panels[kind] = [pts[s] for s in snaps]
     _ring_figure(real, panels, out / "figure4.png")
     (out / "results.json").write_text(json.dumps({"steps": args.steps, "lr": args.lr, "seed": args.seed,
                                                    "snapshots": snaps, "rows": results}, indent=1))
-    print(f"{'model':28s} " + " ".join(f"{'it ' + str(s):>22s}" for s in snaps) + "   (on ring % / sectors % / distance)")
+    heads = " ".join(f"{'it ' + str(s):>22s}" for s in snaps)
+    print(f"{'model':28s} {heads}   (on ring % / sectors % / distance)")
     for kind, name in RING_ROWS.items():
         cells = [results[kind][str(s)] for s in snaps]
         print(f"{name:28s} " + " ".join(f"{c['on_ring_percent']:6.1f} {c['coverage_percent']:6.1f} {c['distance']:8.1f}"
@@ -392,6 +360,7 @@ def main(argv=None) -> int:
     c.add_argument("--lr", type=float, default=5e-4, help="RMSProp learning rate (the paper: 5e-5 over 2M iterations)")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--out", default="runs/cvae-ring")
+    c.add_argument("--device", default="cpu")
     b = sub.add_parser("backends", help="fused vs reference ops on digits, paired over seeds")
     from .models import MODELS
     b.add_argument("--model", default="sphericgan", choices=sorted(MODELS))

@@ -1,6 +1,7 @@
 """Generate samples from a trained run, and the models' applications.
 
-    python -m ssgan_fast.generate [sample] --ckpt runs/sphericgan-digits --per-class 100 --out samples.npz [--png grid.png]
+    python -m ssgan_fast.generate [sample] --ckpt runs/sphericgan-digits --per-class 100 --out samples.npz
+                                  [--png grid.png]
     python -m ssgan_fast.generate inpaint --ckpt runs/cvaegan-digits --images DIR|FILES --out DIR [--box y0,x0,y1,x1]
     python -m ssgan_fast.generate morph --ckpt runs/cvaegan-digits (--images A B | --classes K1 K2) --out morph.png
     python -m ssgan_fast.generate translate --ckpt runs/aam-stargan-rafd --images DIR --domain K --out DIR
@@ -71,7 +72,7 @@ def _save_images(x, names, out: Path, nrow: int):
     import torchvision.utils as vu
     out.mkdir(parents=True, exist_ok=True)
     x = x.float().clamp(-1, 1).add(1).div(2).cpu()
-    for t, n in zip(x, names):
+    for t, n in zip(x, names, strict=False):
         vu.save_image(t, out / f"{Path(n).stem}.png")
     vu.save_image(x, out / "grid.png", nrow=nrow)
     np.savez(out / "images.npz", images=(x * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy())
@@ -79,6 +80,7 @@ def _save_images(x, names, out: Path, nrow: int):
 
 def _application(cmd: str, args, run) -> int:
     import torch
+
     from .data import read_images
     model, dev = run.model.eval(), run.device
     nets = run.generator(not args.no_ema)

@@ -88,8 +88,8 @@ def _parse_value(v: str):
 def _preset(model: str, data: str) -> dict:
     try:
         text = resources.files("ssgan_fast.configs").joinpath(f"{model}.yaml").read_text()
-    except FileNotFoundError:
-        return {}
+    except FileNotFoundError:  # a model without a preset: TrainConfig's and its Config's defaults
+        return {"train": {}, "model": {}}
     presets = yaml.safe_load(text) or {}
     family = data.split(":")[0]
     out = {"train": {}, "model": {}}
@@ -99,7 +99,7 @@ def _preset(model: str, data: str) -> dict:
     return out
 
 
-def resolve(args) -> "TrainConfig":  # noqa: F821
+def resolve(args) -> TrainConfig:  # noqa: F821
     from .engine.trainer import TrainConfig
     from .models import get_model
     from .models.base import config_from_dict
@@ -115,9 +115,11 @@ def resolve(args) -> "TrainConfig":  # noqa: F821
         for k in ("train", "model"):
             layers[k].update(user.get(k) or {})
     t = layers["train"]
-    flags = {"amp": args.amp, "graphs": args.graphs or None, "compile": args.compile or None, "ema": args.ema, "steps": args.steps, "epochs": args.epochs,
+    flags = {"amp": args.amp, "graphs": args.graphs or None, "compile": args.compile or None, "ema": args.ema,
+             "steps": args.steps, "epochs": args.epochs,
              "labels_per_class": args.labels_per_class, "label_fraction": args.label_fraction,
-             "split_seed": args.split_seed, "labeled": args.labeled, "max_bad_fraction": args.max_bad_fraction, "size": args.size, "loader": args.loader, "out": args.out, "name": args.name,
+             "split_seed": args.split_seed, "labeled": args.labeled, "max_bad_fraction": args.max_bad_fraction,
+             "size": args.size, "loader": args.loader, "out": args.out, "name": args.name,
              "seed": args.seed, "device": args.device, "eval_every": args.eval_every, "sample_every": args.sample_every,
              "ckpt_every": args.ckpt_every, "skip_nonfinite": args.skip_nonfinite}
     t.update({k: v for k, v in flags.items() if v is not None})
@@ -178,6 +180,7 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     import os
+
     import torch.distributed as dist
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():  # launched by torchrun

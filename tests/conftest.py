@@ -39,7 +39,6 @@ def pytest_runtest_setup(item):
 
 def _aot_table_keys():
     import triton
-
     from ssgan_fast.kernels._launch import Spec
     path = os.path.join(ROOT, "bench", "results", "static", f"triton-{triton.__version__}.json")
     if not os.path.exists(path):

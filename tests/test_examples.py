@@ -51,7 +51,8 @@ def _diffs():
 def test_readme_diffs_are_the_real_diffs():
     readme = (ROOT / "README.md").read_text()
     blocks = re.findall(r"<!-- diff (\S+) (\S+) -->\n```diff\n(.*?)```\n", readme, re.S)
-    assert {b for _, b, _ in blocks} == {"acgan_aam.py", "acgan_prototype.py", "acgan_cutmix.py", "fid_feature_stats.py"}
+    assert {b for _, b, _ in blocks} == {"acgan_aam.py", "acgan_prototype.py", "acgan_cutmix.py",
+                                         "fid_feature_stats.py"}
     diffs = _diffs()
     assert [(a, b) for a, b, _ in blocks] == diffs.PAIRS
     for a, b, text in blocks:

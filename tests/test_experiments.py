@@ -18,13 +18,14 @@ def test_backends_command_pairs_fused_and_reference(tmp_path, capsys):
             cfg = json.loads((out / f"sphericgan-{which}-s{seed}" / "config.json").read_text())
             assert cfg["train"]["seed"] == seed and cfg["train"]["steps"] == 1
             assert cfg["train"]["eval_samples_per_class"] == 8
-            assert json.loads((out / f"sphericgan-{which}-s{seed}" / "experiment.json").read_text())["backend"] == backend
+            meta = json.loads((out / f"sphericgan-{which}-s{seed}" / "experiment.json").read_text())
+            assert meta["backend"] == backend
     paired = r["paired"]
     assert set(paired) >= {"fid_clf", "cfid_clf", "ra"}  # SphericGAN's paper metrics, digits: classifier space
     for k, row in paired.items():  # one step in: the two backends agree to rounding
         f, ref = r["runs"]["fused"], r["runs"]["ref"]
-        assert row["diff_mean"] == pytest.approx(sum(b[k] - a[k] for a, b in zip(f, ref)) / 2)
-        for a, b in zip(f, ref):
+        assert row["diff_mean"] == pytest.approx(sum(b[k] - a[k] for a, b in zip(f, ref, strict=False)) / 2)
+        for a, b in zip(f, ref, strict=False):
             assert b[k] == pytest.approx(a[k], rel=1e-3, abs=1e-2), k
     assert "wilcoxon" in capsys.readouterr().out
     # repeated with one more seed: the finished runs are reused, only the new seed trains
@@ -37,7 +38,8 @@ def test_backends_command_pairs_fused_and_reference(tmp_path, capsys):
     # other settings: trained again
     assert exp_main(["backends", "--seeds", "1", "--steps", "1", "--out", str(out),
                      "--set", "train.eval_samples_per_class=9"]) == 0
-    assert (out / "sphericgan-fused-s0" / "metrics.json").stat().st_mtime_ns > stamps[out / "sphericgan-fused-s0" / "metrics.json"]
+    first = out / "sphericgan-fused-s0" / "metrics.json"
+    assert first.stat().st_mtime_ns > stamps[first]
 
 
 def test_backends_command_rejects_bad_arguments():

@@ -3,8 +3,6 @@ The plain wheel (nothing set, fresh venv, used from outside the tree) is .ci/whe
 after the suite."""
 import os
 
-import ssgan_fast
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

@@ -10,13 +10,8 @@
     cub200:/path[?bbox=1]     CUB_200_2011 layout (images.txt, image_class_labels.txt,
                               train_test_split.txt, bounding_boxes.txt); bbox=1 crops to the box
     cifar10:/path, cifar100:/path   the python pickle batches (the folder or its parent)
-    npz:/file.npz             arrays images (uint8 [N, H, W, C]) and labels (int [N], -1 = unlabeled);
-                              optional test_images / test_labels
 
-Image data sets are either in memory (uint8 NHWC arrays) or files decoded on demand; every image
-comes out RGB (grayscale / RGBA / palette converted; digits stay 1-channel), resized so its shorter
-side is `size`, then centre-cropped to size x size. Missing paths, empty class folders and
-inconsistent label files are errors before any training starts.
+More: docs/modules.md, section ssgan_fast.data.datasets.
 """
 from __future__ import annotations
 
@@ -178,7 +173,8 @@ def _digits(size: int, split: str) -> ImageDataset:
     idx = np.arange(len(labels))
     tr, te = train_test_split(idx, test_size=0.2, random_state=0, stratify=labels)
     sel = {"train": np.sort(tr), "test": np.sort(te), "all": idx}[split]
-    return ImageDataset(f"digits{size}-{split}", labels[sel], 10, size, channels=1, images=np.ascontiguousarray(imgs[sel]),
+    return ImageDataset(f"digits{size}-{split}", labels[sel], 10, size, channels=1,
+                        images=np.ascontiguousarray(imgs[sel]),
                         class_names=[str(i) for i in range(10)])
 
 

@@ -1,25 +1,7 @@
 """Loaders: one interface, an infinite iterator of batches {x_l, y_l, x_u} on the training device,
 images in [-1, 1] (NCHW float32) or 2-D points, with static shapes (batch_labeled, batch_unlabeled).
 
-- ``tensor``: the whole data set as uint8 on the device; batches are index_select + batched
-  augmentation on the device. The fast path for data that fit in memory (digits, CIFAR, 2-D).
-- ``torch``: torch.utils.data.DataLoader with worker processes (PIL decode + resize; no
-  torchvision needed - its image decoders are deprecated since 0.29), pinned memory, augmentation
-  batched in the main process. For CPU training, large folders without DALI, and as the baseline.
-- ``dali``: NVIDIA DALI pipelines (file reading, JPEG/PNG decode on the GPU, random resized crop,
-  flip and normalisation on the GPU), one for the labeled and one for the unlabeled pool, sharded
-  per DDP rank. Needs DALI and a GPU; never a silent fallback (``auto`` falls back with a logged
-  reason).
-
-Corrupt or truncated images are skipped and counted: the tensor and DALI loaders scan up front
-(bad files leave the pools, reported once); the torch loader replaces a bad item by the next good
-one of the same pool, counts it and reports the count at the end of each epoch. More than
-``max_bad_fraction`` bad images aborts with an error. ``next_into(buffers)`` copies a batch into
-static buffers (CUDA-graph replay).
-
-Data sets with attribute labels (``domains:`` with attrs.csv: StarGAN's multi-attribute setting)
-add ``a_l`` / ``a_u``: float32 [B, A] 0/1 attributes of the labeled / unlabeled images (tensor and
-torch loaders; the DALI loader refuses such data sets).
+More: docs/modules.md, section ssgan_fast.data.loaders.
 """
 from __future__ import annotations
 
@@ -167,8 +149,9 @@ class TensorLoader(_Base):
 # ----------------------------------------------------------------------------- torch DataLoader
 
 class _Items(torch.utils.data.Dataset):
-    """Map-style view: item i -> (uint8 CHW image, label, 1, attributes [A] or [0]) or, if unreadable, (the next good item of
-    the same pool, 0). Pools are given per call through the batch sampler's (index, pool) pairs."""
+    """Map-style view: item i -> (uint8 CHW image, label, 1, attributes [A] or [0]) or, if unreadable,
+    (the next good item of the same pool, 0). Pools are given per call through the batch sampler's
+    (index, pool) pairs."""
 
     def __init__(self, ds: ImageDataset, pools: dict):
         self.ds, self.pools = ds, pools

@@ -8,13 +8,7 @@ class (2 800), CIFAR-10 400 per class (4 000), CIFAR-100 100 per class (10 000),
 The split is saved with the run (``save`` / ``load``, JSON with the indices and a fingerprint of
 the labels) and reloaded on resume; a fingerprint mismatch (a different data set) is an error.
 
-Sampler: every step yields exactly ``batch_labeled`` labeled and ``batch_unlabeled`` unlabeled
-indices (static shapes, as CUDA graphs need). Epoch = one pass over the unlabeled pool
-(len(unlabeled) // batch_unlabeled steps, the remainder dropped; the labeled pool - smaller - is
-cycled through fresh permutations independently). With ``batch_unlabeled == 0`` an epoch is one
-pass over the labeled pool. ``class_balanced=True`` draws the labeled part round-robin over classes
-(each class's own permutation), so every batch holds near-equal class counts. ``state_dict()``
-/ ``load_state_dict()`` resume mid-epoch exactly.
+More: docs/modules.md, section ssgan_fast.data.split.
 """
 from __future__ import annotations
 
@@ -53,7 +47,7 @@ class Split:
         tmp.replace(p)
 
     @classmethod
-    def load(cls, path, labels: np.ndarray | None = None) -> "Split":
+    def load(cls, path, labels: np.ndarray | None = None) -> Split:
         d = json.loads(Path(path).read_text())
         s = cls(np.array(d["labeled"], dtype=np.int64), np.array(d["unlabeled"], dtype=np.int64), d["num_classes"],
                 d["seed"], d["rule"], d["fingerprint"])

@@ -9,8 +9,8 @@ them is an error naming the first bad files (as the loaders do); fewer are repor
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -62,7 +62,7 @@ def stream(ds, indices=None, batch: int = 64, device="cpu", threads: int = 8, ma
             if k + 2 < len(chunks):
                 pending.append(ex.map(ds.try_load, chunks[k + 2]))
             ok = [im is not None for im in imgs]
-            bad += [ds.files[int(i)] for i, g in zip(chunk, ok) if not g]
+            bad += [ds.files[int(i)] for i, g in zip(chunk, ok, strict=False) if not g]
             if not any(ok):
                 continue
             x = images_to_tensor(np.stack([im for im in imgs if im is not None]))

@@ -58,7 +58,8 @@ def read_checkpoint(path, map_location="cpu") -> dict:
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise CheckpointError(f"checkpoint {path} is damaged or not a torch file ({type(e).__name__}: {msg})") from None
     if not isinstance(s, dict) or any(k not in s for k in REQUIRED):
-        raise CheckpointError(f"{path} is not a ssgan_fast checkpoint (keys {sorted(s)[:8] if isinstance(s, dict) else type(s).__name__})")
+        what = sorted(s)[:8] if isinstance(s, dict) else type(s).__name__
+        raise CheckpointError(f"{path} is not a ssgan_fast checkpoint (keys {what})")
     return s
 
 

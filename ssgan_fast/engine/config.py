@@ -38,11 +38,13 @@ class TrainConfig:
     eval_every: int = 0
     eval_metrics: str = "fid,intra_fid,ra"
     eval_samples_per_class: int = 50
-    eval_extractor: str = "auto"  # auto (Inception when its weights are present, else the classifier) | inception | classifier
+    # auto (Inception when its weights are present, else the classifier) | inception | classifier
+    eval_extractor: str = "auto"
     eval_classifier_epochs: int = 10
     eval_batch: int = 50
     max_bad_fraction: float = 0.01  # more unreadable images than this fraction stops the run (naming them)
-    labeled: str = ""  # a file of image ids / paths whose labels are kept (the labeled subset), instead of a drawn split
+    # a file of image ids / paths whose labels are kept (the labeled subset), instead of a drawn split
+    labeled: str = ""
     skip_nonfinite: bool = False
     augment_flip: bool = False
     augment_crop: int = 0
@@ -51,7 +53,7 @@ class TrainConfig:
     model_cfg: dict = field(default_factory=dict)
 
     @classmethod
-    def from_run(cls, run_dir, **overrides) -> "TrainConfig":
+    def from_run(cls, run_dir, **overrides) -> TrainConfig:
         """The configuration a run folder was started with (its config.json), with overrides."""
         f = Path(run_dir) / "config.json"
         if not f.is_file():

@@ -6,30 +6,7 @@ captured into a ``torch.cuda.CUDAGraph`` with the batch in static input buffers;
 copy the next batch into those buffers (``loader.next_into``) and replay the graph: one launch per
 iteration instead of thousands. The step's loss tensors are the graph's static outputs.
 
-What a captured step may not do, and how the engine meets it:
-
-* host syncs (``.item()``, ``bool(t)``, boolean-mask indexing, ``nonzero``, ``bincount`` on CUDA):
-  the models have none inside ``train_step``; the ops' value checks are skipped while capturing
-  (``ops._checks.values_checkable``).
-* Python control flow or Python scalars that change from step to step (StarGAN's ``n_critic``,
-  step learning-rate decay): the model's ``graph_key(step)`` names them and the engine captures one
-  graph per key (at most ``max_graphs`` kept, least recently used dropped); ``graph_key`` returning
-  None runs that step eagerly (StarGAN while it banks its source images).
-* optimizers: Adam runs ``fused`` with ``capturable=True`` (step counters on the device); SGD needs
-  nothing; the AMP GradScaler (``--amp fp16``) checks for infs on the host, so fp16 is not captured
-  - use ``--amp bf16``. Autocast's weight-cast cache is always off (``Amp.ctx``; the autocast docs'
-  rule for capture).
-* the CUDA RNG: the default generator is graph-safe (each replay advances its Philox offset).
-
-Where capture is impossible (fp16, a DDP process group, a capture error) the engine says why in the
-log and in the run's result (``graphs`` = "eager: <reason>") and trains eagerly.
-
-``mode="emulate"`` runs the same machinery on any device without CUDA graphs and *checks* the
-captured-step contract: the step is traced at the op level (a TorchDispatchMode) at capture and at
-every "replay"; a host sync during the step, a different op sequence, different shapes or Python
-scalar arguments within one key, optimizer hyper-parameters that changed, or a parameter / buffer /
-optimizer state rebound to new memory raises ``CaptureError`` naming the op and the source line.
-The CPU test-suite runs every model through it, so the graph contract is checked without a GPU.
+More: docs/modules.md, section ssgan_fast.engine.graphs.
 """
 from __future__ import annotations
 
@@ -203,13 +180,14 @@ class _EmulatedGraph:
         with self._traced() as tr:
             out = self.fn()
         if tr.hp != self.hp:
-            a, b = next(((a, b) for x, y in zip(self.hp, tr.hp) for a, b in zip(x, y) if a != b),
-                        (self.hp, tr.hp))
+            pairs = (ab for x, y in zip(self.hp, tr.hp, strict=False) for ab in zip(x, y, strict=False))
+            a, b = next(((a, b) for a, b in pairs if a != b), (self.hp, tr.hp))
             raise CaptureError(f"graph key {self.key!r}: optimizer setting {a[0]}[{a[1]}].{a[2]} changed from {a[3]} "
                                f"to {b[3]} under the same key; a captured step keeps the value it was captured with "
                                f"(make the change part of graph_key)")
         if tr.ops != self.ops:
-            i = next((i for i, (a, b) in enumerate(zip(self.ops, tr.ops)) if a != b), min(len(self.ops), len(tr.ops)))
+            i = next((i for i, (a, b) in enumerate(zip(self.ops, tr.ops, strict=False)) if a != b),
+                     min(len(self.ops), len(tr.ops)))
             a = self.ops[i] if i < len(self.ops) else "<end of step>"
             b = tr.ops[i] if i < len(tr.ops) else "<end of step>"
             raise CaptureError(f"graph key {self.key!r}: the step differs from the captured one at op #{i}: captured "

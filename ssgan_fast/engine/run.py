@@ -114,7 +114,8 @@ def load_run(run_dir, device=None, use_ema: bool = True) -> Run:
     try:
         model.load_state_dict(state["model"])
     except (RuntimeError, KeyError) as e:
-        raise CheckpointError(f"{path} does not fit the model of {d / 'config.json'}: {str(e).splitlines()[0]}") from None
+        raise CheckpointError(f"{path} does not fit the model of {d / 'config.json'}: "
+                              f"{str(e).splitlines()[0]}") from None
     model.eval()
     ema = None
     if use_ema and state.get("ema"):

@@ -55,7 +55,7 @@ def _floats(losses: dict) -> dict:
     out = {k: float(v) for k, v in losses.items() if k not in ts}
     if ts:
         vals = torch.stack([v.detach().float().reshape(()) for v in ts.values()]).tolist()
-        out.update(zip(ts, vals))
+        out.update(zip(ts, vals, strict=False))
     return {k: out[k] for k in losses}
 
 
@@ -200,9 +200,9 @@ class Trainer:
         d = min(self.cfg.ema_decay, (1 + self.step) / (10 + self.step))
         for n, m in self.ema.items():
             src = getattr(self.model, n)
-            for pe, p in zip(m.parameters(), src.parameters()):
+            for pe, p in zip(m.parameters(), src.parameters(), strict=False):
                 pe.lerp_(p.detach(), 1 - d)
-            for be, b in zip(m.buffers(), src.buffers()):
+            for be, b in zip(m.buffers(), src.buffers(), strict=False):
                 be.copy_(b)
 
     def generator(self, use_ema: bool = True) -> dict:
@@ -217,8 +217,8 @@ class Trainer:
         if self.ds.kind == "points":  # a density image of 2 000 samples (log counts, 128 x 128 bins)
             g = torch.Generator().manual_seed(self.cfg.seed + 2)
             y = torch.arange(2000) % self.ds.num_classes
-            pts = self.model.sample(y.to(self.device), self.model.noise(2000, generator=g, device="cpu").to(self.device),
-                                    self.generator()).float().cpu()
+            noise = self.model.noise(2000, generator=g, device="cpu").to(self.device)
+            pts = self.model.sample(y.to(self.device), noise, self.generator()).float().cpu()
             real = torch.from_numpy(self.ds.points)
             save_points_density(pts, path, real.min(0).values - 0.5, real.max(0).values + 0.5)
             return
@@ -239,8 +239,8 @@ class Trainer:
             try:  # TensorBoard scalars when it is installed
                 from torch.utils.tensorboard import SummaryWriter
                 tb = SummaryWriter(str(self.run_dir / "tb"))
-            except ImportError:
-                pass
+            except ImportError as e:
+                log.info("no TensorBoard scalars for this run (%s); losses.jsonl has every logged step", e)
         bar = None
         if cfg.progress and self.main:
             from tqdm import tqdm
@@ -340,7 +340,8 @@ class Trainer:
         was = self.model.training
         self.model.eval()
         try:
-            return test_accuracy(self.model.classify, test, self.device, max_bad_fraction=self.cfg.max_bad_fraction), None
+            acc = test_accuracy(self.model.classify, test, self.device, max_bad_fraction=self.cfg.max_bad_fraction)
+            return acc, None
         except NotImplementedError as e:
             return None, str(e)
         finally:
@@ -368,8 +369,8 @@ class Trainer:
         else:
             out["skipped"]["c_acc"] = why
         out["step"] = self.step
-        out["protocol"] = {"samples_per_class": cfg.eval_samples_per_class, "seed": EVAL_SEED, "generator": "ema" if self.ema
-                           else "raw", "metrics": cfg.eval_metrics}
+        out["protocol"] = {"samples_per_class": cfg.eval_samples_per_class, "seed": EVAL_SEED,
+                           "generator": "ema" if self.ema else "raw", "metrics": cfg.eval_metrics}
         out["timing"]["total_s"] = time.perf_counter() - t0
         with open(self.run_dir / "metrics.jsonl", "a") as f:
             f.write(json.dumps({"step": self.step, **out["metrics"]}) + "\n")

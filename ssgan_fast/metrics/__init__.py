@@ -4,11 +4,11 @@ Feature extractors: ``FIDInceptionV3`` (the FID Inception, weights from the regi
 ``SmallClassifier`` (RA / GAN-test, and the feature space for data Inception does not fit).
 Weights are never downloaded (``ssgan_fast.weights``).
 """
+from ..weights import REGISTRY, WeightsError, register_weights, weights_dir, weights_path
 from .classifier import SmallClassifier, evaluate_accuracy, train_classifier, train_classifier_batches
 from .inception import FIDInceptionV3
 from .scores import Collected, InceptionScore, cfid, collect, fid, intra_fid
-from ..weights import REGISTRY, WeightsError, register_weights, weights_dir, weights_path
 
-__all__ = ["FIDInceptionV3", "SmallClassifier", "train_classifier", "train_classifier_batches", "evaluate_accuracy", "collect", "Collected",
-           "fid", "intra_fid", "cfid", "InceptionScore", "REGISTRY", "WeightsError", "register_weights",
-           "weights_dir", "weights_path"]
+__all__ = ["FIDInceptionV3", "SmallClassifier", "train_classifier", "train_classifier_batches", "evaluate_accuracy",
+           "collect", "Collected", "fid", "intra_fid", "cfid", "InceptionScore", "REGISTRY", "WeightsError",
+           "register_weights", "weights_dir", "weights_path"]

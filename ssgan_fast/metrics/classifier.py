@@ -14,7 +14,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
 log = logging.getLogger("ssgan_fast")
 
 __all__ = ["SmallClassifier", "train_classifier", "train_classifier_batches", "evaluate_accuracy", "random_shift"]
@@ -74,7 +73,8 @@ def train_classifier(images: torch.Tensor, labels: torch.Tensor, num_classes: in
     """Train a SmallClassifier on images [N, C, H, W] in [-1, 1] with integer labels (Adam, cosine
     schedule, random translations). Deterministic for a seed on CPU."""
     if images.shape[0] != labels.shape[0] or images.shape[0] < 2:
-        raise ValueError(f"need >= 2 images with one label each, got {images.shape[0]} images, {labels.shape[0]} labels")
+        raise ValueError(f"need >= 2 images with one label each, got {images.shape[0]} images, "
+                         f"{labels.shape[0]} labels")
     gen = torch.Generator().manual_seed(seed)
     N = images.shape[0]
     images, labels = images.to(device), labels.to(device).long()

@@ -35,7 +35,8 @@ class _C(tv.InceptionC):
         b1 = self.branch1x1(x)
         b7 = self.branch7x7_3(self.branch7x7_2(self.branch7x7_1(x)))
         bd = x
-        for m in (self.branch7x7dbl_1, self.branch7x7dbl_2, self.branch7x7dbl_3, self.branch7x7dbl_4, self.branch7x7dbl_5):
+        for m in (self.branch7x7dbl_1, self.branch7x7dbl_2, self.branch7x7dbl_3, self.branch7x7dbl_4,
+                  self.branch7x7dbl_5):
             bd = m(bd)
         bp = self.branch_pool(F.avg_pool2d(x, 3, 1, 1, count_include_pad=False))
         return [b1, b7, bd, bp]

@@ -10,16 +10,13 @@ kept. Definitions:
   sum_y p(y) ||mu_r|y - mu_f|y||^2 + tr(S_r + S_f - 2 (S_r S_f)^1/2) with S the pooled
   within-class covariance (class means as the conditional means of the linear-Gaussian model).
   The SphericGAN paper calls it "class-wise FID" without a formula; this is the documented choice.
-- IS: exp(E_x KL(p(y|x) || p(y))) over `splits` consecutive splits (mean, std), from the extractor's
-  logits (1008-way for the FID Inception).
-- RA / GAN-test: accuracy of a classifier trained on real data on generated images, against the
-  labels they were generated for. GAN-train: accuracy on held-out real images of a classifier
-  trained on generated images (Shmelkov et al.).
+
+More: docs/modules.md, section ssgan_fast.metrics.scores.
 """
 from __future__ import annotations
 
 import logging
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 import torch
@@ -162,7 +159,7 @@ def intra_fid(real: FeatureStats, fake: FeatureStats) -> tuple[float, dict[int, 
         _, mr, sr = real.class_stats(classes=group)
         _, mf, sf = fake.class_stats(classes=group)
         d = frechet_distance(mr, sr, mf.to(mr.device), sf.to(mr.device))
-        per.update({c: float(v) for c, v in zip(group, d.tolist())})
+        per.update({c: float(v) for c, v in zip(group, d.tolist(), strict=False)})
     return float(np.mean(list(per.values()))), per
 
 

@@ -10,20 +10,8 @@ Thresholds are in units of the mode standard deviation, as in the cited protocol
 *HQ at 1 sigma* = the % of points within one standard deviation of their nearest centre: the HQ rule
 with a tighter radius, for modes so wide that 3 sigma exceeds half the distance between neighbouring
 centres (MED-GAN's variance 0.1: 3 sigma = 0.95, half the spacing 0.38), where the 3-sigma HQ of
-any sample near the ring is 100 % (not part of the protocol; a well-separated
-2-D Gaussian scores 1 - exp(-1/2) = 39 %, overlapping modes more).
-*Spread* = the RMS distance of the points to their nearest centre per coordinate, in units of
-sigma: about 1 for the data when the modes are well apart (less where they overlap), near 0 for a
-generator that collapses each mode to a point - which the HQ rule rewards (not part of the protocol).
-With `labels` (the class each point was generated for, class k = mode k) it also reports
-*class accuracy*: the % of points whose nearest centre is their own class's mode - whether a
-class-conditional generator puts each class where it belongs (not part of the cited protocol).
 
-`ring_metrics` scores CVAE-GAN's toy ring (Sec. 4, Figure 4: radius r, radial std s, centre far from
-the origin): *on-ring* = within `k_sigma` radial std of the circle; *coverage* = the fraction of
-`bins` equal angle sectors holding at least a quarter of their fair share (1 / bins) of the on-ring
-points (a collapsed generator covers few sectors); *distance* = the mean |distance to the circle|
-in units of s (the generator starts about 140 away, so this shows how fast it gets there).
+More: docs/modules.md, section ssgan_fast.metrics.toy.
 """
 from __future__ import annotations
 

@@ -9,26 +9,7 @@ must be classified as the class / domain asked for) + lambda_rec L_rec (Eq. 2, S
 (Eq. 6). The learning rate is 1e-4 for G and D and decays every 10K iterations (Sec. 4.2; the
 factor is not given in the paper: ``lr_decay``, 0.9 by default, is this implementation's choice).
 
-Semi-supervised batches {x_l, y_l, x_u}: unlabeled images take part in the adversarial term only
-(ACGAN) or, for StarGAN, also in translation with D_cls's prediction as their source domain (the
-cycle term needs one); L_cls^r uses labeled images only.
-
-AAM-ACGAN (`aam-acgan`): G = BigGAN-style ResNet generator conditioned on the class (conditional
-BN), D = ResNet discriminator whose pooled features feed a real/fake linear head and D_cls.
-Adversarial loss: `adv: bce` (ACGAN, Eq. 1) or `hinge`. `d_cls_fake: true` adds the original
-ACGAN's class loss on generated images to D's objective (the paper's Eq. 5 has only the real term).
-
-AAM-StarGAN (`aam-stargan`): StarGAN's networks - G: 7x7 conv on [image, tiled domain code],
-two stride-2 downsampling convs, `g_repeat` residual blocks, two transposed convs, 7x7 conv + tanh,
-instance norm; D: PatchGAN of stride-2 4x4 convs with LeakyReLU(0.01) down to 2x2, a 3x3 conv for
-D_src and, on the flattened last features phi(x), D_cls (the plain StarGAN classifier is exactly
-a bias-free linear layer on phi(x), the `softmax` baseline). Adversarial loss `adv: wgan-gp`
-(StarGAN: gradient penalty lambda_gp = 10 on interpolates, n_critic = 5 D steps per G step) or
-`bce` (Eq. 1). Domains: single-label (RaFD-style folder per expression). A translation model has
-no noise: ``noise(n)`` picks source images from a bank of `num_sources` real training images
-kept in the checkpoint, and ``sample(labels, idx)`` translates them to the domains `labels`
-(so the engine's sample grids, ``generate`` and ``evaluate`` - GAN-train / GAN-test / average
-confidence - work unchanged); ``translate(x, domain)`` serves ``generate translate``.
+More: docs/modules.md, section ssgan_fast.models.aam.
 """
 from __future__ import annotations
 
@@ -41,7 +22,7 @@ from torch import nn
 
 from ..nn.blocks import ResNetDiscriminator, ResNetGenerator
 from ..nn.heads import AuxClassifier
-from .base import FP32, GANModel, fake_loss, lr_epoch, uncompiled, one_hot, rand_perm, real_loss, register, step_lr
+from .base import FP32, GANModel, fake_loss, lr_epoch, one_hot, rand_perm, real_loss, register, step_lr, uncompiled
 
 
 def _adv_d(kind: str, out_r: torch.Tensor, out_f: torch.Tensor) -> torch.Tensor:

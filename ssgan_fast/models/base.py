@@ -10,7 +10,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import dataclasses
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -49,7 +49,8 @@ def config_from_dict(cls, values: dict, where: str):
         if isinstance(default, (int, float)) and not isinstance(default, bool):
             if isinstance(v, bool) or not isinstance(v, (int, float)):
                 raise ValueError(f"{where}: {k} must be a number, got {v!r}")
-            v = type(default)(v) if not (isinstance(default, int) and isinstance(v, float) and not v.is_integer()) else v
+            fractional_for_int = isinstance(default, int) and isinstance(v, float) and not v.is_integer()
+            v = v if fractional_for_int else type(default)(v)
         out[k] = v
     return cls(**out)
 

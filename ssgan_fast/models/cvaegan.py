@@ -6,31 +6,7 @@ merged with the one-hot class at the last FC layer (Sec. 5) -> (mu, eps = log si
 G = ResNet generator conditioned on the class (conditional BN); D = ResNet discriminator,
 f_D = the input of its last FC layer; C = ResNet classifier, f_C = the input of its last FC layer.
 
-Losses (Eq. numbers of the paper), update order of Algorithm 1 (C, D, then G and E):
-  L_C  (Eq. 3)  softmax cross-entropy of C on labeled real images;
-  L_D  (Eq. 1, Alg. 1 line 9)  BCE: real x_r vs. reconstructions x_f = G(E(x_r, c), c) and
-       samples x_p = G(z_p, c);
-  L_GD (Eq. 2, lines 10-11)  1/2 ||centre f_D(real) - centre f_D(x_p)||^2, G only;
-  L_GC (Eq. 4, lines 12-13)  1/2 sum_c ||centre_c f_C(real) - centre_c f_C(x_p)||^2, G only;
-  L_G  (Eq. 6, line 14)  1/2 (||x_r - x_f||^2 + ||f_D(x_r) - f_D(x_f)||^2 + ||f_C(x_r) - f_C(x_f)||^2),
-       per image (sums over pixels / features), batch mean, into G and E;
-  L_KL (Eq. 5)  1/2 (mu^T mu + sum(exp(eps) - eps - 1)), into E.
-Feature centres are moving averages with the history (Sec. 3.1-3.2): centre = momentum * history +
-(1 - momentum) * minibatch mean, the history detached, the minibatch part carrying the gradient;
-per class for L_GC (classes absent from a batch keep their history). The reparameterisation is
-z = mu + r * exp(eps / 2) (the paper prints exp(eps), which contradicts its own Eq. 5 with
-eps = log sigma^2). Weights: all 1 (Eq. 7), each a setting; switches for the ablations of S7
-(`pair_img`, `pair_d`, `pair_c`: the three parts of L_G, Eq. 10), `mean_fm_d` / `mean_fm_c`
-(L_GD / L_GC) and `encoder` (false: no E, L_G, L_KL - the FM-CGAN row of Table 1).
-
-Semi-supervised (an extension, off by default, `semi_supervised: true`): unlabeled images take
-C's prediction as their class and join E / G's pairwise and class-centre terms; without it they
-are used by D (as real images) and by the real f_D centre only.
-
-Applications (``python -m ssgan_fast.generate inpaint | morph``): ``inpaint`` (Sec. 5.4, Eq. 8:
-encode, generate, keep the known pixels, repeat; optional latent optimisation on the known
-pixels) and ``morph`` (Sec. 5.3: interpolate the latent codes of two images, or the class
-embedding between two classes).
+More: docs/modules.md, section ssgan_fast.models.cvaegan.
 """
 from __future__ import annotations
 

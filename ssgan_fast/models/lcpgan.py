@@ -5,38 +5,12 @@ the cluster-label embedding blend of Eq. 4; base `stylegan2`: a StyleGAN2-style 
 modulated-conv synthesis, models/stylegan2.py), D_class (conditional on the class label, Eq. 9:
 base `biggan` the spectral-norm projection ResNet D; base `stylegan2` StyleGAN2-ADA's residual D
 with minibatch std and the cmap projection, regularised by the lazy R1 penalty
-r1_gamma / 2 * E||grad D(x_real)||^2 every r1_every steps, on the augmented reals with ADA), D_prompt (Eq. 6-7: a frozen CLIP's image / text towers, learnable context vectors per
-cluster, light-weight mappings h_img, h_txt and the unconditional weight w_unc), C (classifier,
-Eq. 10), f (a frozen ImageNet ResNet-50 for the intra-class clusters).
+r1_gamma / 2 * E||grad D(x_real)||^2 every r1_every steps, on the augmented reals with ADA), D_prompt
+(Eq. 6-7: a frozen CLIP's image / text towers, learnable context vectors per cluster, light-weight
+mappings h_img, h_txt and the unconditional weight w_unc), C (classifier, Eq. 10), f (a frozen
+ImageNet ResNet-50 for the intra-class clusters).
 
-Clusters (Sec. 3.2): at the start, the labeled images of each class are embedded by f and split by
-spherical k-means into up to `max_clusters` (3) clusters, refined by a few soft k-means rounds (the
-memberships of Eq. 3), and clusters whose prototypes have cosine > `merge_cos` (0.8) are merged, so
-k_y differs per class. Cluster c_{y,i} owns row offsets[y] + i of the prototype table, the cluster
-embedding table E and the context vectors. During training the class of every real image is its
-label or C's prediction (Eq. 1), its memberships u_x are the temperature cosine softmax restricted
-to its class's clusters (Eq. 3, fused `cosine_softmax` with `group`), and the prototypes move by
-the weighted batch means (Eq. 2, fused `prototype_ema_update`). Generation: u_z is uniform on the
-class's simplex (a flat Dirichlet), and G gets sum_i u_z^(i) E(c_{y,i}) (Eq. 4).
-
-Losses (Eq. 11, non-saturating BCE for every adversarial term):
-  D_class: L_class^real + L_class^fake (Eq. 9; unlabeled real images with C's labels);
-  D_prompt and the prompts: L_prompt^real + lambda L_prompt^fake (Eq. 8), the logit of Eq. 7 with the
-      conditional identification weight w_y = sum_i u^(i) h_txt(E_txt(t_{y,i})) of Eq. 6;
-  C: L_label^real + L_label^fake (Eq. 10: cross-entropy on labeled and synthesized, entropy on unlabeled);
-  G: L_class^fake + lambda L_prompt^fake + L_label^fake;
-  the L_CLIP baseline of Sec. 4.4 (`clip_loss`): G maximises log softmax_y cos(E_txt("a photo of a
-      [class]."), E_img(x_z)) / clip_tau.
-Base `stylegan2` adds StyleGAN2's own regularisers with StyleGAN2-ADA's defaults: style mixing
-(`style_mix`, 0.9) on every generated batch of the step and the lazy path-length penalty on G
-(`pl_weight` 2 every `pl_every` = 4 steps, on half the batch); both default to off below 64 px, as
-ADA's cifar configuration.
-Update order per iteration: discriminators (+ prompts), C, G, prototypes.
-Switches (Table 2): `prompt_d` (D_prompt), `clusters` (off: one cluster per class, i.e. plain class
-embeddings = Semi-BigGAN), `learn_prompts` (off: context vectors frozen at their N(0, 0.02) init =
-"w/o LP"), `clip_loss` (L_CLIP). Semi-BigGAN = clusters, prompt_d off; + L_CLIP = also clip_loss on.
-Optimisers: Adam 2e-4 for every network and the prompts (the paper), betas (0, 0.999) as BigGAN.
-Images are fed to CLIP at its resolution (224 for ViT-B/32) and to f at `feat_size`.
+More: docs/modules.md, section ssgan_fast.models.lcpgan.
 """
 from __future__ import annotations
 
@@ -69,10 +43,13 @@ class LCPGANConfig:
     map_layers: int = 4  # stylegan2: mapping network depth (8 in StyleGAN2; 2 for the small presets)
     ada: bool = False  # stylegan2 base: ADA-style differentiable augmentation of D's inputs
     ada_target: float = 0.6  # ADA: target sign(D(real)) mean
-    r1_gamma: float = -1.0  # R1 weight; < 0: StyleGAN2-ADA's heuristic 0.0002 res^2 / batch on the stylegan2 base, off on biggan
+    # R1 weight; < 0: StyleGAN2-ADA's heuristic 0.0002 res^2 / batch on the stylegan2 base, off on biggan
+    r1_gamma: float = -1.0
     r1_every: int = 16  # lazy R1: every r1_every D steps, scaled by r1_every
-    style_mix: float = -1.0  # stylegan2: style-mixing probability; < 0: StyleGAN2-ADA's 0.9, 0 below 64 px (its cifar config)
-    pl_weight: float = -1.0  # stylegan2: path-length penalty weight; < 0: StyleGAN2's 2, 0 below 64 px (ADA's cifar config)
+    # stylegan2: style-mixing probability; < 0: StyleGAN2-ADA's 0.9, 0 below 64 px (its cifar config)
+    style_mix: float = -1.0
+    # stylegan2: path-length penalty weight; < 0: StyleGAN2's 2, 0 below 64 px (ADA's cifar config)
+    pl_weight: float = -1.0
     pl_every: int = 4  # lazy path-length penalty: every pl_every G steps, scaled by pl_every
     pl_shrink: int = 2  # the penalty runs on batch / pl_shrink rows
     pl_decay: float = 0.01  # moving average of the path lengths (the penalty's target a)

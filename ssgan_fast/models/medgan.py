@@ -7,25 +7,7 @@ classifier C. Masks: `sample_region_boxes` (the prior q_m of Eq. 6: 75-100 % are
 for plain images, `sample_cutmix_boxes` (lambda ~ Beta(0.2, 0.2)) + the fused `cutmix` for the
 constructed images x_hat = T(x, x_z, m) (Eq. 1).
 
-D (Eq. 12, non-saturating BCE): real labeled (x, m, y) and pseudo-labeled unlabeled (x_u, m, y~_u)
-are real, (x_z, m, y_z) fake; L_idnt (Eq. 11, weight mu = 0.1): the constructed x_hat with its mask
-and the label of x counts as real; L_cons (Eq. 4): ||D^_f(x_hat_lambda, m) - D^_f(x_hat_lambda', m')||^2
-for two masks whose boxes differ by at most `eps` of the side; L_ctrs (Eq. 5): triplet margin
-gamma = 0.5 with anchor x, positive x_hat, negative x_z (features D^_f under the mask m_lambda).
-G (Eq. 6-8): L_advs under random region masks + L_recg = CE(C(x_z), y_z).
-C (Eq. 9-10): cross-entropy on constructed instances T(x, x_z, m) and T(x, x_u, m) with labels mixed by
-the area fractions, plus the labeled batch itself.
-Order per iteration: D, C, G; Adam 2e-4 (0, 0.999) for all (the paper's setting).
-
-2-D data (ring2d): MLP G / D / C, no masks (so no A_mask, L_idnt, L_cons); L_ctrs pairs by (pseudo)
-label: anchor a real point, positive a real point of the same class, negative a synthesized point.
-The 2-D D is a plain MLP as the paper's (Sec. 5.2); `point_sn=true` spectrally normalises it, which
-bounds D's gradient so that L_recg (unbounded) outweighs it: the L_recg rows of Table 1 then lose
-modes at variance 0.1 and fall off the modes at 0.0025 (README, ring2d).
-Switches: mask_embedding, region_reg (L_cons + L_ctrs), recg (L_recg), idnt (L_idnt), mixed_c (C on
-constructed instances). `triplegan` = every switch off: D on real, pseudo-labeled and synthesized
-pairs, C on labeled data + mu_c * synthesized pairs, G adversarial only - the paper's baseline
-(Table 1 rows: +recg, +recg +ctrs are `--set model.recg=true` etc.).
+More: docs/modules.md, section ssgan_fast.models.medgan.
 """
 from __future__ import annotations
 

@@ -2,28 +2,7 @@
 prototypical discriminator D_prt, a class-conditional D_class, a latent discriminator D_lat, a
 mapping network F, and a classifier C, trained semi-supervised.
 
-Networks: G = {G1: z -> z° on the unit sphere (MLP + normalisation), G2: (z°, y) -> image
-(BigGAN-style ResNet generator)}; F: image -> sphere; D_lat: MLP on latents; D_prt: ResNet backbone
-+ cluster head (a PrototypeHead: cosine softmax over K) + real/fake head; D_class: projection
-discriminator; C: ResNet classifier; prototypes P [K, latent_dim].
-
-Losses (equation numbers of the paper), update order of Algorithm 1 (P, F, D's, G, C):
-  L_clust (Eq. 2) for P, via the fused clustering_loss (phi = cosine_softmax(z°, P), Eq. 1);
-  L_lat^eval (Eq. 3) cross-entropy of D_prt^P(x_z) against one-hot(phi(z°)) - for D_prt, and for G
-      as Eq. 9 writes it (Algorithm 1 omits it from G's update; `g_eval` switches it);
-  L_lat^adv (Eq. 4) D_lat tells F(x) from G1(z); F and G1 fool it (non-saturating);
-  L_lat^cons (Eq. 5) ||z°_x - F(G2(z°_x, y))||_1, weight nu, updates F only;
-  L_lat^align (Eq. 6) D_prt^P predicts the prior cluster rho_x of x and of G2(z°_x, y);
-  L_data^adv (Eq. 7) D_prt (real/fake head) and D_class (conditioned on y);
-  L_data^eval (Eq. 8) C: cross-entropy on labeled, entropy on unlabeled, mu * cross-entropy on x_z;
-      G minimises the mu-weighted term (semantic verification).
-y for real unlabeled images is C's pseudo label. Prior clusters rho_x: k-means (K clusters) on
-8x8 grayscale thumbnails of the real training images, fitted once (the paper uses a deep-clustering
-step [16]; k-means on features is this implementation's documented option), assigned to each
-real batch by nearest centroid (so any loader and augmentation works).
-Switches for the ablations (Table 1): latent_clustering (prototypes, L_clust, L_lat^eval),
-cluster_alignment (F, D_lat, L_lat^adv, L_cons, L_align), semantic_verification (G's L_data^eval).
-Optimisers: Adam 2e-4 (0.5, 0.999) for P, G, F and the D's; SGD 1e-3 for C (momentum 0.9).
+More: docs/modules.md, section ssgan_fast.models.sphericgan.
 """
 from __future__ import annotations
 

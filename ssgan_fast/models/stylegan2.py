@@ -1,32 +1,7 @@
 """A StyleGAN2-ADA-style conditional generator and discriminator and ADA-style augmentation (the
 second LCP-GAN base).
 
-StyleGenerator: mapping network (pixel-normalised z concatenated with the embedded condition ->
-`map_layers` equalised-lr linear layers, lr multiplier 0.01) -> w; synthesis from a learned 4x4
-constant with two modulated 3x3 convolutions per resolution (weight demodulation, per-pixel noise
-with a learned strength, bias, leaky ReLU * sqrt 2) and modulated 1x1 toRGB outputs summed over
-resolutions (the "skip" generator of StyleGAN2). Resampling is StyleGAN2's: 2x upsampling by zero
-insertion and the [1, 3, 3, 1] FIR low-pass filter (upfirdn2d, gain 4) before the 3x3 modulated
-convolution and on the RGB skip path (the same linear map as its transposed convolution followed by
-the filter, up to the zero-padded border). One w per layer input (`num_ws` = 2 per resolution + 2,
-toRGB sharing the next layer's index, as StyleGAN2) so that style-mixing regularisation works:
-with probability `mix` a row's ws switch at a random layer to the w of a second latent (the same
-condition), the cut-off drawn per row on the device (StyleGAN2-ADA draws one per batch; per row
-keeps the step free of host decisions, for CUDA graphs). No truncation. The condition enters as
-StyleGAN2-ADA's conditional mapping does: embed(c) concatenated with z, both normalised.
-
-StyleDiscriminator: StyleGAN2's residual D - equalised-lr convolutions (fromRGB 1x1, per resolution
-two 3x3 convs with a 1x1 skip, summed with gain sqrt(1/2)), a minibatch standard-deviation channel
-(groups of up to 4), 3x3 conv and FC at 4x4 - with StyleGAN2-ADA's conditioning: the logit is the
-projection <fc(h), cmap(c)> / sqrt(cmap_dim), cmap from a mapping network of the embedded label.
-No spectral norm; StyleGAN2 regularises D with the R1 penalty (the model applies it, lazily).
-Downsampling is StyleGAN2's [1, 3, 3, 1] FIR filter then stride 2, after the conv (the official D
-filters before a strided conv: the same map, up to the zero-padded border).
-
-ADAugment: per-sample differentiable augmentations applied to every image D sees (real and fake),
-each with probability p: x-flip, integer translation (1/8 of the side, reflect padding), brightness,
-contrast and saturation. p is adapted from r_t = E[sign(D(x_real))]: p += sign(r_t - target) *
-batch / (ada_kimg * 1000) (StyleGAN2-ADA's heuristic, adjusted every step).
+More: docs/modules.md, section ssgan_fast.models.stylegan2.
 """
 from __future__ import annotations
 
@@ -305,7 +280,8 @@ class ADAugment(nn.Module):
         dx = torch.randint(-shift, shift + 1, (B,), device=x.device)
         iy = (torch.arange(H, device=x.device)[None] + shift + dy[:, None])  # [B, H]
         ix = (torch.arange(W, device=x.device)[None] + shift + dx[:, None])
-        moved = pad[torch.arange(B, device=x.device)[:, None, None], :, iy[:, :, None], ix[:, None, :]].permute(0, 3, 1, 2)
+        rows = torch.arange(B, device=x.device)[:, None, None]
+        moved = pad[rows, :, iy[:, :, None], ix[:, None, :]].permute(0, 3, 1, 2)
         x = torch.lerp(x, moved, pick())  # integer translation
         x = x + pick() * (torch.randn(B, 1, 1, 1, device=x.device, dtype=x.dtype) * 0.2)  # brightness
         mean = x.mean((1, 2, 3), keepdim=True)

@@ -115,7 +115,7 @@ class FrozenCLIP(_NormalizedRGB):
         sot, eot = self.tokenizer.encoder["<start_of_text>"], self.tokenizer.encoder["<end_of_text>"]
         ctx_len = self.model.positional_embedding.shape[0]
         rows = [[sot] + self.tokenizer.encode(t) + [eot] for t in texts]
-        too_long = [t for t, r in zip(texts, rows) if len(r) > ctx_len]
+        too_long = [t for t, r in zip(texts, rows, strict=False) if len(r) > ctx_len]
         if too_long:
             raise ValueError(f"prompt longer than CLIP's {ctx_len} tokens: {too_long[0]!r}")
         L = max(len(r) for r in rows)

@@ -136,7 +136,8 @@ class AuxClassifier(nn.Module):
         """Prediction logits (no margin): [B, C], or [B, A] log-odds of each attribute."""
         if self.num_attrs:
             if self.kind == "aam":
-                return torch.stack([(lambda l: l[:, 1] - l[:, 0])(_up(head(h))) for head in self.heads], 1)
+                pairs = [_up(head(h)) for head in self.heads]  # [B, 2] logits per attribute: (off, on)
+                return torch.stack([p[:, 1] - p[:, 0] for p in pairs], 1)
             return _up(self.fc(h))
         return _up(self.head(h) if self.kind == "aam" else self.fc(h))
 

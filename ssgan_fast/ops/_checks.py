@@ -76,7 +76,8 @@ def check_labels(t, name: str, n: int, num_classes: int, device, what: str = "cl
     if values_checkable() and n > 0:
         lo, hi = int(t.min()), int(t.max())
         if lo < 0 or hi >= num_classes:
-            raise ValueError(f"{name} has values in [{lo}, {hi}] but there are {num_classes} {what} (valid: 0..{num_classes - 1})")
+            raise ValueError(f"{name} has values in [{lo}, {hi}] but there are {num_classes} {what} "
+                             f"(valid: 0..{num_classes - 1})")
 
 
 def check_positive(v, name: str):

@@ -10,20 +10,13 @@ log-sum-exp, entropy; backward: the logit gradient, margin derivative and the ro
 dcos * cos). Each op has one forward and one backward host function, in C++ for the cpp / cuda
 backends (csrc/cosine_logits_host.cpp, torch.ops.ssgan_fast_C.<name>) and here for Triton, with
 the same names and contracts (``host(backend).<name>``).
-- cosine_softmax: backward recovers cos = (log p + lse) / s from the saved probabilities.
-- aam_cross_entropy: no [B, C] tensor outlives the call. With a scalar loss, grads wanted and a
-  weight of at most FUSED_CE_MAX_WEIGHT elements, the forward also writes dx, dW over row chunks
-  (``aam_ce_fused``) and backward only scales them; otherwise only lse [B] is kept and backward
-  recomputes the tile over class chunks (``aam_ce_bwd``).
-Backward of the normalisation (k_x = rx^2 where ||x|| > eps, else 0):
-  dx_b = sum_k e_bk w_k - k_x x_b sum_k dcos_bk cos_bk,    e_bk = dcos_bk rx_b rw_k
-  dw_k = sum_b e_bk x_b - k_w w_k sum_b dcos_bk cos_bk.
+
+More: docs/modules.md, section ssgan_fast.ops._cosine_logits.
 """
 from __future__ import annotations
 
 import inspect
 from types import SimpleNamespace
-from typing import Optional
 
 import torch
 from torch import Tensor
@@ -306,12 +299,12 @@ def _rd_fake(x, w, backend):
     return x.new_empty(() if backend == "triton" else (x.shape[0],), dtype=compute_dtype(x, w, backend))
 
 
-def _cs_bwd_fake(x: Tensor, w: Tensor, rx: Tensor, rw: Tensor, tau: Optional[Tensor], scale: float, probs: Tensor,
+def _cs_bwd_fake(x: Tensor, w: Tensor, rx: Tensor, rw: Tensor, tau: Tensor | None, scale: float, probs: Tensor,
                  lse: Tensor, grad: Tensor, backend: str) -> tuple[Tensor, Tensor, Tensor]:
     return torch.empty_like(x), torch.empty_like(w), _rd_fake(x, w, backend)
 
 
-def _cl_bwd_fake(x: Tensor, w: Tensor, rx: Tensor, rw: Tensor, tau: Optional[Tensor], scale: float, probs: Tensor,
+def _cl_bwd_fake(x: Tensor, w: Tensor, rx: Tensor, rw: Tensor, tau: Tensor | None, scale: float, probs: Tensor,
                  lse: Tensor, grad: Tensor, lam: float, backend: str) -> tuple[Tensor, Tensor, Tensor]:
     return torch.empty_like(x), torch.empty_like(w), _rd_fake(x, w, backend)
 
@@ -392,8 +385,8 @@ def _probs_fake(x, w, backend, B, K):
 
 # cosine_softmax ---------------------------------------------------------------
 
-def _cs_fwd(x: Tensor, protos: Tensor, tau: Optional[Tensor], scale: float, lo: Optional[Tensor],
-            hi: Optional[Tensor], backend: str) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+def _cs_fwd(x: Tensor, protos: Tensor, tau: Tensor | None, scale: float, lo: Tensor | None,
+            hi: Tensor | None, backend: str) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     return host(backend).cosine_softmax_fwd(x, protos, tau, scale, lo, hi)
 
 
@@ -424,7 +417,7 @@ cosine_softmax_op = _define(
 
 # clustering_loss --------------------------------------------------------------
 
-def _cl_fwd(x: Tensor, protos: Tensor, tau: Optional[Tensor], scale: float, lam: float,
+def _cl_fwd(x: Tensor, protos: Tensor, tau: Tensor | None, scale: float, lam: float,
             backend: str) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     _, probs_f, stats, rx, rw = out = host(backend).cosine_softmax_fwd(x, protos, tau, scale, None, None)
     probs = probs_f if probs_f.numel() else out[0]

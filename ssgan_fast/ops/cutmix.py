@@ -39,13 +39,13 @@ _NAMES = ("cutmix", "cutmix (backward)", "mask_embed", "mask_embed (backward)")
 _INPUTS = (("xa", "xb", "boxes"), ("grad", "boxes"), ("feat", "emb"), ("grad", "feat", "emb"))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _impl(backend: str):
     """(cutmix_forward, cutmix_backward, mask_embed_forward, mask_embed_backward) of a backend."""
     if backend == "triton":
         k = kernels("triton")
         fns = k.cutmix_forward, k.cutmix_backward, k.mask_embed_forward, k.mask_embed_backward
-        return tuple(named(f, n, i) for f, n, i in zip(fns, _NAMES, _INPUTS))
+        return tuple(named(f, n, i) for f, n, i in zip(fns, _NAMES, _INPUTS, strict=False))
     o = torch.ops.ssgan_fast_C
     return o.cutmix_forward, o.cutmix_backward, o.mask_embed_forward, o.mask_embed_backward
 
@@ -243,7 +243,8 @@ def mask_embed(feat: Tensor, emb: Tensor) -> Tensor:
     _check_images(feat, "feat")
     check_tensor(emb, "emb")
     if emb.dim() != 4 or not emb.is_floating_point():
-        raise ValueError(f"emb must be a 4-D floating-point tensor [B, 1 or C, h, w], got {tuple(emb.shape)} {emb.dtype}")
+        raise ValueError(f"emb must be a 4-D floating-point tensor [B, 1 or C, h, w], got {tuple(emb.shape)} "
+                         f"{emb.dtype}")
     B, C = feat.shape[:2]
     if emb.shape[0] != B or emb.shape[1] not in (1, C) or emb.shape[2] == 0 or emb.shape[3] == 0:
         raise ValueError(f"emb must be [B, 1 or C, h, w] = [{B}, 1 or {C}, h > 0, w > 0], got {tuple(emb.shape)}")

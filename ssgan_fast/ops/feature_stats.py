@@ -31,7 +31,8 @@ __all__ = ["FeatureStats", "frechet_distance", "trace_sqrt_product"]
 log = logging.getLogger("ssgan_fast")
 
 
-def _feature_stats_moments(backend: str, x: Tensor, labels: Tensor, shift: Tensor, count: Tensor, s: Tensor, xtx: Tensor):
+def _feature_stats_moments(backend: str, x: Tensor, labels: Tensor, shift: Tensor, count: Tensor, s: Tensor,
+                           xtx: Tensor):
     if backend == "ref":
         c, sm, xx = reference.feature_stats_moments(x, labels, shift, count.numel())
         count += c
@@ -81,7 +82,7 @@ class FeatureStats:
         return u + torch.triu(u, 1).transpose(-1, -2)
 
     # ------------------------------------------------------------------ update
-    def update(self, feats: Tensor, labels: Tensor | None = None) -> "FeatureStats":
+    def update(self, feats: Tensor, labels: Tensor | None = None) -> FeatureStats:
         """Add a batch of features [N, dim] (and their class labels [N] when num_classes is set)."""
         check_tensor(feats, "feats")
         if feats.dim() != 2 or feats.shape[1] != self.dim:
@@ -163,7 +164,8 @@ class FeatureStats:
             i = 0 if c is None else c
             n = float(self.count[i])
             if n < 2:
-                raise ValueError(f"the covariance needs >= 2 samples{'' if c is None else f' of class {c}'}, got {int(n)}")
+                which = "" if c is None else f" of class {c}"
+                raise ValueError(f"the covariance needs >= 2 samples{which}, got {int(n)}")
             ybar = self.sum[i] / n
             cov = (self._xtx(i) - n * torch.outer(ybar, ybar)) / (n - 1)
             return (cov + cov.t()) / 2
@@ -207,7 +209,7 @@ class FeatureStats:
         self.sum += self.count[:, None] * delta
         self.shift = new_shift.clone()
 
-    def merge(self, other: "FeatureStats") -> "FeatureStats":
+    def merge(self, other: FeatureStats) -> FeatureStats:
         """Add the statistics of another FeatureStats (same dim and classes) into this one."""
         if not isinstance(other, FeatureStats):
             raise TypeError(f"can only merge a FeatureStats, got {type(other).__name__}")
@@ -226,7 +228,7 @@ class FeatureStats:
         self.xtx += o.xtx
         return self
 
-    def all_reduce(self, group=None) -> "FeatureStats":
+    def all_reduce(self, group=None) -> FeatureStats:
         """Sum the statistics over a torch.distributed group (DDP evaluation), in place on every rank.
         Shifts are first made common: the count-weighted mean of the ranks' shifts."""
         import torch.distributed as dist
@@ -245,9 +247,10 @@ class FeatureStats:
         return {"dim": self.dim, "num_classes": self.num_classes, "count": self.count.cpu(), "sum": self.sum.cpu(),
                 "xtx": self.xtx.cpu(), "shift": self.shift.cpu(), "has_shift": self.has_shift.cpu()}
 
-    def load_state_dict(self, state: dict) -> "FeatureStats":
+    def load_state_dict(self, state: dict) -> FeatureStats:
         if state.get("dim") != self.dim or state.get("num_classes") != self.num_classes:
-            raise ValueError(f"state is for FeatureStats(dim={state.get('dim')}, num_classes={state.get('num_classes')}), "
+            raise ValueError(f"state is for FeatureStats(dim={state.get('dim')}, "
+                             f"num_classes={state.get('num_classes')}), "
                              f"this is FeatureStats(dim={self.dim}, num_classes={self.num_classes})")
         for k in ("count", "sum", "xtx", "shift", "has_shift"):
             setattr(self, k, torch.as_tensor(state[k]).to(self.device).clone())

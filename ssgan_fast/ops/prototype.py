@@ -121,7 +121,8 @@ def prototype_ema_update(protos: torch.Tensor, feats: torch.Tensor, weights: tor
     check_pair(feats, protos, "feats", "protos", "K")
     check_float_matrix(weights, "weights", "N")
     if weights.shape != (feats.shape[0], protos.shape[0]):
-        raise ValueError(f"weights must have shape [N, K] = [{feats.shape[0]}, {protos.shape[0]}], got {tuple(weights.shape)}")
+        raise ValueError(f"weights must have shape [N, K] = [{feats.shape[0]}, {protos.shape[0]}], "
+                         f"got {tuple(weights.shape)}")
     if weights.device != protos.device:
         raise ValueError(f"weights are on {weights.device} but protos are on {protos.device}")
     if not isinstance(momentum, (int, float)) or not 0.0 <= momentum <= 1.0:

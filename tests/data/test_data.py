@@ -8,9 +8,20 @@ import pytest
 import torch
 from PIL import Image
 
+from ssgan_fast.data import (
+    Augment,
+    DaliLoader,
+    DataError,
+    SemiSupervisedSampler,
+    Split,
+    TensorLoader,
+    TorchLoader,
+    dali_available,
+    make_loader,
+    make_split,
+    open_dataset,
+)
 from ssgan_fast.data.augment import to_unit
-from ssgan_fast.data import (Augment, DaliLoader, DataError, SemiSupervisedSampler, Split, TensorLoader, TorchLoader,
-                             dali_available, make_loader, make_split, open_dataset)
 
 
 def _img(h, w, seed, mode="RGB"):
@@ -23,7 +34,7 @@ def folder(tmp_path):
     """3 classes; RGB jpg/png, grayscale, RGBA, palette; non-square sizes."""
     root = tmp_path / "folder"
     k = 0
-    for c, name in enumerate(["cat", "dog", "eel"]):
+    for name in ["cat", "dog", "eel"]:
         (root / name).mkdir(parents=True)
         for j, (mode, ext) in enumerate([("RGB", "png"), ("RGB", "jpg"), ("L", "png"), ("RGBA", "png"), ("P", "png"),
                                          ("RGB", "png")]):
@@ -103,7 +114,8 @@ def test_cifar_npz_domains(tmp_path, folder):
     n = open_dataset(f"npz:{tmp_path / 's.npz'}", size=8)
     assert n.num_classes == 3 and (n.labels == -1).sum() == 2
     (folder / "attrs.csv").write_text("file,smile,young\n" + "".join(
-        f"{p.relative_to(folder)},{i % 2},1\n" for i, p in enumerate(sorted(folder.rglob("*.*"))) if p.suffix != ".csv"))
+        f"{p.relative_to(folder)},{i % 2},1\n" for i, p in enumerate(sorted(folder.rglob("*.*")))
+        if p.suffix != ".csv"))
     dom = open_dataset(f"domains:{folder}", size=8)
     assert dom.attrs.shape == (18, 2) and dom.attr_names == ["smile", "young"]
 
@@ -153,7 +165,7 @@ def test_sampler_static_shapes_epochs_balance_resume():
     want = [next(t) for _ in range(10)]
     u = SemiSupervisedSampler(sp, np.r_[labels, np.full(100, -1)], 6, 16, seed=3, class_balanced=True)
     u.load_state_dict(state)
-    for (a1, b1), (a2, b2) in zip(want, [next(u) for _ in range(10)]):
+    for (a1, b1), (a2, b2) in zip(want, [next(u) for _ in range(10)], strict=False):
         assert np.array_equal(a1, a2) and np.array_equal(b1, b2)
     # DDP ranks take disjoint shares
     r0 = SemiSupervisedSampler(sp, np.r_[labels, np.full(100, -1)], 2, 8, rank=0, world_size=2)
@@ -251,7 +263,8 @@ def test_augment_fused_cpu_kernel_equals_torch_ops(aug, monkeypatch):
     from ssgan_fast.data.augment import UNIT_LUT
     ok, why = _backends.availability("cpp", "cpu")
     if not ok:
-        assert os.environ.get("SSGAN_FAST_REQUIRE_C") != "1", f"SSGAN_FAST_REQUIRE_C=1 but the cpp kernels cannot run: {why}"
+        assert os.environ.get("SSGAN_FAST_REQUIRE_C") != "1", \
+            f"SSGAN_FAST_REQUIRE_C=1 but the cpp kernels cannot run: {why}"
         pytest.skip(why)
     monkeypatch.setenv("SSGAN_FAST_BACKEND", "cpp")
     calls = []

@@ -15,7 +15,6 @@ import pytest
 import torch
 
 from ssgan_fast.data import PrepData, make_split, open_dataset, split_from_file
-from ssgan_fast.engine.amp import Amp
 from ssgan_fast.evaluate import main as evaluate_main
 from ssgan_fast.generate import main as generate_main
 from ssgan_fast.models import get_model

@@ -4,10 +4,8 @@ import json
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from ssgan_fast.data import TensorLoader, images_to_tensor, make_split, open_dataset
-from ssgan_fast.engine.amp import Amp
 from ssgan_fast.generate import main as generate_main
 from ssgan_fast.models import get_model
 from ssgan_fast.train import main as train_main
@@ -50,7 +48,8 @@ def test_resume_is_bit_exact(tmp_path):
     assert generate_main(["--ckpt", str(tmp_path / "full"), "--per-class", "3", "--out", str(out),
                           "--png", str(tmp_path / "g.png")]) == 0
     z = np.load(out)
-    assert z["images"].shape == (30, 8, 8, 1) and z["images"].dtype == np.uint8 and sorted(set(z["labels"])) == list(range(10))
+    assert z["images"].shape == (30, 8, 8, 1) and z["images"].dtype == np.uint8
+    assert sorted(set(z["labels"])) == list(range(10))
 
 
 @pytest.mark.parametrize("argv,msg", [
@@ -153,37 +152,17 @@ def test_compile_flag_trains_and_checkpoints(model, backend, tmp_path, monkeypat
     common = extra + ["--out", str(tmp_path), "--steps", "2", "--set", "train.log_every=1", "--model", model]
     assert train_main(common + ["--name", "eager"]) == 0
     assert train_main(common + ["--name", "comp", "--compile", "--set", f"train.compile_backend={backend}"]) == 0
-    e = [json.loads(l) for l in (tmp_path / "eager" / "losses.jsonl").read_text().splitlines()]
-    c = [json.loads(l) for l in (tmp_path / "comp" / "losses.jsonl").read_text().splitlines()]
+    e = [json.loads(row) for row in (tmp_path / "eager" / "losses.jsonl").read_text().splitlines()]
+    c = [json.loads(row) for row in (tmp_path / "comp" / "losses.jsonl").read_text().splitlines()]
     tol = dict(rel=1e-4, abs=1e-5) if backend == "aot_eager" else dict(rel=2e-3, abs=2e-4)
     assert len(e) == len(c) == 2
-    for a, b in zip(e, c):
+    for a, b in zip(e, c, strict=False):
         assert a.keys() == b.keys()
         for k in a:
             assert a[k] == pytest.approx(b[k], **tol), k
     ke = torch.load(tmp_path / "eager" / "ckpt" / "last.pt", weights_only=False)["model"].keys()
     kc = torch.load(tmp_path / "comp" / "ckpt" / "last.pt", weights_only=False)["model"].keys()
     assert ke == kc
-
-
-def test_spectral_norm_compiles_with_two_forwards_before_backward():
-    """The case torch's own parametrization fails under inductor (torch 2.14): same values and grads as
-    eager, and the same u / v updates, over three steps."""
-    import copy
-    from ssgan_fast.nn.blocks import SNLinear
-    torch.manual_seed(0)
-    m = torch.nn.Sequential(SNLinear(4, 8), torch.nn.ReLU(), SNLinear(8, 1))
-    ref = copy.deepcopy(m)
-    m.compile(backend="inductor")
-    x = torch.randn(5, 4)
-    for _ in range(3):
-        for net in (m, ref):
-            net.zero_grad()
-            (net(x).sum() - net(x + 1).sum()).backward()
-        for (n, a), b in zip(m.named_parameters(), ref.parameters()):
-            torch.testing.assert_close(a.grad, b.grad, rtol=1e-5, atol=1e-6, msg=n)
-    for (n, a), b in zip(m.named_buffers(), ref.buffers()):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=n)
 
 
 def test_skip_snapshot_restores_the_pre_step_state(tmp_path):

@@ -14,7 +14,6 @@ import subprocess
 import sys
 
 import pytest
-import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 AOT = os.path.join(ROOT, "bench", "aot.py")

@@ -8,9 +8,17 @@ import pytest
 import scipy.linalg
 import torch
 
-from ssgan_fast.metrics import (FIDInceptionV3, InceptionScore, SmallClassifier, WeightsError, cfid, collect, fid,
-                                intra_fid)
 from ssgan_fast import weights as W
+from ssgan_fast.metrics import (
+    FIDInceptionV3,
+    InceptionScore,
+    SmallClassifier,
+    WeightsError,
+    cfid,
+    collect,
+    fid,
+    intra_fid,
+)
 from ssgan_fast.ops import FeatureStats
 
 
@@ -64,7 +72,8 @@ def test_fid_intra_cfid_against_numpy(caplog):
     # cFID: class-frequency-weighted mean distance + trace term of pooled within-class covariances
     cls = [0, 1]
     w = np.array([(yr_ == c).sum() for c in cls], dtype=float)
-    mean_term = sum(w[i] / w.sum() * ((a[yr_ == c].mean(0) - b[yf_ == c].mean(0)) ** 2).sum() for i, c in enumerate(cls))
+    mean_term = sum(w[i] / w.sum() * ((a[yr_ == c].mean(0) - b[yf_ == c].mean(0)) ** 2).sum()
+                    for i, c in enumerate(cls))
 
     def pooled(z, y):
         ns = np.array([(y == c).sum() - 1 for c in cls], dtype=float)
@@ -156,7 +165,8 @@ def test_evaluate_cli(tmp_path, monkeypatch, capsys):
     d = load_arrays("digits", "test", size=8)
     np.savez(tmp_path / "s.npz", images=d.images[:200], labels=d.labels[:200])
     args = ["--samples", str(tmp_path / "s.npz"), "--data", "digits", "--size", "8", "--extractor", "classifier",
-            "--train-classifier", "--classifier-epochs", "2", "--metrics", "fid,intra_fid,cfid,is,ra,gan_test,gan_train,avg_conf",
+            "--train-classifier", "--classifier-epochs", "2",
+            "--metrics", "fid,intra_fid,cfid,is,ra,gan_test,gan_train,avg_conf",
             "--splits", "2", "--out", str(tmp_path / "m.json")]
     assert main(args) == 0
     out = json.loads((tmp_path / "m.json").read_text())
@@ -206,7 +216,7 @@ def test_collect_accuracy_and_average_confidence():
     net.dim = 12
     xs = [torch.randn(b, 1, 3, 4, generator=g) for b in (7, 1, 9)]
     ys = [torch.randint(0, 5, (x.shape[0],), generator=g) for x in xs]
-    got = collect(list(zip(xs, ys)), net, classifier=net)
+    got = collect(list(zip(xs, ys, strict=False)), net, classifier=net)
     x, y = torch.cat(xs).reshape(17, -1).double(), torch.cat(ys)
     p = torch.softmax(x @ W_.T, 1)
     assert got.count == 17

@@ -5,10 +5,10 @@ import torch
 import torch.nn.functional as F
 
 from ssgan_fast.data import TensorLoader, images_to_tensor, make_split, open_dataset
-from ssgan_fast.weights import WeightsError
 from ssgan_fast.models import get_model
 from ssgan_fast.nn.clip import FrozenCLIP
 from ssgan_fast.ops import reference
+from ssgan_fast.weights import WeightsError
 
 SMALL = dict(ch=4, c_ch=4, z_dim=8, clip_arch="tiny", feat_net="thumbnail", feat_center=True, head_dim=16, w_dim=16,
              map_layers=2)
@@ -45,7 +45,8 @@ def test_fit_clusters_splits_and_merges():
     assert m.counts.tolist() == [2, 1]
     off, K = m.layout()
     assert off.tolist() == [0, 2, 3] and K == 3 and m.cluster_class().tolist() == [0, 0, 1]
-    want = F.normalize(torch.stack([torch.where(left, 1.0, -1.0).flatten(), torch.where(right, 1.0, -1.0).flatten()]), dim=1)
+    want = F.normalize(torch.stack([torch.where(left, 1.0, -1.0).flatten(), torch.where(right, 1.0, -1.0).flatten()]),
+                       dim=1)
     P = m.protos[:2]
     cos = P @ want.T
     assert float(cos.max(1).values.min()) > 0.99  # each prototype sits on one appearance

@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 import torch
 
-from ssgan_fast.nn import MaskEmbedding
 from ssgan_fast.ops import cutmix, mask_embed, sample_cutmix_boxes, sample_region_boxes
 from ssgan_fast.ops import reference as R
 
@@ -127,7 +126,7 @@ def test_opcheck_and_compile(device, backend, use_backend):
     got = torch.compile(f, backend="aot_eager", fullgraph=True)(xa, xb, emb)
     gg = torch.autograd.grad(got, (xa, xb, emb))
     torch.testing.assert_close(got, want)
-    for a, b in zip(gg, gw):
+    for a, b in zip(gg, gw, strict=False):
         torch.testing.assert_close(a, b)
 
 
@@ -188,19 +187,3 @@ def test_samplers_reproducible_and_consistent():
     assert asp.min() > 0.6 and asp.max() < 1.6
 
 
-def test_mask_embedding_module():
-    torch.manual_seed(0)
-    m = MaskEmbedding(8, hidden=4)
-    feat = torch.randn(3, 8, 4, 4, requires_grad=True)
-    boxes, _ = sample_cutmix_boxes(3, 16, 16, generator=torch.Generator().manual_seed(0))
-    mask = R.box_mask(boxes, 16, 16)
-    out = m(feat, mask)
-    assert torch.equal(out, feat)  # zero-initialised last conv: identity
-    torch.nn.init.normal_(m.net[2].weight)
-    out = m(feat, mask)
-    emb = m.embed(mask, (4, 4))
-    torch.testing.assert_close(out, R.mask_embed(feat, emb))
-    out.sum().backward()
-    assert feat.grad is not None and m.net[0].weight.grad.abs().sum() > 0
-    m2 = MaskEmbedding(8, per_channel=False, emb_size=2)
-    assert m2(feat, mask).shape == feat.shape

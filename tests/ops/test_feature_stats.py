@@ -79,7 +79,7 @@ def test_feature_stats_moments_kernel_vs_reference(device, backend, use_backend)
         torch.ops.ssgan_fast_C.feature_stats_moments(x.to(device), lab.to(device), shift.to(device), *acc)
     want = R.feature_stats_moments(x, lab, shift, C)
     acc[2], want = torch.triu(acc[2]), (*want[:2], torch.triu(want[2]))  # kernels define the upper triangle
-    for got, ref, name in zip(acc, want, ("count", "sum", "xtx")):
+    for got, ref, name in zip(acc, want, ("count", "sum", "xtx"), strict=False):
         torch.testing.assert_close(got.cpu(), ref, rtol=2e-6, atol=1e-6 * ref.abs().max().item(), msg=name)
 
 
