@@ -2,6 +2,28 @@
 
     python -m ssgan_fast.experiments ring2d [--seeds 5] [--steps 3000] [--variance 0.1] [--rows R1,R2] [--set K=V]
                                             [--out runs/ring2d]
+    python -m ssgan_fast.experiments cvae-ring [--steps 20000] [--lr 5e-4] [--seed 0] [--out runs/cvae-ring]
+    python -m ssgan_fast.experiments backends [--model sphericgan] [--seeds 8] [--steps 500] [--set K=V]
+                                              [--out runs/backends]
+
+ring2d: MED-GAN Sec. 5.2 (Table 1, Figure 3); cvae-ring: CVAE-GAN Sec. 4 (Figure 4); backends: the fused
+ops against the reference ops on digits. `python -m ssgan_fast.experiments <command> --help` says
+what each trains, scores and writes.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+RING2D_DOC = """\
+    python -m ssgan_fast.experiments ring2d [--seeds 5] [--steps 3000] [--variance 0.1] [--rows R1,R2] [--set K=V]
+                                            [--out runs/ring2d]
 
 ring2d (MED-GAN Sec. 5.2, Table 1, Figure 3): the Triple-GAN-style baseline, + L_recg, and
 + L_recg + L_ctrs (2-D data has no mask embedding), trained on ring2d (8 Gaussians, 16 labeled +
@@ -9,7 +31,9 @@ ring2d (MED-GAN Sec. 5.2, Table 1, Figure 3): the Triple-GAN-style baseline, + L
 ssgan_fast.metrics.toy) next to the paper's values, the % of samples that land in the mode of
 the class they were generated for (class accuracy) and their spread around the modes (neither is in
 the paper), writes results.json and a PNG with the density of each row's samples (Figure 3).
+"""
 
+CVAE_RING_DOC = """\
     python -m ssgan_fast.experiments cvae-ring [--steps 20000] [--lr 5e-4] [--seed 0] [--out runs/cvae-ring]
 
 cvae-ring (CVAE-GAN Sec. 4, Figure 4): a ring of radius 2 centred at (100, 100); the registered models
@@ -21,7 +45,9 @@ Scores (ssgan_fast.metrics.toy.ring_metrics) at several iterations: % of points 
 of the ring's angle sectors covered, mean distance to the ring in radial std; results.json and
 figure4.png (one row per model, one panel per iteration, real points blue, generated red, window
 (100, 100) +- 5).
+"""
 
+BACKENDS_DOC = """\
     python -m ssgan_fast.experiments backends [--model sphericgan] [--seeds 8] [--steps 500] [--set K=V]
                                               [--out runs/backends]
 
@@ -36,16 +62,6 @@ With --trace STEPS it instead follows seed 0 step by step: the fused run against
 against a fused run with one generator weight moved by one ulp - if the two gaps grow alike, the
 backends differ by rounding only and the end points part because the game is chaotic (trace.json).
 """
-from __future__ import annotations
-
-import argparse
-import json
-import logging
-import sys
-import time
-from pathlib import Path
-
-import numpy as np
 
 PAPER_TABLE1 = {"baseline": (5.3, 58.9, 0.184), "+recg": (7.8, 87.2, 0.123), "+recg+ctrs": (8.0, 96.7, 0.081)}
 ROWS = {"baseline": [], "+recg": ["model.recg=true"], "+recg+ctrs": ["model.recg=true", "model.region_reg=true"]}
@@ -346,7 +362,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m ssgan_fast.experiments", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="which", required=True)
-    r = sub.add_parser("ring2d", help="MED-GAN Table 1 / Figure 3")
+    raw = argparse.RawDescriptionHelpFormatter
+    r = sub.add_parser("ring2d", help="MED-GAN Table 1 / Figure 3", description=RING2D_DOC, formatter_class=raw)
     r.add_argument("--seeds", type=int, default=5)
     r.add_argument("--steps", type=int, default=3000)
     r.add_argument("--variance", type=float, default=0.1, help="mode variance (the paper states 0.1)")
@@ -355,13 +372,14 @@ def main(argv=None) -> int:
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="passed on to every row's training run before the row's own switches")
     r.add_argument("--device", default="cpu")
-    c = sub.add_parser("cvae-ring", help="CVAE-GAN Sec. 4 / Figure 4")
+    c = sub.add_parser("cvae-ring", help="CVAE-GAN Sec. 4 / Figure 4", description=CVAE_RING_DOC, formatter_class=raw)
     c.add_argument("--steps", type=int, default=20000)
     c.add_argument("--lr", type=float, default=5e-4, help="RMSProp learning rate (the paper: 5e-5 over 2M iterations)")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--out", default="runs/cvae-ring")
     c.add_argument("--device", default="cpu")
-    b = sub.add_parser("backends", help="fused vs reference ops on digits, paired over seeds")
+    b = sub.add_parser("backends", help="fused vs reference ops on digits, paired over seeds", description=BACKENDS_DOC,
+                       formatter_class=raw)
     from .models import MODELS
     b.add_argument("--model", default="sphericgan", choices=sorted(MODELS))
     b.add_argument("--seeds", type=int, default=8)
