@@ -59,8 +59,8 @@ class AAMACGANConfig:
     ch: int = 64
     attn_res: int = 0
     cls: str = "aam"  # "aam" (Eq. 8) or "softmax" (Eq. 7, the baseline)
-    s: float = 30.0  # Eq. 8 scale
-    m: float = 0.5  # Eq. 8 margin
+    s: float = 30.0  # Eq. 8 scale (the paper states no value: insightface's ArcFace default)
+    m: float = 0.5  # Eq. 8 margin (likewise)
     lambda_cls: float = 1.0  # Eq. 5-6
     adv: str = "bce"  # "bce" (Eq. 1) or "hinge"
     d_cls_fake: bool = False  # original ACGAN: D's classifier also fits G's samples

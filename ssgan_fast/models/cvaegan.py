@@ -35,6 +35,7 @@ class CVAEGANConfig:
     w_gc: float = 1.0
     fm_momentum: float = 0.9  # moving average of the feature centres (not given in the paper)
     encoder: bool = True
+    d_sn: bool = False  # spectral norm in D (the paper's DCGAN D has none)
     pair_img: bool = True  # Eq. 10 parts of L_G
     pair_d: bool = True
     pair_c: bool = True
@@ -85,7 +86,7 @@ class CVAEGAN(GANModel):
         size, ch, nc = info["size"], info["channels"], info["num_classes"]
         self.nc = nc
         self.G = ResNetGenerator(cfg.z_dim, nc, size, cfg.ch, ch, sn=False)
-        self.D = ResNetDiscriminator(0, size, cfg.ch, ch)
+        self.D = ResNetDiscriminator(0, size, cfg.ch, ch, sn=cfg.d_sn)
         self.C = ResNetClassifier(nc, size, cfg.c_ch, ch)
         fd, fc = self.D.feat_dim, self.C.fc.in_features
         self.register_buffer("fd_real", torch.zeros(fd))

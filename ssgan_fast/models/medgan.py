@@ -44,6 +44,10 @@ class MEDGANConfig:
     recg: bool = True
     idnt: bool = True
     mixed_c: bool = True
+    # Eq. 4 / 5 distances between D_f features: sum = the squared L2 norm the paper writes; mean = the
+    # per-element mean of the squares (the project's earlier choice: the margin gamma then is per element)
+    region_dist: str = "sum"
+    c_labeled: bool = False  # C also takes a plain cross-entropy on the labeled batch (not in Eq. 10)
 
 
 class _ImageD(nn.Module):
@@ -104,8 +108,10 @@ class _PointG(nn.Module):
         return self.net(torch.cat([z, self.embed(y)], 1))
 
 
-def _sqdist(a, b):
-    return (a.float() - b.float()).pow(2).flatten(1).mean(1)
+def _sqdist(a, b, how="sum"):
+    """||a - b||^2 per row (Eq. 4 / 5), or its mean over the elements (region_dist = mean)."""
+    d = (a.float() - b.float()).pow(2).flatten(1)
+    return d.sum(1) if how == "sum" else d.mean(1)
 
 
 def _mixed_ce(logits, area, y_in, y_out):
@@ -134,7 +140,8 @@ class _Points:
         pos = xr[perm][(same + 1e-3 * torch.rand_like(same)).argmax(1)]
         neg = s.x_z[torch.arange(xr.shape[0], device=s.dev) % s.x_z.shape[0]]
         fa, fp, fn = m.D.f(xr), m.D.f(pos), m.D.f(neg)
-        return {"D/ctrs": F.relu(_sqdist(fa, fp) - _sqdist(fa, fn) + m.cfg.gamma).mean()}
+        how = m.cfg.region_dist
+        return {"D/ctrs": F.relu(_sqdist(fa, fp, how) - _sqdist(fa, fn, how) + m.cfg.gamma).mean()}
 
     def mixed_c_losses(self, m, s):
         return None  # no constructed instances: C takes G's pairs (C/fake)
@@ -181,9 +188,10 @@ class _Images:
             out["D/idnt"] = cfg.mu * real_loss(out_h)  # Eq. 11: the constructed image counts as real
         if cfg.region_reg:
             xh2, mh2 = cutmix(s.x_l, xz, self.jitter(boxes))
-            out["D/cons"] = _sqdist(fh, m.D.f(xh2, mh2)).mean()  # Eq. 4
+            how = cfg.region_dist
+            out["D/cons"] = _sqdist(fh, m.D.f(xh2, mh2), how).mean()  # Eq. 4
             fa, fn = m.D.f(s.x_l, mh), m.D.f(xz, mh)
-            out["D/ctrs"] = F.relu(_sqdist(fa, fh) - _sqdist(fa, fn) + cfg.gamma).mean()  # Eq. 5
+            out["D/ctrs"] = F.relu(_sqdist(fa, fh, how) - _sqdist(fa, fn, how) + cfg.gamma).mean()  # Eq. 5
         return out
 
     def mixed_c_losses(self, m, s):
@@ -207,6 +215,8 @@ class MEDGAN(GANModel):
         self.points = info["kind"] == "points"
         if not self.points:
             self.size = info["size"]
+        if cfg.region_dist not in ("sum", "mean"):
+            raise ValueError(f"region_dist must be 'sum' or 'mean', got {cfg.region_dist!r}")
         self.data = _Points() if self.points else _Images(info["size"], cfg.alpha, cfg.eps)
         self.G, self.D, self.C = self.data.networks(cfg, nc, info)
         adam = dict(lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
@@ -277,8 +287,12 @@ class MEDGAN(GANModel):
         return ld
 
     def _c_phase(self, s):
-        """Eq. 9-10 (mixed_c, images), else cross-entropy on G's pairs weighted mu_c; + the labeled batch."""
-        lc = {"C/labeled": F.cross_entropy(self.C(s.x_l).float(), s.y_l)}
+        """Eq. 9-10 (mixed_c, images), else cross-entropy on G's pairs weighted mu_c and on the labeled
+        batch; c_labeled adds the labeled batch's cross-entropy to Eq. 10 too."""
+        mixed_on = self.cfg.mixed_c and not self.points
+        lc = {}
+        if self.cfg.c_labeled or not mixed_on:
+            lc["C/labeled"] = F.cross_entropy(self.C(s.x_l).float(), s.y_l)
         mixed = self.data.mixed_c_losses(self, s) if self.cfg.mixed_c else None
         lc.update(mixed if mixed is not None else {"C/fake": self.cfg.mu_c * F.cross_entropy(self.C(s.x_z).float(),
                                                                                              s.y_z)})
@@ -300,6 +314,7 @@ class TripleGANConfig(MEDGANConfig):
     recg: bool = False
     idnt: bool = False
     mixed_c: bool = False
+    c_labeled: bool = True  # Triple-GAN's C learns from the labeled pairs
     triple: bool = True  # the three-player game for the unlabeled pairs (false: pseudo-labeled pairs are real)
     triple_alpha: float = 0.5  # alpha: weight of C's pairs vs G's pairs as D's fakes
 

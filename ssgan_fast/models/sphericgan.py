@@ -45,6 +45,10 @@ class SphericGANConfig:
     semantic_verification: bool = True
     g_eval: bool = True
     prior_samples: int = 5000  # real images used to fit the prior k-means
+    # algorithm1: P -> F -> D -> G -> C, each its own step (Algorithm 1, lines 7-11);
+    # joint: P -> D -> (G, F) -> C, G and F back-propagated from one graph (the project's earlier order)
+    update_order: str = "algorithm1"
+    g_sn: bool = False  # spectral norm in G2 (the paper uses no such training strategy, Sec. 4.1)
 
 
 def _nll(probs, target):
@@ -87,7 +91,9 @@ class SphericGAN(GANModel):
         size, ch, nc = info["size"], info["channels"], info["num_classes"]
         self.nc = nc
         self.G1 = nn.Sequential(MLP(cfg.z_dim, cfg.latent_dim, hidden=(256, 256)))
-        self.G2 = ResNetGenerator(cfg.latent_dim, nc, size, cfg.ch, ch, attn_res=cfg.attn_res)
+        if cfg.update_order not in ("algorithm1", "joint"):
+            raise ValueError(f"update_order must be 'algorithm1' or 'joint', got {cfg.update_order!r}")
+        self.G2 = ResNetGenerator(cfg.latent_dim, nc, size, cfg.ch, ch, attn_res=cfg.attn_res, sn=cfg.g_sn)
         self.Dprt = _DPrt(cfg, size, ch)
         self.Dclass = ResNetDiscriminator(nc, size, cfg.ch, ch, attn_res=cfg.attn_res)
         self.C = ResNetClassifier(nc, size, cfg.c_ch, ch)
@@ -178,6 +184,8 @@ class SphericGAN(GANModel):
         amp = amp or FP32
         s = self._draw(batch, amp)
         losses = self._p_phase(s, amp) if self.cfg.latent_clustering else {}
+        if self.cfg.cluster_alignment and self.cfg.update_order == "algorithm1":
+            losses.update(self._f_phase(s, amp))
         losses.update(self._d_phase(s, amp))
         losses.update(self._g_phase(s, amp))
         losses.update(self._c_phase(s, amp))
@@ -241,10 +249,13 @@ class SphericGAN(GANModel):
                 lg["G/verify"] = cfg.mu * F.cross_entropy(self.C(xz).float(), s.y_z)  # Eq. 8, mu term
             if cfg.latent_clustering and cfg.g_eval:
                 lg["G/lat_eval"] = _nll(pf, cosine_softmax(zc, self.P.detach()).argmax(1))  # Eq. 3 / 9
-            lf = self._f_terms(s, zc, lg) if cfg.cluster_alignment else {}
+            joint = cfg.update_order == "joint"
+            lf = {}
+            if cfg.cluster_alignment:
+                lf = self._f_terms(s, zc, lg) if joint else self._g_align_terms(s, zc, lg)
             loss_g = sum(lg.values())
         gparams = self._opts["G"].param_groups[0]["params"]
-        if cfg.cluster_alignment:  # G's and F's losses share the graph of x_r
+        if cfg.cluster_alignment and joint:  # G's and F's losses share the graph of x_r
             self._opts["G"].zero_grad(set_to_none=True)
             amp.backward(loss_g, gparams, retain_graph=True)
             amp.step(sum(lf.values()), self._opts["F"], self._opts["F"].param_groups[0]["params"])
@@ -253,8 +264,27 @@ class SphericGAN(GANModel):
             amp.step(loss_g, self._opts["G"], gparams)
         return {k: v.detach() for k, v in {**lg, **lf}.items()}
 
+    def _f_phase(self, s, amp):
+        """Algorithm 1, line 8: F's own step on L_lat^adv (Eq. 4), L_align (Eq. 6) and nu L_cons (Eq. 5),
+        before the discriminators."""
+        with amp.ctx():
+            with torch.no_grad():
+                zc = self.latent(s.z)
+            lf = self._f_terms(s, zc, {})
+            loss_f = sum(lf.values())
+        amp.step(loss_f, self._opts["F"], self._opts["F"].param_groups[0]["params"])
+        return {k: v.detach() for k, v in lf.items()}
+
+    def _g_align_terms(self, s, zc, lg):
+        """G1's side of Eq. 4 and G2's of Eq. 6 with F fixed (Algorithm 1, line 10); adds to lg, returns {}."""
+        with torch.no_grad():
+            zx = self.F(s.x)
+        lg["G/lat_adv"] = fake_loss(self.Dlat(zc).squeeze(1))  # Eq. 4, G1 side (non-saturating)
+        lg["G/align"] = _nll(self.Dprt(self.G2(zx, s.y_x))[1], s.rho)  # Eq. 6, synthesized part
+        return {}
+
     def _f_terms(self, s, zc, lg):
-        """Eq. 4-6 for G1 (added to lg) and F (returned)."""
+        """Eq. 4-6 for G1 (added to lg; nothing with lg = {} of the F step) and F (returned)."""
         zx = self.F(s.x)
         xr = self.G2(zx, s.y_x)
         lg["G/lat_adv"] = fake_loss(self.Dlat(zc).squeeze(1))  # Eq. 4, G1 side (non-saturating)

@@ -22,7 +22,8 @@ def _med(name, spec, **kw):
     return m, TensorLoader(ds, sp, 4, 4, seed=0)
 
 
-MED_IMAGE = {"D/real", "D/fake", "D/unlabeled", "D/idnt", "D/cons", "D/ctrs", "C/labeled", "C/mixed_z", "C/mixed_u",
+# the paper's C (Eq. 10) has no plain labeled term: c_labeled=true adds C/labeled
+MED_IMAGE = {"D/real", "D/fake", "D/unlabeled", "D/idnt", "D/cons", "D/ctrs", "C/mixed_z", "C/mixed_u",
              "G/advs", "G/recg"}
 
 

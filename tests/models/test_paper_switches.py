@@ -1,0 +1,102 @@
+"""The switches of the README's "Deviations from the papers" table: each changes the loss or the schedule
+as documented, and the paper's behaviour is the default (the digits presets keep the project's choices)."""
+import torch
+
+from ssgan_fast.data import TensorLoader, images_to_tensor, make_split, open_dataset
+from ssgan_fast.models import get_model
+from ssgan_fast.models.medgan import _sqdist
+from ssgan_fast.train import _preset
+
+
+def _data(spec="digits"):
+    ds = open_dataset(spec, size=8)
+    sp = make_split(ds.labels, ds.num_classes, label_fraction=0.1 if spec == "digits" else None)
+    info = {"kind": ds.kind, "size": getattr(ds, "size", 0), "channels": ds.channels, "num_classes": ds.num_classes}
+    return ds, sp, info
+
+
+def _sphericgan(**kw):
+    ds, sp, info = _data()
+    M = get_model("sphericgan")
+    torch.manual_seed(0)
+    m = M(M.Config(ch=4, c_ch=4, z_dim=8, latent_dim=8, num_prototypes=4, prior_samples=200, **kw), info)
+    m.fit_prior(images_to_tensor(ds.images))
+    return m, TensorLoader(ds, sp, 4, 4, seed=0)
+
+
+def test_sphericgan_algorithm1_steps_f_before_d_and_g_without_f(monkeypatch):
+    """Algorithm 1: P, F, D, G, C - F takes its own step before the discriminators and G's step moves
+    no F weight; joint: F steps together with G, after D."""
+    for order, want in (("algorithm1", ["P", "F", "D", "G", "C"]), ("joint", ["P", "D", "F", "G", "C"])):
+        m, loader = _sphericgan(update_order=order)
+        seen = []
+        for name, o in m._opts.items():
+            def step(*a, _real=o.step, _name=name, _seen=seen, **k):
+                _seen.append(_name)
+                return _real(*a, **k)
+            monkeypatch.setattr(o, "step", step)
+        f0 = [p.detach().clone() for p in m.F.parameters()]
+        losses = m.train_step(next(loader), 0)
+        assert seen == want, (order, seen)
+        assert {"F/lat_adv", "F/align", "F/cons", "G/lat_adv", "G/align"} <= set(losses)
+        assert not all(torch.equal(a, p) for a, p in zip(f0, m.F.parameters(), strict=True))
+
+
+def test_sphericgan_g_sn_switch():
+    from torch.nn.utils import parametrize
+    for sn in (False, True):
+        m, _ = _sphericgan(g_sn=sn)
+        lins = [mod for mod in m.G2.modules() if isinstance(mod, (torch.nn.Linear, torch.nn.Conv2d))]
+        assert lins and any(parametrize.is_parametrized(mod, "weight") for mod in lins) == sn
+
+
+def test_medgan_region_dist_is_the_squared_norm_or_its_mean():
+    a, b = torch.randn(3, 4, 5, 5), torch.randn(3, 4, 5, 5)
+    want = ((a - b) ** 2).flatten(1).sum(1)
+    assert torch.allclose(_sqdist(a, b), want) and torch.allclose(_sqdist(a, b, "mean"), want / 100)
+
+
+def _medgan(**kw):
+    ds, sp, info = _data()
+    M = get_model("medgan")
+    torch.manual_seed(0)
+    return M(M.Config(ch=4, c_ch=4, z_dim=8, hidden=16, **kw), info), TensorLoader(ds, sp, 4, 4, seed=0)
+
+
+def test_medgan_switches_change_the_losses():
+    base, loader = _medgan()
+    b = next(loader)
+    torch.manual_seed(1)
+    l0 = base.train_step(b, 0)
+    assert "C/labeled" not in l0  # Eq. 10: the constructed instances only
+    m, _ = _medgan(c_labeled=True)
+    torch.manual_seed(1)
+    l1 = m.train_step(b, 0)
+    assert "C/labeled" in l1 and torch.equal(l1["D/ctrs"], l0["D/ctrs"])
+    m, _ = _medgan(region_dist="mean")
+    torch.manual_seed(1)
+    l2 = m.train_step(b, 0)
+    assert torch.equal(l2["D/real"], l0["D/real"]) and not torch.equal(l2["D/cons"], l0["D/cons"])
+
+
+def test_cvaegan_d_sn_switch():
+    from torch.nn.utils import parametrize
+    _, _, info = _data()
+    M = get_model("cvaegan")
+    for sn in (False, True):
+        m = M(M.Config(ch=4, c_ch=4, z_dim=8, d_sn=sn), info)
+        convs = [mod for mod in m.D.modules() if isinstance(mod, torch.nn.Conv2d)]
+        assert convs and all(parametrize.is_parametrized(mod, "weight") == sn for mod in convs)
+
+
+def test_presets_paper_defaults_and_digits_choices():
+    assert _preset("sphericgan", "digits")["model"]["update_order"] == "joint"
+    for fam in ("cub200", "folder"):
+        p = _preset("sphericgan", fam)
+        assert "update_order" not in p["model"] and p["train"]["ema"] is False and "attn_res" not in p["model"]
+    assert get_model("sphericgan").Config().update_order == "algorithm1" and not get_model("sphericgan").Config().g_sn
+    assert _preset("medgan", "digits")["model"]["region_dist"] == "mean"
+    assert "region_dist" not in _preset("medgan", "cifar10")["model"]
+    assert get_model("medgan").Config().region_dist == "sum" and not get_model("medgan").Config().c_labeled
+    assert get_model("triplegan").Config().c_labeled
+    assert not get_model("cvaegan").Config().d_sn and _preset("cvaegan", "digits")["model"]["d_sn"] is True
