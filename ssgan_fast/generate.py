@@ -6,6 +6,7 @@
     python -m ssgan_fast.generate morph --ckpt runs/cvaegan-digits (--images A B | --classes K1 K2) --out morph.png
     python -m ssgan_fast.generate translate --ckpt runs/aam-stargan-rafd --images DIR --domain K --out DIR
     python -m ssgan_fast.generate translate --ckpt runs/aam-stargan-celeba --images DIR --attrs 1,0,0,1,1 --out DIR
+    python -m ssgan_fast.generate interp --ckpt runs/sphericgan-digits --classes 0 3 7 --out interp.png
 
 ``sample`` (the default) writes ``images`` (uint8 [N, H, W, C]) and ``labels`` (int64 [N]) - for
 2-D data ``points`` (float32 [N, 2]) instead of images. ``inpaint`` (CVAE-GAN Sec. 5.4, Eq. 8)
@@ -13,7 +14,9 @@ corrupts a box of each image (default: a random square of 50/128 of the side, as
 fills it by encode -> generate -> keep the known pixels, ``--iters`` times (``--optimize-steps``
 adds latent optimisation on the known pixels); ``morph`` (Sec. 5.3) interpolates the latent codes
 of two images or the class between two classes; ``translate`` (StarGAN) maps every image to
-domain K. Image outputs are PNG files (one per input, plus a grid) and an .npz. The EMA networks
+domain K; ``interp`` (SphericGAN Fig. 7) draws great-circle paths in the latent sphere from one
+latent through a prototype to another (or between two prototypes, ``--prototypes I J``), one row per
+class and path. Image outputs are PNG files (one per input, plus a grid) and an .npz. The EMA networks
 are used when the run kept them (``--no-ema``: the raw ones).
 """
 from __future__ import annotations
@@ -26,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 log = logging.getLogger("ssgan_fast")
-COMMANDS = ("sample", "inpaint", "morph", "translate")
+COMMANDS = ("sample", "inpaint", "morph", "translate", "interp")
 
 
 def build_parser(cmd: str) -> argparse.ArgumentParser:
@@ -41,7 +44,7 @@ def build_parser(cmd: str) -> argparse.ArgumentParser:
         p.add_argument("--out", required=True, help="output .npz")
         p.add_argument("--png", default=None, help="also save a grid (one row per class, at most 10 per row)")
         return p
-    p.add_argument("--out", required=True, help="output folder (morph: a .png file)")
+    p.add_argument("--out", required=True, help="output folder (morph, interp: a .png file)")
     if cmd == "inpaint":
         p.add_argument("--images", nargs="+", required=True, help="image files or folders")
         p.add_argument("--label", type=int, default=None, help="class of the images (default: C's prediction)")
@@ -53,6 +56,13 @@ def build_parser(cmd: str) -> argparse.ArgumentParser:
         g.add_argument("--images", nargs=2, help="two image files: interpolate their latent codes")
         g.add_argument("--classes", nargs=2, type=int, help="two classes: interpolate the class, one latent")
         p.add_argument("--steps", type=int, default=8)
+    elif cmd == "interp":
+        p.add_argument("--classes", nargs="+", type=int, default=[0], help="one row of paths per class")
+        p.add_argument("--paths", type=int, default=2, help="paths per class (each from its own two noise vectors)")
+        p.add_argument("--steps", type=int, default=8, help="images per segment")
+        g = p.add_mutually_exclusive_group()
+        g.add_argument("--prototype", type=int, default=None, help="the prototype the path passes (default: nearest)")
+        g.add_argument("--prototypes", nargs=2, type=int, default=None, help="interpolate between two prototypes")
     elif cmd == "translate":
         p.add_argument("--images", nargs="+", required=True, help="image files or folders")
         t = p.add_mutually_exclusive_group(required=True)
@@ -64,7 +74,7 @@ def build_parser(cmd: str) -> argparse.ArgumentParser:
 def _need(model, method: str, cmd: str):
     if not hasattr(model, method):
         raise ValueError(f"'{cmd}' needs a model with {method}(); {model.name} has none "
-                         f"(inpaint / morph: cvaegan; translate: aam-stargan)")
+                         f"(inpaint / morph: cvaegan; translate: aam-stargan; interp: sphericgan)")
 
 
 def _save_images(x, names, out: Path, nrow: int):
@@ -108,6 +118,25 @@ def _application(cmd: str, args, run) -> int:
         y = model.translate(x.to(dev), target, nets["G"])
         _save_images(torch.cat([x, y.cpu()]), names + [f"{Path(n).stem}_to{tag}" for n in names], out, len(names))
         log.info("translated %d image(s) to %s %s: %s", len(names), "attributes" if multi else "domain", tag, out)
+        return 0
+    if cmd == "interp":
+        _need(model, "interpolation", cmd)
+        if args.steps < 2 or args.paths < 1:
+            raise ValueError("--steps must be >= 2 and --paths >= 1")
+        g = torch.Generator().manual_seed(args.seed)
+        rows, lat = [], []
+        for c in args.classes:
+            for _ in range(1 if args.prototypes else args.paths):
+                x, z = model.interpolation(c, args.steps, args.prototype, args.prototypes, generator=g, modules=nets)
+                rows.append(x.float().cpu())
+                lat.append(z.cpu())
+        import torchvision.utils as vu
+        out.parent.mkdir(parents=True, exist_ok=True)
+        grid = torch.cat(rows)
+        vu.save_image(grid.clamp(-1, 1).add(1).div(2), out, nrow=rows[0].shape[0])
+        np.savez(out.with_suffix(".npz"), images=((grid.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+                 .permute(0, 2, 3, 1).numpy(), latents=torch.stack(lat).numpy())
+        log.info("wrote %d interpolation path(s) of %d images to %s", len(rows), rows[0].shape[0], out)
         return 0
     if cmd == "inpaint":
         _need(model, "inpaint", cmd)

@@ -51,6 +51,17 @@ class SphericGANConfig:
     g_sn: bool = False  # spectral norm in G2 (the paper uses no such training strategy, Sec. 4.1)
 
 
+def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Great-circle interpolation between unit vectors a, b [D] at fractions t [T]: [T, D], unit norm
+    (the linear path, renormalised, where a and b (anti)coincide)."""
+    a, b = F.normalize(a.double(), dim=0), F.normalize(b.double(), dim=0)
+    omega = torch.arccos((a @ b).clamp(-1, 1))
+    t = t.double()[:, None]
+    if float(torch.sin(omega)) < 1e-6:
+        return F.normalize((1 - t) * a + t * b, dim=1).float()
+    return ((torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / torch.sin(omega)).float()
+
+
 def _nll(probs, target):
     return -torch.log(probs.float().gather(1, target[:, None]).clamp_min(1e-12)).mean()
 
@@ -131,6 +142,34 @@ class SphericGAN(GANModel):
     def sample(self, labels, noise, modules=None):
         m = modules or {"G1": self.G1, "G2": self.G2}
         return m["G2"](self.latent(noise, m["G1"]), labels)
+
+    @torch.no_grad()
+    def interpolation(self, label: int, steps: int = 8, prototype: int | None = None, prototypes=None,
+                      generator=None, modules=None):
+        """Fig. 7: images of class `label` along a great-circle path in the latent sphere - from G1's
+        latent of one noise vector through prototype P_k to that of another (prototype k; None: the
+        prototype nearest the start), `steps` images per segment; or between two prototypes
+        (prototypes = (i, j)). Returns (images [N, C, H, W], latents [N, latent_dim])."""
+        m = modules or {"G1": self.G1, "G2": self.G2}
+        K = self.P.shape[0]
+        P = F.normalize(self.P.detach().float(), dim=1)
+        t = torch.linspace(0, 1, steps)
+        if prototypes is not None:
+            i, j = prototypes
+            if not (0 <= i < K and 0 <= j < K):
+                raise ValueError(f"prototypes {i}, {j}: the model has prototypes 0..{K - 1}")
+            path = slerp(P[i].cpu(), P[j].cpu(), t)
+        else:
+            zs = self.latent(self.noise(2, generator=generator, device="cpu").to(P.device), m["G1"]).cpu()
+            k = int((P.cpu() @ zs[0]).argmax()) if prototype is None else prototype
+            if not 0 <= k < K:
+                raise ValueError(f"prototype {k}: the model has prototypes 0..{K - 1}")
+            path = torch.cat([slerp(zs[0], P[k].cpu(), t), slerp(P[k].cpu(), zs[1], t)[1:]])
+        if not 0 <= label < self.nc:
+            raise ValueError(f"class {label}: the model has classes 0..{self.nc - 1}")
+        path = path.to(P.device)
+        y = torch.full((path.shape[0],), label, dtype=torch.int64, device=P.device)
+        return m["G2"](path, y), path
 
     # ------------------------------------------------------------------ prior clusters
     _thumb = staticmethod(thumbnail)

@@ -50,3 +50,53 @@ def test_fused_ops_match_reference_over_steps(monkeypatch):
     for a, b in zip(*runs, strict=False):
         for k in a:
             assert float(a[k]) == pytest.approx(float(b[k]), rel=2e-3, abs=2e-4), k
+
+
+def test_slerp_is_the_great_circle():
+    from ssgan_fast.models.sphericgan import slerp
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.nn.functional.normalize(torch.randn(2, 16, generator=g), dim=1)
+    t = torch.linspace(0, 1, 9)
+    p = slerp(a, b, t)
+    assert torch.allclose(p.norm(dim=1), torch.ones(9), atol=1e-6)
+    assert torch.allclose(p[0], a, atol=1e-6) and torch.allclose(p[-1], b, atol=1e-6)
+    steps = torch.arccos((p[:-1] * p[1:]).sum(1).clamp(-1, 1))  # constant angular speed
+    assert torch.allclose(steps, steps.mean().expand(8), atol=1e-5)
+    assert torch.allclose(steps.sum(), torch.arccos(a @ b), atol=1e-5)
+    same = slerp(a, a, t)
+    assert torch.allclose(same, a.expand(9, -1), atol=1e-6)
+
+
+def test_interpolation_passes_the_prototype_and_generates_the_class():
+    m, _ = _model()
+    m.eval()
+    imgs, path = m.interpolation(3, steps=5, prototype=2, generator=torch.Generator().manual_seed(1))
+    assert imgs.shape == (9, 1, 8, 8) and path.shape == (9, 8)
+    P = torch.nn.functional.normalize(m.P.detach(), dim=1)
+    assert torch.allclose(path[4], P[2], atol=1e-6)  # the middle of the path is the prototype
+    assert torch.allclose(path.norm(dim=1), torch.ones(9), atol=1e-5)
+    want = m.G2(path, torch.full((9,), 3))
+    assert torch.allclose(imgs, want, atol=1e-6)
+    _, between = m.interpolation(0, steps=4, prototypes=(0, 1))
+    assert torch.allclose(between[0], P[0], atol=1e-6) and torch.allclose(between[-1], P[1], atol=1e-6)
+    with pytest.raises(ValueError, match="prototypes 0..3"):
+        m.interpolation(0, prototype=9)
+
+
+def test_generate_interp_cli(tmp_path):
+    import numpy as np
+
+    from ssgan_fast.generate import main as generate_main
+    from ssgan_fast.train import main as train_main
+    args = ["--model", "sphericgan", "--steps", "1", "--out", str(tmp_path), "--name", "r", "--size", "8",
+            "--batch", "4", "--no-progress", "--no-final-eval", "--set", "model.ch=4", "--set", "model.c_ch=4",
+            "--set", "model.z_dim=8", "--set", "model.latent_dim=8", "--set", "model.num_prototypes=4",
+            "--set", "model.prior_samples=200"]
+    assert train_main(args) == 0
+    out = tmp_path / "interp.png"
+    assert generate_main(["interp", "--ckpt", str(tmp_path / "r"), "--classes", "1", "2", "--steps", "4",
+                          "--out", str(out)]) == 0
+    z = np.load(tmp_path / "interp.npz")
+    assert out.stat().st_size > 0 and z["images"].shape == (2 * 2 * 7, 8, 8, 1) and z["latents"].shape == (4, 7, 8)
+    with pytest.raises(SystemExit):
+        generate_main(["interp", "--ckpt", str(tmp_path / "r"), "--prototypes", "0", "9", "--out", str(out)])
