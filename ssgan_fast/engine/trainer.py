@@ -369,6 +369,7 @@ class Trainer:
         else:
             out["skipped"]["c_acc"] = why
         out["step"] = self.step
+        out["preparation"] = self.model.preparation_info()
         out["protocol"] = {"samples_per_class": cfg.eval_samples_per_class, "seed": EVAL_SEED,
                            "generator": "ema" if self.ema else "raw", "metrics": cfg.eval_metrics}
         out["timing"]["total_s"] = time.perf_counter() - t0

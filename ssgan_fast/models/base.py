@@ -182,6 +182,10 @@ class GANModel(nn.Module, abc.ABC):
     def prepare(self, data, seed: int = 0) -> None:
         """Fit what the model needs from the real data (default: nothing)."""
 
+    def preparation_info(self) -> dict | None:
+        """What prepare() fitted, for metrics.json (e.g. which features the clusters came from)."""
+        return None
+
     def preparation_missing(self) -> str | None:
         """None when the model may train; else what ``prepare`` has not fitted yet."""
         return None

@@ -45,6 +45,13 @@ class SphericGANConfig:
     semantic_verification: bool = True
     g_eval: bool = True
     prior_samples: int = 5000  # real images used to fit the prior k-means
+    # the prior clusters' features (the paper: IMSAT deep clustering [16]; substitute: k-means on deep
+    # features): auto = a frozen ImageNet ResNet-50 (prior_weights, from the weights registry) where its
+    # file is present, else 8x8 grayscale thumbnails (the fallback, logged and named in metrics.json);
+    # resnet50 = require it (prior_weights "" = random weights, for tests); thumbnail = always thumbnails
+    prior_features: str = "auto"
+    prior_weights: str = "resnet50-imagenet"
+    prior_feat_size: int = 224
     # algorithm1: P -> F -> D -> G -> C, each its own step (Algorithm 1, lines 7-11);
     # joint: P -> D -> (G, F) -> C, G and F back-propagated from one graph (the project's earlier order)
     update_order: str = "algorithm1"
@@ -102,6 +109,7 @@ class SphericGAN(GANModel):
         size, ch, nc = info["size"], info["channels"], info["num_classes"]
         self.nc = nc
         self.G1 = nn.Sequential(MLP(cfg.z_dim, cfg.latent_dim, hidden=(256, 256)))
+        self.prior_kind = self._prior_kind(cfg)
         if cfg.update_order not in ("algorithm1", "joint"):
             raise ValueError(f"update_order must be 'algorithm1' or 'joint', got {cfg.update_order!r}")
         self.G2 = ResNetGenerator(cfg.latent_dim, nc, size, cfg.ch, ch, attn_res=cfg.attn_res, sn=cfg.g_sn)
@@ -112,7 +120,8 @@ class SphericGAN(GANModel):
         if cfg.cluster_alignment:
             self.F = _Encoder(cfg, size, ch)
             self.Dlat = MLP(cfg.latent_dim, 1, hidden=(256, 256), sn=True)
-        self.register_buffer("centroids", torch.zeros(cfg.num_prototypes, 64))
+        prior_dim = 64 if self.prior_kind == "thumbnail" else 2048
+        self.register_buffer("centroids", torch.zeros(cfg.num_prototypes, prior_dim))
         self.register_buffer("prior_fitted", torch.zeros((), dtype=torch.bool))
         adam = dict(lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
         self._opts = {
@@ -172,9 +181,44 @@ class SphericGAN(GANModel):
         return m["G2"](path, y), path
 
     # ------------------------------------------------------------------ prior clusters
-    _thumb = staticmethod(thumbnail)
+    @staticmethod
+    def _prior_kind(cfg) -> str:
+        if cfg.prior_features not in ("auto", "resnet50", "thumbnail"):
+            raise ValueError(f"prior_features must be auto, resnet50 or thumbnail, got {cfg.prior_features!r}")
+        if cfg.prior_features != "auto":
+            return cfg.prior_features
+        from ..weights import WeightsError, weights_path
+        try:
+            weights_path(cfg.prior_weights)
+        except (WeightsError, KeyError) as e:
+            log.warning("sphericgan: the prior clusters fall back to k-means on 8x8 thumbnails (%s)",
+                        str(e).split(": put")[0])
+            return "thumbnail"
+        return "resnet50"
 
-    preparation = "prior clusters (k-means on 8x8 thumbnails of the real training images)"
+    def _thumb(self, x):
+        """The prior clusters' features of real images in [-1, 1]: 8x8 thumbnails, or L2-normalised
+        ResNet-50 features (the network lives outside the module tree: never in checkpoints)."""
+        if self.prior_kind == "thumbnail":
+            return thumbnail(x)
+        net = self.__dict__.get("_prior_net")
+        if net is None:
+            from ..nn.clip import ResNet50Features
+            net = self.__dict__["_prior_net"] = ResNet50Features(self.cfg.prior_weights, self.cfg.prior_feat_size)
+        if next(net.parameters()).device != x.device:
+            net.to(x.device)
+        return F.normalize(net(x).float(), dim=1)
+
+    @property
+    def preparation(self):
+        what = ("8x8 grayscale thumbnails (the fallback without ResNet-50 weights)" if self.prior_kind == "thumbnail"
+                else f"frozen ResNet-50 features ({self.cfg.prior_weights or 'random weights'})")
+        return f"prior clusters (k-means on {what} of the real training images)"
+
+    def preparation_info(self):
+        return {"prior_clusters": {"features": self.prior_kind, "weights": self.cfg.prior_weights
+                                   if self.prior_kind == "resnet50" else None, "k": self.cfg.num_prototypes,
+                                   "substitute_for": "IMSAT deep clustering (sphericgan.md [16])"}}
 
     def preparation_missing(self):
         if self.cfg.cluster_alignment and not bool(self.prior_fitted):
@@ -194,7 +238,7 @@ class SphericGAN(GANModel):
 
     @torch.no_grad()
     def fit_prior(self, images: torch.Tensor, seed: int = 0):
-        """k-means (K clusters) on 8x8 grayscale thumbnails of real images in [-1, 1] (in memory)."""
+        """k-means (K clusters) on the prior features of real images in [-1, 1] (in memory)."""
         g = torch.Generator().manual_seed(seed)
         idx = torch.randperm(images.shape[0], generator=g)[:self.cfg.prior_samples]
         self._fit_thumbs(self._thumb(images[idx]).cpu(), seed)

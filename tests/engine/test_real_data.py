@@ -97,6 +97,8 @@ def _end_to_end(model, spec, size, loader, tmp_path):
     nc = json.loads((run / "config.json").read_text())["data_info"]["num_classes"]
     assert m["extractor"].startswith("inception-fid-random:") and m["num_samples"] == 4 * nc
     assert m["size"] == size and m["resize"] and m["data_hash"] and m["protocol"]["samples_per_class"] == 4
+    if model == "sphericgan":  # which features the prior clusters came from (no weights here: thumbnails)
+        assert m["preparation"]["prior_clusters"]["features"] == "thumbnail"
     # resume: one more step from the checkpoint (no refit: the fitted state comes from it)
     assert train_main(["--resume", str(run), "--steps", "3", "--no-progress", "--no-final-eval"]) == 0
     assert torch.load(run / "ckpt" / "last.pt", weights_only=False)["step"] == 3

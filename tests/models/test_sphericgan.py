@@ -9,7 +9,8 @@ from ssgan_fast.models import get_model
 
 def _model(**kw):
     M = get_model("sphericgan")
-    cfg = M.Config(ch=4, c_ch=4, z_dim=8, latent_dim=8, num_prototypes=4, prior_samples=200, **kw)
+    cfg = M.Config(**{"ch": 4, "c_ch": 4, "z_dim": 8, "latent_dim": 8, "num_prototypes": 4, "prior_samples": 200,
+                      **kw})
     torch.manual_seed(0)
     m = M(cfg, {"kind": "image", "size": 8, "channels": 1, "num_classes": 10})
     ds = open_dataset("digits", size=8)
@@ -100,3 +101,31 @@ def test_generate_interp_cli(tmp_path):
     assert out.stat().st_size > 0 and z["images"].shape == (2 * 2 * 7, 8, 8, 1) and z["latents"].shape == (4, 7, 8)
     with pytest.raises(SystemExit):
         generate_main(["interp", "--ckpt", str(tmp_path / "r"), "--prototypes", "0", "9", "--out", str(out)])
+
+
+def test_prior_features_fall_back_to_thumbnails_without_weights(tmp_path, monkeypatch, caplog):
+    """auto: ResNet-50 features where the registry's file is present, else thumbnails - logged, and named
+    in preparation_info (metrics.json)."""
+    import logging
+    monkeypatch.setenv("SSGAN_FAST_WEIGHTS", str(tmp_path))  # an empty weights folder
+    with caplog.at_level(logging.WARNING, logger="ssgan_fast"):
+        m, _ = _model()
+    assert m.prior_kind == "thumbnail" and m.centroids.shape == (4, 64)
+    assert "fall back" in caplog.text and "thumbnails" in m.preparation
+    assert m.preparation_info()["prior_clusters"]["features"] == "thumbnail"
+    with pytest.raises(Exception, match="not found"):
+        _model(prior_features="resnet50")  # required and missing: the weights error, no fallback
+
+
+def test_prior_clusters_on_resnet50_features():
+    """prior_features=resnet50 (random weights here): k-means on L2-normalised 2048-d features, each real
+    image assigned to its nearest centroid; the frozen network never enters the checkpoint."""
+    m, _ = _model(prior_features="resnet50", prior_weights="", prior_feat_size=32, prior_samples=60)
+    assert m.prior_kind == "resnet50" and m.centroids.shape == (4, 2048) and bool(m.prior_fitted)
+    x = torch.rand(6, 1, 8, 8) * 2 - 1
+    f = m._thumb(x)
+    assert torch.allclose(f.norm(dim=1), torch.ones(6), atol=1e-5)
+    assert torch.equal(m.prior_of(x), torch.cdist(f, m.centroids).argmin(1))
+    assert not any("prior_net" in k for k in m.state_dict())
+    assert m.preparation_info()["prior_clusters"] == {"features": "resnet50", "weights": "", "k": 4,
+                                                      "substitute_for": "IMSAT deep clustering (sphericgan.md [16])"}
