@@ -213,8 +213,6 @@ class MEDGAN(GANModel):
         super().__init__(cfg, info)
         nc = self.nc = info["num_classes"]
         self.points = info["kind"] == "points"
-        if not self.points:
-            self.size = info["size"]
         if cfg.region_dist not in ("sum", "mean"):
             raise ValueError(f"region_dist must be 'sum' or 'mean', got {cfg.region_dist!r}")
         self.data = _Points() if self.points else _Images(info["size"], cfg.alpha, cfg.eps)

@@ -5,25 +5,12 @@ import numpy as np
 import pytest
 import torch
 
-from ssgan_fast.data import TensorLoader, images_to_tensor, make_split, open_dataset
 from ssgan_fast.generate import main as generate_main
-from ssgan_fast.models import get_model
 from ssgan_fast.train import main as train_main
 
 TINY = ["--size", "8", "--set", "model.ch=4", "--set", "model.c_ch=4", "--set", "model.z_dim=8",
         "--set", "model.latent_dim=8", "--set", "model.num_prototypes=4", "--set", "model.prior_samples=200",
         "--batch", "4", "--no-progress", "--no-final-eval"]
-
-
-def _model(**kw):
-    M = get_model("sphericgan")
-    cfg = M.Config(ch=4, c_ch=4, z_dim=8, latent_dim=8, num_prototypes=4, prior_samples=200, **kw)
-    torch.manual_seed(0)
-    m = M(cfg, {"kind": "image", "size": 8, "channels": 1, "num_classes": 10})
-    ds = open_dataset("digits", size=8)
-    m.fit_prior(images_to_tensor(ds.images))
-    loader = TensorLoader(ds, make_split(ds.labels, 10, label_fraction=0.1), 4, 4, seed=0)
-    return m, loader
 
 
 def test_resume_is_bit_exact(tmp_path):
