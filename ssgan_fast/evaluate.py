@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from .evaluation import EXTRACTORS, METRICS
+from .metrics.classifier import CLASSIFIER_ARCHS
 
 log = logging.getLogger("ssgan_fast")
 
@@ -56,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--train-classifier", action="store_true",
                    help="(the default) train the RA classifier on the real training split when none is cached")
     p.add_argument("--classifier-epochs", type=int, default=30)
+    p.add_argument("--classifier-arch", choices=CLASSIFIER_ARCHS, default="small",
+                   help="architecture of the classifiers trained here (RA / GAN-test on the real data, GAN-train on "
+                        "the samples): small CNN, or resnet18 (the AAM paper's GAN-train / GAN-test classifier)")
     p.add_argument("--splits", type=int, default=10, help="Inception Score splits (default 10)")
     p.add_argument("--batch", type=int, default=100, help="extractor batch size (default 100)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -108,7 +112,8 @@ def run_cli(args) -> dict:
         data = args.data or "digits"
         source = str(Path(args.samples).resolve())
     out = evaluate(samples, data, size, args.metrics, extractor=args.extractor, classifier=args.classifier,
-                   classifier_epochs=args.classifier_epochs, splits=args.splits, batch=args.batch, device=args.device,
+                   classifier_epochs=args.classifier_epochs,
+                   classifier_arch=args.classifier_arch, splits=args.splits, batch=args.batch, device=args.device,
                    seed=args.seed, use_cache=not args.no_cache, max_bad_fraction=args.max_bad_fraction)
     out["samples"] = source
     return out

@@ -18,8 +18,8 @@ import torch
 from .data import DataError, images_to_tensor, open_dataset, stream
 from .data.datasets import RESIZE_RULE
 from .metrics import (
+    CLASSIFIER_ARCHS,
     FIDInceptionV3,
-    SmallClassifier,
     WeightsError,
     cfid,
     collect,
@@ -29,6 +29,7 @@ from .metrics import (
     train_classifier_batches,
 )
 from .metrics.cache import cached
+from .metrics.classifier import classifier_from_config
 from .weights import sha256_file, weights_dir
 
 log = logging.getLogger("ssgan_fast")
@@ -125,12 +126,15 @@ def _same_channels(batches, channels: int, data: str):
 
 
 def get_classifier(spec: str, size: int, ds, device, epochs: int = 30, seed: int = 0, path=None, train: bool = True,
-                   batch: int = 64, max_bad_fraction: float = 0.01):
+                   batch: int = 64, max_bad_fraction: float = 0.01, arch: str = "small"):
     """The RA / GAN-test classifier of a data set: loaded from `path` or from the weights folder
-    (keyed by the data set's hash, the resolution, epochs and seed), else trained on the real
-    training split (streamed; one decode pass per epoch) and saved there. (model, path, sha256)."""
+    (keyed by the data set's hash, the resolution, epochs, seed and architecture), else trained on the
+    real training split (streamed; one decode pass per epoch) and saved there. (model, path, sha256)."""
+    if arch not in CLASSIFIER_ARCHS:
+        raise EvalError(f"unknown classifier architecture {arch!r}; choose from {', '.join(CLASSIFIER_ARCHS)}")
     if path is None:
-        key = f"{ds.name.split(':')[0]}-{data_hash(ds)}-{size}-s{seed}-e{epochs}"
+        key = f"{ds.name.split(':')[0]}-{data_hash(ds)}-{size}-s{seed}-e{epochs}" + ("" if arch == "small" else
+                                                                                    f"-{arch}")
         path = weights_dir() / f"classifier-{key}.pt"
     path = Path(path)
     if not path.is_file():
@@ -139,7 +143,7 @@ def get_classifier(spec: str, size: int, ds, device, epochs: int = 30, seed: int
         lab = np.nonzero(np.asarray(ds.labels) >= 0)[0]
         if len(lab) < 2 or ds.num_classes < 2:
             raise EvalError(f"{spec}: training the RA classifier needs >= 2 labeled images of >= 2 classes")
-        log.info("training the RA classifier on %s (%d images, %d epochs)", ds.name, len(lab), epochs)
+        log.info("training the RA classifier (%s) on %s (%d images, %d epochs)", arch, ds.name, len(lab), epochs)
         rng = np.random.default_rng(seed)
 
         def epoch(_):
@@ -148,14 +152,14 @@ def get_classifier(spec: str, size: int, ds, device, epochs: int = 30, seed: int
                 if x.shape[0] >= 2:
                     yield x, y
         model = train_classifier_batches(epoch, ds.num_classes, ds.channels, size, max(1, len(lab) // batch), epochs,
-                                         seed=seed, device=device)
+                                         seed=seed, device=device, arch=arch)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         torch.save({"config": model.config(), "state_dict": model.state_dict()}, tmp)
         tmp.replace(path)
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
-        model = SmallClassifier(**blob["config"])
+        model = classifier_from_config(blob["config"])
         model.load_state_dict(blob["state_dict"])
     except Exception as e:  # noqa: BLE001
         raise EvalError(f"classifier file {path} is damaged or not a classifier ({type(e).__name__}: {e})") from None
@@ -191,9 +195,14 @@ def open_test(spec: str, size: int):
 def evaluate(samples: Samples, data: str, size: int, metrics=("fid",), extractor: str = "auto",
              classifier: str | None = None, train_classifier_: bool = True, classifier_epochs: int = 30,
              splits: int = 10, batch: int = 100, device="cpu", seed: int = 0, use_cache: bool = True,
-             max_bad_fraction: float = 0.01, strict: bool = True) -> dict:
+             max_bad_fraction: float = 0.01, strict: bool = True, classifier_arch: str = "small") -> dict:
     """Metrics of `samples` against the real data set `data` at `size` px (see the module docstring).
-    Returns {"metrics": {...}, "timing": {...}, protocol fields}."""
+    ``classifier_arch`` (small | resnet18) is the architecture of the classifiers trained here: the RA /
+    GAN-test one on the real data and GAN-train's on the samples. Returns {"metrics": {...},
+    "timing": {...}, protocol fields}."""
+    if classifier_arch not in CLASSIFIER_ARCHS:
+        raise EvalError(f"unknown classifier architecture {classifier_arch!r}; choose from "
+                        f"{', '.join(CLASSIFIER_ARCHS)}")
     metrics = parse_metrics(metrics)
     device = torch.device(device)
     t_all = time.perf_counter()
@@ -216,7 +225,8 @@ def evaluate(samples: Samples, data: str, size: int, metrics=("fid",), extractor
     if need_clf:
         clf, out["classifier"], out["classifier_sha256"] = get_classifier(
             data, size, real, device, classifier_epochs, seed, classifier, train_classifier_,
-            max_bad_fraction=max_bad_fraction)
+            max_bad_fraction=max_bad_fraction, arch=classifier_arch)
+        out["classifier_arch"] = clf.config().get("arch", "small")
     out["timing"]["classifier_s"] = time.perf_counter() - t0
     clf_space = extr is None
     extr = extr if extr is not None else clf
@@ -271,7 +281,8 @@ def evaluate(samples: Samples, data: str, size: int, metrics=("fid",), extractor
         else:
             t0 = time.perf_counter()
             fx, fy = samples.tensors()
-            m = train_classifier(fx, fy, nc, epochs=classifier_epochs, seed=seed, device=device)
+            m = train_classifier(fx, fy, nc, epochs=classifier_epochs, seed=seed, device=device, arch=classifier_arch)
+            out["gan_train_classifier_arch"] = classifier_arch
             M["gan_train"] = test_accuracy(lambda x: m(x)["logits"].argmax(1), test, device, batch, max_bad_fraction)
             out["timing"]["gan_train_s"] = time.perf_counter() - t0
     out["test_split"] = test.name if test is not None else None

@@ -35,6 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="sphericgan", choices=sorted(MODELS), help="which system to train")
     p.add_argument("--data", default="digits", help="data set spec (digits, cub200:/path, folder:/path, ...)")
+    p.add_argument("--preset", default=None,
+                   help="the section of the model's preset file to use instead of the one named after the data set "
+                        "family, e.g. --preset dogs120 / celeba500 for lcpgan on class folders, --preset fs100 for "
+                        "medgan (python -m ssgan_fast.train --model M --preset list lists them)")
     p.add_argument("--config", default=None, help="YAML file with train: / model: overrides")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override one setting, e.g. --set model.lam=2 --set train.batch_labeled=64")
@@ -85,15 +89,23 @@ def _parse_value(v: str):
         return v
 
 
-def _preset(model: str, data: str) -> dict:
+def presets_of(model: str) -> dict:
+    """The sections of ssgan_fast/configs/<model>.yaml ({} for a model without a preset file)."""
     try:
         text = resources.files("ssgan_fast.configs").joinpath(f"{model}.yaml").read_text()
     except FileNotFoundError:  # a model without a preset: TrainConfig's and its Config's defaults
-        return {"train": {}, "model": {}}
-    presets = yaml.safe_load(text) or {}
+        return {}
+    return yaml.safe_load(text) or {}
+
+
+def _preset(model: str, data: str, preset: str | None = None) -> dict:
+    presets = presets_of(model)
     family = data.split(":")[0]
+    if preset is not None and preset not in presets:
+        known = sorted(set(presets) - {"default"})
+        raise ValueError(f"--preset {preset!r}: {model} has no such preset; known: {', '.join(known) or 'none'}")
     out = {"train": {}, "model": {}}
-    for sec in ("default", family):
+    for sec in ("default", preset or family):
         for k in ("train", "model"):
             out[k].update((presets.get(sec) or {}).get(k) or {})
     return out
@@ -103,7 +115,7 @@ def resolve(args) -> TrainConfig:  # noqa: F821
     from .engine.trainer import TrainConfig
     from .models import get_model
     from .models.base import config_from_dict
-    layers = _preset(args.model, args.data)
+    layers = _preset(args.model, args.data, args.preset)
     if args.config:
         f = Path(args.config)
         if not f.is_file():
@@ -144,6 +156,7 @@ def resolve(args) -> TrainConfig:  # noqa: F821
             raise ValueError(f"--set {kv!r}: use train.<field>=value or model.<field>=value")
         layers[sec][name] = _parse_value(val)
     t["model"], t["data"] = args.model, args.data
+    t["preset"] = args.preset or args.data.split(":")[0]
     t["progress"] = not args.no_progress
     if "device" not in t:
         t["device"] = "cuda" if torch.cuda.is_available() else "cpu"
@@ -170,6 +183,10 @@ def resolve(args) -> TrainConfig:  # noqa: F821
         raise ValueError(f"--device {cfg.device}: no CUDA device is available")
     if cfg.steps and cfg.epochs:
         raise ValueError("give steps or epochs, not both")
+    from .metrics.classifier import CLASSIFIER_ARCHS
+    if cfg.eval_classifier not in CLASSIFIER_ARCHS:
+        raise ValueError(f"train.eval_classifier must be one of {', '.join(CLASSIFIER_ARCHS)}, got "
+                         f"{cfg.eval_classifier!r}")
     return cfg
 
 
@@ -203,6 +220,13 @@ def _main(args, parser) -> int:
     from .data import DataError
     from .engine.run import USER_ERRORS as user_errors
     from .engine.trainer import NonFiniteLoss, Trainer
+    if args.preset == "list":
+        for name, sec in presets_of(args.model).items():
+            if name != "default":
+                t = (sec or {}).get("train") or {}
+                print(f"{name}: " + ", ".join(f"{k}={t[k]}" for k in ("size", "labels_per_class", "label_fraction",
+                                                                     "batch_labeled", "steps", "epochs") if k in t))
+        return 0
     try:
         if args.resume:
             from .engine.config import TrainConfig

@@ -117,3 +117,44 @@ def make_npz(path: Path, n: int = 30, size: int = 48, classes: int = 3, seed: in
     timgs = np.stack([picture(int(y), i, size, size, rng) for i, y in enumerate(tl)])
     np.savez(path, images=imgs, labels=labels, test_images=timgs, test_labels=tl)
     return path
+
+
+def make_dogs(root: Path, classes: int = 3, train: int = 6, test: int = 3, seed: int = 4) -> Path:
+    """Stanford Dogs as distributed: Images/n020856xx-Breed_k/n020856xx_<i>.jpg and the MATLAB lists
+    train_list.mat / test_list.mat (file_list: a cell array of relative paths, labels: 1-based)."""
+    from scipy.io import savemat
+    rng = np.random.default_rng(seed)
+    lists = {"train": [], "test": []}
+    for c in range(classes):
+        folder = f"n0208{5620 + c}-Breed_{c}"
+        for i in range(train + test):
+            rel = f"{folder}/n0208{5620 + c}_{i}.jpg"
+            _save(picture(c, i, int(rng.integers(80, 140)), int(rng.integers(80, 140)), rng), root / "Images" / rel,
+                  "RGB")
+            lists["train" if i < train else "test"].append((rel, c + 1))
+    for which, rows in lists.items():
+        fl = np.empty((len(rows), 1), dtype=object)
+        for k, (rel, _) in enumerate(rows):
+            fl[k, 0] = np.array([rel])
+        savemat(str(root / f"{which}_list.mat"),
+                {"file_list": fl, "labels": np.array([[y] for _, y in rows], dtype=np.float64)})
+    return root
+
+
+def make_celeba(root: Path, sizes=(9, 6, 6, 3, 1), seed: int = 5) -> Path:
+    """CelebA as distributed: Img/img_align_celeba/<000001>.jpg and Anno/identity_CelebA.txt, with
+    identity ids 101, 102, ... having sizes[k] images each (interleaved file numbers, as in CelebA)."""
+    rng = np.random.default_rng(seed)
+    rows, n = [], 0
+    left = list(sizes)
+    while any(left):
+        for k in range(len(sizes)):
+            if left[k]:
+                n += 1
+                left[k] -= 1
+                name = f"{n:06d}.jpg"
+                _save(picture(k, n, 109, 89, rng), root / "Img" / "img_align_celeba" / name, "RGB")
+                rows.append(f"{name} {101 + k}")
+    (root / "Anno").mkdir(parents=True, exist_ok=True)
+    (root / "Anno" / "identity_CelebA.txt").write_text("\n".join(rows) + "\n")
+    return root

@@ -10,6 +10,11 @@
     cub200:/path[?bbox=1]     CUB_200_2011 layout (images.txt, image_class_labels.txt,
                               train_test_split.txt, bounding_boxes.txt); bbox=1 crops to the box
     cifar10:/path, cifar100:/path   the python pickle batches (the folder or its parent)
+    dogs120:/path             Stanford Dogs: Images/<wnid-name>/*.jpg + train_list.mat / test_list.mat
+                              (in the folder or its lists/); classes = the sorted breed folders
+    celeba500:/path[?classes=500]   CelebA identities: img_align_celeba/ + identity_CelebA.txt (in the
+                              folder or its Img/ / Anno/); the `classes` largest identities (ties: the
+                              smaller id), per identity the first 2/3 of its files (sorted) train, the rest test
 
 More: docs/modules.md, section ssgan_fast.data.datasets.
 """
@@ -323,6 +328,93 @@ def _cub200(path: str, size: int, split: str, opts: dict) -> ImageDataset:
                         files=files, boxes=boxes, class_names=names, ids=[str(i) for i in keep], root=str(root))
 
 
+def _find(root: Path, name: str, subs=("",)) -> Path | None:
+    for sub in subs:
+        f = root / sub / name if sub else root / name
+        if f.exists():
+            return f
+    return None
+
+
+def _mat_files(f: Path, what: str) -> list[str]:
+    """The relative image paths of a Stanford Dogs list file (MATLAB cell array 'file_list')."""
+    from scipy.io import loadmat
+    try:
+        m = loadmat(str(f))
+        return [str(np.asarray(e).ravel()[0]) for e in np.asarray(m["file_list"]).ravel()]
+    except Exception as e:  # noqa: BLE001 - scipy raises several types for bad files
+        raise DataError(f"{what}: {f} is not a Stanford Dogs list file with a file_list ({type(e).__name__}: {e})") \
+            from None
+
+
+def _dogs120(path: str, size: int, split: str) -> ImageDataset:
+    root = _check_dir(path, "dogs120")
+    images = _find(root, "Images")
+    if images is None or not images.is_dir():
+        raise DataError(f"dogs120: {root} has no Images/ folder (Images/<wnid-breed>/*.jpg)")
+    classes = sorted(d.name for d in images.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not classes:
+        raise DataError(f"dogs120: {images} has no breed folders")
+    index = {c: i for i, c in enumerate(classes)}
+    files = []
+    for which in (("train", "test") if split == "all" else (split,)):
+        f = _find(root, f"{which}_list.mat", ("", "lists"))
+        if f is None:
+            raise DataError(f"dogs120: missing {which}_list.mat in {root} or {root / 'lists'}")
+        files += _mat_files(f, "dogs120")
+    unknown = sorted({Path(r).parts[0] for r in files} - set(index))
+    if unknown:
+        raise DataError(f"dogs120: the list files name breed folder(s) not under {images}: {unknown[:5]}")
+    paths = [str(images / r) for r in files]
+    missing = [p for p in paths if not os.path.isfile(p)]
+    if missing:
+        raise DataError(f"dogs120: {len(missing)} listed image file(s) do not exist, e.g. {missing[:3]}")
+    y = np.array([index[Path(r).parts[0]] for r in files], dtype=np.int64)
+    names = [c.split("-", 1)[1] if "-" in c else c for c in classes]
+    return ImageDataset(f"dogs120:{root.resolve()}-{split}", y, len(classes), size, files=paths, class_names=names,
+                        ids=files, root=str(images))
+
+
+def _celeba500(path: str, size: int, split: str, opts: dict) -> ImageDataset:
+    root = _check_dir(path, "celeba500")
+    try:
+        k = int(opts.get("classes", 500))
+    except ValueError:
+        raise DataError(f"celeba500: classes must be an integer, got {opts['classes']!r}") from None
+    if k < 2:
+        raise DataError(f"celeba500: classes must be >= 2, got {k}")
+    img_dir = _find(root, "img_align_celeba", ("", "Img"))
+    ident = _find(root, "identity_CelebA.txt", ("", "Anno"))
+    if img_dir is None or ident is None:
+        raise DataError(f"celeba500: {root} needs img_align_celeba/ and identity_CelebA.txt (there, or in Img/ and "
+                        "Anno/)")
+    by_id: dict[int, list[str]] = {}
+    for ln, line in enumerate(ident.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = line.split()
+        if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
+            raise DataError(f"{ident}:{ln}: expected '<file> <identity>', got {line!r}")
+        by_id.setdefault(int(parts[1]), []).append(parts[0])
+    if len(by_id) < k:
+        raise DataError(f"celeba500: {ident} has {len(by_id)} identities, fewer than classes={k}")
+    top = sorted(by_id, key=lambda i: (-len(by_id[i]), i))[:k]
+    files, labels = [], []
+    for c, i in enumerate(sorted(top)):  # class index = rank of the identity id among the chosen
+        fs = sorted(by_id[i])
+        n_train = round(len(fs) * 2 / 3)
+        part = {"train": fs[:n_train], "test": fs[n_train:], "all": fs}[split]
+        files += part
+        labels += [c] * len(part)
+    paths = [str(img_dir / f) for f in files]
+    missing = [p for p in paths if not os.path.isfile(p)]
+    if missing:
+        raise DataError(f"celeba500: {len(missing)} image file(s) listed in {ident.name} do not exist, e.g. "
+                        f"{missing[:3]}")
+    return ImageDataset(f"celeba500:{root.resolve()}-k{k}-{split}", np.array(labels, dtype=np.int64), k, size,
+                        files=paths, class_names=[str(i) for i in sorted(top)], ids=files, root=str(img_dir))
+
+
 def _cifar(path: str, size: int, split: str, n: int) -> ImageDataset:
     root = _check_dir(path, f"cifar{n}")
     sub = "cifar-10-batches-py" if n == 10 else "cifar-100-python"
@@ -402,10 +494,14 @@ def open_dataset(spec: str = "digits", split: str = "train", size: int = 32):
         return _cub200(path, size, split, opts)
     if name in ("cifar10", "cifar100"):
         return _cifar(path, size, split, 10 if name == "cifar10" else 100)
+    if name == "dogs120":
+        return _dogs120(path, size, split)
+    if name == "celeba500":
+        return _celeba500(path, size, split, opts)
     if name == "npz":
         return _npz(path, size, split)
     raise DataError(f"unknown data set {name!r} in spec {spec!r}; known: digits, ring2d, ring2d-cvae, folder:, "
-                    "domains:, cub200:, cifar10:, cifar100:, npz:")
+                    "domains:, cub200:, cifar10:, cifar100:, dogs120:, celeba500:, npz:")
 
 
 def load_arrays(spec: str, split: str = "train", size: int = 32) -> ImageDataset:

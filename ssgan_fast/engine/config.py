@@ -41,6 +41,8 @@ class TrainConfig:
     # auto (Inception when its weights are present, else the classifier) | inception | classifier
     eval_extractor: str = "auto"
     eval_classifier_epochs: int = 10
+    # small (a 3-stage CNN) | resnet18 (the AAM paper's GAN-train / GAN-test classifier, Sec. 4.3)
+    eval_classifier: str = "small"
     eval_batch: int = 50
     max_bad_fraction: float = 0.01  # more unreadable images than this fraction stops the run (naming them)
     # a file of image ids / paths whose labels are kept (the labeled subset), instead of a drawn split
@@ -50,6 +52,7 @@ class TrainConfig:
     augment_crop: int = 0
     augment_translate: float = 0.0
     progress: bool = True
+    preset: str = ""  # the preset section the run was configured from (the data set family unless --preset)
     model_cfg: dict = field(default_factory=dict)
 
     @classmethod

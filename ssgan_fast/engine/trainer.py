@@ -359,7 +359,8 @@ class Trainer:
         self.model.eval()
         try:
             out = evaluate(samples, cfg.data, cfg.size, cfg.eval_metrics, extractor=cfg.eval_extractor,
-                           classifier_epochs=cfg.eval_classifier_epochs, batch=cfg.eval_batch, device=self.device,
+                           classifier_epochs=cfg.eval_classifier_epochs, classifier_arch=cfg.eval_classifier,
+                           batch=cfg.eval_batch, device=self.device,
                            seed=cfg.seed, max_bad_fraction=cfg.max_bad_fraction, strict=False)
         finally:
             self.model.train(was)

@@ -16,7 +16,8 @@ from torch import nn
 
 log = logging.getLogger("ssgan_fast")
 
-__all__ = ["SmallClassifier", "train_classifier", "train_classifier_batches", "evaluate_accuracy", "random_shift"]
+__all__ = ["SmallClassifier", "ResNet18Classifier", "make_classifier", "CLASSIFIER_ARCHS", "train_classifier",
+           "train_classifier_batches", "evaluate_accuracy", "random_shift"]
 
 
 def _stage(cin, cout, stride):
@@ -40,16 +41,79 @@ class SmallClassifier(nn.Module):
 
     @property
     def ident(self) -> str:
-        h = hashlib.sha256()
-        for t in self.state_dict().values():
-            h.update(t.detach().cpu().numpy().tobytes())
-        return "small-classifier:" + h.hexdigest()[:16]
+        return "small-classifier:" + _digest(self)
 
     def forward(self, x: torch.Tensor) -> dict:
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"images must be [N, {self.in_channels}, H, W] in [-1, 1], got shape {tuple(x.shape)}")
         pool = self.features(x.float())
         return {"pool": pool, "logits": self.fc(pool)}
+
+
+class ResNet18Classifier(nn.Module):
+    """torchvision's ResNet-18 (random init), [-1, 1] inputs of any channel count; below 64 px the
+    CIFAR variant of the stem (conv 3x3 stride 1, no max-pool), as ResNet-18s trained on CIFAR-100 use.
+    Returns {"pool": the 512-d pooled features, "logits"}."""
+
+    def __init__(self, num_classes: int, in_channels: int = 3, size: int = 32):
+        super().__init__()
+        from torchvision.models import resnet18
+        if num_classes < 2:
+            raise ValueError(f"a classifier needs >= 2 classes, got {num_classes}")
+        self.num_classes, self.in_channels, self.size = num_classes, in_channels, size
+        net = resnet18(weights=None, num_classes=num_classes)
+        if size < 64:
+            net.conv1 = nn.Conv2d(in_channels, 64, 3, 1, 1, bias=False)
+            net.maxpool = nn.Identity()
+        elif in_channels != 3:
+            net.conv1 = nn.Conv2d(in_channels, 64, 7, 2, 3, bias=False)
+        self.fc = net.fc
+        net.fc = nn.Identity()
+        self.net = net
+        self.dim = 512
+
+    def config(self) -> dict:
+        return {"arch": "resnet18", "num_classes": self.num_classes, "in_channels": self.in_channels,
+                "size": self.size}
+
+    @property
+    def ident(self) -> str:
+        return "resnet18-classifier:" + _digest(self)
+
+    def forward(self, x: torch.Tensor) -> dict:
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f"images must be [N, {self.in_channels}, H, W] in [-1, 1], got shape {tuple(x.shape)}")
+        pool = self.net(x.float())
+        return {"pool": pool, "logits": self.fc(pool)}
+
+
+CLASSIFIER_ARCHS = ("small", "resnet18")
+
+
+def make_classifier(arch: str = "small", num_classes: int = 10, in_channels: int = 3, size: int = 32,
+                    width: int = 32) -> nn.Module:
+    """The RA / GAN-train / GAN-test classifier: ``small`` (SmallClassifier, `width`) or ``resnet18``."""
+    if arch == "small":
+        return SmallClassifier(num_classes, in_channels, width)
+    if arch == "resnet18":
+        return ResNet18Classifier(num_classes, in_channels, size)
+    raise ValueError(f"unknown classifier architecture {arch!r}; choose from {', '.join(CLASSIFIER_ARCHS)}")
+
+
+def classifier_from_config(config: dict) -> nn.Module:
+    """The classifier a saved ``config()`` describes (files saved before ``arch`` existed are small)."""
+    c = dict(config)
+    arch = c.pop("arch", "small")
+    if arch == "small":
+        return SmallClassifier(**c)
+    return make_classifier(arch, c["num_classes"], c["in_channels"], c["size"])
+
+
+def _digest(model: nn.Module) -> str:
+    h = hashlib.sha256()
+    for t in model.state_dict().values():
+        h.update(t.detach().cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 def random_shift(x: torch.Tensor, pad: int, gen: torch.Generator) -> torch.Tensor:
@@ -69,8 +133,8 @@ def random_shift(x: torch.Tensor, pad: int, gen: torch.Generator) -> torch.Tenso
 
 def train_classifier(images: torch.Tensor, labels: torch.Tensor, num_classes: int, epochs: int = 30,
                      batch_size: int = 128, lr: float = 2e-3, seed: int = 0, device="cpu",
-                     width: int = 32, progress: bool = False) -> SmallClassifier:
-    """Train a SmallClassifier on images [N, C, H, W] in [-1, 1] with integer labels (Adam, cosine
+                     width: int = 32, progress: bool = False, arch: str = "small") -> nn.Module:
+    """Train a classifier (make_classifier `arch`) on images [N, C, H, W] in [-1, 1] with integer labels (Adam, cosine
     schedule, random translations). Deterministic for a seed on CPU."""
     if images.shape[0] != labels.shape[0] or images.shape[0] < 2:
         raise ValueError(f"need >= 2 images with one label each, got {images.shape[0]} images, "
@@ -85,17 +149,17 @@ def train_classifier(images: torch.Tensor, labels: torch.Tensor, num_classes: in
             idx = perm[i:i + batch_size]
             yield images[idx], labels[idx]
     return train_classifier_batches(epoch, num_classes, images.shape[1], images.shape[2], max(1, N // batch_size),
-                                    epochs, lr, seed, device, width, progress)
+                                    epochs, lr, seed, device, width, progress, arch)
 
 
 def train_classifier_batches(batches, num_classes: int, in_channels: int, size: int, steps_per_epoch: int,
                              epochs: int = 30, lr: float = 2e-3, seed: int = 0, device="cpu", width: int = 32,
-                             progress: bool = False) -> SmallClassifier:
+                             progress: bool = False, arch: str = "small") -> nn.Module:
     """train_classifier on streamed data: ``batches(epoch)`` yields (images, labels) batches (for
     data sets read from files, one decode pass per epoch; nothing else is kept)."""
     torch.manual_seed(seed)
     aug_gen = torch.Generator().manual_seed(seed + 1)
-    model = SmallClassifier(num_classes, in_channels, width).to(device)
+    model = make_classifier(arch, num_classes, in_channels, size, width).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, epochs * steps_per_epoch))
     it = range(epochs)

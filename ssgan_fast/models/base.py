@@ -65,6 +65,26 @@ def fake_loss(logits: torch.Tensor) -> torch.Tensor:
     return F.softplus(logits).mean()
 
 
+def triple_c_adversarial(logp: torch.Tensor, d_logits, exact: bool) -> torch.Tensor:
+    """Triple-GAN's adversarial term of C: C makes its pairs (x_u, y ~ p_c(y | x_u)) look real to D,
+    E_{p_c}[-log D(x, y)] (non-saturating). logp [n, K] = log p_c; ``d_logits(ys, r)`` = D's logits of
+    the n images each repeated r times in a row, with labels ys [n r]. exact: the sum over the K
+    classes; else one sampled y per image with the score-function gradient (Triple-GAN's estimator for
+    large label sets), unbiased; its value is not the loss's (log only the exact one)."""
+    n, K = logp.shape
+    if exact:
+        ys = torch.arange(K, device=logp.device).repeat(n)
+        d = F.softplus(-d_logits(ys, K).float()).view(n, K)  # -log D(x, y)
+        return (logp.exp() * d).sum(1).mean()
+    y = torch.multinomial(logp.exp().detach(), 1)[:, 0]
+    with torch.no_grad():
+        d = F.softplus(-d_logits(y, 1).float())
+        # leave-one-out baseline: the mean of the other rows' values (the batch mean itself would
+        # include the row's own value and shrink the gradient by 1 - 1/n)
+        base = (d.sum() - d) / (n - 1) if n > 1 else torch.zeros_like(d)
+    return (logp.gather(1, y[:, None])[:, 0] * (d - base)).mean()
+
+
 def uncompiled(m: nn.Module):
     """m's eager call even where the trainer compiled it in place (--compile): for passes that need
     what compiled graphs lack, such as the double backward of a gradient penalty."""

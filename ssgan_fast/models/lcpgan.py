@@ -25,7 +25,7 @@ from torch import nn
 from ..nn.blocks import ResNetClassifier, ResNetDiscriminator, ResNetGenerator, thumbnail
 from ..nn.clip import FrozenCLIP, ResNet50Classifier, ResNet50Features
 from ..ops import cosine_softmax, group_offsets, prototype_ema_update
-from .base import FP32, GANModel, fake_loss, real_loss, register, uncompiled
+from .base import FP32, GANModel, fake_loss, real_loss, register, triple_c_adversarial, uncompiled
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,10 @@ class LCPGANConfig:
     delta: float = 0.1  # Eq. 3 temperature
     proto_momentum: float = 0.05  # mu of Eq. 2
     kmeans_rounds: int = 5  # soft k-means rounds after the hard initialisation
+    # the images clustered per class (Sec. 3.2): all = labeled with their labels and unlabeled with
+    # one-hot(C(x)) (Eq. 1; C first trained c_warmup steps on the labeled images); labeled = those only
+    cluster_images: str = "all"
+    c_warmup: int = 500  # cluster_images all: C's steps on the labeled images before it labels the rest
     feat_net: str = "resnet50"  # resnet50 (the paper) | thumbnail (8x8 grayscale, for tiny data like digits)
     feat_center: bool = False  # subtract the labeled images' mean feature before the cosines
     feat_weights: str = ""  # registry name of the ResNet-50 weights ('resnet50-imagenet'); '' = random
@@ -74,6 +78,14 @@ class LCPGANConfig:
     clusters: bool = True
     learn_prompts: bool = True
     clip_loss: bool = False
+    # Table 2's rows: scheme lcp = Eq. 9-11 (D_class takes every real image with its Eq. 1 label as real);
+    # triple = the Semi-BigGAN baseline's Triple-GAN scheme (Sec. 4.1): D_class takes the labeled pairs as
+    # real, G's pairs (weight 1 - triple_alpha) and C's pairs (x_u, y ~ p_c; weight triple_alpha) as fake,
+    # and C also makes its pairs look real. d_clusters: D_class conditioned on the cluster memberships
+    # (real: Eq. 3's u_x, fake: u_z) in place of the class ("Semi-BigGAN+Clusters", Sec. 4.4)
+    scheme: str = "lcp"
+    triple_alpha: float = 0.5
+    d_clusters: bool = False
     lr: float = 2e-4
     beta1: float = 0.0
     beta2: float = 0.999
@@ -173,6 +185,15 @@ class LCPGAN(GANModel):
             raise ValueError(f"base must be one of {sorted(BASES)}, got {cfg.base!r}")
         if not 1 <= cfg.max_clusters <= 16:
             raise ValueError(f"max_clusters must be in 1..16, got {cfg.max_clusters}")
+        if cfg.cluster_images not in ("all", "labeled"):
+            raise ValueError(f"cluster_images must be 'all' or 'labeled', got {cfg.cluster_images!r}")
+        if cfg.scheme not in ("lcp", "triple") or not 0 <= cfg.triple_alpha <= 1:
+            raise ValueError(f"need scheme 'lcp' or 'triple' and triple_alpha in [0, 1], got {cfg.scheme!r}, "
+                             f"{cfg.triple_alpha}")
+        if cfg.d_clusters and not cfg.clusters:
+            raise ValueError("d_clusters conditions D_class on the clusters: it needs clusters=true")
+        if cfg.c_warmup < 0:
+            raise ValueError(f"c_warmup must be >= 0, got {cfg.c_warmup}")
         if not -1 <= cfg.merge_cos <= 1 or not cfg.delta > 0 or not 0 <= cfg.proto_momentum <= 1:
             raise ValueError("need merge_cos in [-1, 1], delta > 0 and proto_momentum in [0, 1]")
         size, ch, nc = info["size"], info["channels"], info["num_classes"]
@@ -185,7 +206,8 @@ class LCPGAN(GANModel):
         self.class_names = names
         self.base = base = BASES[cfg.base]()
         self.G = base.generator(cfg, slots, size, ch)
-        self.Dclass = base.discriminator(cfg, nc, size, ch)
+        self.Dclass = base.discriminator(cfg, slots if cfg.d_clusters else nc, size, ch)
+        self.slots = slots
         if cfg.r1_every < 1:
             raise ValueError(f"r1_every must be >= 1, got {cfg.r1_every}")
         self.r1 = cfg.r1_gamma > 0 or (cfg.r1_gamma < 0 and base.r1_by_default)
@@ -267,13 +289,13 @@ class LCPGAN(GANModel):
         self.pl_mean.copy_(a.detach())
         return (lengths - a).pow(2).mean() * self.pl_weight * self.cfg.pl_every
 
-    def _r1(self, xr, y, amp):
+    def _r1(self, xr, y, u, amp):
         """Lazy R1 (StyleGAN2): gamma / 2 * E||grad_x D(x_real)||^2 * r1_every, D run uncompiled (double
         backward)."""
         g = self.cfg.r1_gamma if self.cfg.r1_gamma > 0 else 0.0002 * self.size ** 2 / xr.shape[0]
         x = xr.detach().float().requires_grad_(True)
         with amp.ctx():
-            out = uncompiled(self.Dclass)(x, y)[0].float()
+            out = self._dcls(x, y, u, uncompiled(self.Dclass)).float()
         grad, = torch.autograd.grad(out.sum(), x, create_graph=True)
         return g / 2 * grad.float().pow(2).sum((1, 2, 3)).mean() * self.cfg.r1_every
 
@@ -371,7 +393,15 @@ class LCPGAN(GANModel):
         noise = torch.cat([z.expand(steps, -1), torch.ones(steps, self.protos.shape[0], device=t.device)], 1)
         return self._g(noise, torch.full((steps,), y, device=t.device), u=u)[0]
 
-    preparation = "intra-class clusters (features of the labeled images)"
+    @property
+    def preparation(self):
+        if self.cfg.cluster_images == "labeled":
+            return "intra-class clusters (features of the labeled images)"
+        return (f"intra-class clusters (features of all images; the unlabeled ones labeled by C (Eq. 1) after "
+                f"{self.cfg.c_warmup} warm-up steps on the labeled images)")
+
+    def preparation_info(self):
+        return {"clusters": dict(self._prep_info)} if getattr(self, "_prep_info", None) else {}
 
     def preparation_missing(self):
         if not bool((self.counts > 0).all()):
@@ -379,16 +409,64 @@ class LCPGAN(GANModel):
                     "before training, a checkpoint restores them")
         return None
 
-    @torch.no_grad()
     def prepare(self, data, seed: int = 0):
-        """Intra-class clusters from the labeled images, streamed: only their features are kept."""
+        """Intra-class clusters (Sec. 3.2), streamed: only the features are kept. cluster_images all: C
+        learns the labeled images for c_warmup steps, then every image is clustered within its class of
+        Eq. 1 (ground truth if labeled, else one-hot(C(x)))."""
+        dev = self.protos.device
         feats, labels = [], []
-        for x, y in data.batches("labeled"):
-            feats.append(self.fnet(x.to(self.protos.device)).float())
-            labels.append(y.to(self.protos.device))
+        with torch.no_grad():
+            for x, y in data.batches("labeled"):
+                feats.append(self.fnet(x.to(dev)).float())
+                labels.append(y.to(dev))
         if not feats:
             raise ValueError("lcpgan: no readable labeled image to cluster")
-        self.fit_features(torch.cat(feats), torch.cat(labels), seed)
+        n_lab = sum(len(y) for y in labels)
+        info = {"images": self.cfg.cluster_images, "labeled": n_lab, "unlabeled": 0}
+        if self.cfg.cluster_images == "all":
+            info["c_warmup_accuracy"] = self._warm_up_c(data, seed)
+            was = self.C.training
+            self.C.eval()
+            with torch.no_grad():
+                for x, _ in data.batches("unlabeled"):
+                    x = x.to(dev)
+                    feats.append(self.fnet(x).float())
+                    labels.append(self.C(x).argmax(1))  # Eq. 1: one-hot(C(x)) for an unlabeled image
+            self.C.train(was)
+            info["unlabeled"] = sum(len(y) for y in labels) - n_lab
+        with torch.no_grad():
+            self.fit_features(torch.cat(feats), torch.cat(labels), seed)
+        self._prep_info = info
+
+    def _warm_up_c(self, data, seed: int) -> float | None:
+        """c_warmup Adam steps of C on the labeled images (Eq. 10's labeled term; C's own optimizer),
+        cycling through them; returns C's accuracy on them afterwards (%), None without steps."""
+        if self.cfg.c_warmup == 0:
+            return None
+        dev = self.protos.device
+        opt, done = self._opts["C"], 0
+        self.C.train()
+        while done < self.cfg.c_warmup:
+            for x, y in data.batches("labeled"):
+                x, y = x.to(dev), y.to(dev)
+                loss = F.cross_entropy(self.C(x).float(), y)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                done += 1
+                if done == self.cfg.c_warmup:
+                    break
+        hits = n = 0
+        self.C.eval()
+        with torch.no_grad():
+            for x, y in data.batches("labeled"):
+                hits += int((self.C(x.to(dev)).argmax(1) == y.to(dev)).sum())
+                n += len(y)
+        self.C.train()
+        acc = 100.0 * hits / max(1, n)
+        log.info("lcpgan: C warmed up for %d steps on the labeled images (%.1f %% of them right) to label the "
+                 "unlabeled ones for the clusters (Eq. 1)", self.cfg.c_warmup, acc)
+        return acc
 
     @torch.no_grad()
     def fit_clusters(self, images, labels, seed: int = 0, batch: int = 64):
@@ -451,6 +529,14 @@ class LCPGAN(GANModel):
         return self.Dprompt(self.clip.encode_image(x), txt, u)
 
     # ------------------------------------------------------------------ training
+    def _dcls(self, x, y, u, D=None):
+        """D_class's logit of images x: on the class y (Eq. 9), or with d_clusters on the memberships u
+        [B, K] (padded to every cluster slot)."""
+        D = D or self.Dclass
+        if self.cfg.d_clusters:
+            return D(x, u=F.pad(u.float(), (0, self.slots - u.shape[1])))[0]
+        return D(x, y)[0]
+
     def train_step(self, batch, step, amp=None):
         """One iteration: D_class + D_prompt (Eq. 8-9, 11), C (Eq. 10), G (Eq. 11), the prototypes (Eq. 2)."""
         self.require_prepared()
@@ -472,23 +558,38 @@ class LCPGAN(GANModel):
         noise = self.noise(x.shape[0])
         y_z = torch.randint(0, self.nc, (x.shape[0],), device=self.protos.device)
         with torch.no_grad(), amp.ctx():
-            y_u = self.C(x_u).argmax(1) if x_u.shape[0] else y_l[:0]
+            logit_u = self.C(x_u).float() if x_u.shape[0] else None
+            y_u = logit_u.argmax(1) if x_u.shape[0] else y_l[:0]
             y = torch.cat([y_l, y_u])  # Eq. 1
             f = self.features(x)
             u_x = self.memberships(f, y)  # Eq. 3
             x_z, u_z = self._g(noise, y_z, train=True)
         return SimpleNamespace(x_l=x_l, y_l=y_l, x_u=x_u, x=x, noise=noise, y_z=y_z, y=y, f=f, u_x=u_x,
-                               x_z=x_z.to(x.dtype), u_z=u_z, aug=getattr(self, "ada", None), txt=None)
+                               x_z=x_z.to(x.dtype), u_z=u_z, aug=getattr(self, "ada", None), txt=None,
+                               logit_u=logit_u)
 
     def _d_phase(self, s, step, amp):
         """D_class (Eq. 9, + lazy R1) and D_prompt with the learnable prompts (Eq. 8, lambda of Eq. 11)."""
         cfg = self.cfg
         with amp.ctx():
             xr, xf = (s.aug(s.x), s.aug(s.x_z)) if s.aug is not None else (s.x, s.x_z)
-            out_r = self.Dclass(xr, s.y)[0]
-            ld = {"D/class_real": real_loss(out_r), "D/class_fake": fake_loss(self.Dclass(xf, s.y_z)[0])}  # Eq. 9
+            if cfg.scheme == "triple":  # Semi-BigGAN: the labeled pairs are real, G's and C's pairs fake
+                n, a = s.x_l.shape[0], cfg.triple_alpha if s.x_u.shape[0] else 0.0
+                x_u = xr[n:]
+                xr, yr, ur = xr[:n], s.y_l, s.u_x[:n]
+                out_r = self._dcls(xr, yr, ur)
+                ld = {"D/class_real": real_loss(out_r),
+                      "D/class_fake": (1 - a) * fake_loss(self._dcls(xf, s.y_z, s.u_z))}
+                if s.x_u.shape[0]:
+                    y_s = torch.multinomial(torch.softmax(s.logit_u, 1), 1)[:, 0]  # y ~ p_c(y | x_u)
+                    ld["D/pseudo_fake"] = a * fake_loss(self._dcls(x_u, y_s, self.memberships(s.f[n:], y_s)))
+            else:
+                yr, ur = s.y, s.u_x
+                out_r = self._dcls(xr, yr, ur)
+                ld = {"D/class_real": real_loss(out_r),  # Eq. 9
+                      "D/class_fake": fake_loss(self._dcls(xf, s.y_z, s.u_z))}
             if self._r1_due(step):
-                ld["D/r1"] = self._r1(xr, s.y, amp)
+                ld["D/r1"] = self._r1(xr, yr, ur, amp)
             if cfg.prompt_d:
                 s.txt = self._text_feats(cfg.learn_prompts)
                 ld["D/prompt_real"] = real_loss(self._dprompt(s.x, s.txt, s.u_x))  # Eq. 8
@@ -505,11 +606,23 @@ class LCPGAN(GANModel):
             lc = {"C/labeled": F.cross_entropy(self.C(s.x_l).float(), s.y_l),
                   "C/fake": F.cross_entropy(self.C(s.x_z).float(), s.y_z)}
             if s.x_u.shape[0]:
-                p = torch.softmax(self.C(s.x_u).float(), 1)
+                logit = self.C(s.x_u).float()
+                p = torch.softmax(logit, 1)
                 lc["C/entropy"] = -(p * torch.log(p.clamp_min(1e-12))).sum(1).mean()
+                if self.cfg.scheme == "triple":  # Triple-GAN: C makes its pairs look real to D_class
+                    lc["C/adv"] = self.cfg.triple_alpha * self._triple_c(s, F.log_softmax(logit, 1))
             loss_c = sum(lc.values())
         amp.step(loss_c, self._opts["C"], list(self.C.parameters()))
         return {k: v.detach() for k, v in lc.items()}
+
+    def _triple_c(self, s, logp):
+        """C's adversarial term (models.base.triple_c_adversarial) on D_class: exact up to 16 classes."""
+        x_u, f_u = s.x_u, s.f[s.x_l.shape[0]:]
+
+        def d_logits(ys, r):
+            xs, fs = (x_u.repeat_interleave(r, 0), f_u.repeat_interleave(r, 0)) if r > 1 else (x_u, f_u)
+            return self._dcls(xs, ys, self.memberships(fs, ys) if self.cfg.d_clusters else None)
+        return triple_c_adversarial(logp, d_logits, logp.shape[1] <= 16)
 
     def _g_phase(self, s, step, amp):
         """Eq. 11: D_class, L_label^fake (C), lambda x D_prompt; the L_CLIP baseline (Sec. 4.4); lazy path length."""
@@ -517,7 +630,7 @@ class LCPGAN(GANModel):
         with amp.ctx():
             x_g, u_g = self._g(s.noise, s.y_z, train=True)
             xg_d = s.aug(x_g) if s.aug is not None else x_g
-            lg = {"G/class": real_loss(self.Dclass(xg_d, s.y_z)[0]),
+            lg = {"G/class": real_loss(self._dcls(xg_d, s.y_z, u_g)),
                   "G/label": F.cross_entropy(self.C(x_g).float(), s.y_z)}  # L_label^fake
             if cfg.prompt_d:
                 lg["G/prompt"] = cfg.lam * real_loss(self._dprompt(x_g, s.txt.detach(), u_g))

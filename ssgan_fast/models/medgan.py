@@ -21,7 +21,7 @@ from torch import nn
 from ..nn.blocks import MLP, DBlock, ResNetClassifier, ResNetGenerator, SNLinear, blocks_for
 from ..nn.mask import MaskEmbedding
 from ..ops import box_mask, cutmix, sample_cutmix_boxes, sample_region_boxes
-from .base import FP32, GANModel, fake_loss, rand_perm, real_loss, register
+from .base import FP32, GANModel, fake_loss, rand_perm, real_loss, register, triple_c_adversarial
 
 
 @dataclass
@@ -344,19 +344,13 @@ class TripleGAN(MEDGAN):
         return lc
 
     def _triple_c(self, x_u, pts, dev):
-        """C's adversarial term: C makes its pairs (x_u, y ~ p_c) look real to D, E_{p_c(y|x)}[-log D(x, y)]
-        (non-saturating). Exact sum over classes for 2-D data and up to 16 classes; else one sampled y
-        per image with the score-function gradient (Triple-GAN's own estimator for large label sets)."""
+        """C's adversarial term (models.base.triple_c_adversarial): exact over the classes for 2-D data
+        and up to 16 classes, else sampled."""
         logp = F.log_softmax(self.C(x_u).float(), 1)
-        n, K = logp.shape
-        m = self._region(n, dev)
-        if pts or K <= 16:
-            xs = x_u.repeat_interleave(K, 0)
-            ys = torch.arange(K, device=dev).repeat(n)
-            ms = None if m is None else m.repeat_interleave(K, 0)
-            d = F.softplus(-self.D(xs, ms, ys).float()).view(n, K)  # -log D(x, y)
-            return (logp.exp() * d).sum(1).mean()
-        y = torch.multinomial(logp.exp().detach(), 1)[:, 0]
-        with torch.no_grad():
-            d = F.softplus(-self.D(x_u, m, y).float())
-        return (logp.gather(1, y[:, None])[:, 0] * (d - d.mean())).mean()
+        m = self._region(logp.shape[0], dev)
+
+        def d_logits(ys, r):
+            xs = x_u.repeat_interleave(r, 0) if r > 1 else x_u
+            ms = None if m is None else (m.repeat_interleave(r, 0) if r > 1 else m)
+            return self.D(xs, ms, ys)
+        return triple_c_adversarial(logp, d_logits, bool(pts) or logp.shape[1] <= 16)

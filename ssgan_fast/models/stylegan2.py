@@ -245,14 +245,16 @@ class StyleDiscriminator(nn.Module):
         h = self.conv(minibatch_std(h))
         return self.fc(h.flatten(1))
 
-    def forward(self, x, y=None):
+    def forward(self, x, y=None, u=None):
+        """y [B] class indices, or u [B, num_classes] soft memberships in place of their one-hot rows."""
         h = self.features(x)
         out = self.out(h)
         if not self.num_classes:
             return out.squeeze(1), h
-        if y is None:
-            raise ValueError("a conditional StyleDiscriminator needs the labels y")
-        cmap = self.mapping(_pixel_norm(self.embed(one_hot(y, self.num_classes, h.dtype))))
+        if y is None and u is None:
+            raise ValueError("a conditional StyleDiscriminator needs the labels y (or memberships u)")
+        c = u.to(h.dtype) if u is not None else one_hot(y, self.num_classes, h.dtype)
+        cmap = self.mapping(_pixel_norm(self.embed(c)))
         return (out * cmap.to(out.dtype)).sum(1) / math.sqrt(self.cmap_dim), h
 
 

@@ -224,10 +224,13 @@ class ResNetDiscriminator(nn.Module):
             h = b(h)
         return F.relu(h).sum((2, 3))
 
-    def forward(self, x, y=None):
+    def forward(self, x, y=None, u=None):
+        """y [B] class indices, or u [B, num_classes] soft memberships (a blend of the embedding rows)."""
         h = self.features(x)
         out = self.lin(h).squeeze(1)
-        if y is not None and self.embed is not None:
+        if self.embed is not None and u is not None:
+            out = out + ((u.to(h.dtype) @ self.embed.weight.t()) * h).sum(1)
+        elif y is not None and self.embed is not None:
             out = out + (self.embed.weight.t()[y] * h).sum(1)
         return out, h
 

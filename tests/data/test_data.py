@@ -289,3 +289,51 @@ def test_augment_fused_cpu_kernel_equals_torch_ops(aug, monkeypatch):
     xp = F.pad(xf, (2, 2, 2, 2), mode="reflect")
     ref = torch.stack([xp[i, :, 2 + dy[i]:2 + dy[i] + 6, 2 + dx[i]:2 + dx[i] + 7] for i in range(3)])
     assert torch.equal(out, ref)
+
+
+def test_dogs120_layout(tmp_path):
+    """Stanford Dogs as distributed (Images/ + MATLAB lists at the root or in lists/): the lists' split,
+    classes = the sorted breed folders (names without the WordNet id), missing files named."""
+    import shutil
+
+    from tests.layouts import make_dogs
+    root = make_dogs(tmp_path / "dogs", classes=3, train=4, test=2)
+    tr, te = open_dataset(f"dogs120:{root}", "train", size=16), open_dataset(f"dogs120:{root}", "test", size=16)
+    assert len(tr) == 12 and len(te) == 6 and tr.num_classes == 3
+    assert tr.class_names == ["Breed_0", "Breed_1", "Breed_2"]
+    assert sorted(set(tr.labels.tolist())) == [0, 1, 2] and np.bincount(te.labels).tolist() == [2, 2, 2]
+    assert set(tr.ids).isdisjoint(te.ids) and len(open_dataset(f"dogs120:{root}", "all", size=16)) == 18
+    assert tr.load(0).shape == (16, 16, 3)
+    (root / "lists").mkdir()
+    for f in ("train_list.mat", "test_list.mat"):
+        shutil.move(str(root / f), str(root / "lists" / f))
+    assert len(open_dataset(f"dogs120:{root}", "train", size=16)) == 12
+    first = sorted((root / "Images").rglob("*.jpg"))[0]
+    first.unlink()
+    with pytest.raises(DataError, match="1 listed image file"):
+        open_dataset(f"dogs120:{root}", "all", size=16)
+    (root / "lists" / "test_list.mat").unlink()
+    with pytest.raises(DataError, match="missing test_list.mat"):
+        open_dataset(f"dogs120:{root}", "test", size=16)
+
+
+def test_celeba500_layout(tmp_path):
+    """CelebA as distributed (Img/img_align_celeba + Anno/identity_CelebA.txt): the `classes` largest
+    identities (ties to the smaller id), 2/3 of each identity's sorted files for training."""
+    from tests.layouts import make_celeba
+    root = make_celeba(tmp_path / "celeba", sizes=(9, 6, 6, 3, 1))
+    tr = open_dataset(f"celeba500:{root}?classes=3", "train", size=16)
+    te = open_dataset(f"celeba500:{root}?classes=3", "test", size=16)
+    assert tr.num_classes == 3 and tr.class_names == ["101", "102", "103"]
+    assert np.bincount(tr.labels).tolist() == [6, 4, 4] and np.bincount(te.labels).tolist() == [3, 2, 2]
+    assert set(tr.ids).isdisjoint(te.ids) and tr.load(0).shape == (16, 16, 3)
+    assert tr.ids[:6] == sorted(tr.ids[:6])  # an identity's first files (sorted) are its training images
+    tie = open_dataset(f"celeba500:{root}?classes=2", "all", size=16)
+    assert tie.class_names == ["101", "102"]  # 102 and 103 tie at 6 images: the smaller id
+    with pytest.raises(DataError, match="fewer than classes=500"):
+        open_dataset(f"celeba500:{root}", "train", size=16)
+    with pytest.raises(DataError, match="classes must be an integer"):
+        open_dataset(f"celeba500:{root}?classes=x", "train", size=16)
+    (root / "Anno" / "identity_CelebA.txt").write_text("000001.jpg\n")
+    with pytest.raises(DataError, match="expected '<file> <identity>'"):
+        open_dataset(f"celeba500:{root}?classes=2", "train", size=16)

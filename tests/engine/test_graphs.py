@@ -22,7 +22,7 @@ TINY = {
     "aam-stargan": ["--set", "model.ch=4", "--set", "model.g_repeat=1", "--set", "model.n_critic=2", "--set",
                     "model.num_sources=6"],
     "lcpgan": ["--set", "model.ch=4", "--set", "model.c_ch=4", "--set", "model.z_dim=8", "--set",
-               "model.head_dim=16"],
+               "model.head_dim=16", "--set", "model.c_warmup=3"],
 }
 VARIANTS = {  # the other code paths of the steps
     "lcpgan-stylegan2-ada": ["--model", "lcpgan", *TINY["lcpgan"], "--set", "model.base=stylegan2", "--set",

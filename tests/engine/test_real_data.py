@@ -26,7 +26,8 @@ SMALL = {
                    "model.prior_samples=200"],
     "cvaegan": ["model.ch=4", "model.c_ch=4", "model.z_dim=8"],
     "lcpgan": ["model.ch=4", "model.c_ch=4", "model.z_dim=8", "model.head_dim=16", "model.clip_arch=tiny",
-               "model.clip_weights=", "model.feat_net=thumbnail", "model.feat_weights=", "model.c_net=small"],
+               "model.clip_weights=", "model.feat_net=thumbnail", "model.feat_weights=", "model.c_net=small",
+               "model.c_warmup=3"],
     "medgan": ["model.ch=4", "model.c_ch=4"],
     "triplegan": ["model.ch=4", "model.c_ch=4"],
     "aam-acgan": ["model.ch=4", "model.z_dim=8"],
@@ -47,7 +48,9 @@ def data_root(tmp_path_factory):
             "folder": f"folder:{layouts.make_folder(root / 'folder', classes=3, per_class=8)}",
             "cifar10": f"cifar10:{layouts.make_cifar(root / 'cifar', 10, per_batch=8)}",
             "cifar100": f"cifar100:{layouts.make_cifar(root / 'cifar100', 100, per_batch=8)}",
-            "npz": f"npz:{layouts.make_npz(root / 'set.npz', n=30, size=40)}"}
+            "npz": f"npz:{layouts.make_npz(root / 'set.npz', n=30, size=40)}",
+            "dogs": f"dogs120:{layouts.make_dogs(root / 'dogs', classes=3, train=6, test=2)}",
+            "celeba": f"celeba500:{layouts.make_celeba(root / 'celeba', sizes=(9, 9, 6, 3))}?classes=3"}
 
 
 @pytest.fixture(autouse=True)
@@ -119,6 +122,39 @@ def _end_to_end(model, spec, size, loader, tmp_path):
 @pytest.mark.parametrize("model,layout,loader", CI_RUNS)
 def test_every_model_end_to_end_on_files(model, layout, loader, size, data_root, tmp_path):
     _end_to_end(model, data_root[layout], size, loader, tmp_path)
+
+
+@pytest.mark.parametrize("model,layout,preset,want", [
+    ("lcpgan", "dogs", [], {"preset": "dogs120", "labels_per_class": 50}),
+    ("lcpgan", "celeba", [], {"preset": "celeba500", "labels_per_class": 10}),
+    ("medgan", "folder", ["--preset", "fs100"], {"preset": "fs100", "labels_per_class": 20, "size": 64}),
+    ("aam-stargan", "cifar100", [], {"preset": "cifar100", "eval_classifier": "resnet18", "batch_labeled": 16})])
+def test_paper_presets_on_their_layouts(model, layout, preset, want, data_root, tmp_path):
+    """The papers' data sets in their own layouts pick their presets (by family, or --preset): the
+    preset's label budget and settings reach config.json, and the run trains and evaluates (the label
+    budget, batch and steps cut down here for the tiny layouts)."""
+    from ssgan_fast.train import _preset
+    p = _preset(model, data_root[layout], preset[1] if preset else None)["train"]
+    assert all(p.get(k) == v for k, v in want.items() if k != "preset"), p
+    out = tmp_path / "runs"
+    assert _train(model, data_root[layout], 64, "tensor", out, *preset) == 0
+    run = _only_run(out)
+    cfg = json.loads((run / "config.json").read_text())["train"]
+    assert cfg["preset"] == want["preset"] and cfg["label_fraction"] == 0.5  # the flag beats the preset
+    m = json.loads((run / "metrics.json").read_text())
+    if model == "aam-stargan":
+        assert m["classifier_arch"] == "resnet18" and m["gan_train_classifier_arch"] == "resnet18"
+        assert "gan_train" in m["metrics"] and "gan_test" in m["metrics"]
+    if model == "lcpgan":
+        c = m["preparation"]["clusters"]
+        assert c["images"] == "all" and c["unlabeled"] > 0
+
+
+def test_preset_flag_errors(capsys):
+    assert _rc(train_main, ["--model", "medgan", "--preset", "nope"]) == 2
+    assert "no such preset; known: " in capsys.readouterr().err
+    assert _rc(train_main, ["--model", "medgan", "--preset", "list"]) == 0
+    assert "fs100: size=64, labels_per_class=20" in capsys.readouterr().out
 
 
 @pytest.mark.slow

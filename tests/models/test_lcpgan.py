@@ -330,3 +330,35 @@ def test_resnet50_classifier_option(tmp_path, monkeypatch):
         _model(fit=False, c_net="resnet50", c_weights="resnet50-imagenet")
     with pytest.raises(ValueError, match="c_net"):
         _model(fit=False, c_net="vgg")
+
+
+@pytest.mark.parametrize("images", ["all", "labeled"])
+def test_prepare_clusters_the_images_of_eq1(images):
+    """cluster_images all: C is warmed up on the labeled images, then every image is clustered in its
+    Eq. 1 class - ground truth if labeled, one-hot(C(x)) otherwise; labeled: the labeled images only.
+    Checked against fit_features on the features and labels built by hand."""
+    from ssgan_fast.data import PrepData
+    m, ds, split = _model(fit=False, cluster_images=images, c_warmup=100, c_ch=8, c_lr=2e-3)
+    c0 = {k: v.clone() for k, v in m.C.state_dict().items()}
+    data = PrepData(ds, split, batch=64)
+    m.prepare(data, seed=0)
+    info = m.preparation_info()["clusters"]
+    assert info["labeled"] == len(split.labeled)
+    lab = list(data.batches("labeled"))  # the same seeded order as prepare's (k-means depends on it)
+    feats, labels = [m.fnet(x).float() for x, _ in lab], [y for _, y in lab]
+    changed = any(not torch.equal(c0[k], v) for k, v in m.C.state_dict().items())
+    if images == "all":
+        assert info["unlabeled"] == len(split.unlabeled) and changed and info["c_warmup_accuracy"] > 50
+        m.C.eval()
+        with torch.no_grad():
+            for x, y in data.batches("unlabeled"):
+                assert bool((y == -1).all())
+                feats.append(m.fnet(x).float())
+                labels.append(m.C(x).argmax(1))  # Eq. 1
+        m.C.train()
+        assert len(set(torch.cat(labels[len(lab):]).tolist())) > 1  # C labels them into several classes
+    else:
+        assert info["unlabeled"] == 0 and not changed
+    got = m.protos.clone(), m.counts.clone()
+    m.fit_features(torch.cat(feats), torch.cat(labels), 0)
+    assert torch.equal(got[1], m.counts) and torch.allclose(got[0], m.protos, atol=1e-5)

@@ -13,12 +13,12 @@ from ssgan_fast.train import main as train_main
 SMALL = {"cvaegan": dict(ch=4, c_ch=4, z_dim=8), "aam-acgan": dict(ch=4, z_dim=8),
          "aam-stargan": dict(ch=4, g_repeat=1, num_sources=6),
          "lcpgan": dict(ch=4, c_ch=4, z_dim=8, clip_arch="tiny", feat_net="thumbnail", feat_center=True, head_dim=16,
-                        w_dim=16, map_layers=2)}
+                        w_dim=16, map_layers=2, c_warmup=3)}
 CLI_SMALL = {"cvaegan": ["--set", "model.ch=4", "--set", "model.c_ch=4", "--set", "model.z_dim=8"],
              "aam-acgan": ["--set", "model.ch=4", "--set", "model.z_dim=8"],
              "aam-stargan": ["--set", "model.ch=4", "--set", "model.g_repeat=1", "--set", "model.n_critic=2"],
              "lcpgan": ["--set", "model.ch=4", "--set", "model.c_ch=4", "--set", "model.z_dim=8", "--set",
-                        "model.head_dim=16"]}
+                        "model.head_dim=16", "--set", "model.c_warmup=3"]}
 ALL = {
     "cvaegan": {"C/ce", "D/real", "D/fake_p", "D/fake_f", "G/fm_d", "G/fm_c", "E/kl", "G/pair_img", "G/pair_d",
                 "G/pair_c"},

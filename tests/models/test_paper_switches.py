@@ -100,3 +100,68 @@ def test_presets_paper_defaults_and_digits_choices():
     assert get_model("medgan").Config().region_dist == "sum" and not get_model("medgan").Config().c_labeled
     assert get_model("triplegan").Config().c_labeled
     assert not get_model("cvaegan").Config().d_sn and _preset("cvaegan", "digits")["model"]["d_sn"] is True
+
+
+def _lcpgan(**kw):
+    from ssgan_fast.data import PrepData
+    ds, sp, info = _data()
+    info["class_names"] = [str(i) for i in range(10)]
+    M = get_model("lcpgan")
+    torch.manual_seed(0)
+    m = M(M.Config(ch=4, c_ch=4, z_dim=8, clip_arch="tiny", feat_net="thumbnail", feat_center=True, head_dim=16,
+                   c_warmup=5, **kw), info)
+    m.prepare(PrepData(ds, sp, batch=64))
+    return m, TensorLoader(ds, sp, 4, 4, seed=0)
+
+
+def test_lcpgan_table2_schemes():
+    """scheme lcp: D_class's real side is every image with its Eq. 1 label; triple (Semi-BigGAN): the
+    labeled pairs only, C's pairs are fakes and C gets Triple-GAN's adversarial term; d_clusters
+    ("+Clusters"): D_class conditioned on the Eq. 3 memberships. Each loss is recomputed from the
+    networks before the step (in eval mode: no dropout in C, no power iteration in D's spectral norm
+    between the two computations)."""
+    from ssgan_fast.models.base import real_loss
+    for kw in ({}, {"scheme": "triple", "prompt_d": False, "clusters": False},
+               {"scheme": "triple", "prompt_d": False, "d_clusters": True}, {"d_clusters": True}):
+        m, loader = _lcpgan(**kw)
+        m.eval()
+        b = next(loader)
+        x = torch.cat([b["x_l"], b["x_u"]])
+        with torch.no_grad():
+            y = torch.cat([b["y_l"], m.C(b["x_u"]).argmax(1)])
+            u = m.memberships(m.features(x), y)
+            if kw.get("d_clusters"):
+                assert m.Dclass.embed.weight.shape[1] == m.slots  # one projection row per cluster slot
+                u_pad = torch.nn.functional.pad(u, (0, m.slots - u.shape[1]))
+                out = m.Dclass(x, u=u_pad)[0]
+            else:
+                assert m.Dclass.embed.weight.shape[1] == 10
+                out = m.Dclass(x, y)[0]
+        losses = m.train_step(b, 0)
+        n = b["x_l"].shape[0]
+        want = real_loss(out[:n]) if kw.get("scheme") == "triple" else real_loss(out)
+        assert torch.allclose(losses["D/class_real"], want, atol=1e-5), kw
+        assert ({"D/pseudo_fake", "C/adv"} <= set(losses)) == (kw.get("scheme") == "triple")
+    import pytest
+    with pytest.raises(ValueError, match="d_clusters"):
+        _lcpgan(d_clusters=True, clusters=False)
+
+
+def test_triple_c_adversarial_sampled_gradient_is_unbiased():
+    """The score-function estimate of d/dlogits E_{p_c}[-log D(x, y)] averages to the exact sum's."""
+    from ssgan_fast.models.base import triple_c_adversarial
+    torch.manual_seed(0)
+    d = torch.randn(3, 20)  # D's logits of 3 images x 20 classes
+
+    def d_logits(ys, r):
+        rows = torch.arange(3).repeat_interleave(r)
+        return d[rows, ys]
+    logits = torch.randn(3, 20, requires_grad=True)
+    exact, = torch.autograd.grad(triple_c_adversarial(torch.log_softmax(logits, 1), d_logits, True), logits)
+    want = torch.softmax(logits, 1) * torch.nn.functional.softplus(-d)
+    assert torch.allclose(triple_c_adversarial(torch.log_softmax(logits, 1), d_logits, True), want.sum(1).mean())
+    est = torch.zeros_like(logits)
+    for _ in range(4000):
+        g, = torch.autograd.grad(triple_c_adversarial(torch.log_softmax(logits, 1), d_logits, False), logits)
+        est += g / 4000
+    assert torch.allclose(est, exact, atol=0.01), (est - exact).abs().max()
