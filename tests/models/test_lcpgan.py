@@ -203,7 +203,7 @@ def test_stylegan2_base_uses_style_d_and_lazy_r1():
     out = m.Dclass(x, y)[0]
     g, = torch.autograd.grad(out.sum(), x)
     want = 0.5 / 2 * g.pow(2).sum((1, 2, 3)).mean() * 3
-    torch.testing.assert_close(m._r1(x.detach(), y, Amp(None, "cpu")), want)
+    torch.testing.assert_close(m._r1(x.detach(), y, None, Amp(None, "cpu")), want)
     assert not _model(base="stylegan2", r1_gamma=0.0)[0].r1 and not _model()[0].r1  # off; biggan: off by default
     with pytest.raises(ValueError, match="r1_every"):
         _model(base="stylegan2", r1_every=0)
