@@ -18,7 +18,6 @@ import torch
 from .data import DataError, images_to_tensor, open_dataset, stream
 from .data.datasets import RESIZE_RULE
 from .metrics import (
-    CLASSIFIER_ARCHS,
     FIDInceptionV3,
     WeightsError,
     cfid,
@@ -29,7 +28,7 @@ from .metrics import (
     train_classifier_batches,
 )
 from .metrics.cache import cached
-from .metrics.classifier import classifier_from_config
+from .metrics.classifier import check_classifier_arch, classifier_from_config
 from .weights import sha256_file, weights_dir
 
 log = logging.getLogger("ssgan_fast")
@@ -130,8 +129,6 @@ def get_classifier(spec: str, size: int, ds, device, epochs: int = 30, seed: int
     """The RA / GAN-test classifier of a data set: loaded from `path` or from the weights folder
     (keyed by the data set's hash, the resolution, epochs, seed and architecture), else trained on the
     real training split (streamed; one decode pass per epoch) and saved there. (model, path, sha256)."""
-    if arch not in CLASSIFIER_ARCHS:
-        raise EvalError(f"unknown classifier architecture {arch!r}; choose from {', '.join(CLASSIFIER_ARCHS)}")
     if path is None:
         key = f"{ds.name.split(':')[0]}-{data_hash(ds)}-{size}-s{seed}-e{epochs}" + ("" if arch == "small" else
                                                                                     f"-{arch}")
@@ -200,9 +197,10 @@ def evaluate(samples: Samples, data: str, size: int, metrics=("fid",), extractor
     ``classifier_arch`` (small | resnet18) is the architecture of the classifiers trained here: the RA /
     GAN-test one on the real data and GAN-train's on the samples. Returns {"metrics": {...},
     "timing": {...}, protocol fields}."""
-    if classifier_arch not in CLASSIFIER_ARCHS:
-        raise EvalError(f"unknown classifier architecture {classifier_arch!r}; choose from "
-                        f"{', '.join(CLASSIFIER_ARCHS)}")
+    try:
+        check_classifier_arch(classifier_arch)
+    except ValueError as e:
+        raise EvalError(str(e)) from None
     metrics = parse_metrics(metrics)
     device = torch.device(device)
     t_all = time.perf_counter()

@@ -183,10 +183,11 @@ def resolve(args) -> TrainConfig:  # noqa: F821
         raise ValueError(f"--device {cfg.device}: no CUDA device is available")
     if cfg.steps and cfg.epochs:
         raise ValueError("give steps or epochs, not both")
-    from .metrics.classifier import CLASSIFIER_ARCHS
-    if cfg.eval_classifier not in CLASSIFIER_ARCHS:
-        raise ValueError(f"train.eval_classifier must be one of {', '.join(CLASSIFIER_ARCHS)}, got "
-                         f"{cfg.eval_classifier!r}")
+    from .metrics.classifier import check_classifier_arch
+    try:
+        check_classifier_arch(cfg.eval_classifier)
+    except ValueError as e:
+        raise ValueError(f"train.eval_classifier: {e}") from None
     return cfg
 
 

@@ -25,12 +25,37 @@ def _stage(cin, cout, stride):
                          nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
 
-class SmallClassifier(nn.Module):
-    def __init__(self, num_classes: int, in_channels: int = 3, width: int = 32):
+class _Classifier(nn.Module):
+    """What the classifiers share: [-1, 1] inputs checked, {"pool": features, "logits"} out, an ident
+    from the weights. Subclasses set ``kind``, ``body`` (images -> pooled features) and ``fc``."""
+    kind = ""
+
+    def __init__(self, num_classes: int, in_channels: int):
         super().__init__()
         if num_classes < 2:
             raise ValueError(f"a classifier needs >= 2 classes, got {num_classes}")
-        self.num_classes, self.in_channels, self.width = num_classes, in_channels, width
+        self.num_classes, self.in_channels = num_classes, in_channels
+
+    @property
+    def ident(self) -> str:
+        h = hashlib.sha256()
+        for t in self.state_dict().values():
+            h.update(t.detach().cpu().numpy().tobytes())
+        return f"{self.kind}-classifier:" + h.hexdigest()[:16]
+
+    def forward(self, x: torch.Tensor) -> dict:
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f"images must be [N, {self.in_channels}, H, W] in [-1, 1], got shape {tuple(x.shape)}")
+        pool = self.body(x.float())
+        return {"pool": pool, "logits": self.fc(pool)}
+
+
+class SmallClassifier(_Classifier):
+    kind = "small"
+
+    def __init__(self, num_classes: int, in_channels: int = 3, width: int = 32):
+        super().__init__(num_classes, in_channels)
+        self.width = width
         self.features = nn.Sequential(_stage(in_channels, width, 1), _stage(width, 2 * width, 2),
                                       _stage(2 * width, 4 * width, 2), nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.dim = 4 * width
@@ -39,28 +64,21 @@ class SmallClassifier(nn.Module):
     def config(self) -> dict:
         return {"num_classes": self.num_classes, "in_channels": self.in_channels, "width": self.width}
 
-    @property
-    def ident(self) -> str:
-        return "small-classifier:" + _digest(self)
-
-    def forward(self, x: torch.Tensor) -> dict:
-        if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f"images must be [N, {self.in_channels}, H, W] in [-1, 1], got shape {tuple(x.shape)}")
-        pool = self.features(x.float())
-        return {"pool": pool, "logits": self.fc(pool)}
+    def body(self, x):
+        return self.features(x)
 
 
-class ResNet18Classifier(nn.Module):
+class ResNet18Classifier(_Classifier):
     """torchvision's ResNet-18 (random init), [-1, 1] inputs of any channel count; below 64 px the
     CIFAR variant of the stem (conv 3x3 stride 1, no max-pool), as ResNet-18s trained on CIFAR-100 use.
     Returns {"pool": the 512-d pooled features, "logits"}."""
 
+    kind = "resnet18"
+
     def __init__(self, num_classes: int, in_channels: int = 3, size: int = 32):
-        super().__init__()
+        super().__init__(num_classes, in_channels)
         from torchvision.models import resnet18
-        if num_classes < 2:
-            raise ValueError(f"a classifier needs >= 2 classes, got {num_classes}")
-        self.num_classes, self.in_channels, self.size = num_classes, in_channels, size
+        self.size = size
         net = resnet18(weights=None, num_classes=num_classes)
         if size < 64:
             net.conv1 = nn.Conv2d(in_channels, 64, 3, 1, 1, bias=False)
@@ -76,44 +94,31 @@ class ResNet18Classifier(nn.Module):
         return {"arch": "resnet18", "num_classes": self.num_classes, "in_channels": self.in_channels,
                 "size": self.size}
 
-    @property
-    def ident(self) -> str:
-        return "resnet18-classifier:" + _digest(self)
-
-    def forward(self, x: torch.Tensor) -> dict:
-        if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f"images must be [N, {self.in_channels}, H, W] in [-1, 1], got shape {tuple(x.shape)}")
-        pool = self.net(x.float())
-        return {"pool": pool, "logits": self.fc(pool)}
+    def body(self, x):
+        return self.net(x)
 
 
 CLASSIFIER_ARCHS = ("small", "resnet18")
 
 
+def check_classifier_arch(arch: str) -> str:
+    if arch not in CLASSIFIER_ARCHS:
+        raise ValueError(f"unknown classifier architecture {arch!r}; choose from {', '.join(CLASSIFIER_ARCHS)}")
+    return arch
+
+
 def make_classifier(arch: str = "small", num_classes: int = 10, in_channels: int = 3, size: int = 32,
                     width: int = 32) -> nn.Module:
     """The RA / GAN-train / GAN-test classifier: ``small`` (SmallClassifier, `width`) or ``resnet18``."""
-    if arch == "small":
+    if check_classifier_arch(arch) == "small":
         return SmallClassifier(num_classes, in_channels, width)
-    if arch == "resnet18":
-        return ResNet18Classifier(num_classes, in_channels, size)
-    raise ValueError(f"unknown classifier architecture {arch!r}; choose from {', '.join(CLASSIFIER_ARCHS)}")
+    return ResNet18Classifier(num_classes, in_channels, size)
 
 
 def classifier_from_config(config: dict) -> nn.Module:
     """The classifier a saved ``config()`` describes (files saved before ``arch`` existed are small)."""
     c = dict(config)
-    arch = c.pop("arch", "small")
-    if arch == "small":
-        return SmallClassifier(**c)
-    return make_classifier(arch, c["num_classes"], c["in_channels"], c["size"])
-
-
-def _digest(model: nn.Module) -> str:
-    h = hashlib.sha256()
-    for t in model.state_dict().values():
-        h.update(t.detach().cpu().numpy().tobytes())
-    return h.hexdigest()[:16]
+    return make_classifier(c.pop("arch", "small"), **c)
 
 
 def random_shift(x: torch.Tensor, pad: int, gen: torch.Generator) -> torch.Tensor:

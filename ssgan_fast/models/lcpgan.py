@@ -207,7 +207,6 @@ class LCPGAN(GANModel):
         self.base = base = BASES[cfg.base]()
         self.G = base.generator(cfg, slots, size, ch)
         self.Dclass = base.discriminator(cfg, slots if cfg.d_clusters else nc, size, ch)
-        self.slots = slots
         if cfg.r1_every < 1:
             raise ValueError(f"r1_every must be >= 1, got {cfg.r1_every}")
         self.r1 = cfg.r1_gamma > 0 or (cfg.r1_gamma < 0 and base.r1_by_default)
@@ -534,7 +533,7 @@ class LCPGAN(GANModel):
         [B, K] (padded to every cluster slot)."""
         D = D or self.Dclass
         if self.cfg.d_clusters:
-            return D(x, u=F.pad(u.float(), (0, self.slots - u.shape[1])))[0]
+            return D(x, u=F.pad(u.float(), (0, self.protos.shape[0] - u.shape[1])))[0]
         return D(x, y)[0]
 
     def train_step(self, batch, step, amp=None):
@@ -582,7 +581,8 @@ class LCPGAN(GANModel):
                       "D/class_fake": (1 - a) * fake_loss(self._dcls(xf, s.y_z, s.u_z))}
                 if s.x_u.shape[0]:
                     y_s = torch.multinomial(torch.softmax(s.logit_u, 1), 1)[:, 0]  # y ~ p_c(y | x_u)
-                    ld["D/pseudo_fake"] = a * fake_loss(self._dcls(x_u, y_s, self.memberships(s.f[n:], y_s)))
+                    u_s = self.memberships(s.f[n:], y_s) if cfg.d_clusters else None
+                    ld["D/pseudo_fake"] = a * fake_loss(self._dcls(x_u, y_s, u_s))
             else:
                 yr, ur = s.y, s.u_x
                 out_r = self._dcls(xr, yr, ur)

@@ -56,10 +56,6 @@ class SphericGANConfig:
     # joint: P -> D -> (G, F) -> C, G and F back-propagated from one graph (the project's earlier order)
     update_order: str = "algorithm1"
     g_sn: bool = False  # spectral norm in G2 (the paper uses no such training strategy, Sec. 4.1)
-    # D_class's real side of Eq. 7: labeled = (x_l, y_l) only (the paper: "limited labeled data per class",
-    # D_prt covers the unlabeled data); all = also the unlabeled images with C's pseudo-labels
-    # (one-hot(C(x_u)), as the G-side alignment uses them), a choice against D_class overfitting tiny label sets
-    d_class_real: str = "labeled"
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -116,8 +112,6 @@ class SphericGAN(GANModel):
         self.prior_kind = self._prior_kind(cfg)
         if cfg.update_order not in ("algorithm1", "joint"):
             raise ValueError(f"update_order must be 'algorithm1' or 'joint', got {cfg.update_order!r}")
-        if cfg.d_class_real not in ("labeled", "all"):
-            raise ValueError(f"d_class_real must be 'labeled' or 'all', got {cfg.d_class_real!r}")
         self.G2 = ResNetGenerator(cfg.latent_dim, nc, size, cfg.ch, ch, attn_res=cfg.attn_res, sn=cfg.g_sn)
         self.Dprt = _DPrt(cfg, size, ch)
         self.Dclass = ResNetDiscriminator(nc, size, cfg.ch, ch, attn_res=cfg.attn_res)
@@ -311,9 +305,7 @@ class SphericGAN(GANModel):
             idt_r, _ = self.Dprt(s.x)
             idt_f, pf = self.Dprt(xz)
             ld = {"D/prt_adv": real_loss(idt_r) + fake_loss(idt_f)}  # Eq. 7, D_prt
-            if cfg.d_class_real == "all":  # a choice: the pseudo-labeled unlabeled images too
-                ld["D/class_adv"] = real_loss(self.Dclass(s.x, s.y_x)[0]) + fake_loss(self.Dclass(xz, s.y_z)[0])
-            elif s.x_l.shape[0]:
+            if s.x_l.shape[0]:
                 ld["D/class_adv"] = real_loss(self.Dclass(s.x_l, s.y_l)[0]) + fake_loss(self.Dclass(xz, s.y_z)[0])
             if cfg.latent_clustering:
                 target = cosine_softmax(zc, self.P.detach()).argmax(1)  # one-hot(phi(z°)), Eq. 1

@@ -131,8 +131,9 @@ def test_lcpgan_table2_schemes():
             y = torch.cat([b["y_l"], m.C(b["x_u"]).argmax(1)])
             u = m.memberships(m.features(x), y)
             if kw.get("d_clusters"):
-                assert m.Dclass.embed.weight.shape[1] == m.slots  # one projection row per cluster slot
-                u_pad = torch.nn.functional.pad(u, (0, m.slots - u.shape[1]))
+                slots = m.protos.shape[0]
+                assert m.Dclass.embed.weight.shape[1] == slots  # one projection row per cluster slot
+                u_pad = torch.nn.functional.pad(u, (0, slots - u.shape[1]))
                 out = m.Dclass(x, u=u_pad)[0]
             else:
                 assert m.Dclass.embed.weight.shape[1] == 10
