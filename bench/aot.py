@@ -173,6 +173,23 @@ def _cases(full: bool):
                         stats_mod._feature_stats_moments("triton", t(N, D, dtype=dt), lab, z, cnt, z.clone(), xtx)
                 yield f"feature_stats N{N} D{D} C{C}", st
 
+    # k-NN radii / radius counts (P/R k = 3, D/C k = 5, up to MAX_K): Inception (2048), small extractors
+    from ssgan_fast.ops import knn_radius_count, knn_smallest
+    from ssgan_fast.ops.knn import MAX_K
+    for D in ((3, 64, 100, 512, 2048) if full else (3, 2048)):
+        for N in (1, 7, 1000):
+            for k in (1, 3, 5, 10, MAX_K):
+                def nn(D=D, N=N, k=k):
+                    if k < N:
+                        knn_smallest(t(N, D), None, k)
+                    if k <= N:
+                        knn_smallest(t(N + 3, D), t(N, D), k)
+                yield f"knn_smallest N{N} D{D} k{k}", nn
+            def rc(D=D, N=N):
+                for inclusive in (False, True):
+                    knn_radius_count(t(N, D), t(N + 5, D), t(N), t(N + 5), inclusive)
+            yield f"knn_radius_count N{N} D{D}", rc
+
 
 def enumerate_specs(full: bool = True, launches=()):
     """{key: spec} of every GPU compile unit, from the dry walk and the recorded test-suite launches."""

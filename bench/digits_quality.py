@@ -1,5 +1,5 @@
 """Digits runs scored weights-free (ssgan_fast.metrics.digits): recognition by an independent SVM and the
-within-class spread ratio, on 1 000 samples (100 per class) of each run's generator (EMA where kept).
+within-class spread ratio, on 1 000 samples (100 per class) of each run's generator (EMA where kept, unless --no-ema).
 
     python bench/digits_quality.py --runs runs/00001-sphericgan-digits [...] [--out results.json]
 """
@@ -17,11 +17,13 @@ def main(argv=None) -> int:
     p.add_argument("--runs", nargs="+", required=True)
     p.add_argument("--per-class", type=int, default=100)
     p.add_argument("--out")
+    p.add_argument("--no-ema", action="store_true", help="score the trained generator, not its EMA copy")
     a = p.parse_args(argv)
     rows = {}
     for r in a.runs:
-        run = load_run(r, "cpu")
-        imgs, labels = generate(run.model, run.generator(), run.info["num_classes"], a.per_class, EVAL_SEED, run.device,
+        run = load_run(r, "cpu", use_ema=not a.no_ema)
+        imgs, labels = generate(run.model, run.generator(not a.no_ema), run.info["num_classes"], a.per_class,
+                                EVAL_SEED, run.device,
                                 run.info["kind"])
         s = digits_scores(imgs, labels)
         rows[r] = s

@@ -2,7 +2,7 @@
 // The module has no Python API of its own; importing it runs these registrations.
 //   prototype, aam: the per-op host functions of the shared cosine-logits core (cosine_logits.h),
 //                   their eager autograd (autograd.cpp), prototype_ema_rows (prototype.h)
-//   cutmix (cutmix.h), feature_stats (feature_stats.h), augment (augment.h: the loader's kernel)
+//   cutmix (cutmix.h), feature_stats (feature_stats.h), knn (knn.h), augment (augment.h: the loader's kernel)
 #include <Python.h>
 #include <torch/library.h>
 
@@ -13,6 +13,7 @@
 #include "cutmix.h"
 #include "errors.h"
 #include "feature_stats.h"
+#include "knn.h"
 #include "prototype.h"
 #include "shared.h"
 
@@ -48,6 +49,9 @@ TORCH_LIBRARY(ssgan_fast_C, m) {
   m.def("mask_embed_backward(Tensor grad, Tensor feat, Tensor emb) -> (Tensor, Tensor)");
   // feature_stats
   m.def("feature_stats_moments(Tensor x, Tensor labels, Tensor shift, Tensor(a!) count, Tensor(b!) sum, Tensor(c!) xtx) -> ()");
+  // knn
+  m.def("knn_smallest(Tensor x, Tensor? ref, int k) -> Tensor");
+  m.def("knn_radius_count(Tensor a, Tensor b, Tensor ra2, Tensor rb2, bool inclusive) -> (Tensor, Tensor, Tensor)");
   // the loader's augmentation
   m.def("augment_shift(Tensor x, Tensor dy, Tensor dx, Tensor flip, int mode, float fill, float divisor, float shift, bool to_float) -> Tensor");
   // the message a failed CUDA launch raises (SSGAN_CHECK_LAUNCH), callable for the tests on any machine
@@ -76,6 +80,8 @@ TORCH_LIBRARY_IMPL(ssgan_fast_C, CPU, m) {
   m.impl("mask_embed_forward", &ssgan_fast::mask_embed_forward_cpu);
   m.impl("mask_embed_backward", &ssgan_fast::mask_embed_backward_cpu);
   m.impl("feature_stats_moments", &ssgan_fast::feature_stats_moments_cpu);
+  m.impl("knn_smallest", &ssgan_fast::knn_smallest_cpu);
+  m.impl("knn_radius_count", &ssgan_fast::knn_radius_count_cpu);
   m.impl("augment_shift", &ssgan_fast::augment_shift_cpu);
 }
 
@@ -88,6 +94,8 @@ TORCH_LIBRARY_IMPL(ssgan_fast_C, CUDA, m) {
   m.impl("mask_embed_forward", &ssgan_fast::mask_embed_forward_cuda);
   m.impl("mask_embed_backward", &ssgan_fast::mask_embed_backward_cuda);
   m.impl("feature_stats_moments", &ssgan_fast::feature_stats_moments_cuda);
+  m.impl("knn_smallest", &ssgan_fast::knn_smallest_cuda);
+  m.impl("knn_radius_count", &ssgan_fast::knn_radius_count_cuda);
 }
 #define SSGAN_WITH_CUDA 1
 #else

@@ -43,7 +43,7 @@ def _load_triton():
     try:
         import triton  # noqa: F401
 
-        from ssgan_fast.kernels import cosine_logits, cosine_logits_fused, cutmix, feature_stats, prototype
+        from ssgan_fast.kernels import cosine_logits, cosine_logits_fused, cutmix, feature_stats, knn, prototype
     except Exception as e:  # ImportError, or a Triton that fails to initialise
         return None, f"Triton is not usable ({type(e).__name__}: {e})"
     rows = cosine_logits
@@ -57,7 +57,8 @@ def _load_triton():
                            cutmix_forward=cutmix.cutmix_forward, cutmix_backward=cutmix.cutmix_backward,
                            mask_embed_forward=cutmix.mask_embed_forward,
                            mask_embed_backward=cutmix.mask_embed_backward,
-                           feature_stats_moments=feature_stats.moments), ""
+                           feature_stats_moments=feature_stats.moments, knn_smallest=knn.knn_smallest,
+                           knn_radius_count=knn.knn_radius_count), ""
 
 
 class KernelError(RuntimeError):

@@ -29,11 +29,17 @@ from .metrics import (
 )
 from .metrics.cache import cached
 from .metrics.classifier import check_classifier_arch, classifier_from_config
+from .metrics.kid import KID_SEED, KID_SUBSET_SIZE, intra_kid, kid, kid_memory_bytes
+from .metrics.manifold import manifold_memory_bytes, manifold_metrics
 from .weights import sha256_file, weights_dir
 
 log = logging.getLogger("ssgan_fast")
 
-METRICS = ("fid", "intra_fid", "cfid", "is", "ra", "gan_train", "gan_test", "avg_conf")
+METRICS = ("fid", "intra_fid", "cfid", "is", "ra", "gan_train", "gan_test", "avg_conf", "kid", "intra_kid", "pr",
+           "intra_pr", "dc")
+# the metrics that need the features themselves (kept on the host, float32), not only their moments
+_KEPT = ("kid", "intra_kid", "pr", "intra_pr", "dc")
+K_PR, K_DC = 3, 5  # Kynkaenniemi et al. (pr50k3), Naeem et al.
 EXTRACTORS = ("auto", "inception", "classifier", "inception-random")
 _FID_FAMILY = ("fid", "intra_fid", "cfid")
 IS_SHUFFLE_SEED = 2020  # torch-fidelity's default rng seed for the IS shuffle
@@ -189,6 +195,47 @@ def open_test(spec: str, size: int):
     return test, None
 
 
+def _kept_metrics(metrics, ref, got, nc: int, suffix: str, out: dict):
+    """KID / Intra-KID, precision / recall (k = 3), density / coverage (k = 5) and per-class precision /
+    recall from the kept features of the one pass (the reference's from the cache)."""
+    M = out["metrics"]
+    rf, rl, ff, fl = ref["features"], ref["labels"], got.features, got.labels
+    if "kid" in metrics:
+        k = kid(rf, ff)
+        M[f"kid{suffix}_mean"], M[f"kid{suffix}_std"] = k["mean"], k["std"]
+        out["kid"] = {"subsets": k["subsets"], "subset_size": k["subset_size"], "seed": KID_SEED, "degree": 3,
+                      "kernel": "polynomial (x.y / dim + 1)^3"}
+    if "intra_kid" in metrics:
+        M[f"intra_kid{suffix}"], per = intra_kid(rf, rl, ff, fl, nc)
+        out["intra_kid_per_class"] = {str(c): {"mean": v["mean"], "std": v["std"], "subset_size": v["subset_size"]}
+                                      for c, v in per.items()}
+    if "pr" in metrics or "dc" in metrics:
+        o = manifold_metrics(rf, ff, k_pr=K_PR if "pr" in metrics else None, k_dc=K_DC if "dc" in metrics else None)
+        for name in ("precision", "recall", "density", "coverage"):
+            if name in o:
+                M[name + suffix] = o[name]
+    if "intra_pr" in metrics:
+        per, skipped = {}, []
+        for c in range(nc):
+            r, f = rf[rl == c], ff[fl == c]
+            if r.shape[0] <= K_PR or f.shape[0] <= K_PR:
+                skipped.append(c)
+                continue
+            o = manifold_metrics(r, f, k_pr=K_PR, k_dc=None)
+            per[str(c)] = {"precision": o["precision"], "recall": o["recall"]}
+        if not per:
+            raise EvalError(f"intra_pr: no class has more than {K_PR} real and generated samples")
+        if skipped:
+            log.warning("intra_pr: skipping classes with <= %d real or generated samples: %s", K_PR, skipped)
+        M["intra_precision" + suffix] = float(np.mean([v["precision"] for v in per.values()]))
+        M["intra_recall" + suffix] = float(np.mean([v["recall"] for v in per.values()]))
+        out["intra_pr_per_class"] = per
+    n_r, n_f, dim = rf.shape[0], ff.shape[0], rf.shape[1]
+    host = max(kid_memory_bytes(n_r, n_f, dim, KID_SUBSET_SIZE), manifold_memory_bytes(n_r, n_f, dim, K_DC))
+    out["kept_features"] = {"dtype": "float32", "n_real": n_r, "n_fake": n_f, "dim": dim, "k_pr": K_PR, "k_dc": K_DC,
+                            "inside": "d < r (prdc)", "host_bytes": host}
+
+
 def evaluate(samples: Samples, data: str, size: int, metrics=("fid",), extractor: str = "auto",
              classifier: str | None = None, train_classifier_: bool = True, classifier_epochs: int = 30,
              splits: int = 10, batch: int = 100, device="cpu", seed: int = 0, use_cache: bool = True,
@@ -235,12 +282,18 @@ def evaluate(samples: Samples, data: str, size: int, metrics=("fid",), extractor
     M = out["metrics"]
     t0 = time.perf_counter()
     fid_family = [m for m in metrics if m in _FID_FAMILY]
-    if fid_family:
+    keep = torch.float32 if any(m in metrics for m in _KEPT) else None
+    if fid_family or keep is not None:
         key = {"data": real.name, "hash": out["data_hash"], "split": "train", "size": size, "resize": RESIZE_RULE,
                "extractor": extr.ident, "num_classes": nc, "v": 2}
-        ref = cached(key, lambda: {"all": (c := collect(
-            stream(real, None, batch, device, max_bad_fraction=max_bad_fraction, what="reference statistics"),
-            extr, nc, device=device)).stats, "class": c.cstats}, device=device, use_cache=use_cache)
+        if keep is not None:
+            key["features"] = "float32"
+
+        def reference():
+            c = collect(stream(real, None, batch, device, max_bad_fraction=max_bad_fraction,
+                               what="reference statistics"), extr, nc, device=device, keep_features=keep)
+            return {"all": c.stats, "class": c.cstats, "features": c.features, "labels": c.labels}
+        ref = cached(key, reference, device=device, use_cache=use_cache)
     out["timing"]["real_features_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     ra_clf = clf if any(m in metrics for m in ("ra", "gan_test", "avg_conf")) else None
@@ -248,7 +301,7 @@ def evaluate(samples: Samples, data: str, size: int, metrics=("fid",), extractor
     fake = _same_channels(samples.batches(), real.channels, data) if clf_space else samples.batches()
     # generated samples arrive class by class: the IS splits are cut from a seeded shuffle
     got = collect(fake, extr, nc, total=len(samples), is_splits=is_splits, classifier=ra_clf, device=device,
-                  is_shuffle_seed=IS_SHUFFLE_SEED)
+                  is_shuffle_seed=IS_SHUFFLE_SEED, keep_features=keep)
     out["timing"]["fake_features_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     if "fid" in metrics:
@@ -267,6 +320,8 @@ def evaluate(samples: Samples, data: str, size: int, metrics=("fid",), extractor
         M["gan_test"] = 100.0 * got.accuracy  # the classifier trained on real data, on generated images
     if "avg_conf" in metrics:
         M["avg_conf"] = 100.0 * got.confidence
+    if keep is not None:
+        _kept_metrics(metrics, ref, got, nc, suffix, out)
     out["timing"]["statistics_s"] = time.perf_counter() - t0
     if ra_clf is not None and test is not None:
         out["classifier_real_test_accuracy"] = test_accuracy(lambda x: ra_clf(x)["logits"].argmax(1), test, device,

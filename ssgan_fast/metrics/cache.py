@@ -1,4 +1,5 @@
-"""Reference statistics of real data, cached as .npz keyed by data set + extractor identity.
+"""Reference statistics of real data (and, for KID / the k-NN metrics, their features), cached as .npz
+keyed by data set + extractor identity.
 
 Folder: ``$SSGAN_FAST_CACHE`` (default ``~/.cache/ssgan_fast/stats``). The key is a hash of a dict
 (data spec, split, resolution, extractor ident - which contains a hash of its weights - and the
@@ -36,6 +37,9 @@ def save_stats(path: Path, key: dict, stats: dict[str, FeatureStats | None]) -> 
     for name, st in stats.items():
         if st is None:
             continue
+        if isinstance(st, torch.Tensor):  # kept features / labels (KID, the k-NN metrics)
+            arrays[f"{name}.tensor"] = st.numpy()
+            continue
         sd = st.state_dict()
         arrays[f"{name}.meta"] = np.array([sd["dim"], -1 if sd["num_classes"] is None else sd["num_classes"]])
         for f in _FIELDS:
@@ -49,6 +53,9 @@ def save_stats(path: Path, key: dict, stats: dict[str, FeatureStats | None]) -> 
 def load_stats(path: Path, device="cpu") -> dict[str, FeatureStats]:
     out = {}
     with np.load(path) as z:
+        for k in z.keys():
+            if k.endswith(".tensor"):
+                out[k[:-len(".tensor")]] = torch.from_numpy(z[k])
         names = {k.split(".")[0] for k in z.keys() if k.endswith(".meta")}
         for name in names:
             dim, nc = (int(v) for v in z[f"{name}.meta"])
@@ -59,8 +66,9 @@ def load_stats(path: Path, device="cpu") -> dict[str, FeatureStats]:
     return out
 
 
-def cached(key: dict, compute, device="cpu", use_cache: bool = True) -> dict[str, FeatureStats]:
-    """compute() -> {name: FeatureStats}; loaded from the cache when the key was computed before."""
+def cached(key: dict, compute, device="cpu", use_cache: bool = True) -> dict[str, FeatureStats | torch.Tensor]:
+    """compute() -> {name: FeatureStats or a host tensor (kept features)}; loaded from the cache when the
+    key was computed before."""
     path = cache_dir() / f"{cache_key(key)}.npz"
     if use_cache and path.is_file():
         try:

@@ -30,9 +30,11 @@ __all__ = ["collect", "fid", "intra_fid", "cfid", "InceptionScore", "Collected"]
 
 class InceptionScore:
     """Streaming IS over `splits` consecutive splits of `total` samples: in arrival order, or - with
-    ``shuffle_seed`` - in the order of a seeded random permutation (as torch-fidelity shuffles
-    before splitting), so that samples arriving class by class do not give one class per split
-    (whose IS is ~1 whatever the samples)."""
+    ``shuffle_seed`` - in the order of a seeded random permutation, so that samples arriving class by
+    class do not give one class per split (whose IS is ~1 whatever the samples). The permutation
+    (``np.random.RandomState(seed).permutation``) and the split boundaries (split i holds positions
+    i * total // splits .. (i + 1) * total // splits) are torch-fidelity's ``isc_features_to_metric``:
+    the same logits and seed give its value."""
 
     def __init__(self, total: int, splits: int = 10, shuffle_seed: int | None = None):
         if total < splits or splits < 1:
@@ -40,7 +42,8 @@ class InceptionScore:
         self.total, self.splits, self.seen = total, splits, 0
         # position of arrival i in the (shuffled) order the splits are cut from
         self.position = (None if shuffle_seed is None else
-                         torch.from_numpy(np.argsort(np.random.default_rng(shuffle_seed).permutation(total))))
+                         torch.from_numpy(np.argsort(np.random.RandomState(shuffle_seed).permutation(total))))
+        self.bounds = torch.tensor([(i + 1) * total // splits for i in range(splits)])
         self.plogp = torch.zeros(splits, dtype=torch.float64)
         self.psum: torch.Tensor | None = None
         self.n = torch.zeros(splits, dtype=torch.float64)
@@ -54,7 +57,7 @@ class InceptionScore:
         if int(idx[-1]) >= self.total:
             raise ValueError(f"more than total = {self.total} samples were fed to the Inception Score")
         pos = idx if self.position is None else self.position[idx]
-        split = pos * self.splits // self.total
+        split = torch.searchsorted(self.bounds, pos, right=True)
         self.plogp.index_add_(0, split, (p * torch.log(p.clamp_min(1e-30))).sum(1))
         self.psum.index_add_(0, split, p)
         self.n.index_add_(0, split, torch.ones(B, dtype=torch.float64))
@@ -74,9 +77,13 @@ class Collected:
     accumulator and classifier hits."""
 
     def __init__(self, stats: FeatureStats, cstats: FeatureStats | None, is_acc: InceptionScore | None,
-                 correct: int, count: int, conf_sum: float = 0.0):
+                 correct: int, count: int, conf_sum: float = 0.0, features: torch.Tensor | None = None,
+                 labels: torch.Tensor | None = None):
         self.stats, self.cstats, self.is_acc, self.correct, self.count = stats, cstats, is_acc, correct, count
         self.conf_sum = conf_sum
+        # the pooled features themselves (host, float32 or the kept dtype) and their labels, where the
+        # k-NN / KID metrics need them (collect(keep_features=...))
+        self.features, self.labels = features, labels
 
     @property
     def accuracy(self) -> float:
@@ -92,13 +99,18 @@ class Collected:
 @torch.no_grad()
 def collect(batches: Iterable, extractor, num_classes: int | None = None, total: int | None = None,
             is_splits: int = 0, classifier=None, device="cpu", progress: bool = False,
-            is_shuffle_seed: int | None = None) -> Collected:
-    """One pass: batches yield (images [B, C, H, W] in [-1, 1], labels [B] or None)."""
+            is_shuffle_seed: int | None = None, keep_features=None) -> Collected:
+    """One pass: batches yield (images [B, C, H, W] in [-1, 1], labels [B] or None). ``keep_features``
+    (a dtype: torch.float32, or torch.float16 to halve the memory) also keeps the pooled features on the
+    host, N x dim in that dtype, with their labels (-1 where a batch has none): what KID and the k-NN
+    metrics (precision / recall, density / coverage) need. Every metric of the extractor comes from this
+    one pass over the images."""
     stats = FeatureStats(extractor.dim, device=device)
     cstats = FeatureStats(extractor.dim, num_classes, device=device) if num_classes else None
     is_acc = InceptionScore(total, is_splits, is_shuffle_seed) if is_splits else None
     correct = count = 0
     conf_sum = 0.0
+    kept, kept_labels = [], []
     it = batches
     if progress:
         from tqdm import tqdm
@@ -112,6 +124,10 @@ def collect(batches: Iterable, extractor, num_classes: int | None = None, total:
             keep = labels >= 0
             if bool(keep.any()):
                 cstats.update(feats[keep.to(device)], labels[keep].to(device))
+        if keep_features is not None:
+            kept.append(out["pool"].detach().to("cpu", keep_features))
+            kept_labels.append(labels.cpu().long() if labels is not None else
+                               torch.full((feats.shape[0],), -1, dtype=torch.int64))
         if is_acc is not None:
             is_acc.update(out["logits"])
         if classifier is not None and labels is not None:
@@ -120,7 +136,9 @@ def collect(batches: Iterable, extractor, num_classes: int | None = None, total:
             correct += int((pred == labels.cpu()).sum())
             conf_sum += float(torch.softmax(logits, 1).gather(1, labels.cpu().long()[:, None]).sum())
             count += int(labels.numel())
-    return Collected(stats, cstats, is_acc, correct, count, conf_sum)
+    feats = torch.cat(kept) if kept else None
+    return Collected(stats, cstats, is_acc, correct, count, conf_sum, feats,
+                     torch.cat(kept_labels) if kept_labels else None)
 
 
 def fid(real: FeatureStats, fake: FeatureStats) -> float:

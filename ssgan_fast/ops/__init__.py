@@ -9,6 +9,7 @@ tests/ops, bench/):
     aam            aam_logits, aam_cross_entropy
     cutmix         cutmix, mask_embed, sample_cutmix_boxes, sample_region_boxes, box_mask
     feature_stats  FeatureStats, frechet_distance, trace_sqrt_product
+    knn            knn_smallest, knn_radius_count (P/R, D/C: k-NN radii and radius counts in tiles)
 prototype and aam share one kernel core, cosine_logits ("normalised linear + softmax"):
 kernels/cosine_logits.py (row kernels), kernels/cosine_logits_fused.py (single-launch kernels),
 csrc/cpu/cosine_logits.cpp, csrc/cuda/cosine_logits.cu, csrc/cosine_logits_host.cpp and
@@ -21,8 +22,10 @@ from ._checks import emulated_capture
 from .aam import aam_cross_entropy, aam_logits
 from .cutmix import box_mask, cutmix, mask_embed, sample_cutmix_boxes, sample_region_boxes
 from .feature_stats import FeatureStats, frechet_distance, trace_sqrt_product
+from .knn import knn_radius_count, knn_smallest
 from .prototype import clustering_loss, cosine_softmax, group_offsets, prototype_ema_update
 
 __all__ = ["cosine_softmax", "clustering_loss", "prototype_ema_update", "group_offsets", "aam_logits",
            "aam_cross_entropy", "cutmix", "mask_embed", "sample_cutmix_boxes", "sample_region_boxes", "box_mask",
-           "FeatureStats", "frechet_distance", "trace_sqrt_product", "emulated_capture"]
+           "FeatureStats", "frechet_distance", "trace_sqrt_product", "knn_smallest", "knn_radius_count",
+           "emulated_capture"]

@@ -137,3 +137,33 @@ def feature_stats_moments(x: torch.Tensor, labels: torch.Tensor, shift: torch.Te
         yc = y[labels == c]
         xtx[c] = yc.t() @ yc
     return count, s, xtx
+
+
+# ---------------------------------------------------------------- op family 5: k-nearest neighbours
+
+def sq_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Squared Euclidean distances [M, N] of the rows of a [M, D] and b [N, D], summed from the
+    differences themselves (no GEMM + norms cancellation, no square root): the exact values the fast
+    paths' tiles approximate. Rows go in chunks of <= 2^24 differences at a time."""
+    step = max(1, (1 << 24) // max(1, b.shape[0] * a.shape[1]))
+    return torch.cat([(a[i:i + step, None, :] - b[None, :, :]).square().sum(-1) for i in range(0, a.shape[0], step)])
+
+
+def knn_smallest(x: torch.Tensor, ref: torch.Tensor | None, k: int) -> torch.Tensor:
+    """The k smallest squared distances [M, k], ascending, from each row of x to the rows of ref; ref
+    None: to the other rows of x (the row itself excluded by index, so a duplicate row is a neighbour
+    at 0 - column k - 1 is prdc's k + 1-th value of a row that includes itself)."""
+    d = sq_distances(x, x if ref is None else ref)
+    if ref is None:
+        d.fill_diagonal_(float("inf"))
+    return d.topk(k, dim=1, largest=False, sorted=True).values
+
+
+def knn_radius_count(a: torch.Tensor, b: torch.Tensor, ra2: torch.Tensor, rb2: torch.Tensor,
+                     inclusive: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One pass over the pairs (a_i, b_j) with d_ij the squared distance and ra2 [M] / rb2 [N] squared
+    radii: (cnt_a [M] int64 = #{j : d_ij < rb2_j}, cnt_b [N] int64 = #{i : d_ij < ra2_i},
+    nn_a [M] = min_j d_ij); inclusive: <= instead of <."""
+    d = sq_distances(a, b)
+    inside = torch.le if inclusive else torch.lt
+    return inside(d, rb2[None, :]).sum(1), inside(d, ra2[:, None]).sum(0), d.min(1).values
