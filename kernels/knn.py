@@ -5,8 +5,9 @@ BN rows of b (ref): the tile's inner products by tl.dot over BK-wide slices of D
 TF32, whose 10-bit mantissa would move distances across radii), the squared distances
 ||a||^2 + ||b||^2 - 2 a.b clamped at 0, then
 - knn_smallest: the row's k smallest so far live in a [BM, KP] register tile (KP = k rounded up to a power
-  of two, the spare slots -inf so they are never replaced); k times per tile the row minimum of the
-  tile replaces the row's largest kept value where smaller, and is masked out of the tile;
+  of two, the spare slots -inf so they are never replaced); k times per tile (a loop, k is a runtime
+  argument) the row minimum of the tile replaces the row's largest kept value where smaller, and is
+  masked out of the tile;
 - knn_radius_count: row counts and minima accumulate in registers (a program owns its rows); column
   counts go to int32 atomics, one per column and program (the sums do not depend on their order).
 float64 inputs are computed in float32 (the caller rounds them).
@@ -17,26 +18,32 @@ import triton.language as tl
 
 from ._launch import launch
 
-BM, BN, BK = 64, 64, 32
+# (BM, BN, BK, num_warps) of each kernel: ptxas on sm_80 / sm_90 without spills (bench/aot.py checks it)
+RADIUS_TILES = (64, 64, 16, 8)
+SMALLEST_TILES = (32, 32, 16, 4)
 
 
 @triton.jit
 def _tile_dot(a, b, rows, cols, M, N, D, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr):
     rm = rows < M
     cm = cols < N
+    ks = tl.arange(0, BK)
+    pa = a + rows[:, None] * D + ks[None, :]  # int32 offsets: the wrappers check rows * D < 2^31
+    pb = b + cols[:, None] * D + ks[None, :]
     acc = tl.zeros([BM, BN], dtype=tl.float32)
     for k0 in range(0, D, BK):
-        ks = k0 + tl.arange(0, BK)
-        km = ks < D
-        ta = tl.load(a + rows[:, None].to(tl.int64) * D + ks[None, :], mask=rm[:, None] & km[None, :], other=0.0)
-        tb = tl.load(b + cols[:, None].to(tl.int64) * D + ks[None, :], mask=cm[:, None] & km[None, :], other=0.0)
+        km = (k0 + ks) < D
+        ta = tl.load(pa, mask=rm[:, None] & km[None, :], other=0.0)
+        tb = tl.load(pb, mask=cm[:, None] & km[None, :], other=0.0)
         acc += tl.dot(ta, tl.trans(tb), input_precision="ieee")
+        pa += BK
+        pb += BK
     return acc
 
 
 @triton.jit
-def _smallest_kernel(x, r, nx, nr, out, M, N, D, K: tl.constexpr, KP: tl.constexpr, SELF: tl.constexpr,
-                BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr):
+def _smallest_kernel(x, r, nx, nr, out, M, N, D, K, KP: tl.constexpr, SELF: tl.constexpr,
+                     BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr):
     rows = tl.program_id(0) * BM + tl.arange(0, BM)
     rm = rows < M
     nxr = tl.load(nx + rows, mask=rm, other=0.0)
@@ -53,7 +60,7 @@ def _smallest_kernel(x, r, nx, nr, out, M, N, D, K: tl.constexpr, KP: tl.constex
         if SELF:
             drop = drop | (rows[:, None] == cols[None, :])
         d = tl.where(drop, float("inf"), d)
-        for _ in tl.static_range(K):
+        for _ in range(K):  # a loop, not unrolled: k up to MAX_K = 64
             m = tl.min(d, axis=1)
             mi = tl.argmin(d, axis=1)
             worst = tl.max(best, axis=1)
@@ -100,18 +107,27 @@ def _norms(t):
     return (t * t).sum(1).contiguous()
 
 
+def _check_offsets(*ts):
+    for t in ts:
+        if t.numel() >= 2 ** 31:
+            raise ValueError(f"knn (triton): {tuple(t.shape)} features exceed the kernels' 32-bit offsets "
+                             "(rows x D < 2^31); pass fewer rows at a time")
+
+
 def knn_smallest(x, ref, k):
     x = x.float().contiguous()
     self_ = ref is None
     r = x if self_ else ref.float().contiguous()
     M, D = x.shape
     N = r.shape[0]
+    _check_offsets(x, r)
     nx = _norms(x)
     nr = nx if self_ else _norms(r)
     out = torch.empty(M, k, dtype=torch.float32, device=x.device)
     KP = max(2, triton.next_power_of_2(k))
-    launch(_smallest_kernel, (triton.cdiv(M, BM),), (x, r, nx, nr, out, M, N, D),
-           dict(K=k, KP=KP, SELF=self_, BM=BM, BN=BN, BK=BK))
+    BM, BN, BK, W = SMALLEST_TILES
+    launch(_smallest_kernel, (triton.cdiv(M, BM),), (x, r, nx, nr, out, M, N, D, k),
+           dict(KP=KP, SELF=self_, BM=BM, BN=BN, BK=BK, num_warps=W))
     return out.sort(dim=1).values
 
 
@@ -120,9 +136,11 @@ def knn_radius_count(a, b, ra2, rb2, inclusive):
     ra2, rb2 = ra2.float().contiguous(), rb2.float().contiguous()
     M, D = a.shape
     N = b.shape[0]
+    _check_offsets(a, b)
     cnt_a = torch.empty(M, dtype=torch.int32, device=a.device)
     cnt_b = torch.zeros(N, dtype=torch.int32, device=a.device)
     nn_a = torch.empty(M, dtype=torch.float32, device=a.device)
+    BM, BN, BK, W = RADIUS_TILES
     launch(_radius_kernel, (triton.cdiv(M, BM),), (a, b, _norms(a), _norms(b), ra2, rb2, cnt_a, cnt_b, nn_a, M, N, D),
-           dict(INCLUSIVE=bool(inclusive), BM=BM, BN=BN, BK=BK))
+           dict(INCLUSIVE=bool(inclusive), BM=BM, BN=BN, BK=BK, num_warps=W))
     return cnt_a.long(), cnt_b.long(), nn_a

@@ -1,8 +1,8 @@
 """Evaluate generated samples against a real data set (the library: ssgan_fast.evaluation).
 
     python -m ssgan_fast.evaluate --samples samples.npz | --ckpt runs/00001-NAME --data digits \
-        --metrics fid,intra_fid,cfid,is,ra,gan_train,gan_test,avg_conf [--extractor auto|inception|classifier] \
-        [--classifier F.pt] [--out metrics.json]
+        --metrics fid,intra_fid,cfid,is,ra,gan_train,gan_test,avg_conf,kid,intra_kid,pr,intra_pr,dc \
+        [--extractor auto|inception|classifier] [--classifier F.pt] [--real-stats S.npz] [--out metrics.json]
 
 samples.npz holds ``images`` (uint8 [N, H, W, C]) and ``labels`` (int64 [N], the classes the images
 were generated for), as written by ``python -m ssgan_fast.generate``; ``--ckpt`` generates them from
@@ -15,7 +15,10 @@ the file), ``classifier`` (a small CNN trained on the real training split; its m
 ``fid_clf``, ``intra_fid_clf``, ...: not FID) or ``auto`` (the default: Inception when its weights
 are present, else the classifier, with the reason in the output). The RA / GAN-test classifier is
 trained on the real training split when ``--classifier`` is not given (cached in
-``$SSGAN_FAST_WEIGHTS`` with its sha256). Prints a table and writes JSON (``--out``).
+``$SSGAN_FAST_WEIGHTS`` with its sha256). KID / Intra-KID (``kid``, ``intra_kid``), precision / recall
+(``pr``, per class ``intra_pr``; k = 3) and density / coverage (``dc``, k = 5) come from the same pass
+over the images. ``--real-stats`` computes FID against a statistics file in pytorch-fid's format
+(``--save-real-stats`` writes one). Prints a table and writes JSON (``--out``).
 Bad input exits with code 2 and one line.
 """
 from __future__ import annotations
@@ -66,6 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-bad-fraction", type=float, default=0.01, help="unreadable real images tolerated")
     p.add_argument("--no-cache", action="store_true", help="do not read or write cached reference statistics")
+    p.add_argument("--real-stats", default=None,
+                   help="FID against this statistics file (pytorch-fid's .npz with mu and sigma, e.g. from "
+                        "`python -m pytorch_fid --save-stats`, or one written by --save-real-stats) instead of "
+                        "the data set's statistics; checked against the extractor")
+    p.add_argument("--save-real-stats", default=None,
+                   help="write the real data set's FID statistics to this .npz (pytorch-fid's format)")
     p.add_argument("--out", default=None, help="JSON file for the results")
     return p
 
@@ -114,7 +123,8 @@ def run_cli(args) -> dict:
     out = evaluate(samples, data, size, args.metrics, extractor=args.extractor, classifier=args.classifier,
                    classifier_epochs=args.classifier_epochs,
                    classifier_arch=args.classifier_arch, splits=args.splits, batch=args.batch, device=args.device,
-                   seed=args.seed, use_cache=not args.no_cache, max_bad_fraction=args.max_bad_fraction)
+                   seed=args.seed, use_cache=not args.no_cache, max_bad_fraction=args.max_bad_fraction,
+                   real_stats=args.real_stats, save_real_stats=args.save_real_stats)
     out["samples"] = source
     return out
 

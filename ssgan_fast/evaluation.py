@@ -31,6 +31,8 @@ from .metrics.cache import cached
 from .metrics.classifier import check_classifier_arch, classifier_from_config
 from .metrics.kid import KID_SEED, KID_SUBSET_SIZE, intra_kid, kid, kid_memory_bytes
 from .metrics.manifold import manifold_memory_bytes, manifold_metrics
+from .metrics.stats_io import StatsFileError, load_fid_stats, save_fid_stats
+from .ops import frechet_distance
 from .weights import sha256_file, weights_dir
 
 log = logging.getLogger("ssgan_fast")
@@ -239,10 +241,13 @@ def _kept_metrics(metrics, ref, got, nc: int, suffix: str, out: dict):
 def evaluate(samples: Samples, data: str, size: int, metrics=("fid",), extractor: str = "auto",
              classifier: str | None = None, train_classifier_: bool = True, classifier_epochs: int = 30,
              splits: int = 10, batch: int = 100, device="cpu", seed: int = 0, use_cache: bool = True,
-             max_bad_fraction: float = 0.01, strict: bool = True, classifier_arch: str = "small") -> dict:
+             max_bad_fraction: float = 0.01, strict: bool = True, classifier_arch: str = "small",
+             real_stats=None, save_real_stats=None) -> dict:
     """Metrics of `samples` against the real data set `data` at `size` px (see the module docstring).
     ``classifier_arch`` (small | resnet18) is the architecture of the classifiers trained here: the RA /
-    GAN-test one on the real data and GAN-train's on the samples. Returns {"metrics": {...},
+    GAN-test one on the real data and GAN-train's on the samples. ``real_stats``: a FID statistics file
+    (pytorch-fid's .npz: mu, sigma) that FID is computed against instead of the data set's statistics;
+    ``save_real_stats``: write the data set's statistics there in that format. Returns {"metrics": {...},
     "timing": {...}, protocol fields}."""
     try:
         check_classifier_arch(classifier_arch)
@@ -283,7 +288,18 @@ def evaluate(samples: Samples, data: str, size: int, metrics=("fid",), extractor
     t0 = time.perf_counter()
     fid_family = [m for m in metrics if m in _FID_FAMILY]
     keep = torch.float32 if any(m in metrics for m in _KEPT) else None
-    if fid_family or keep is not None:
+    file_stats = None
+    if real_stats is not None:
+        try:
+            file_stats = load_fid_stats(real_stats, extr.ident, extr.dim)
+        except StatsFileError as e:
+            raise EvalError(str(e)) from None
+        out["real_stats"] = {"path": str(Path(real_stats).resolve()), "extractor": file_stats["extractor"],
+                             "n": file_stats["n"]}
+        if file_stats["extractor"] is None:
+            out["real_stats"]["note"] = "no extractor recorded (a pytorch-fid file): taken as FID Inception pool3"
+    need_ref = [m for m in fid_family if not (m == "fid" and file_stats is not None)]
+    if need_ref or keep is not None or save_real_stats is not None:
         key = {"data": real.name, "hash": out["data_hash"], "split": "train", "size": size, "resize": RESIZE_RULE,
                "extractor": extr.ident, "num_classes": nc, "v": 2}
         if keep is not None:
@@ -294,6 +310,8 @@ def evaluate(samples: Samples, data: str, size: int, metrics=("fid",), extractor
                                what="reference statistics"), extr, nc, device=device, keep_features=keep)
             return {"all": c.stats, "class": c.cstats, "features": c.features, "labels": c.labels}
         ref = cached(key, reference, device=device, use_cache=use_cache)
+        if save_real_stats is not None:
+            out["saved_real_stats"] = str(save_fid_stats(save_real_stats, ref["all"], extr.ident))
     out["timing"]["real_features_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     ra_clf = clf if any(m in metrics for m in ("ra", "gan_test", "avg_conf")) else None
@@ -304,7 +322,10 @@ def evaluate(samples: Samples, data: str, size: int, metrics=("fid",), extractor
                   is_shuffle_seed=IS_SHUFFLE_SEED, keep_features=keep)
     out["timing"]["fake_features_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    if "fid" in metrics:
+    if "fid" in metrics and file_stats is not None:
+        M["fid" + suffix] = frechet_distance(file_stats["mu"].to(got.stats.device), file_stats["sigma"].to(
+            got.stats.device), got.stats.mean(), got.stats.cov())
+    elif "fid" in metrics:
         M["fid" + suffix] = fid(ref["all"], got.stats)
     if "intra_fid" in metrics:
         M["intra_fid" + suffix], per = intra_fid(ref["class"], got.cstats)

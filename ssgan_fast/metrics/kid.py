@@ -28,7 +28,8 @@ log = logging.getLogger("ssgan_fast")
 KID_SUBSETS, KID_SUBSET_SIZE, KID_SEED = 100, 1000, 2020
 
 
-def _check_features(t, name: str) -> torch.Tensor:
+def check_features(t, name: str) -> torch.Tensor:
+    """Feature rows [N, dim] as a floating-point tensor (arrays accepted); NaN / inf rows are an error."""
     if not isinstance(t, torch.Tensor):
         t = torch.as_tensor(np.asarray(t))
     if t.dim() != 2 or not t.is_floating_point():
@@ -63,7 +64,7 @@ def kid(real, fake, subsets: int = KID_SUBSETS, subset_size: int = KID_SUBSET_SI
         what: str = "KID") -> dict:
     """{"mean", "std", "subsets", "subset_size", "n_real", "n_fake"} of KID between feature sets
     real [N_r, dim] and fake [N_f, dim] (tensors or arrays; see the module docstring)."""
-    real, fake = _check_features(real, "real features"), _check_features(fake, "generated features")
+    real, fake = check_features(real, "real features"), check_features(fake, "generated features")
     if real.shape[1] != fake.shape[1]:
         raise ValueError(f"{what}: feature dims differ: real {real.shape[1]}, generated {fake.shape[1]} "
                          "(features of different extractors?)")
@@ -92,7 +93,7 @@ def intra_kid(real, real_labels, fake, fake_labels, num_classes: int, subsets: i
     min(subset_size, n_c) (no warning per class: the sizes are in the result) and the draws are seeded
     with seed + c; a class with < 2 features
     on either side is skipped with one warning naming them."""
-    real, fake = _check_features(real, "real features"), _check_features(fake, "generated features")
+    real, fake = check_features(real, "real features"), check_features(fake, "generated features")
     rl, fl = torch.as_tensor(real_labels).long().reshape(-1), torch.as_tensor(fake_labels).long().reshape(-1)
     if rl.numel() != real.shape[0] or fl.numel() != fake.shape[0]:
         raise ValueError("Intra-KID: one label per feature row is needed on each side")

@@ -19,22 +19,16 @@ float16 halves it) plus the op's tiles (4 MB on CPU) and O(N k) - never N x M.
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from ..ops import knn_radius_count, knn_smallest
+from .kid import check_features
 
 __all__ = ["manifold_metrics", "precision_recall", "density_coverage", "manifold_memory_bytes"]
 
 
 def _features(t, name: str, dtype) -> torch.Tensor:
-    if not isinstance(t, torch.Tensor):
-        t = torch.as_tensor(np.asarray(t))
-    if t.dim() != 2 or not t.is_floating_point():
-        raise ValueError(f"{name} must be floating-point features [N, dim], got {t.dtype} {tuple(t.shape)}")
-    if not bool(torch.isfinite(t).all()):
-        bad = int((~torch.isfinite(t)).any(1).sum())
-        raise ValueError(f"{name} has {bad} row(s) with NaN or inf values (a broken extractor or generator?)")
+    t = check_features(t, name)
     return t.to(dtype) if dtype is not None else t
 
 

@@ -137,7 +137,9 @@ def test_paper_presets_on_their_layouts(model, layout, preset, want, data_root, 
     p = _preset(model, data_root[layout], preset[1] if preset else None)["train"]
     assert all(p.get(k) == v for k, v in want.items() if k != "preset"), p
     out = tmp_path / "runs"
-    assert _train(model, data_root[layout], 64, "tensor", out, *preset) == 0
+    # 100 classes: one evaluation sample per class (the ResNet-18 classifiers and Inception dominate the time)
+    extra = ["--set", "train.eval_samples_per_class=1"] if layout == "cifar100" else []
+    assert _train(model, data_root[layout], 64, "tensor", out, *preset, *extra) == 0
     run = _only_run(out)
     cfg = json.loads((run / "config.json").read_text())["train"]
     assert cfg["preset"] == want["preset"] and cfg["label_fraction"] == 0.5  # the flag beats the preset
@@ -396,3 +398,50 @@ def test_kept_feature_metrics_on_files(data_root):
     assert M["density_clf"] == pytest.approx(mm["density"], abs=1e-9)
     again = evaluate(s, spec, 32, ms, extractor="classifier", classifier_epochs=1)  # reference from the cache
     assert again["metrics"] == M
+
+
+def test_fid_statistics_files_in_pytorch_fid_format(data_root, tmp_path, capsys):
+    """--save-real-stats writes pytorch-fid's .npz (mu, sigma); FID against it (--real-stats) equals the
+    data set's FID and pytorch-fid's formula on the same file; files of another extractor or dimension,
+    or without mu / sigma, are clear errors (exit 2 from the CLI)."""
+    from pytorch_fid.fid_score import calculate_frechet_distance
+
+    from ssgan_fast.evaluation import EvalError, Samples, evaluate
+    spec = data_root["cub"]
+    ds = open_dataset(spec, "train", 32)
+    x = np.stack([ds.load(i) for i in range(len(ds))])
+    fake = (x * 0.6).astype(np.uint8)  # darker: a FID well away from 0
+    s = Samples.from_arrays(fake, np.asarray(ds.labels))
+    f = tmp_path / "real.npz"
+    a = evaluate(s, spec, 32, ["fid"], extractor="classifier", classifier_epochs=1, save_real_stats=f)
+    with np.load(f) as z:
+        assert z["mu"].shape == (z["sigma"].shape[0],) and str(z["extractor"]) == a["extractor"]
+        mu, sigma = z["mu"], z["sigma"]
+    b = evaluate(s, spec, 32, ["fid"], extractor="classifier", classifier_epochs=1, real_stats=f)
+    assert b["metrics"]["fid_clf"] == pytest.approx(a["metrics"]["fid_clf"], rel=1e-9)
+    assert b["real_stats"]["extractor"] == a["extractor"] and b["real_stats"]["n"] == len(ds)
+    # pytorch-fid on the same statistics file and the samples' statistics
+    from ssgan_fast.evaluation import get_classifier
+    clf, _, _ = get_classifier(spec, 32, ds, "cpu", path=a["classifier"], train=False)
+    with torch.no_grad():
+        feats = clf(images_to_tensor(fake))["pool"].double().numpy()
+        real_feats = clf(images_to_tensor(x))["pool"].double().numpy()
+    theirs = calculate_frechet_distance(mu, sigma, feats.mean(0), np.cov(feats, rowvar=False))
+    np.testing.assert_allclose(mu, real_feats.mean(0), rtol=1e-5, atol=1e-9)  # the file holds the real set's
+    assert b["metrics"]["fid_clf"] > 1e-6
+    assert b["metrics"]["fid_clf"] == pytest.approx(theirs, rel=1e-5)  # sqrtm vs eigen form, rank-deficient
+    # a pytorch-fid file (no extractor recorded) of the right dimension is accepted, with a note
+    np.savez(tmp_path / "plain.npz", mu=mu, sigma=sigma)
+    c = evaluate(s, spec, 32, ["fid"], extractor="classifier", classifier_epochs=1, real_stats=tmp_path / "plain.npz")
+    assert c["metrics"]["fid_clf"] == pytest.approx(a["metrics"]["fid_clf"], rel=1e-9) and "note" in c["real_stats"]
+    np.savez(tmp_path / "other.npz", mu=mu, sigma=sigma, extractor=np.array("inception-fid:0123"))
+    with pytest.raises(EvalError, match="statistics of the extractor inception-fid:0123"):
+        evaluate(s, spec, 32, ["fid"], extractor="classifier", classifier_epochs=1, real_stats=tmp_path / "other.npz")
+    np.savez(tmp_path / "wide.npz", mu=np.zeros(7), sigma=np.eye(7))
+    with pytest.raises(EvalError, match="7-dimensional statistics"):
+        evaluate(s, spec, 32, ["fid"], extractor="classifier", classifier_epochs=1, real_stats=tmp_path / "wide.npz")
+    np.savez(tmp_path / "s.npz", images=fake, labels=np.asarray(ds.labels))
+    np.savez(tmp_path / "bad.npz", mean=mu)
+    assert evaluate_main(["--samples", str(tmp_path / "s.npz"), "--data", spec, "--metrics", "fid", "--extractor",
+                          "classifier", "--classifier-epochs", "1", "--real-stats", str(tmp_path / "bad.npz")]) == 2
+    assert "pytorch-fid's format holds 'mu' and 'sigma'" in capsys.readouterr().err
