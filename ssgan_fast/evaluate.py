@@ -1,24 +1,33 @@
-"""Evaluate generated samples against a real data set (the library: ssgan_fast.evaluation).
+"""Evaluate generated samples against a reference (the library: ssgan_fast.evaluation).
 
-    python -m ssgan_fast.evaluate --samples samples.npz | --ckpt runs/00001-NAME --data digits \
+    python -m ssgan_fast.evaluate --fake SIDE [--real SIDE] \
         --metrics fid,intra_fid,cfid,is,ra,gan_train,gan_test,avg_conf,kid,intra_kid,pr,intra_pr,dc \
-        [--extractor auto|inception|classifier] [--classifier F.pt] [--real-stats S.npz] [--out metrics.json]
+        [--extractor auto|inception|classifier] [--resize legacy_pytorch|clean] [--classifier F.pt] \
+        [--real-stats S.npz] [--save-real-stats S.npz] [--out metrics.json]
 
-samples.npz holds ``images`` (uint8 [N, H, W, C]) and ``labels`` (int64 [N], the classes the images
-were generated for), as written by ``python -m ssgan_fast.generate``; ``--ckpt`` generates them from
-a run folder's (EMA) generator instead, without its data set, loader or graphs. The real side is
-any data set spec, streamed from its files; its reference statistics are cached
-(``$SSGAN_FAST_CACHE``) under a key of the file list, resolution, resize rule and split.
+Each SIDE is one of: a run folder (images generated from its (EMA) generator, ``--per-class`` a class,
+without its data set, loader or graphs); a folder of images (one sub-folder per class: labeled; else
+unlabeled); an ``.npz`` of ``images`` (uint8 [N, H, W, C]) with optional ``labels`` (int [N]), as
+``python -m ssgan_fast.generate`` writes; an ``.npz`` of FID statistics (``mu``, ``sigma``: pytorch-fid's
+format; then only fid); or a data set spec (``digits``, ``cifar10:/path``, ``cub200:/path``, ...; see
+ssgan_fast.data). ``--samples`` / ``--ckpt`` are the older names of ``--fake``, ``--data`` of ``--real``
+(default: the run's data with a run folder, else digits). Unlabeled sides give fid, kid, is, pr and dc.
+A data set side is streamed from its files; its reference statistics are cached (``$SSGAN_FAST_CACHE``)
+under a key of the file list, resolution, load rule, extractor and resize mode.
 Extractors: ``inception`` (the FID Inception-v3, weights ``pt_inception-2015-12-05-6726825d.pth``
 from ``$SSGAN_FAST_WEIGHTS``, never downloaded; missing weights are an error saying where to put
 the file), ``classifier`` (a small CNN trained on the real training split; its metrics are named
 ``fid_clf``, ``intra_fid_clf``, ...: not FID) or ``auto`` (the default: Inception when its weights
-are present, else the classifier, with the reason in the output). The RA / GAN-test classifier is
-trained on the real training split when ``--classifier`` is not given (cached in
-``$SSGAN_FAST_WEIGHTS`` with its sha256). KID / Intra-KID (``kid``, ``intra_kid``), precision / recall
-(``pr``, per class ``intra_pr``; k = 3) and density / coverage (``dc``, k = 5) come from the same pass
-over the images. ``--real-stats`` computes FID against a statistics file in pytorch-fid's format
-(``--save-real-stats`` writes one). Prints a table and writes JSON (``--out``).
+are present, else the classifier, with the reason in the output). ``--resize`` is the Inception's input
+resize: ``legacy_pytorch`` (pytorch-fid's bilinear; the default) or clean-fid's ``clean`` (PIL bicubic).
+The RA / GAN-test classifier is trained on the real training split when ``--classifier`` is not given
+(cached in ``$SSGAN_FAST_WEIGHTS`` with its sha256). KID / Intra-KID (``kid``, ``intra_kid``), precision /
+recall (``pr``, per class ``intra_pr``; k = 3) and density / coverage (``dc``, k = 5) come from the same
+pass over the images; ``--pr-features vgg16`` computes precision / recall on VGG-16 fc2 features instead
+(stylegan2-ada's pr50k3), and ``--kept-dtype float16`` halves the kept features' memory. ``--real-stats``
+computes FID against a statistics file while the real data set
+gives the other metrics (``--save-real-stats`` writes the data set's). The result names the extractor,
+the resize mode and both sides' counts. Prints a table and writes JSON (``--out``).
 Bad input exits with code 2 and one line.
 """
 from __future__ import annotations
@@ -29,11 +38,11 @@ import logging
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from .evaluation import EXTRACTORS, METRICS
+from .evaluation import EXTRACTORS, KEPT_DTYPES, METRICS, PR_FEATURES
 from .metrics.classifier import CLASSIFIER_ARCHS
+from .metrics.inception import RESIZE_MODES
 
 log = logging.getLogger("ssgan_fast")
 
@@ -42,12 +51,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m ssgan_fast.evaluate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--samples", help="npz with images (uint8 NHWC) and labels (int64)")
-    src.add_argument("--ckpt", help="a run folder: samples are generated from its checkpoint (EMA generator)")
-    p.add_argument("--per-class", type=int, default=100, help="samples per class with --ckpt (default 100)")
-    p.add_argument("--data", default=None,
-                   help="real data set spec (see ssgan_fast.data): digits, cifar10:/path, cub200:/path, folder:/path, "
-                        "npz:/file.npz, ... (default: the run's data with --ckpt, else digits)")
+    src.add_argument("--fake", help="the generated side: a run folder, an image folder, an .npz of images or of FID "
+                                    "statistics, or a data set spec")
+    src.add_argument("--samples", help="(older name of --fake) npz with images (uint8 NHWC) and labels (int64)")
+    src.add_argument("--ckpt", help="(older name of --fake) a run folder: samples from its checkpoint (EMA generator)")
+    p.add_argument("--per-class", type=int, default=100, help="samples per class from a run folder (default 100)")
+    p.add_argument("--real", "--data", dest="real", default=None,
+                   help="the reference side, in the same forms as --fake (a data set spec: digits, cifar10:/path, "
+                        "cub200:/path, folder:/path, npz:/file.npz, ...; default: the run's data with a run folder, "
+                        "else digits)")
     p.add_argument("--size", type=int, default=None,
                    help="resolution the real images are brought to (default: the samples' or the run's)")
     p.add_argument("--metrics", default="fid,intra_fid,cfid,is,ra",
@@ -63,6 +75,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--classifier-arch", choices=CLASSIFIER_ARCHS, default="small",
                    help="architecture of the classifiers trained here (RA / GAN-test on the real data, GAN-train on "
                         "the samples): small CNN, or resnet18 (the AAM paper's GAN-train / GAN-test classifier)")
+    p.add_argument("--resize", choices=RESIZE_MODES, default=None,
+                   help="the Inception's input resize: legacy_pytorch (pytorch-fid's torch bilinear, the default) or "
+                        "clean (clean-fid's PIL bicubic)")
+    p.add_argument("--pr-features", choices=PR_FEATURES, default="extractor",
+                   help="features of precision / recall: the extractor's (default, as StudioGAN) or vgg16 (VGG-16 "
+                        "fc2 from the weights registry, as stylegan2-ada's pr50k3; keys precision_vgg16, ...)")
+    p.add_argument("--kept-dtype", choices=tuple(KEPT_DTYPES), default="float32",
+                   help="host dtype of the features KID and the k-NN metrics keep (float16 halves the memory)")
     p.add_argument("--splits", type=int, default=10, help="Inception Score splits (default 10)")
     p.add_argument("--batch", type=int, default=100, help="extractor batch size (default 100)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -79,53 +99,45 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _load_samples(path: str):
-    from .evaluation import EvalError
-    p = Path(path)
-    if not p.is_file():
-        raise EvalError(f"samples file {p} does not exist")
-    try:
-        with np.load(p) as z:
-            if "images" not in z or "labels" not in z:
-                raise EvalError(f"{p} must hold arrays 'images' (uint8 [N, H, W, C]) and 'labels' (int64 [N]); it has "
-                                f"{list(z.keys())}")
-            imgs, labels = z["images"], z["labels"].astype(np.int64)
-    except (OSError, ValueError) as e:
-        if isinstance(e, EvalError):
-            raise
-        raise EvalError(f"{p} is not a readable .npz ({e})") from None
-    if imgs.dtype != np.uint8 or imgs.ndim != 4 or labels.shape != (imgs.shape[0],):
-        raise EvalError(f"{p}: images must be uint8 [N, H, W, C] and labels [N]; got {imgs.shape} {imgs.dtype}, "
-                        f"{labels.shape}")
-    if imgs.shape[0] == 0:
-        raise EvalError(f"{p} holds no samples")
-    return imgs, labels
+def _is_run(path) -> bool:
+    return path is not None and Path(path).is_dir() and (Path(path) / "config.json").is_file()
+
+
+def _run_samples(path: str, args):
+    """A run folder's generated samples (EMA generator), its resolution and data spec."""
+    from .engine.run import load_run, samples_of
+    run = load_run(path, args.device)
+    s = samples_of(run.model, run.generator(), run.info["num_classes"], args.per_class, run.device, args.batch)
+    s.size, s.what = run.info["size"], str(Path(path).resolve())
+    return s, run.info["size"], run.cfg.data
 
 
 def run_cli(args) -> dict:
     """Parsed arguments -> evaluation result (raises on bad input; main() turns that into exit 2)."""
-    from .evaluation import Samples, evaluate
+    from .evaluation import evaluate
+    from .evaluation.sides import EvalError
     torch.manual_seed(args.seed)
-    if args.ckpt:
-        from .engine.run import load_run, samples_of
-        run = load_run(args.ckpt, args.device)
-        samples = samples_of(run.model, run.generator(), run.info["num_classes"], args.per_class, run.device,
-                             args.batch)
-        size = args.size or run.info["size"]
-        data = args.data or run.cfg.data
-        source = str(Path(args.ckpt).resolve())
+    fake_arg = args.fake or args.samples or args.ckpt
+    if args.ckpt and not _is_run(args.ckpt):
+        raise EvalError(f"{args.ckpt} is not a run folder (no config.json)")
+    if args.samples and not Path(args.samples).is_file():
+        raise EvalError(f"samples file {args.samples} does not exist")
+    size, default_real = args.size, "digits"
+    if _is_run(fake_arg):
+        fake, run_size, default_real = _run_samples(fake_arg, args)
+        size = size or run_size
     else:
-        imgs, labels = _load_samples(args.samples)
-        samples = Samples.from_arrays(imgs, labels, args.batch)
-        size = args.size or imgs.shape[1]
-        data = args.data or "digits"
-        source = str(Path(args.samples).resolve())
-    out = evaluate(samples, data, size, args.metrics, extractor=args.extractor, classifier=args.classifier,
+        fake = fake_arg
+    real = args.real or default_real
+    if _is_run(real):
+        real = _run_samples(real, args)[0]
+    out = evaluate(fake, real, size, args.metrics, extractor=args.extractor, classifier=args.classifier,
                    classifier_epochs=args.classifier_epochs,
                    classifier_arch=args.classifier_arch, splits=args.splits, batch=args.batch, device=args.device,
                    seed=args.seed, use_cache=not args.no_cache, max_bad_fraction=args.max_bad_fraction,
-                   real_stats=args.real_stats, save_real_stats=args.save_real_stats)
-    out["samples"] = source
+                   real_stats=args.real_stats, save_real_stats=args.save_real_stats, resize=args.resize,
+                   pr_features=args.pr_features, kept_dtype=args.kept_dtype)
+    out["samples"] = out["fake"]
     return out
 
 

@@ -188,6 +188,16 @@ def resolve(args) -> TrainConfig:  # noqa: F821
         check_classifier_arch(cfg.eval_classifier)
     except ValueError as e:
         raise ValueError(f"train.eval_classifier: {e}") from None
+    # the final evaluation's settings, checked before any training (not after hours of it)
+    from .evaluation import EXTRACTORS, PR_FEATURES, EvalError, parse_metrics
+    try:
+        parse_metrics(cfg.eval_metrics)
+    except EvalError as e:
+        raise ValueError(f"train.eval_metrics: {e}") from None
+    for key, value, choices in (("eval_extractor", cfg.eval_extractor, EXTRACTORS),
+                                ("eval_pr_features", cfg.eval_pr_features, PR_FEATURES)):
+        if value not in choices:
+            raise ValueError(f"train.{key}: {value!r} is not one of {', '.join(choices)}")
     return cfg
 
 

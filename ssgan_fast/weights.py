@@ -42,6 +42,10 @@ REGISTRY: dict[str, WeightSpec] = {
     "resnet50-imagenet": WeightSpec(
         "resnet50-0676ba61.pth", "0676ba61", "https://download.pytorch.org/models/resnet50-0676ba61.pth",
         "torchvision ResNet-50 IMAGENET1K_V1"),
+    # torchvision VGG-16 (V1 weights): the precision / recall features of Kynkaenniemi et al. (fc2, 4096-d)
+    "vgg16-imagenet": WeightSpec(
+        "vgg16-397923af.pth", "397923af", "https://download.pytorch.org/models/vgg16-397923af.pth",
+        "torchvision VGG-16 IMAGENET1K_V1 (precision / recall on fc2 features, as pr50k3)"),
     # OpenAI CLIP ViT-B/32 (the TorchScript archive; its URL path is the file's sha256), LCP-GAN's D_prompt
     "clip-vit-b32-openai": WeightSpec(
         "ViT-B-32.pt", "40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af",

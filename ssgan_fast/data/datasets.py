@@ -5,6 +5,8 @@
                               (the paper's value), 16 labeled + 256 unlabeled points per mode
     ring2d-cvae               CVAE-GAN toy data: a ring of radius 2 (radial std 0.1) centred at (100, 100)
     folder:/path              one sub-folder per class (sorted names = class indices)
+    images:/path              every image file under the folder (recursively, sorted), unlabeled: e.g. a
+                              folder of generated samples, or a flat reference set for FID / KID / P/R
     domains:/path             StarGAN / AAM data: one sub-folder per domain; optional attrs.csv
                               (`file,attr1,attr2,...` with 0/1 values) adds attribute labels
     cub200:/path[?bbox=1]     CUB_200_2011 layout (images.txt, image_class_labels.txt,
@@ -40,7 +42,7 @@ RESIZE_RULE = "pil-rgb/shorter-side-bilinear-antialias/center-crop"
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff")
 
 __all__ = ["ImageDataset", "PointDataset", "open_dataset", "parse_spec", "load_arrays", "images_to_tensor",
-           "decode_image", "DataError", "read_images"]
+           "decode_image", "resize_crop", "DataError", "read_images"]
 
 
 class DataError(ValueError):
@@ -56,7 +58,7 @@ def images_to_tensor(images) -> torch.Tensor:
     return to_unit(t.permute(0, 3, 1, 2).contiguous())
 
 
-def _resize_crop(img: np.ndarray, size: int) -> np.ndarray:
+def resize_crop(img: np.ndarray, size: int) -> np.ndarray:
     """uint8 HWC -> uint8 [size, size, C]: shorter side to `size` (bilinear, antialiased), centre crop."""
     h, w = img.shape[:2]
     if (h, w) == (size, size):
@@ -84,7 +86,7 @@ def decode_image(path: str, size: int, box=None) -> np.ndarray:
         arr = np.array(im, dtype=np.uint8)
     if arr.ndim != 3 or arr.shape[0] == 0 or arr.shape[1] == 0:
         raise ValueError(f"{path}: empty image")
-    return _resize_crop(arr, size)
+    return resize_crop(arr, size)
 
 
 @dataclass
@@ -244,6 +246,15 @@ def _folder(path: str, size: int, what: str = "folder") -> ImageDataset:
                         f"{' ...' if len(empty) > 10 else ''} (image extensions: {', '.join(IMAGE_EXTS)})")
     return ImageDataset(f"{what}:{root.resolve()}", np.array(labels, dtype=np.int64), len(classes), size, files=files,
                         class_names=classes, root=str(root))
+
+
+def _images(path: str, size: int) -> ImageDataset:
+    root = _check_dir(path, "images")
+    files = [str(f) for f in _image_files(root)]
+    if not files:
+        raise DataError(f"images: {root} holds no image files ({', '.join(IMAGE_EXTS)})")
+    return ImageDataset(f"images:{root.resolve()}", np.full(len(files), -1, dtype=np.int64), 0, size, files=files,
+                        root=str(root))
 
 
 def _domains(path: str, size: int) -> ImageDataset:
@@ -443,7 +454,7 @@ def _cifar(path: str, size: int, split: str, n: int) -> ImageDataset:
         ys.append(np.asarray(lab, dtype=np.int64))
     imgs = np.concatenate(xs)
     if size != 32:
-        imgs = np.stack([_resize_crop(im, size) for im in imgs])
+        imgs = np.stack([resize_crop(im, size) for im in imgs])
     return ImageDataset(f"cifar{n}:{root.resolve()}-{split}-{size}", np.concatenate(ys), n, size,
                         images=np.ascontiguousarray(imgs))
 
@@ -465,7 +476,7 @@ def _npz(path: str, size: int, split: str) -> ImageDataset:
     if imgs.shape[-1] == 4:
         imgs = imgs[..., :3]
     if imgs.shape[1:3] != (size, size):
-        imgs = np.stack([_resize_crop(im, size) for im in imgs])
+        imgs = np.stack([resize_crop(im, size) for im in imgs])
     known = labels[labels >= 0]
     return ImageDataset(f"npz:{p.resolve()}-{split}-{size}", labels, int(known.max()) + 1 if known.size else 0, size,
                         channels=imgs.shape[-1], images=np.ascontiguousarray(imgs))
@@ -484,12 +495,14 @@ def open_dataset(spec: str = "digits", split: str = "train", size: int = 32):
         return _ring2d(path, split)
     if name == "ring2d-cvae":
         return _ring2d_cvae(split)
-    if name in ("folder", "domains") and split == "test":
+    if name in ("folder", "domains", "images") and split == "test":
         raise DataError(f"{name}: data sets have no train/test split (use a separate {name}:/path for held-out data)")
     if name == "folder":
         return _folder(path, size)
     if name == "domains":
         return _domains(path, size)
+    if name == "images":
+        return _images(path, size)
     if name == "cub200":
         return _cub200(path, size, split, opts)
     if name in ("cifar10", "cifar100"):
@@ -501,7 +514,7 @@ def open_dataset(spec: str = "digits", split: str = "train", size: int = 32):
     if name == "npz":
         return _npz(path, size, split)
     raise DataError(f"unknown data set {name!r} in spec {spec!r}; known: digits, ring2d, ring2d-cvae, folder:, "
-                    "domains:, cub200:, cifar10:, cifar100:, dogs120:, celeba500:, npz:")
+                    "images:, domains:, cub200:, cifar10:, cifar100:, dogs120:, celeba500:, npz:")
 
 
 def load_arrays(spec: str, split: str = "train", size: int = 32) -> ImageDataset:

@@ -36,8 +36,12 @@ class TrainConfig:
     sample_every: int = 500
     ckpt_every: int = 500
     eval_every: int = 0
+    # any of evaluate's metrics (ssgan_fast.evaluation.METRICS): fid, intra_fid, cfid, is, ra, gan_train, gan_test,
+    # avg_conf, kid, intra_kid, pr, intra_pr, dc - one pass over the samples per extractor; presets name their paper's
     eval_metrics: str = "fid,intra_fid,ra"
     eval_samples_per_class: int = 50
+    # the features of precision / recall: extractor (the eval extractor's) | vgg16 (VGG-16 fc2, as pr50k3)
+    eval_pr_features: str = "extractor"
     # auto (Inception when its weights are present, else the classifier) | inception | classifier
     eval_extractor: str = "auto"
     eval_classifier_epochs: int = 10

@@ -361,7 +361,8 @@ class Trainer:
             out = evaluate(samples, cfg.data, cfg.size, cfg.eval_metrics, extractor=cfg.eval_extractor,
                            classifier_epochs=cfg.eval_classifier_epochs, classifier_arch=cfg.eval_classifier,
                            batch=cfg.eval_batch, device=self.device,
-                           seed=cfg.seed, max_bad_fraction=cfg.max_bad_fraction, strict=False)
+                           seed=cfg.seed, max_bad_fraction=cfg.max_bad_fraction, strict=False,
+                           pr_features=cfg.eval_pr_features)
         finally:
             self.model.train(was)
         acc, why = self.classifier_accuracy()

@@ -1,7 +1,15 @@
 """The FID Inception-v3 ("pt_inception-2015-12-05"): torchvision's Inception3 with the changes
 of the TensorFlow graph FID was defined with (as ported by pytorch-fid): 1008 output classes,
 average pools that exclude padding in the A, C and first E blocks, a max pool in the last E block,
-and bilinear resizing of the input to 299 x 299.
+and resizing of the input to 299 x 299 in one of clean-fid's modes (``resize``):
+
+- ``legacy_pytorch`` (the default, pytorch-fid's and torchmetrics'): torch bilinear interpolation,
+  align_corners=False, without antialiasing;
+- ``clean`` (clean-fid's default): each channel of the image in [0, 255] resized by PIL's bicubic
+  filter in float mode ('F'), clipped to [0, 255] (clean-fid's ``make_resizer("PIL", False, "bicubic")``),
+  on the CPU. Only the resize is clean-fid's: the network and its input scaling stay pytorch-fid's.
+
+The mode is part of the extractor identity (``ident``), hence of cached statistics and files.
 
 Input: images in [-1, 1], [N, 3 or 1, H, W] (grayscale is repeated to 3 channels). Output of
 ``forward``: {"pool": [N, 2048] pool3 features (FID), "logits": [N, 1008] (Inception Score)}.
@@ -11,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -18,7 +27,22 @@ from torchvision.models import inception as tv
 
 from ..weights import load_state_dict, sha256_file, weights_path
 
-__all__ = ["FIDInceptionV3"]
+__all__ = ["FIDInceptionV3", "RESIZE_MODES", "clean_resize"]
+
+RESIZE_MODES = ("legacy_pytorch", "clean")
+
+
+def clean_resize(x: torch.Tensor, size: int = 299) -> torch.Tensor:
+    """clean-fid's ``clean`` resize of images in [-1, 1] [N, C, H, W]: per channel, PIL bicubic on float
+    [0, 255] values, clipped; returns [N, C, size, size] in [-1, 1] on x's device."""
+    from PIL import Image
+    v = ((x.detach().float().clamp(-1, 1) + 1) * 127.5).cpu().numpy()
+    out = np.empty(v.shape[:2] + (size, size), dtype=np.float32)
+    for i in range(v.shape[0]):
+        for c in range(v.shape[1]):
+            im = Image.fromarray(np.ascontiguousarray(v[i, c]), mode="F").resize((size, size), Image.BICUBIC)
+            out[i, c] = np.asarray(im).clip(0, 255)
+    return torch.from_numpy(out).to(x.device) / 127.5 - 1
 
 
 class _A(tv.InceptionA):
@@ -61,8 +85,11 @@ class FIDInceptionV3(nn.Module):
     dim = 2048
     num_logits = 1008
 
-    def __init__(self, pretrained: bool = True):
+    def __init__(self, pretrained: bool = True, resize: str = "legacy_pytorch"):
         super().__init__()
+        if resize not in RESIZE_MODES:
+            raise ValueError(f"resize must be one of {', '.join(RESIZE_MODES)}, got {resize!r}")
+        self.resize = resize
         net = tv.Inception3(num_classes=1008, aux_logits=False, init_weights=not pretrained)
         net.Mixed_5b, net.Mixed_5c, net.Mixed_5d = _A(192, 32), _A(256, 64), _A(288, 64)
         net.Mixed_6b, net.Mixed_6c, net.Mixed_6d, net.Mixed_6e = _C(768, 128), _C(768, 160), _C(768, 160), _C(768, 192)
@@ -76,6 +103,8 @@ class FIDInceptionV3(nn.Module):
             for t in net.state_dict().values():
                 h.update(t.detach().cpu().numpy().tobytes())
             self.ident = "inception-fid-random:" + h.hexdigest()[:16]
+        if resize != "legacy_pytorch":
+            self.ident += f"+resize-{resize}"
         self.eval().requires_grad_(False)
 
     def forward(self, x: torch.Tensor) -> dict:
@@ -83,7 +112,10 @@ class FIDInceptionV3(nn.Module):
             raise ValueError(f"images must be [N, 1 or 3, H, W] in [-1, 1], got shape {tuple(x.shape)}")
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
-        x = F.interpolate(x.float(), size=(299, 299), mode="bilinear", align_corners=False)
+        if self.resize == "clean":
+            x = clean_resize(x)
+        else:
+            x = F.interpolate(x.float(), size=(299, 299), mode="bilinear", align_corners=False)
         n = self.net
         for m in (n.Conv2d_1a_3x3, n.Conv2d_2a_3x3, n.Conv2d_2b_3x3, n.maxpool1, n.Conv2d_3b_1x1, n.Conv2d_4a_3x3,
                   n.maxpool2, n.Mixed_5b, n.Mixed_5c, n.Mixed_5d, n.Mixed_6a, n.Mixed_6b, n.Mixed_6c, n.Mixed_6d,

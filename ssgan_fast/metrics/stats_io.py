@@ -18,7 +18,7 @@ import torch
 
 from ..ops import FeatureStats
 
-__all__ = ["save_fid_stats", "load_fid_stats", "StatsFileError"]
+__all__ = ["save_fid_stats", "load_fid_stats", "check_fid_stats", "StatsFileError"]
 
 
 class StatsFileError(ValueError):
@@ -62,10 +62,16 @@ def load_fid_stats(path, extractor: str | None = None, dim: int | None = None) -
         raise StatsFileError(f"{path}: mu must be [dim] and sigma [dim, dim], got {mu.shape} and {sigma.shape}")
     if not (np.isfinite(mu).all() and np.isfinite(sigma).all()):
         raise StatsFileError(f"{path} holds NaN or inf statistics")
-    if dim is not None and mu.shape[0] != dim:
-        raise StatsFileError(f"{path} holds {mu.shape[0]}-dimensional statistics but the extractor gives {dim} "
+    check_fid_stats(path, ident, mu.shape[0], extractor, dim)
+    return {"mu": torch.from_numpy(mu), "sigma": torch.from_numpy(sigma), "extractor": ident, "n": n}
+
+
+def check_fid_stats(path, ident: str | None, file_dim: int, extractor: str | None, dim: int | None):
+    """Raise StatsFileError where statistics of extractor ``ident`` (None: not recorded) and dimension
+    ``file_dim`` cannot be compared with features of ``extractor`` / ``dim``."""
+    if dim is not None and file_dim != dim:
+        raise StatsFileError(f"{path} holds {file_dim}-dimensional statistics but the extractor gives {dim} "
                              "features (statistics of another extractor?)")
     if extractor is not None and ident is not None and ident != extractor:
         raise StatsFileError(f"{path} holds statistics of the extractor {ident}, not of {extractor} in use: a FID "
                              "between them means nothing")
-    return {"mu": torch.from_numpy(mu), "sigma": torch.from_numpy(sigma), "extractor": ident, "n": n}

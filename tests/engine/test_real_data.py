@@ -400,6 +400,22 @@ def test_kept_feature_metrics_on_files(data_root):
     assert again["metrics"] == M
 
 
+def test_trainer_offers_the_kept_feature_metrics(data_root, tmp_path):
+    """train.eval_metrics takes KID, Intra-KID, P/R, per-class P/R and D/C: the trainer's final evaluation
+    of a file-backed run writes them into metrics.json, with the kept features' size and KID's subsets."""
+    out = tmp_path / "runs"
+    ms = "fid,kid,intra_kid,pr,intra_pr,dc"
+    assert _train("sphericgan", data_root["folder"], 32, "tensor", out, "--set", f"train.eval_metrics={ms}",
+                  "--set", "train.eval_samples_per_class=5") == 0
+    m = json.loads((_only_run(out) / "metrics.json").read_text())
+    want = {"fid", "kid_mean", "kid_std", "intra_kid", "precision", "recall", "intra_precision", "intra_recall",
+            "density", "coverage"}
+    assert want <= set(m["metrics"]), set(m["metrics"])
+    assert all(np.isfinite(m["metrics"][k]) for k in want)
+    assert m["kid"]["subset_size"] == 15 and m["kept_features"]["n_fake"] == 15
+    assert m["kept_features"]["n_real"] == 24 and m["kept_features"]["dim"] == 2048
+
+
 def test_fid_statistics_files_in_pytorch_fid_format(data_root, tmp_path, capsys):
     """--save-real-stats writes pytorch-fid's .npz (mu, sigma); FID against it (--real-stats) equals the
     data set's FID and pytorch-fid's formula on the same file; files of another extractor or dimension,
