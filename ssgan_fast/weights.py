@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 __all__ = ["WeightSpec", "WeightsError", "REGISTRY", "register_weights", "weights_dir", "weights_path",
-           "load_state_dict", "sha256_file"]
+           "load_state_dict", "sha256_file", "state_hash", "load_or_random"]
 
 
 class WeightsError(FileNotFoundError):
@@ -101,3 +101,20 @@ def weights_path(name: str) -> Path:
 
 def load_state_dict(name: str) -> dict:
     return torch.load(weights_path(name), map_location="cpu", weights_only=True)
+
+
+def state_hash(module: torch.nn.Module) -> str:
+    """The leading 16 hex digits of the sha256 of a module's tensors: the identity of weights without a file."""
+    h = hashlib.sha256()
+    for t in module.state_dict().values():
+        h.update(t.detach().cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def load_or_random(net: torch.nn.Module, name: str, pretrained: bool, random_prefix: str | None = None) -> str:
+    """Load registry weights `name` into `net` (pretrained) or keep its random ones; returns its identity,
+    ``name:<file sha256[:16]>`` or ``<random_prefix, default name-random>:<tensor hash>``."""
+    if pretrained:
+        net.load_state_dict(load_state_dict(name))
+        return f"{name}:" + sha256_file(weights_path(name))[:16]
+    return f"{random_prefix or name + '-random'}:" + state_hash(net)

@@ -93,3 +93,10 @@ def use_backend(monkeypatch):
     def _set(name):
         monkeypatch.setenv("SSGAN_FAST_BACKEND", name)
     return _set
+
+
+@pytest.fixture
+def private_caches(tmp_path, monkeypatch):
+    """Weights and cached statistics in the test's own folders (nothing shared with other tests or the user)."""
+    monkeypatch.setenv("SSGAN_FAST_WEIGHTS", str(tmp_path / "weights"))
+    monkeypatch.setenv("SSGAN_FAST_CACHE", str(tmp_path / "stats"))

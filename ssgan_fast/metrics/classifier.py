@@ -7,12 +7,13 @@ does not fit the data, e.g. 8x8 digits) and a linear head. Inputs in [-1, 1].
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ..weights import state_hash
 
 log = logging.getLogger("ssgan_fast")
 
@@ -38,10 +39,7 @@ class _Classifier(nn.Module):
 
     @property
     def ident(self) -> str:
-        h = hashlib.sha256()
-        for t in self.state_dict().values():
-            h.update(t.detach().cpu().numpy().tobytes())
-        return f"{self.kind}-classifier:" + h.hexdigest()[:16]
+        return f"{self.kind}-classifier:" + state_hash(self)
 
     def forward(self, x: torch.Tensor) -> dict:
         if x.dim() != 4 or x.shape[1] != self.in_channels:

@@ -17,15 +17,13 @@ Weights come from the registry (``pretrained=True``) or stay random (tests).
 """
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torchvision.models import inception as tv
 
-from ..weights import load_state_dict, sha256_file, weights_path
+from ..weights import load_or_random
 
 __all__ = ["FIDInceptionV3", "RESIZE_MODES", "clean_resize"]
 
@@ -95,14 +93,7 @@ class FIDInceptionV3(nn.Module):
         net.Mixed_6b, net.Mixed_6c, net.Mixed_6d, net.Mixed_6e = _C(768, 128), _C(768, 160), _C(768, 160), _C(768, 192)
         net.Mixed_7b, net.Mixed_7c = _E(1280, max_pool=False), _E(2048, max_pool=True)
         self.net = net
-        if pretrained:
-            net.load_state_dict(load_state_dict("inception-fid"))
-            self.ident = "inception-fid:" + sha256_file(weights_path("inception-fid"))[:16]
-        else:
-            h = hashlib.sha256()
-            for t in net.state_dict().values():
-                h.update(t.detach().cpu().numpy().tobytes())
-            self.ident = "inception-fid-random:" + h.hexdigest()[:16]
+        self.ident = load_or_random(net, "inception-fid", pretrained)
         if resize != "legacy_pytorch":
             self.ident += f"+resize-{resize}"
         self.eval().requires_grad_(False)

@@ -12,14 +12,12 @@ are close to ``pr50k3``'s but not bit-equal. Input: images in [-1, 1], [N, 1 or 
 """
 from __future__ import annotations
 
-import hashlib
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torchvision.models import vgg16
 
-from ..weights import load_state_dict, sha256_file, weights_path
+from ..weights import load_or_random
 
 __all__ = ["VGG16Features", "IMAGENET_MEAN", "IMAGENET_STD"]
 
@@ -35,15 +33,7 @@ class VGG16Features(nn.Module):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)  # a random-weight network (tests) is the same one on every build
             net = vgg16(weights=None)
-        if pretrained:
-            net.load_state_dict(load_state_dict("vgg16-imagenet"))
-            self.ident = "vgg16-imagenet:" + sha256_file(weights_path("vgg16-imagenet"))[:16]
-        else:
-            h = hashlib.sha256()
-            for t in net.state_dict().values():
-                h.update(t.detach().cpu().numpy().tobytes())
-            self.ident = "vgg16-random:" + h.hexdigest()[:16]
-        self.ident += "+fc2-relu"
+        self.ident = load_or_random(net, "vgg16-imagenet", pretrained, "vgg16-random") + "+fc2-relu"
         self.features, self.avgpool = net.features, net.avgpool
         # fc1, ReLU, Dropout (identity in eval), fc2, ReLU: the fc2 activations
         self.head = nn.Sequential(*list(net.classifier.children())[:5])

@@ -53,10 +53,7 @@ def data_root(tmp_path_factory):
             "celeba": f"celeba500:{layouts.make_celeba(root / 'celeba', sizes=(9, 9, 6, 3))}?classes=3"}
 
 
-@pytest.fixture(autouse=True)
-def _private_caches(tmp_path, monkeypatch):
-    monkeypatch.setenv("SSGAN_FAST_WEIGHTS", str(tmp_path / "weights"))
-    monkeypatch.setenv("SSGAN_FAST_CACHE", str(tmp_path / "stats"))
+pytestmark = pytest.mark.usefixtures("private_caches")
 
 
 def _rc(main, argv) -> int:

@@ -26,10 +26,7 @@ def _pictures(seed: int, shift: float):
     return x.clip(0, 255).astype(np.uint8), y
 
 
-@pytest.fixture(autouse=True)
-def _private_caches(tmp_path, monkeypatch):
-    monkeypatch.setenv("SSGAN_FAST_WEIGHTS", str(tmp_path / "weights"))
-    monkeypatch.setenv("SSGAN_FAST_CACHE", str(tmp_path / "stats"))
+pytestmark = pytest.mark.usefixtures("private_caches")
 
 
 @pytest.fixture(scope="module")
