@@ -9,7 +9,9 @@ and resizing of the input to 299 x 299 in one of clean-fid's modes (``resize``):
   filter in float mode ('F'), clipped to [0, 255] (clean-fid's ``make_resizer("PIL", False, "bicubic")``),
   on the CPU. Only the resize is clean-fid's: the network and its input scaling stay pytorch-fid's.
 
-The mode is part of the extractor identity (``ident``), hence of cached statistics and files.
+The mode is part of the extractor identity (``ident``), hence of cached statistics and files, and
+so is an ``input_size`` other than FID's 299 (>= 75, Inception-v3's smallest input; the tests use 75 on
+the random-weight network to keep the CPU time down: the same code path, a sixteenth of the work).
 
 Input: images in [-1, 1], [N, 3 or 1, H, W] (grayscale is repeated to 3 channels). Output of
 ``forward``: {"pool": [N, 2048] pool3 features (FID), "logits": [N, 1008] (Inception Score)}.
@@ -83,17 +85,21 @@ class FIDInceptionV3(nn.Module):
     dim = 2048
     num_logits = 1008
 
-    def __init__(self, pretrained: bool = True, resize: str = "legacy_pytorch"):
+    def __init__(self, pretrained: bool = True, resize: str = "legacy_pytorch", input_size: int = 299):
         super().__init__()
         if resize not in RESIZE_MODES:
             raise ValueError(f"resize must be one of {', '.join(RESIZE_MODES)}, got {resize!r}")
-        self.resize = resize
+        if int(input_size) < 75:
+            raise ValueError(f"input_size must be >= 75 (Inception-v3's smallest input), got {input_size}")
+        self.resize, self.input_size = resize, int(input_size)
         net = tv.Inception3(num_classes=1008, aux_logits=False, init_weights=not pretrained)
         net.Mixed_5b, net.Mixed_5c, net.Mixed_5d = _A(192, 32), _A(256, 64), _A(288, 64)
         net.Mixed_6b, net.Mixed_6c, net.Mixed_6d, net.Mixed_6e = _C(768, 128), _C(768, 160), _C(768, 160), _C(768, 192)
         net.Mixed_7b, net.Mixed_7c = _E(1280, max_pool=False), _E(2048, max_pool=True)
         self.net = net
         self.ident = load_or_random(net, "inception-fid", pretrained)
+        if self.input_size != 299:
+            self.ident += f"+input-{self.input_size}"
         if resize != "legacy_pytorch":
             self.ident += f"+resize-{resize}"
         self.eval().requires_grad_(False)
@@ -104,9 +110,9 @@ class FIDInceptionV3(nn.Module):
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
         if self.resize == "clean":
-            x = clean_resize(x)
+            x = clean_resize(x, self.input_size)
         else:
-            x = F.interpolate(x.float(), size=(299, 299), mode="bilinear", align_corners=False)
+            x = F.interpolate(x.float(), size=(self.input_size,) * 2, mode="bilinear", align_corners=False)
         n = self.net
         for m in (n.Conv2d_1a_3x3, n.Conv2d_2a_3x3, n.Conv2d_2b_3x3, n.maxpool1, n.Conv2d_3b_1x1, n.Conv2d_4a_3x3,
                   n.maxpool2, n.Mixed_5b, n.Mixed_5c, n.Mixed_5d, n.Mixed_6a, n.Mixed_6b, n.Mixed_6c, n.Mixed_6d,

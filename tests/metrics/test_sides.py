@@ -37,7 +37,7 @@ def _pictures(seed: int, shift: float) -> tuple[np.ndarray, np.ndarray]:
     return x.clip(0, 255).astype(np.uint8), y
 
 
-pytestmark = pytest.mark.usefixtures("private_caches")
+pytestmark = pytest.mark.usefixtures("private_caches", "small_inception")
 
 
 @pytest.fixture(scope="module")
@@ -252,6 +252,10 @@ def test_resize_modes_equal_clean_fid(sets):
     assert cl["metrics"]["kid_mean"] != pytest.approx(lg["metrics"]["kid_mean"], rel=1e-3)
     with pytest.raises(ValueError, match="resize must be one of"):
         FIDInceptionV3(pretrained=False, resize="nearest")
+    # the small_inception fixture's 75 px network is what ran, and its input size is in the ident
+    assert "+input-75" in lg["extractor"] and cl["extractor"].endswith("+input-75+resize-clean")
+    with pytest.raises(ValueError, match="input_size must be >= 75"):
+        FIDInceptionV3(pretrained=False, input_size=74)
 
 
 def test_cli_sides(sets, tmp_path, capsys):

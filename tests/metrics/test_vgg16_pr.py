@@ -26,7 +26,7 @@ def _pictures(seed: int, shift: float):
     return x.clip(0, 255).astype(np.uint8), y
 
 
-pytestmark = pytest.mark.usefixtures("private_caches")
+pytestmark = pytest.mark.usefixtures("private_caches", "small_inception")
 
 
 @pytest.fixture(scope="module")
