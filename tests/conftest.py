@@ -109,18 +109,10 @@ def private_caches(tmp_path, monkeypatch):
     monkeypatch.setenv("SSGAN_FAST_CACHE", str(tmp_path / "stats"))
 
 
-@functools.lru_cache(maxsize=2)
-def _small_random_inception(mode: str):
-    from ssgan_fast.metrics.inception import FIDInceptionV3
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        return FIDInceptionV3(pretrained=False, resize=mode, input_size=75)
-
-
 @pytest.fixture
 def small_inception(monkeypatch):
     """The random-weight Inception (extractor inception-random) fed 75 px instead of FID's 299: the same
     code path at a sixteenth of the CPU time, for tests of the sides, the trainer and the CLIs. The 299 px
     network itself is checked against pytorch-fid in tests/metrics (which do not use this fixture)."""
     import ssgan_fast.evaluation as ev
-    monkeypatch.setattr(ev, "_random_inception", _small_random_inception)
+    monkeypatch.setattr(ev, "_random_inception", functools.partial(ev._random_inception, input_size=75))

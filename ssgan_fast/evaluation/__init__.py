@@ -101,13 +101,13 @@ def _vgg16(kind: str, device):
         raise EvalError(f"pr_features=vgg16 needs the VGG-16 weights: {e}") from None
 
 
-@functools.lru_cache(maxsize=2)
-def _random_inception(mode: str) -> FIDInceptionV3:
+@functools.lru_cache(maxsize=4)
+def _random_inception(mode: str, input_size: int = 299) -> FIDInceptionV3:
     """The random-weight FID Inception, seeded: the same weights (and cache key) in every call; built once
-    a process (frozen, so sharing it is safe)."""
+    a process (frozen, so sharing it is safe). ``input_size``: see FIDInceptionV3 (the tests use 75)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        return FIDInceptionV3(pretrained=False, resize=mode)
+        return FIDInceptionV3(pretrained=False, resize=mode, input_size=input_size)
 
 
 def _extractor(kind: str, device, resize: str | None = None):

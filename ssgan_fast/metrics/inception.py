@@ -89,9 +89,9 @@ class FIDInceptionV3(nn.Module):
         super().__init__()
         if resize not in RESIZE_MODES:
             raise ValueError(f"resize must be one of {', '.join(RESIZE_MODES)}, got {resize!r}")
-        if int(input_size) < 75:
-            raise ValueError(f"input_size must be >= 75 (Inception-v3's smallest input), got {input_size}")
         self.resize, self.input_size = resize, int(input_size)
+        if self.input_size < 75:
+            raise ValueError(f"input_size must be >= 75 (Inception-v3's smallest input), got {input_size}")
         net = tv.Inception3(num_classes=1008, aux_logits=False, init_weights=not pretrained)
         net.Mixed_5b, net.Mixed_5c, net.Mixed_5d = _A(192, 32), _A(256, 64), _A(288, 64)
         net.Mixed_6b, net.Mixed_6c, net.Mixed_6d, net.Mixed_6e = _C(768, 128), _C(768, 160), _C(768, 160), _C(768, 192)
