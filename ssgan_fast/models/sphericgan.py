@@ -33,6 +33,10 @@ class SphericGANConfig:
     attn_res: int = 0  # self-attention resolution (0: none)
     lam: float = 4.0  # Eq. 2
     mu: float = 5.0  # Eq. 8
+    # weight of C's own term on G's pairs (Eq. 8's mu E_z[-y_z log C(x_z)]); None = mu (the paper). A smaller
+    # value keeps C a classifier of the real data, so that G's verification term (mu, Eq. 8) is not met by
+    # C learning G's samples instead of G learning the class (a choice: README "Deviations")
+    c_fake_weight: float | None = None
     nu: float = 0.01  # Eq. 9 (weight of L_cons)
     lr: float = 2e-4
     beta1: float = 0.5
@@ -56,6 +60,10 @@ class SphericGANConfig:
     # joint: P -> D -> (G, F) -> C, G and F back-propagated from one graph (the project's earlier order)
     update_order: str = "algorithm1"
     g_sn: bool = False  # spectral norm in G2 (the paper uses no such training strategy, Sec. 4.1)
+    # mode seeking (Mao et al., CVPR 2019, MSGAN Eq. 3): G also minimises ms_weight / (d(x_z1, x_z2) / d(z1, z2))
+    # over pairs of its batch drawn with the same class, so that G2 cannot give one image per class whatever z°
+    # (a choice against the conditional mode collapse of a short run: README "Deviations"; 0 = off, the paper)
+    ms_weight: float = 0.0
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -112,6 +120,11 @@ class SphericGAN(GANModel):
         self.prior_kind = self._prior_kind(cfg)
         if cfg.update_order not in ("algorithm1", "joint"):
             raise ValueError(f"update_order must be 'algorithm1' or 'joint', got {cfg.update_order!r}")
+        if not cfg.ms_weight >= 0:
+            raise ValueError(f"ms_weight must be >= 0, got {cfg.ms_weight}")
+        w = cfg.c_fake_weight
+        if w is not None and (isinstance(w, bool) or not isinstance(w, (int, float)) or not w >= 0):
+            raise ValueError(f"c_fake_weight must be a number >= 0 or null (= mu, the paper), got {w!r}")
         self.G2 = ResNetGenerator(cfg.latent_dim, nc, size, cfg.ch, ch, attn_res=cfg.attn_res, sn=cfg.g_sn)
         self.Dprt = _DPrt(cfg, size, ch)
         self.Dclass = ResNetDiscriminator(nc, size, cfg.ch, ch, attn_res=cfg.attn_res)
@@ -281,6 +294,9 @@ class SphericGAN(GANModel):
         x = torch.cat([x_l, x_u])
         z = self.noise(x.shape[0])
         y_z = torch.randint(0, self.nc, (x.shape[0],), device=dev)
+        if self.cfg.ms_weight:  # the mode-seeking pairs (i, i + B // 2) share their class
+            h = y_z.shape[0] // 2
+            y_z[h:2 * h] = y_z[:h]
         with torch.no_grad(), amp.ctx():
             y_x = torch.cat([y_l, self.C(x_u).argmax(1)]) if x_u.shape[0] else y_l
             rho = self.prior_of(x) if self.cfg.cluster_alignment else None
@@ -302,7 +318,7 @@ class SphericGAN(GANModel):
                 zx = self.F(s.x)
                 xr = self.G2(zx, s.y_x)
         with amp.ctx():
-            idt_r, _ = self.Dprt(s.x)
+            idt_r, pr = self.Dprt(s.x)  # pr: D_prt's clusters of x for Eq. 6 (one pass over x)
             idt_f, pf = self.Dprt(xz)
             ld = {"D/prt_adv": real_loss(idt_r) + fake_loss(idt_f)}  # Eq. 7, D_prt
             if s.x_l.shape[0]:
@@ -312,7 +328,6 @@ class SphericGAN(GANModel):
                 ld["D/lat_eval"] = _nll(pf, target)  # Eq. 3
             if cfg.cluster_alignment:
                 ld["D/lat_adv"] = real_loss(self.Dlat(zc).squeeze(1)) + fake_loss(self.Dlat(zx).squeeze(1))  # Eq. 4
-                _, pr = self.Dprt(s.x)
                 _, prr = self.Dprt(xr)
                 ld["D/align"] = _nll(pr, s.rho) + _nll(prr, s.rho)  # Eq. 6
             loss_d = sum(ld.values())
@@ -330,6 +345,11 @@ class SphericGAN(GANModel):
             lg = {"G/adv": real_loss(idt_f) + real_loss(self.Dclass(xz, s.y_z)[0])}  # Eq. 7
             if cfg.semantic_verification:
                 lg["G/verify"] = cfg.mu * F.cross_entropy(self.C(xz).float(), s.y_z)  # Eq. 8, mu term
+            if cfg.ms_weight and xz.shape[0] >= 2:
+                h = xz.shape[0] // 2
+                ratio = ((xz[:h] - xz[h:2 * h]).float().abs().mean() /
+                         (s.z[:h] - s.z[h:2 * h]).abs().mean())  # the noise z: G1 cannot shrink it
+                lg["G/mode_seek"] = cfg.ms_weight / (ratio + 1e-5)  # MSGAN Eq. 3 (1 / ratio, as its code)
             if cfg.latent_clustering and cfg.g_eval:
                 lg["G/lat_eval"] = _nll(pf, cosine_softmax(zc, self.P.detach()).argmax(1))  # Eq. 3 / 9
             joint = cfg.update_order == "joint"
@@ -387,7 +407,9 @@ class SphericGAN(GANModel):
             if s.x_u.shape[0]:
                 p = torch.softmax(self.C(s.x_u).float(), 1)
                 lc["C/entropy"] = -(p * torch.log(p.clamp_min(1e-12))).sum(1).mean()
-            lc["C/fake"] = self.cfg.mu * F.cross_entropy(self.C(s.xz.detach()).float(), s.y_z)
+            w = self.cfg.mu if self.cfg.c_fake_weight is None else self.cfg.c_fake_weight
+            if w:
+                lc["C/fake"] = w * F.cross_entropy(self.C(s.xz.detach()).float(), s.y_z)  # Eq. 8, mu term
             loss_c = sum(lc.values())
         amp.step(loss_c, self._opts["C"], list(self.C.parameters()))
         return {k: v.detach() for k, v in lc.items()}

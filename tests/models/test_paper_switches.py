@@ -50,6 +50,47 @@ def test_sphericgan_g_sn_switch():
         assert lins and any(parametrize.is_parametrized(mod, "weight") for mod in lins) == sn
 
 
+def test_sphericgan_c_fake_weight_scales_or_drops_cs_term_on_gs_pairs():
+    """c_fake_weight: None = mu x CE(C(x_z), y_z) (Eq. 8, the paper); w scales that CE instead; 0 drops it."""
+    import pytest
+    vals = {}
+    for w in (None, 2.0, 0.0):
+        m, loader = _sphericgan(c_fake_weight=w)
+        losses = m.train_step(next(loader), 0)
+        vals[w] = losses.get("C/fake")
+    assert vals[0.0] is None
+    # same seed, same first step up to C: the CE is the same, only its weight differs
+    assert torch.allclose(vals[2.0] / 2.0, vals[None] / get_model("sphericgan").Config().mu, rtol=1e-5)
+    for bad in (-1.0, "x", True):
+        with pytest.raises(ValueError, match="c_fake_weight"):
+            _sphericgan(c_fake_weight=bad)
+
+
+def test_sphericgan_mode_seeking_pairs_share_a_class_and_the_term_is_msgan_eq3(monkeypatch):
+    """ms_weight > 0: y_z[i + B//2] = y_z[i], and G/mode_seek = w / (mean|x_z1 - x_z2| / mean|z1 - z2|);
+    0 (the paper) adds no term and leaves y_z as drawn."""
+    import pytest
+    m, loader = _sphericgan()
+    assert "G/mode_seek" not in m.train_step(next(loader), 0)
+    m, loader = _sphericgan(ms_weight=0.5)
+    seen = {}
+    real_g = m._g_phase
+
+    def g_phase(s, amp, _real=real_g):
+        out = _real(s, amp)
+        seen["s"] = s
+        return out
+    monkeypatch.setattr(m, "_g_phase", g_phase)
+    losses = m.train_step(next(loader), 0)
+    s = seen["s"]
+    h = s.y_z.shape[0] // 2
+    assert torch.equal(s.y_z[:h], s.y_z[h:2 * h])
+    want = 0.5 / ((s.xz[:h] - s.xz[h:2 * h]).abs().mean() / (s.z[:h] - s.z[h:2 * h]).abs().mean() + 1e-5)
+    assert torch.allclose(losses["G/mode_seek"], want.detach(), rtol=1e-5)
+    with pytest.raises(ValueError, match="ms_weight"):
+        _sphericgan(ms_weight=-0.1)
+
+
 def test_medgan_region_dist_is_the_squared_norm_or_its_mean():
     a, b = torch.randn(3, 4, 5, 5), torch.randn(3, 4, 5, 5)
     want = ((a - b) ** 2).flatten(1).sum(1)
@@ -91,10 +132,16 @@ def test_cvaegan_d_sn_switch():
 
 def test_presets_paper_defaults_and_digits_choices():
     assert _preset("sphericgan", "digits")["model"]["update_order"] == "joint"
+    dm = _preset("sphericgan", "digits")["model"]
+    assert dm["c_fake_weight"] == 0 and dm["ms_weight"] > 0
     for fam in ("cub200", "folder"):
         p = _preset("sphericgan", fam)
         assert "update_order" not in p["model"] and p["train"]["ema"] is False and "attn_res" not in p["model"]
     assert get_model("sphericgan").Config().update_order == "algorithm1" and not get_model("sphericgan").Config().g_sn
+    assert get_model("sphericgan").Config().c_fake_weight is None and get_model("sphericgan").Config().ms_weight == 0
+    for fam in ("cub200", "folder"):
+        pm = _preset("sphericgan", fam)["model"]
+        assert not {"c_fake_weight", "ms_weight"} & set(pm) and pm["c_lr"] == 1e-3  # Sec. 4.1
     assert _preset("medgan", "digits")["model"]["region_dist"] == "mean"
     assert "region_dist" not in _preset("medgan", "cifar10")["model"]
     assert get_model("medgan").Config().region_dist == "sum" and not get_model("medgan").Config().c_labeled
