@@ -1,5 +1,6 @@
 """The switches of the README's "Deviations from the papers" table: each changes the loss or the schedule
 as documented, and the paper's behaviour is the default (the digits presets keep the project's choices)."""
+import pytest
 import torch
 
 from ssgan_fast.data import TensorLoader, images_to_tensor, make_split, open_dataset
@@ -52,7 +53,6 @@ def test_sphericgan_g_sn_switch():
 
 def test_sphericgan_c_fake_weight_scales_or_drops_cs_term_on_gs_pairs():
     """c_fake_weight: None = mu x CE(C(x_z), y_z) (Eq. 8, the paper); w scales that CE instead; 0 drops it."""
-    import pytest
     vals = {}
     for w in (None, 2.0, 0.0):
         m, loader = _sphericgan(c_fake_weight=w)
@@ -69,7 +69,6 @@ def test_sphericgan_c_fake_weight_scales_or_drops_cs_term_on_gs_pairs():
 def test_sphericgan_mode_seeking_pairs_share_a_class_and_the_term_is_msgan_eq3(monkeypatch):
     """ms_weight > 0: y_z[i + B//2] = y_z[i], and G/mode_seek = w / (mean|x_z1 - x_z2| / mean|z1 - z2|);
     0 (the paper) adds no term and leaves y_z as drawn."""
-    import pytest
     m, loader = _sphericgan()
     assert "G/mode_seek" not in m.train_step(next(loader), 0)
     m, loader = _sphericgan(ms_weight=0.5)
@@ -131,17 +130,14 @@ def test_cvaegan_d_sn_switch():
 
 
 def test_presets_paper_defaults_and_digits_choices():
-    assert _preset("sphericgan", "digits")["model"]["update_order"] == "joint"
     dm = _preset("sphericgan", "digits")["model"]
-    assert dm["c_fake_weight"] == 0 and dm["ms_weight"] > 0
+    assert dm["update_order"] == "joint" and dm["c_fake_weight"] == 0 and dm["ms_weight"] > 0
     for fam in ("cub200", "folder"):
         p = _preset("sphericgan", fam)
         assert "update_order" not in p["model"] and p["train"]["ema"] is False and "attn_res" not in p["model"]
+        assert not {"c_fake_weight", "ms_weight"} & set(p["model"]) and p["model"]["c_lr"] == 1e-3  # Sec. 4.1
     assert get_model("sphericgan").Config().update_order == "algorithm1" and not get_model("sphericgan").Config().g_sn
     assert get_model("sphericgan").Config().c_fake_weight is None and get_model("sphericgan").Config().ms_weight == 0
-    for fam in ("cub200", "folder"):
-        pm = _preset("sphericgan", fam)["model"]
-        assert not {"c_fake_weight", "ms_weight"} & set(pm) and pm["c_lr"] == 1e-3  # Sec. 4.1
     assert _preset("medgan", "digits")["model"]["region_dist"] == "mean"
     assert "region_dist" not in _preset("medgan", "cifar10")["model"]
     assert get_model("medgan").Config().region_dist == "sum" and not get_model("medgan").Config().c_labeled
@@ -190,7 +186,6 @@ def test_lcpgan_table2_schemes():
         want = real_loss(out[:n]) if kw.get("scheme") == "triple" else real_loss(out)
         assert torch.allclose(losses["D/class_real"], want, atol=1e-5), kw
         assert ({"D/pseudo_fake", "C/adv"} <= set(losses)) == (kw.get("scheme") == "triple")
-    import pytest
     with pytest.raises(ValueError, match="d_clusters"):
         _lcpgan(d_clusters=True, clusters=False)
 
