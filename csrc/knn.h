@@ -4,6 +4,7 @@
 // [M, N] matrix is ever allocated.
 #pragma once
 #include <ATen/core/Tensor.h>
+#include <c10/macros/Macros.h>
 #include <c10/util/Exception.h>
 #include <c10/util/Optional.h>
 
@@ -14,6 +15,19 @@ namespace ssgan_fast {
 
 // the largest k the CUDA kernel keeps in its per-row list (ssgan_fast/ops/knn.py MAX_K)
 constexpr int64_t KNN_MAX_K = 64;
+
+// best[0..k) ascending: insert d if it is smaller than the largest (the common case is one compare).
+// The k-list update of knn_smallest in both kernels (cpu/knn.cpp, cuda/knn.cu).
+template <typename T, typename I>
+C10_HOST_DEVICE inline void knn_push(T* best, I k, T d) {
+  if (!(d < best[k - 1])) return;
+  I p = k - 1;
+  while (p > 0 && best[p - 1] > d) {
+    best[p] = best[p - 1];
+    --p;
+  }
+  best[p] = d;
+}
 
 // knn_smallest: [M, k] the k smallest d_ij, ascending, over the rows j of ref (ref absent: the rows j != i of x).
 at::Tensor knn_smallest_cpu(const at::Tensor& x, const std::optional<at::Tensor>& ref, int64_t k);

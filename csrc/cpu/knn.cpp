@@ -31,18 +31,6 @@ namespace {
 constexpr int64_t kTile = 1024;  // rows = columns of a tile pair
 constexpr int64_t kGrain = 16;   // rows (or columns) per parallel_for task, at least
 
-// best[0..k) ascending; insert d if it is smaller than the largest
-template <typename T>
-inline void push(T* best, int64_t k, T d) {
-  if (!(d < best[k - 1])) return;
-  int64_t p = k - 1;
-  while (p > 0 && best[p - 1] > d) {
-    best[p] = best[p - 1];
-    --p;
-  }
-  best[p] = d;
-}
-
 template <typename T>
 inline T dist(T na, T nb, T g) {
   const T d = na + nb - T(2) * g;
@@ -84,7 +72,7 @@ at::Tensor knn_smallest_cpu(const at::Tensor& x, const std::optional<at::Tensor>
             const scalar_t* gi = pg + i * bj;
             for (int64_t j = 0; j < bj; ++j) {
               if (self && i0 + i == j0 + j) continue;
-              push(b, k, dist(ni, pnr[j0 + j], gi[j]));
+              knn_push(b, k, dist(ni, pnr[j0 + j], gi[j]));
             }
           }
         });
@@ -93,7 +81,7 @@ at::Tensor knn_smallest_cpu(const at::Tensor& x, const std::optional<at::Tensor>
             for (int64_t i = 0; i < bi; ++i) {
               const scalar_t ni = pnx[i0 + i];
               const scalar_t* gi = pg + i * bj;
-              for (int64_t j = c0; j < c1; ++j) push(best.data() + (j0 + j) * k, k, dist(ni, pnr[j0 + j], gi[j]));
+              for (int64_t j = c0; j < c1; ++j) knn_push(best.data() + (j0 + j) * k, k, dist(ni, pnr[j0 + j], gi[j]));
             }
           });
         }

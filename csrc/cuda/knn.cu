@@ -99,16 +99,7 @@ __global__ void __launch_bounds__(kKnnThreads) knn_smallest_kernel(const T* __re
     __syncthreads();
     if (tid < kBM) {
       T* b = best[tid];
-      for (int j = 0; j < kBN; ++j) {
-        const T d = Ds[tid][j];
-        if (!(d < b[k - 1])) continue;
-        int p = k - 1;
-        while (p > 0 && b[p - 1] > d) {
-          b[p] = b[p - 1];
-          --p;
-        }
-        b[p] = d;
-      }
+      for (int j = 0; j < kBN; ++j) knn_push(b, k, Ds[tid][j]);
     }
     __syncthreads();
   }
