@@ -10,6 +10,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import dataclasses
+import typing
 from collections.abc import Callable
 
 import torch
@@ -36,21 +37,31 @@ def get_model(name: str) -> type:
 
 
 def config_from_dict(cls, values: dict, where: str):
-    """Dataclass `cls` from a dict; unknown keys and wrong types are errors naming the key."""
+    """Dataclass `cls` from a dict; unknown keys and wrong types are errors naming the key. The type is
+    the field's annotation (``bool``, ``int``, ``float``, or one of them ``| None``, where null is then
+    allowed); a field without such an annotation is passed through as given."""
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - set(fields))
     if unknown:
         raise ValueError(f"{where}: unknown key(s) {unknown}; allowed: {', '.join(sorted(fields))}")
+    hints = typing.get_type_hints(cls)
     out = {}
     for k, v in values.items():
-        default = getattr(cls, k, None) if not isinstance(fields[k].default, dataclasses._MISSING_TYPE) else None
-        if isinstance(default, bool) and not isinstance(v, bool):
-            raise ValueError(f"{where}: {k} must be true/false, got {v!r}")
-        if isinstance(default, (int, float)) and not isinstance(default, bool):
+        kind, args = hints.get(k), typing.get_args(hints.get(k))
+        if type(None) in args:  # `T | None`
+            if v is None:
+                out[k] = None
+                continue
+            rest = [a for a in args if a is not type(None)]
+            kind = rest[0] if len(rest) == 1 else None
+        nullable = " or null" if type(None) in args else ""
+        if kind is bool and not isinstance(v, bool):
+            raise ValueError(f"{where}: {k} must be true/false{nullable}, got {v!r}")
+        if kind in (int, float):
             if isinstance(v, bool) or not isinstance(v, (int, float)):
-                raise ValueError(f"{where}: {k} must be a number, got {v!r}")
-            fractional_for_int = isinstance(default, int) and isinstance(v, float) and not v.is_integer()
-            v = v if fractional_for_int else type(default)(v)
+                raise ValueError(f"{where}: {k} must be a number{nullable}, got {v!r}")
+            fractional_for_int = kind is int and isinstance(v, float) and not v.is_integer()
+            v = v if fractional_for_int else kind(v)
         out[k] = v
     return cls(**out)
 

@@ -45,6 +45,8 @@ def test_resume_is_bit_exact(tmp_path):
     (["--set", "model.nope=1"], "unknown key"),
     (["--set", "train.nope=1"], "unknown train setting"),
     (["--set", "model.lam=abc"], "number"),
+    (["--set", "model.c_fake_weight=abc"], "c_fake_weight must be a number or null"),  # a `float | None` field
+    (["--set", "model.g_sn=1"], "g_sn must be true/false"),
     (["--set", "lam=2"], "train.<field>"),
     (["--data", "folder:/does/not/exist"], "does not exist"),
     (["--labels-per-class", "500"], "fewer labeled"),

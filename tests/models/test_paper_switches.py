@@ -5,6 +5,7 @@ import torch
 
 from ssgan_fast.data import TensorLoader, images_to_tensor, make_split, open_dataset
 from ssgan_fast.models import get_model
+from ssgan_fast.models.base import config_from_dict
 from ssgan_fast.models.medgan import _sqdist
 from ssgan_fast.train import _preset
 
@@ -64,6 +65,13 @@ def test_sphericgan_c_fake_weight_scales_or_drops_cs_term_on_gs_pairs():
     for bad in (-1.0, "x", True):
         with pytest.raises(ValueError, match="c_fake_weight"):
             _sphericgan(c_fake_weight=bad)
+    # from a preset / --set: the `float | None` annotation is what config_from_dict checks
+    cls = get_model("sphericgan").Config
+    assert config_from_dict(cls, {"c_fake_weight": None}, "t").c_fake_weight is None
+    assert config_from_dict(cls, {"c_fake_weight": 2}, "t").c_fake_weight == 2.0
+    for bad in ("x", True):
+        with pytest.raises(ValueError, match="c_fake_weight must be a number or null"):
+            config_from_dict(cls, {"c_fake_weight": bad}, "t")
 
 
 def test_sphericgan_mode_seeking_pairs_share_a_class_and_the_term_is_msgan_eq3(monkeypatch):
@@ -136,6 +144,7 @@ def test_presets_paper_defaults_and_digits_choices():
         p = _preset("sphericgan", fam)
         assert "update_order" not in p["model"] and p["train"]["ema"] is False and "attn_res" not in p["model"]
         assert not {"c_fake_weight", "ms_weight"} & set(p["model"]) and p["model"]["c_lr"] == 1e-3  # Sec. 4.1
+        assert p["model"]["mu"] == 5.0 and dm["mu"] != 5.0  # Eq. 8's mu: the paper's; digits: a choice
     assert get_model("sphericgan").Config().update_order == "algorithm1" and not get_model("sphericgan").Config().g_sn
     assert get_model("sphericgan").Config().c_fake_weight is None and get_model("sphericgan").Config().ms_weight == 0
     assert _preset("medgan", "digits")["model"]["region_dist"] == "mean"
