@@ -3,7 +3,7 @@
     python -m ssgan_fast.experiments ring2d [--seeds 5] [--steps 3000] [--variance 0.1] [--rows R1,R2] [--set K=V]
                                             [--out runs/ring2d]
     python -m ssgan_fast.experiments cvae-ring [--steps 20000] [--lr 5e-4] [--seed 0] [--out runs/cvae-ring]
-    python -m ssgan_fast.experiments backends [--model sphericgan] [--seeds 8] [--steps 500] [--set K=V]
+    python -m ssgan_fast.experiments backends [--model sphericgan] [--seeds 8] [--steps N] [--set K=V]
                                               [--out runs/backends]
 
 ring2d: MED-GAN Sec. 5.2 (Table 1, Figure 3); cvae-ring: CVAE-GAN Sec. 4 (Figure 4); backends: the fused
@@ -48,7 +48,7 @@ figure4.png (one row per model, one panel per iteration, real points blue, gener
 """
 
 BACKENDS_DOC = """\
-    python -m ssgan_fast.experiments backends [--model sphericgan] [--seeds 8] [--steps 500] [--set K=V]
+    python -m ssgan_fast.experiments backends [--model sphericgan] [--seeds 8] [--steps N] [--set K=V]
                                               [--out runs/backends]
 
 backends (fused ops vs the reference ops on digits): trains --model on the built-in digits once per seed
@@ -149,14 +149,15 @@ def backends(args) -> dict:
 
     from scipy import stats
     out = Path(args.out)
-    runs = {"fused": [], "ref": []}
+    runs, steps = {"fused": [], "ref": []}, set()
     for seed in range(args.seeds):
         for which in runs:
             name = f"{args.model}-{which}-s{seed}"
             env = dict(os.environ)
             _set_backend(env, which == "ref")
-            cmd = [sys.executable, "-m", "ssgan_fast.train", "--model", args.model, "--steps", str(args.steps),
-                   "--seed", str(seed), "--out", str(out), "--name", name, "--no-progress", "--device", args.device]
+            cmd = [sys.executable, "-m", "ssgan_fast.train", "--model", args.model, "--seed", str(seed),
+                   "--out", str(out), "--name", name, "--no-progress", "--device", args.device]
+            cmd += [] if args.steps is None else ["--steps", str(args.steps)]
             for kv in args.set:
                 cmd += ["--set", kv]
             run, spec = out / name, {"cmd": cmd[1:], "backend": env.get("SSGAN_FAST_BACKEND", "auto")}
@@ -177,6 +178,7 @@ def backends(args) -> dict:
                 m["seconds"] = time.perf_counter() - t0
                 (run / "experiment.json").write_text(json.dumps({**spec, "seconds": m["seconds"]}))
             runs[which].append(m)
+            steps.add(json.loads((run / "config.json").read_text())["train"]["steps"])
             print(f"{name}: " + "  ".join(f"{k} {m[k]:.2f}" for k in BACKEND_METRICS if k in m), flush=True)
     keys = [k for k in runs["fused"][0] if k != "seconds" and all(k in r for rs in runs.values() for r in rs)]
     table = {}
@@ -192,7 +194,8 @@ def backends(args) -> dict:
             row["t_p"] = float(stats.ttest_rel(r, f).pvalue)
             row["wilcoxon_p"] = float(stats.wilcoxon(r, f).pvalue)
         table[k] = row
-    result = {"model": args.model, "steps": args.steps, "seeds": args.seeds, "runs": runs, "paired": table}
+    steps = steps.pop() if len(steps) == 1 else sorted(steps)
+    result = {"model": args.model, "steps": steps, "seeds": args.seeds, "runs": runs, "paired": table}
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(result, indent=1))
     fmt = lambda v: "   -  " if v is None else f"{v:6.3f}"  # noqa: E731
@@ -201,7 +204,7 @@ def backends(args) -> dict:
         print(f"{k:10s} {row['fused_mean']:7.2f} ± {row['fused_std']:5.2f} "
               f"{row['ref_mean']:7.2f} ± {row['ref_std']:5.2f} "
               f"{row['diff_mean']:7.2f} ± {row['diff_std']:5.2f} {fmt(row['t_p']):>7s} {fmt(row['wilcoxon_p']):>10s}")
-    print(f"({args.seeds} seeds, {args.steps} steps, mean ± std over seeds; wrote {out / 'results.json'})")
+    print(f"({args.seeds} seeds, {steps} steps, mean ± std over seeds; wrote {out / 'results.json'})")
     return result
 
 
@@ -383,7 +386,8 @@ def main(argv=None) -> int:
     from .models import MODELS
     b.add_argument("--model", default="sphericgan", choices=sorted(MODELS))
     b.add_argument("--seeds", type=int, default=8)
-    b.add_argument("--steps", type=int, default=500)
+    b.add_argument("--steps", type=int, default=None,
+                   help="training steps of each run (default: the model's digits preset)")
     b.add_argument("--out", default="runs/backends")
     b.add_argument("--trace", type=int, default=0, metavar="STEPS",
                    help="instead: trace seed 0 step by step against the reference and a 1-ulp perturbed run")
@@ -391,7 +395,7 @@ def main(argv=None) -> int:
     b.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
     if args.which == "backends":
-        if args.seeds < 1 or args.steps < 1 or args.trace < 0:
+        if args.seeds < 1 or (args.steps is not None and args.steps < 1) or args.trace < 0:
             p.exit(2, "error: --seeds and --steps must be >= 1, --trace >= 0\n")
         Path(args.out).mkdir(parents=True, exist_ok=True)
         backend_trace(args) if args.trace else backends(args)

@@ -12,7 +12,7 @@ def test_backends_command_pairs_fused_and_reference(tmp_path, capsys):
     assert exp_main(["backends", "--seeds", "2", "--steps", "1", "--out", str(out),
                      "--set", "train.eval_samples_per_class=8"]) == 0
     r = json.loads((out / "results.json").read_text())
-    assert r["seeds"] == 2 and len(r["runs"]["fused"]) == len(r["runs"]["ref"]) == 2
+    assert r["seeds"] == 2 and r["steps"] == 1 and len(r["runs"]["fused"]) == len(r["runs"]["ref"]) == 2
     for seed in range(2):  # each run trained with its seed and the backend it was given
         for which, backend in (("fused", "auto"), ("ref", "ref")):
             cfg = json.loads((out / f"sphericgan-{which}-s{seed}" / "config.json").read_text())
@@ -35,11 +35,13 @@ def test_backends_command_pairs_fused_and_reference(tmp_path, capsys):
     assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())
     r3 = json.loads((out / "results.json").read_text())
     assert r3["runs"]["fused"][:2] == r["runs"]["fused"] and len(r3["runs"]["ref"]) == 3
-    # other settings: trained again
-    assert exp_main(["backends", "--seeds", "1", "--steps", "1", "--out", str(out),
-                     "--set", "train.eval_samples_per_class=9"]) == 0
+    # other settings: trained again; without --steps each run trains the preset's (here --set) steps
+    assert exp_main(["backends", "--seeds", "1", "--out", str(out),
+                     "--set", "train.steps=2", "--set", "train.eval_samples_per_class=9"]) == 0
     first = out / "sphericgan-fused-s0" / "metrics.json"
     assert first.stat().st_mtime_ns > stamps[first]
+    r = json.loads((out / "results.json").read_text())
+    assert r["steps"] == 2 and "--steps" not in json.loads((first.parent / "experiment.json").read_text())["cmd"]
 
 
 def test_backends_command_rejects_bad_arguments():
