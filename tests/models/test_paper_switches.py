@@ -74,6 +74,20 @@ def test_sphericgan_c_fake_weight_scales_or_drops_cs_term_on_gs_pairs():
             config_from_dict(cls, {"c_fake_weight": bad}, "t")
 
 
+def test_sphericgan_mu_weights_gs_verification_term():
+    """mu (Eq. 8): G/verify = mu x CE(C(x_z), y_z); with c_fake_weight 0 it does not reach C's loss (the
+    digits preset's mu 6.5 changes only G's term)."""
+    got = {}
+    for mu in (5.0, 6.5):
+        m, loader = _sphericgan(mu=mu, c_fake_weight=0.0)
+        losses = m.train_step(next(loader), 0)
+        got[mu] = (losses["G/verify"], {k: v for k, v in losses.items() if k.startswith("C/")})
+        assert "C/fake" not in got[mu][1] and got[mu][1]
+    (g5, c5), (g65, c65) = got[5.0], got[6.5]
+    assert torch.allclose(g65 / 6.5, g5 / 5.0, rtol=1e-5) and not torch.allclose(g65, g5)
+    assert c5.keys() == c65.keys() and all(torch.equal(c5[k], c65[k]) for k in c5)  # C's terms: real data only
+
+
 def test_sphericgan_mode_seeking_pairs_share_a_class_and_the_term_is_msgan_eq3(monkeypatch):
     """ms_weight > 0: y_z[i + B//2] = y_z[i], and G/mode_seek = w / (mean|x_z1 - x_z2| / mean|z1 - z2|);
     0 (the paper) adds no term and leaves y_z as drawn."""
