@@ -40,21 +40,22 @@ def config_from_dict(cls, values: dict, where: str):
     """Dataclass `cls` from a dict; unknown keys and wrong types are errors naming the key. The type is
     the field's annotation (``bool``, ``int``, ``float``, or one of them ``| None``, where null is then
     allowed); a field without such an annotation is passed through as given."""
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - set(fields))
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
     if unknown:
-        raise ValueError(f"{where}: unknown key(s) {unknown}; allowed: {', '.join(sorted(fields))}")
+        raise ValueError(f"{where}: unknown key(s) {unknown}; allowed: {', '.join(sorted(names))}")
     hints = typing.get_type_hints(cls)
     out = {}
     for k, v in values.items():
         kind, args = hints.get(k), typing.get_args(hints.get(k))
-        if type(None) in args:  # `T | None`
+        optional = type(None) in args  # `T | None`
+        if optional:
             if v is None:
                 out[k] = None
                 continue
             rest = [a for a in args if a is not type(None)]
             kind = rest[0] if len(rest) == 1 else None
-        nullable = " or null" if type(None) in args else ""
+        nullable = " or null" if optional else ""
         if kind is bool and not isinstance(v, bool):
             raise ValueError(f"{where}: {k} must be true/false{nullable}, got {v!r}")
         if kind in (int, float):
