@@ -1,5 +1,7 @@
 """Digits runs scored weights-free (ssgan_fast.metrics.digits): recognition by an independent SVM and the
-within-class spread ratio, on 1 000 samples (100 per class) of each run's generator (EMA where kept, unless --no-ema).
+within-class spread ratio, on 1 000 samples (100 per class) of each run's generator (EMA where kept, unless
+--no-ema). AAM-StarGAN runs are scored on their translations of the held-out test digits into every domain
+(ssgan_fast.experiments.digits_run_scores).
 
     python bench/digits_quality.py --runs runs/00001-sphericgan-digits [...] [--out results.json]
 """
@@ -8,8 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-from ssgan_fast.engine.run import EVAL_SEED, generate, load_run
-from ssgan_fast.metrics.digits import digits_scores
+from ssgan_fast.experiments import digits_run_scores
 
 
 def main(argv=None) -> int:
@@ -21,14 +22,12 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     rows = {}
     for r in a.runs:
-        run = load_run(r, "cpu", use_ema=not a.no_ema)
-        imgs, labels = generate(run.model, run.generator(not a.no_ema), run.info["num_classes"], a.per_class,
-                                EVAL_SEED, run.device,
-                                run.info["kind"])
-        s = digits_scores(imgs, labels)
+        s = digits_run_scores(r, a.per_class, use_ema=not a.no_ema)
         rows[r] = s
-        print(f"{r}: recognised {s['recognition_percent']:.1f} %, spread ratio {s['spread_ratio']:.2f} "
-              f"(SVM on real test digits {s['svm_real_test_percent']:.1f} %, n {s['n']})", flush=True)
+        what = "translations" if "translation" in s else "samples"
+        print(f"{r}: recognised {s['recognition_percent']:.1f} %, spread ratio {s['spread_ratio']:.2f}, "
+              f"fd_pixels {s['fd_pixels']:.1f} "
+              f"({what}; SVM on real test digits {s['svm_real_test_percent']:.1f} %)", flush=True)
     if a.out:
         Path(a.out).write_text(json.dumps(rows, indent=1))
     return 0

@@ -12,7 +12,7 @@ class Discriminator(nn.Module):
         super().__init__()
         self.block1, self.rest = d_trunk()
         self.adv = nn.Linear(128, 1)
-        self.cls = AAMHead(128, NUM_CLASSES, s=30.0, m=0.5)  # unit-norm class weights, no bias
+        self.cls = AAMHead(128, NUM_CLASSES)  # unit-norm class weights, no bias; loss starts at log C (calibrate)
 
     def forward(self, x):
         h = self.rest(self.block1(x))

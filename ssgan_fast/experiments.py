@@ -5,9 +5,12 @@
     python -m ssgan_fast.experiments cvae-ring [--steps 20000] [--lr 5e-4] [--seed 0] [--out runs/cvae-ring]
     python -m ssgan_fast.experiments backends [--model sphericgan] [--seeds 8] [--steps N] [--set K=V]
                                               [--out runs/backends]
+    python -m ssgan_fast.experiments claims [--models aam-acgan,medgan,...] [--seeds 5] [--quick] [--jobs 2]
+                                            [--out runs/claims]
 
 ring2d: MED-GAN Sec. 5.2 (Table 1, Figure 3); cvae-ring: CVAE-GAN Sec. 4 (Figure 4); backends: the fused
-ops against the reference ops on digits. `python -m ssgan_fast.experiments <command> --help` says
+ops against the reference ops on digits; claims: each paper's claim, method against its own baseline, on
+digits over paired seeds. `python -m ssgan_fast.experiments <command> --help` says
 what each trains, scores and writes.
 """
 from __future__ import annotations
@@ -69,6 +72,23 @@ ROWS = {"baseline": [], "+recg": ["model.recg=true"], "+recg+ctrs": ["model.recg
 TABLE1_COLUMNS = (("modes", "modes", 5, 3, 1), ("hq_percent", "% HQ", 7, 4, 1), ("reverse_kl", "reverse KL", 8, 5, 3),
                   ("hq_1sigma_percent", "% HQ 1 sigma", 7, 4, 1), ("class_acc_percent", "% class acc", 7, 4, 1),
                   ("spread", "spread", 6, 4, 2))
+
+
+CLAIMS_DOC = """\
+    python -m ssgan_fast.experiments claims [--models aam-acgan,medgan,...] [--seeds 5] [--quick] [--jobs 2]
+                                            [--threads 1] [--steps N] [--out runs/claims]
+
+claims (each paper's claim against its own baseline, on the built-in digits): trains every arm of each
+claim (ssgan_fast.claims.CLAIMS: AAM vs softmax in ACGAN and StarGAN, MED-GAN vs Triple-GAN, CVAE-GAN's
+S7 rows, SphericGAN's Table 1 rows, LCP-GAN's Table 2 rows that run without weights) with the model's
+digits preset on paired seeds, --jobs processes at a time with --threads OpenMP threads each, and scores
+each run with the paper's own metrics (its final evaluation, in the digits classifier's feature space)
+and the weights-free digits scores. Writes claims.json (every run, and per arm against the baseline:
+mean ± sd, the paired difference, paired t and Wilcoxon p-values, a verdict at p < 0.05), one PNG per
+claim (the metrics per seed, both arms) and one sample grid per claim (seed 0, the same noise for every
+arm), and prints the table. --quick: 2 seeds of the claims marked quick (AAM-ACGAN, MED-GAN), about
+10 minutes on 2 cores. Finished runs are reused when the command is repeated.
+"""
 
 
 def ring2d(args) -> dict:
@@ -265,6 +285,43 @@ def backend_trace(args) -> dict:
     return result
 
 
+def digits_run_scores(run_dir, per_class: int = 100, use_ema: bool = True, device: str = "cpu") -> dict:
+    """The weights-free digits scores (ssgan_fast.metrics.digits) of a run trained on the built-in digits:
+    recognition and spread of per_class samples of each class (EVAL_SEED noise, the EMA generator where
+    kept). A translation model (AAM-StarGAN) is scored on what it does: every held-out test digit
+    translated into every domain, recognised as the target domain, and the spread per target - the
+    "translation" entry, which then also gives the top-level recognition / spread."""
+    import torch
+
+    from .data import open_dataset
+    from .engine.run import EVAL_SEED, generate, load_run, to_uint8
+    from .metrics.digits import digits_scores
+    run = load_run(run_dir, device, use_ema=use_ema)
+    if not run.cfg.data.startswith("digits"):
+        raise ValueError(f"{run_dir} trained on {run.cfg.data!r}: the digits scores need the built-in digits")
+    mods = run.generator(use_ema)
+    out = {"step": run.step, "ema": bool(use_ema and run.ema)}
+    if hasattr(run.model, "translate"):
+        ds = open_dataset("digits", split="test", size=run.cfg.size)
+        x = torch.from_numpy(ds.images).permute(0, 3, 1, 2).float().div(127.5).sub(1).to(run.device)
+        G = mods.get("G")
+        imgs, labels = [], []
+        with torch.no_grad():
+            for t in range(run.info["num_classes"]):
+                imgs.append(to_uint8(torch.cat([run.model.translate(x[i:i + 256], t, G=G)
+                                                for i in range(0, len(x), 256)])))
+                labels.append(np.full(len(x), t))
+        tr = digits_scores(np.concatenate(imgs), np.concatenate(labels))
+        tr["sources"] = int(len(x))
+        out["translation"] = tr
+        out.update({k: tr[k] for k in ("recognition_percent", "spread_ratio", "fd_pixels", "svm_real_test_percent")})
+        return out
+    imgs, labels = generate(run.model, mods, run.info["num_classes"], per_class, EVAL_SEED, run.device,
+                            run.info["kind"])
+    out.update(digits_scores(imgs, labels))
+    return out
+
+
 RING_ROWS = {"gan": "traditional GAN", "wgan": "WGAN (clipping)", "fm": "mean feature matching GAN"}
 
 
@@ -393,7 +450,36 @@ def main(argv=None) -> int:
                    help="instead: trace seed 0 step by step against the reference and a 1-ulp perturbed run")
     b.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="passed on to every training run")
     b.add_argument("--device", default="cpu")
+    from .claims import CLAIMS
+    q = sub.add_parser("claims", help="each paper's claim against its own baseline, paired seeds",
+                       description=CLAIMS_DOC, formatter_class=raw)
+    q.add_argument("--models", default=",".join(CLAIMS), help=f"comma-separated subset of {', '.join(CLAIMS)}")
+    q.add_argument("--seeds", type=int, default=None, help="paired seeds per arm (default 5; 2 with --quick)")
+    q.add_argument("--quick", action="store_true", help="2 seeds of the quick claims (about 10 minutes)")
+    q.add_argument("--jobs", type=int, default=2, help="training processes at a time")
+    q.add_argument("--threads", type=int, default=1, help="OpenMP threads of each training process")
+    q.add_argument("--steps", type=int, default=None, help="steps of every run (default: each model's digits preset)")
+    q.add_argument("--out", default="runs/claims")
+    q.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="passed on to every training run, before each arm's own switches")
+    q.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
+    if args.which == "claims":
+        from .claims import run_claims
+        names = [n for n in args.models.split(",") if n]
+        bad = [n for n in names if n not in CLAIMS]
+        if bad or not names:
+            p.exit(2, f"error: unknown --models {', '.join(bad) or '(none)'}; choose from {', '.join(CLAIMS)}\n")
+        if args.quick:
+            names = [n for n in names if CLAIMS[n].quick]
+        seeds = args.seeds if args.seeds is not None else (2 if args.quick else 5)
+        if seeds < 1 or args.jobs < 1 or args.threads < 1 or (args.steps is not None and args.steps < 1):
+            p.exit(2, "error: --seeds, --jobs, --threads and --steps must be >= 1\n")
+        if not names:
+            p.exit(2, "error: none of --models is in the --quick subset\n")
+        run_claims(names, seeds, Path(args.out), args.jobs, args.threads, args.quick, args.steps, args.device,
+                   args.set)
+        return 0
     if args.which == "backends":
         if args.seeds < 1 or (args.steps is not None and args.steps < 1) or args.trace < 0:
             p.exit(2, "error: --seeds and --steps must be >= 1, --trace >= 0\n")

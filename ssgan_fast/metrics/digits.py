@@ -5,7 +5,9 @@
   generated for - a classifier this project does not train for the run;
 - spread ratio: per class, the mean over pixels of the per-pixel standard deviation of the samples,
   divided by the same of the real training digits of that class, averaged over classes (1: as
-  varied as the data; 0: one image per class).
+  varied as the data; 0: one image per class);
+- fd_pixels: the Frechet distance between the samples' 64 pixels (0..16) and the real training
+  digits' - a noisy generator raises the spread ratio, and this with it (0: the real statistics).
 The real digits go through the samples' pipeline first (bilinear to H x H as the data set stores
 them, uint8, back to 8 x 8 by area), so that a resolution round trip is not counted against them.
 
@@ -65,7 +67,7 @@ def to_digits_scale(images) -> np.ndarray:
 
 
 def digits_scores(images, labels) -> dict:
-    """{"recognition_percent", "spread_ratio", "spread_per_class", "svm_real_test_percent", "n"} for
+    """{"recognition_percent", "spread_ratio", "spread_per_class", "fd_pixels", "svm_real_test_percent", "n"} for
     uint8 images of any H = W (the real digits are compared after the same H round trip)."""
     size = int(np.shape(images)[1])
     x = to_digits_scale(images)
@@ -83,6 +85,11 @@ def digits_scores(images, labels) -> dict:
         if len(gen) < 2:
             continue
         per_class[int(c)] = float(gen.std(0).mean() / xtr[ytr == c].std(0).mean())
+    fd = None
+    if len(x) > 1:
+        from ..ops import frechet_distance
+        a, b = torch.from_numpy(x), torch.from_numpy(xtr)
+        fd = float(frechet_distance(a.mean(0), torch.cov(a.T), b.mean(0), torch.cov(b.T)))
     return {"recognition_percent": rec, "spread_ratio": float(np.mean(list(per_class.values()))) if per_class else 0.0,
-            "spread_per_class": per_class, "svm_real_test_percent": float((svm.predict(xte) == yte).mean() * 100),
-            "n": int(len(x))}
+            "spread_per_class": per_class, "fd_pixels": fd,
+            "svm_real_test_percent": float((svm.predict(xte) == yte).mean() * 100), "n": int(len(x))}

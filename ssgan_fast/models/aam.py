@@ -22,7 +22,20 @@ from torch import nn
 
 from ..nn.blocks import ResNetDiscriminator, ResNetGenerator
 from ..nn.heads import AuxClassifier
-from .base import FP32, GANModel, fake_loss, lr_epoch, one_hot, rand_perm, real_loss, register, step_lr, uncompiled
+from .base import (
+    FP32,
+    GANModel,
+    fake_loss,
+    lr_epoch,
+    mode_seeking,
+    one_hot,
+    rand_perm,
+    real_loss,
+    register,
+    share_pair_classes,
+    step_lr,
+    uncompiled,
+)
 
 
 def _adv_d(kind: str, out_r: torch.Tensor, out_f: torch.Tensor) -> torch.Tensor:
@@ -61,9 +74,14 @@ class AAMACGANConfig:
     cls: str = "aam"  # "aam" (Eq. 8) or "softmax" (Eq. 7, the baseline)
     s: float = 30.0  # Eq. 8 scale (the paper states no value: insightface's ArcFace default)
     m: float = 0.5  # Eq. 8 margin (likewise)
+    calibrate: bool = False  # AAM loss scaled to start at log C (AAMHead's drop-in default); False: Eq. 8 raw
+    g_margin: bool = True  # the margin m in G's class term too (Eq. 4 with Eq. 8, the paper); False: m on D's only
     lambda_cls: float = 1.0  # Eq. 5-6
     adv: str = "bce"  # "bce" (Eq. 1) or "hinge"
     d_cls_fake: bool = False  # original ACGAN: D's classifier also fits G's samples
+    # MSGAN mode seeking (models.base.mode_seeking) on pairs of G's batch with one class: a remedy for
+    # ACGAN's within-class collapse, not in the paper (0 = off)
+    ms_weight: float = 0.0
     n_dis: int = 1  # D steps per G step
     lr: float = 1e-4  # Sec. 4.2
     beta1: float = 0.5
@@ -80,11 +98,13 @@ class AAMACGAN(GANModel):
         super().__init__(cfg, info)
         _images(info, "aam-acgan")
         _check(cfg, ("bce", "hinge"))
+        if not cfg.ms_weight >= 0:
+            raise ValueError(f"ms_weight must be >= 0, got {cfg.ms_weight}")
         size, ch, nc = info["size"], info["channels"], info["num_classes"]
         self.nc = nc
         self.G = ResNetGenerator(cfg.z_dim, nc, size, cfg.ch, ch, attn_res=cfg.attn_res)
         self.D = ResNetDiscriminator(0, size, cfg.ch, ch, attn_res=cfg.attn_res)
-        self.cls = AuxClassifier(self.D.feat_dim, nc, cfg.cls, cfg.s, cfg.m)  # D_cls, part of D
+        self.cls = AuxClassifier(self.D.feat_dim, nc, cfg.cls, cfg.s, cfg.m, calibrate=cfg.calibrate)  # D_cls, in D
         adam = dict(lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
         self._opts = {"D": torch.optim.Adam(list(self.D.parameters()) + list(self.cls.parameters()), **adam),
                       "G": torch.optim.Adam(self.G.parameters(), **adam)}
@@ -116,6 +136,8 @@ class AAMACGAN(GANModel):
             raise ValueError("aam-acgan: empty batch")
         z = self.noise(x.shape[0])
         y_z = torch.randint(0, self.nc, (x.shape[0],), device=next(self.G.parameters()).device)
+        if self.cfg.ms_weight:
+            share_pair_classes(y_z)
         losses = self._d_phase(x, y_l, z, y_z, amp)
         if (step + 1) % self.cfg.n_dis == 0:
             losses.update(self._g_phase(z, y_z, amp))
@@ -142,8 +164,12 @@ class AAMACGAN(GANModel):
     def _g_phase(self, z, y_z, amp):
         """L_adv (Eq. 1 / 6) + lambda_cls x the AAM classification of G's images (Eq. 4)."""
         with amp.ctx():
-            out, h = self.D(self.G(z, y_z))
-            lg = {"G/adv": _adv_g(self.cfg.adv, out), "G/cls": self.cfg.lambda_cls * self.cls.loss(h, y_z)}
+            x_z = self.G(z, y_z)
+            out, h = self.D(x_z)
+            lg = {"G/adv": _adv_g(self.cfg.adv, out),
+                  "G/cls": self.cfg.lambda_cls * self.cls.loss(h, y_z, margin=self.cfg.g_margin)}
+            if self.cfg.ms_weight and z.shape[0] >= 2:
+                lg["G/mode_seek"] = mode_seeking(x_z, z, self.cfg.ms_weight)
             loss_g = sum(lg.values())
         amp.step(loss_g, self._opts["G"], list(self.G.parameters()))
         return {k: v.detach() for k, v in lg.items()}
@@ -216,6 +242,8 @@ class AAMStarGANConfig:
     cls: str = "aam"
     s: float = 30.0
     m: float = 0.5
+    calibrate: bool = False  # as AAM-ACGAN's
+    g_margin: bool = True  # as AAM-ACGAN's
     lambda_cls: float = 1.0
     lambda_rec: float = 10.0
     lambda_gp: float = 10.0
@@ -226,6 +254,10 @@ class AAMStarGANConfig:
     beta2: float = 0.999
     lr_decay_every: int = 10000
     lr_decay: float = 0.9
+    # mode seeking across sources (MSGAN Eq. 3 with the source image as the noise): pairs of the batch
+    # translated into one domain must differ as much as their sources do - against translations that
+    # drop the source and give one image per domain; not in the paper (0 = off)
+    ms_weight: float = 0.0
     num_sources: int = 64  # real images kept for sample grids / generate / evaluate
     use_attrs: bool = True  # multi-attribute labels when the data set has them (attrs.csv), else domains
 
@@ -238,6 +270,8 @@ class AAMStarGAN(GANModel):
         super().__init__(cfg, info)
         _images(info, "aam-stargan")
         _check(cfg, ("wgan-gp", "bce"))
+        if not cfg.ms_weight >= 0:
+            raise ValueError(f"ms_weight must be >= 0, got {cfg.ms_weight}")
         size, ch, nc = info["size"], info["channels"], info["num_classes"]
         self.na = int(info.get("num_attrs", 0)) if cfg.use_attrs else 0
         if nc < 2 and not self.na:
@@ -247,7 +281,8 @@ class AAMStarGAN(GANModel):
         self.G = StarGenerator(ch, code_dim, cfg.ch, cfg.g_repeat)
         self.D = StarDiscriminator(ch, size, cfg.ch)
         # single label: one C-way head; attributes: one 2-way AAM head (or a BCE logit) per attribute
-        self.cls = AuxClassifier(self.D.feat_dim, max(nc, 2), cfg.cls, cfg.s, cfg.m, num_attrs=self.na)
+        self.cls = AuxClassifier(self.D.feat_dim, max(nc, 2), cfg.cls, cfg.s, cfg.m, num_attrs=self.na,
+                                 calibrate=cfg.calibrate)
         self.register_buffer("sources", torch.zeros(cfg.num_sources, ch, size, size))
         self.register_buffer("source_attrs", torch.zeros(cfg.num_sources, self.na))
         self.register_buffer("num_filled", torch.zeros((), dtype=torch.int64))
@@ -381,6 +416,8 @@ class AAMStarGAN(GANModel):
             with torch.no_grad(), amp.ctx():
                 y_org = torch.cat([y_l, self.predict(x_u)]) if x_u.shape[0] else y_l  # source domains
             y_trg = torch.randint(0, self.nc, (x.shape[0],), device=dev)
+            if self.cfg.ms_weight:
+                share_pair_classes(y_trg)
         return SimpleNamespace(x=x, bl=bl, y_org=y_org, y_trg=y_trg, c_org=self.code(y_org), c_trg=self.code(y_trg))
 
     def _d_phase(self, s, amp):
@@ -406,7 +443,9 @@ class AAMStarGAN(GANModel):
             x_f = self.G(s.x, s.c_trg)
             out, h = self.D(x_f)
             lg = {"G/adv": _adv_g(cfg.adv, out),
-                  "G/cls": cfg.lambda_cls * self.cls.loss(h, s.y_trg),  # Eq. 4
+                  "G/cls": cfg.lambda_cls * self.cls.loss(h, s.y_trg, margin=cfg.g_margin),  # Eq. 4
                   "G/rec": cfg.lambda_rec * (s.x.float() - self.G(x_f, s.c_org).float()).abs().mean()}  # Eq. 2
+            if cfg.ms_weight and not self.na and s.x.shape[0] >= 2:
+                lg["G/mode_seek"] = mode_seeking(x_f, s.x, cfg.ms_weight)
         amp.step(sum(lg.values()), self._opts["G"], list(self.G.parameters()))
         return {k: v.detach() for k, v in lg.items()}

@@ -97,6 +97,22 @@ def triple_c_adversarial(logp: torch.Tensor, d_logits, exact: bool) -> torch.Ten
     return (logp.gather(1, y[:, None])[:, 0] * (d - base)).mean()
 
 
+def share_pair_classes(y: torch.Tensor) -> torch.Tensor:
+    """Mode-seeking pairs: rows i and i + B // 2 get the class of row i (in place; returns y)."""
+    h = y.shape[0] // 2
+    y[h:2 * h] = y[:h]
+    return y
+
+
+def mode_seeking(x: torch.Tensor, z: torch.Tensor, weight: float) -> torch.Tensor:
+    """MSGAN's mode-seeking term (Mao et al., "Mode Seeking Generative Adversarial Networks for Diverse
+    Image Synthesis", Eq. 3, as 1 / ratio like its code): weight / (d(x_i, x_j) / d(z_i, z_j)) over the
+    pairs (i, i + B // 2) of G's batch (drawn with one class: ``share_pair_classes``); d = mean |.|."""
+    h = x.shape[0] // 2
+    ratio = (x[:h] - x[h:2 * h]).float().abs().mean() / (z[:h] - z[h:2 * h]).abs().mean()
+    return weight / (ratio + 1e-5)
+
+
 def uncompiled(m: nn.Module):
     """m's eager call even where the trainer compiled it in place (--compile): for passes that need
     what compiled graphs lack, such as the double backward of a gradient penalty."""

@@ -21,7 +21,17 @@ from torch import nn
 from ..nn.blocks import MLP, DBlock, ResNetClassifier, ResNetGenerator, SNLinear, blocks_for
 from ..nn.mask import MaskEmbedding
 from ..ops import box_mask, cutmix, sample_cutmix_boxes, sample_region_boxes
-from .base import FP32, GANModel, fake_loss, rand_perm, real_loss, register, triple_c_adversarial
+from .base import (
+    FP32,
+    GANModel,
+    fake_loss,
+    mode_seeking,
+    rand_perm,
+    real_loss,
+    register,
+    share_pair_classes,
+    triple_c_adversarial,
+)
 
 
 @dataclass
@@ -48,6 +58,19 @@ class MEDGANConfig:
     # per-element mean of the squares (the project's earlier choice: the margin gamma then is per element)
     region_dist: str = "sum"
     c_labeled: bool = False  # C also takes a plain cross-entropy on the labeled batch (not in Eq. 10)
+    # A_label's initial weights ~ N(0, std^2), nn.Embedding's own init at 1 (the paper states none). 0: zeros,
+    # the project's earlier choice - D then starts label-blind and, on digits, stayed so: Triple-GAN's G
+    # ignored the class (9 % recognised) and MED-GAN's mixed classes
+    label_init_std: float = 1.0
+    # MSGAN mode seeking (models.base.mode_seeking) on pairs of G's batch with one class, against
+    # within-class collapse; not in the paper (0 = off)
+    ms_weight: float = 0.0
+
+
+def _init_label(emb: nn.Embedding, std: float) -> None:
+    if std < 0:
+        raise ValueError(f"label_init_std must be >= 0, got {std}")
+    nn.init.normal_(emb.weight, 0.0, std) if std > 0 else nn.init.zeros_(emb.weight)
 
 
 class _ImageD(nn.Module):
@@ -66,7 +89,7 @@ class _ImageD(nn.Module):
         rest.append(DBlock(cin, w[n], down=False))
         self.rest = nn.Sequential(*rest)
         self.label = nn.Embedding(nc, w[n])  # A_label
-        nn.init.zeros_(self.label.weight)
+        _init_label(self.label, cfg.label_init_std)
         self.lin = SNLinear(w[n], 1)
 
     def f(self, x, m):
@@ -86,7 +109,7 @@ class _PointD(nn.Module):
         super().__init__()
         self.body = MLP(2, cfg.hidden, hidden=(cfg.hidden,), sn=cfg.point_sn)
         self.label = nn.Embedding(nc, cfg.hidden)
-        nn.init.zeros_(self.label.weight)
+        _init_label(self.label, cfg.label_init_std)
         self.lin = SNLinear(cfg.hidden, 1, sn=cfg.point_sn)
 
     def f(self, x, m=None):
@@ -213,6 +236,8 @@ class MEDGAN(GANModel):
         super().__init__(cfg, info)
         nc = self.nc = info["num_classes"]
         self.points = info["kind"] == "points"
+        if not cfg.ms_weight >= 0:
+            raise ValueError(f"ms_weight must be >= 0, got {cfg.ms_weight}")
         if cfg.region_dist not in ("sum", "mean"):
             raise ValueError(f"region_dist must be 'sum' or 'mean', got {cfg.region_dist!r}")
         self.data = _Points() if self.points else _Images(info["size"], cfg.alpha, cfg.eps)
@@ -264,6 +289,8 @@ class MEDGAN(GANModel):
         bz = max(B, x_u.shape[0])
         z = self.noise(bz)
         y_z = torch.randint(0, self.nc, (bz,), device=dev)
+        if self.cfg.ms_weight:
+            share_pair_classes(y_z)
         with torch.no_grad(), amp.ctx():
             logit_u = self.C(x_u).float() if x_u.shape[0] else None
             y_u = logit_u.argmax(1) if x_u.shape[0] else y_l[:0]
@@ -302,6 +329,8 @@ class MEDGAN(GANModel):
         lg = {"G/advs": real_loss(self.D(x_z, self._region(s.bz, s.dev), s.y_z))}
         if self.cfg.recg:
             lg["G/recg"] = F.cross_entropy(self.C(x_z).float(), s.y_z)
+        if self.cfg.ms_weight and s.bz >= 2:
+            lg["G/mode_seek"] = mode_seeking(x_z, s.z, self.cfg.ms_weight)
         return lg
 
 

@@ -18,7 +18,7 @@ from torch import nn
 from ..nn.blocks import MLP, ResNetClassifier, ResNetDiscriminator, ResNetGenerator, thumbnail
 from ..nn.heads import PrototypeHead
 from ..ops import clustering_loss, cosine_softmax
-from .base import FP32, GANModel, fake_loss, real_loss, register
+from .base import FP32, GANModel, fake_loss, mode_seeking, real_loss, register, share_pair_classes
 
 log = logging.getLogger("ssgan_fast")
 
@@ -295,8 +295,7 @@ class SphericGAN(GANModel):
         z = self.noise(x.shape[0])
         y_z = torch.randint(0, self.nc, (x.shape[0],), device=dev)
         if self.cfg.ms_weight:  # the mode-seeking pairs (i, i + B // 2) share their class
-            h = y_z.shape[0] // 2
-            y_z[h:2 * h] = y_z[:h]
+            share_pair_classes(y_z)
         with torch.no_grad(), amp.ctx():
             y_x = torch.cat([y_l, self.C(x_u).argmax(1)]) if x_u.shape[0] else y_l
             rho = self.prior_of(x) if self.cfg.cluster_alignment else None
@@ -345,11 +344,8 @@ class SphericGAN(GANModel):
             lg = {"G/adv": real_loss(idt_f) + real_loss(self.Dclass(xz, s.y_z)[0])}  # Eq. 7
             if cfg.semantic_verification:
                 lg["G/verify"] = cfg.mu * F.cross_entropy(self.C(xz).float(), s.y_z)  # Eq. 8, mu term
-            if cfg.ms_weight and xz.shape[0] >= 2:
-                h = xz.shape[0] // 2
-                ratio = ((xz[:h] - xz[h:2 * h]).float().abs().mean() /
-                         (s.z[:h] - s.z[h:2 * h]).abs().mean())  # the noise z: G1 cannot shrink it
-                lg["G/mode_seek"] = cfg.ms_weight / (ratio + 1e-5)  # MSGAN Eq. 3 (1 / ratio, as its code)
+            if cfg.ms_weight and xz.shape[0] >= 2:  # on the noise z, not z°: G1 cannot shrink it
+                lg["G/mode_seek"] = mode_seeking(xz, s.z, cfg.ms_weight)  # MSGAN Eq. 3 (1 / ratio, as its code)
             if cfg.latent_clustering and cfg.g_eval:
                 lg["G/lat_eval"] = _nll(pf, cosine_softmax(zc, self.P.detach()).argmax(1))  # Eq. 3 / 9
             joint = cfg.update_order == "joint"

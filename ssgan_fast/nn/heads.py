@@ -6,7 +6,7 @@ import math
 import torch
 from torch import nn
 
-from ..ops import aam_cross_entropy, aam_logits, clustering_loss, cosine_softmax
+from ..ops import aam_chance_loss, aam_cross_entropy, aam_logits, clustering_loss, cosine_softmax
 
 
 class PrototypeHead(nn.Module):
@@ -56,37 +56,82 @@ class PrototypeHead(nn.Module):
 
 
 class AAMHead(nn.Module):
-    """Additive angular margin classifier (aam-discriminator Eq. 8, ArcFace) - no bias.
+    """Additive angular margin classifier (ArcFace; Eq. 8 of "Label Geometry Aware Discriminator for
+    Conditional Generative Networks") - no bias, unit class weights and features.
 
     Replaces the softmax auxiliary classifier of an ACGAN / StarGAN discriminator::
 
         # before:  cls_loss = F.cross_entropy(self.fc(feat), y)
-        head = AAMHead(D, num_classes, s=30.0, m=0.5)
+        head = AAMHead(D, num_classes)         # s = 30, m = 0.5, calibrated loss
         cls_loss = head.loss(feat, y)          # fused: no [B, C] logits kept for backward
         logits = head(feat)                    # s * cos(theta) for prediction (no margin)
         logits = head(feat, y)                 # training logits with the margin at y
+
+    Args:
+        in_features: D, the width of the features the head takes ([B, D], or [B, D, 1, 1] as a conv
+            classifier gives them).
+        num_classes: C >= 2.
+        s: the logit scale (the radius of the hypersphere the features are put on).
+        m: the additive angular margin on the target angle, in radians, in [0, pi).
+        calibrate: divide the loss by ``aam_chance_loss(C, s, m) / log C``, so that an untrained
+            head's loss is log C, where a softmax cross-entropy starts. At s = 30, m = 0.5 the raw
+            Eq. 8 loss starts about 7x higher (16.6 against 2.3 for C = 10), and a lambda_cls tuned
+            for softmax then overweights the class term: on the examples' ACGAN the raw head left the
+            class pixels far off (Frechet distance 5x the softmax run's), the calibrated head beat the
+            softmax baseline (docs: "Dropping AAM into your GAN"). False gives the paper's raw loss.
+            Only ``loss`` is scaled; the logits are Eq. 8's.
     """
 
-    def __init__(self, in_features: int, num_classes: int, s: float = 30.0, m: float = 0.5):
+    def __init__(self, in_features: int, num_classes: int, s: float = 30.0, m: float = 0.5,
+                 calibrate: bool = True):
         super().__init__()
         if in_features < 1 or num_classes < 2:
             raise ValueError("AAMHead needs in_features >= 1 and num_classes >= 2")
         self.weight = nn.Parameter(torch.empty(num_classes, in_features))
         nn.init.xavier_uniform_(self.weight)
         self.s, self.m = float(s), float(m)
+        self.calibrate = bool(calibrate)
+        self.loss_scale = math.log(num_classes) / aam_chance_loss(num_classes, self.s, self.m) if calibrate else 1.0
+
+    def _feat(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 4 and x.shape[2:] == (1, 1):  # [B, D, 1, 1]: a conv classifier's pooled output
+            return x.flatten(1)
+        return x
 
     def forward(self, x: torch.Tensor, target: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits [B, C]: s cos(theta_j) (no margin) without `target`; with target [B] (int64 class
+        indices) the target column is s cos(theta_y + m), as in training."""
+        x = self._feat(x)
         if target is None:
             target = torch.zeros(x.shape[0], dtype=torch.int64, device=x.device)
             return aam_logits(x, self.weight, target, self.s, 0.0)
         return aam_logits(x, self.weight, target, self.s, self.m)
 
-    def loss(self, x: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-        return aam_cross_entropy(x, self.weight, target, self.s, self.m, reduction)
+    def loss(self, x: torch.Tensor, target: torch.Tensor, reduction: str = "mean",
+             ignore_index: int | None = None, margin: float | None = None) -> torch.Tensor:
+        """The AAM cross-entropy of features x [B, D] (or [B, D, 1, 1]) against target [B] (int64
+        class indices): a float32 scalar ("mean", "sum") or [B] ("none"), times the calibration
+        factor when ``calibrate``. ignore_index (e.g. -1 for unlabeled rows): those rows add nothing;
+        "mean" averages over the others (0 when none is left). margin: this call's m in place of the
+        head's (e.g. 0 for a generator's term; the calibration factor stays the head's)."""
+        x = self._feat(x)
+        m = self.m if margin is None else float(margin)
+        if ignore_index is not None:
+            if target.shape[:1] != x.shape[:1]:
+                raise ValueError(f"target must have one label per row of x ({x.shape[0]}), got {tuple(target.shape)}")
+            keep = target != ignore_index
+            if reduction == "none":
+                safe = torch.where(keep, target, torch.zeros_like(target))
+                per = aam_cross_entropy(x, self.weight, safe, self.s, m, "none")
+                return torch.where(keep, per, torch.zeros_like(per)) * self.loss_scale
+            x, target = x[keep], target[keep]
+            if x.shape[0] == 0:
+                return (self.weight.sum() * 0.0).float()
+        return aam_cross_entropy(x, self.weight, target, self.s, m, reduction) * self.loss_scale
 
     def extra_repr(self) -> str:
         C, D = self.weight.shape
-        return f"in_features={D}, num_classes={C}, s={self.s}, m={self.m}"
+        return f"in_features={D}, num_classes={C}, s={self.s}, m={self.m}, calibrate={self.calibrate}"
 
 
 def _up(t: torch.Tensor) -> torch.Tensor:
@@ -103,33 +148,37 @@ class AuxClassifier(nn.Module):
     in {0, 1}; the softmax baseline is StarGAN's per-attribute BCE, the AAM form is one 2-class
     AAM problem per attribute (weights [A, 2, D]) averaged over attributes.
     ``probs(h)`` gives class probabilities [B, C] (single label) or attribute probabilities [B, A].
+    ``calibrate`` (AAM only): the loss scaled to start at log C, as ``AAMHead``'s (False: Eq. 8 raw,
+    the paper's).
     """
 
     def __init__(self, in_features: int, num_classes: int, kind: str = "aam", s: float = 30.0, m: float = 0.5,
-                 num_attrs: int = 0, bias: bool = False):
+                 num_attrs: int = 0, bias: bool = False, calibrate: bool = False):
         super().__init__()
         if kind not in ("aam", "softmax"):
             raise ValueError(f"aux classifier kind must be 'aam' or 'softmax', got {kind!r}")
         self.kind, self.num_attrs = kind, num_attrs
         if num_attrs:
             if kind == "aam":
-                self.heads = nn.ModuleList(AAMHead(in_features, 2, s, m) for _ in range(num_attrs))
+                self.heads = nn.ModuleList(AAMHead(in_features, 2, s, m, calibrate) for _ in range(num_attrs))
             else:
                 self.fc = nn.Linear(in_features, num_attrs, bias=bias)
         elif kind == "aam":
-            self.head = AAMHead(in_features, num_classes, s, m)
+            self.head = AAMHead(in_features, num_classes, s, m, calibrate)
         else:
             self.fc = nn.Linear(in_features, num_classes, bias=bias)
 
-    def loss(self, h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def loss(self, h: torch.Tensor, y: torch.Tensor, margin: bool = True) -> torch.Tensor:
+        """margin=False: the AAM heads' loss without the margin (m = 0); no effect on softmax."""
+        mm = None if margin else 0.0
         if self.num_attrs:
             if self.kind == "aam":
                 t = y.round().long()
-                return sum(head.loss(h, t[:, a]) for a, head in enumerate(self.heads)) / self.num_attrs
+                return sum(head.loss(h, t[:, a], margin=mm) for a, head in enumerate(self.heads)) / self.num_attrs
             lg = _up(self.fc(h))
             return nn.functional.binary_cross_entropy_with_logits(lg, y.to(lg.dtype))
         if self.kind == "aam":
-            return self.head.loss(h, y)
+            return self.head.loss(h, y, margin=mm)
         return nn.functional.cross_entropy(_up(self.fc(h)), y)
 
     def logits(self, h: torch.Tensor) -> torch.Tensor:

@@ -6,7 +6,7 @@ Backends are picked by the input's device (CUDA: Triton, else CUDA; CPU: C++); f
 Index: each op family has one name in every place (kernels/, csrc/cpu, csrc/cuda, ssgan_fast/ops,
 tests/ops, bench/):
     prototype      cosine_softmax, clustering_loss, prototype_ema_update, group_offsets
-    aam            aam_logits, aam_cross_entropy
+    aam            aam_logits, aam_cross_entropy, aam_chance_loss
     cutmix         cutmix, mask_embed, sample_cutmix_boxes, sample_region_boxes, box_mask
     feature_stats  FeatureStats, frechet_distance, trace_sqrt_product
     knn            knn_smallest, knn_radius_count (P/R, D/C: k-NN radii and radius counts in tiles)
@@ -19,13 +19,14 @@ aam_logits_fwd / _bwd, aam_ce_fwd / _bwd / _fused). The prototype EMA has its ow
 (generated into ssgan_fast/_constants.py).
 """
 from ._checks import emulated_capture
-from .aam import aam_cross_entropy, aam_logits
+from .aam import aam_chance_loss, aam_cross_entropy, aam_logits
 from .cutmix import box_mask, cutmix, mask_embed, sample_cutmix_boxes, sample_region_boxes
 from .feature_stats import FeatureStats, frechet_distance, trace_sqrt_product
 from .knn import knn_radius_count, knn_smallest
 from .prototype import clustering_loss, cosine_softmax, group_offsets, prototype_ema_update
 
 __all__ = ["cosine_softmax", "clustering_loss", "prototype_ema_update", "group_offsets", "aam_logits",
-           "aam_cross_entropy", "cutmix", "mask_embed", "sample_cutmix_boxes", "sample_region_boxes", "box_mask",
+           "aam_cross_entropy", "aam_chance_loss", "cutmix", "mask_embed", "sample_cutmix_boxes",
+           "sample_region_boxes", "box_mask",
            "FeatureStats", "frechet_distance", "trace_sqrt_product", "knn_smallest", "knn_radius_count",
            "emulated_capture"]

@@ -9,6 +9,8 @@ s * cos(theta + m), which keeps it monotone in theta. See ``reference.arcface_ma
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 from .._backends import pick_backend
@@ -16,7 +18,7 @@ from . import reference
 from ._checks import check_labels, check_pair
 from ._cosine_logits import aam_cross_entropy_op, aam_logits_op, default_chunk
 
-__all__ = ["aam_logits", "aam_cross_entropy"]
+__all__ = ["aam_logits", "aam_cross_entropy", "aam_chance_loss"]
 
 _REDUCTIONS = ("mean", "sum", "none")
 
@@ -24,6 +26,10 @@ _REDUCTIONS = ("mean", "sum", "none")
 def _check(x, weight, target, s, m):
     check_pair(x, weight, "x", "weight", "C")
     check_labels(target, "target", x.shape[0], weight.shape[0], x.device)
+    _check_sm(s, m)
+
+
+def _check_sm(s, m):
     for v, name in ((s, "s"), (m, "m")):
         if not isinstance(v, (int, float)) or isinstance(v, bool):
             raise TypeError(f"{name} must be a float, got {type(v).__name__}")
@@ -77,3 +83,17 @@ def aam_cross_entropy(x: torch.Tensor, weight: torch.Tensor, target: torch.Tenso
     loss = aam_cross_entropy_op(x, weight, target.long().contiguous(), float(s), float(m), reduction, need_grad,
                                 backend, int(chunk_size))
     return loss if loss.dtype == torch.float64 else loss.float()
+
+
+def aam_chance_loss(num_classes: int, s: float = 30.0, m: float = 0.5) -> float:
+    """The AAM cross-entropy (Eq. 8) of a feature at right angles to every class weight - where an
+    untrained head starts: log(1 + (C - 1) exp(-s cos(pi/2 + m))), with the op's form of the target
+    logit where pi/2 + m passes pi. The softmax cross-entropy starts at log C instead; for s = 30,
+    m = 0.5, C = 10 this is 16.6 against 2.3, so a lambda_cls tuned for softmax weighs the AAM term
+    about 7x more. ``AAMHead(calibrate=True)`` divides its loss by this ratio."""
+    if not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
+    _check_sm(s, m)
+    theta = math.pi / 2
+    t = math.cos(theta + m) if theta + m <= math.pi else math.cos(theta) - m * math.sin(math.pi - m)
+    return math.log1p((num_classes - 1) * math.exp(-s * t))

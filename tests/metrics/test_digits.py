@@ -24,6 +24,19 @@ def test_one_image_per_class_has_no_spread_and_wrong_labels_are_not_recognised()
     assert wrong["recognition_percent"] < 20
 
 
+def test_collapsed_generator_has_no_spread_and_shuffled_labels_score_chance():
+    """The claims table's two failure modes on known cases: a generator that gives one image per class
+    (each real test digit's class, its first image repeated) scores spread 0; real digits with their
+    labels shuffled score recognition near chance (10 %), with the spread unchanged in kind (> 0.5)."""
+    ds = open_dataset("digits", split="test", size=16)
+    first = np.stack([ds.images[np.nonzero(ds.labels == c)[0][0]] for c in range(10)])
+    collapsed = digits_scores(first[ds.labels], ds.labels)
+    assert collapsed["spread_ratio"] == 0 and all(v == 0 for v in collapsed["spread_per_class"].values())
+    rng = np.random.default_rng(0)
+    shuffled = digits_scores(ds.images, rng.permutation(ds.labels))
+    assert 4 < shuffled["recognition_percent"] < 17 and shuffled["spread_ratio"] > 0.5
+
+
 def test_scale_and_errors():
     x = np.full((2, 16, 16, 1), 255, np.uint8)
     assert np.allclose(to_digits_scale(x), 16.0) and to_digits_scale(x).shape == (2, 64)

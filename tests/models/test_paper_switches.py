@@ -231,3 +231,89 @@ def test_triple_c_adversarial_sampled_gradient_is_unbiased():
         g, = torch.autograd.grad(triple_c_adversarial(torch.log_softmax(logits, 1), d_logits, False), logits)
         est += g / 4000
     assert torch.allclose(est, exact, atol=0.01), (est - exact).abs().max()
+
+
+def _aam_acgan(**kw):
+    ds, sp, info = _data()
+    M = get_model("aam-acgan")
+    torch.manual_seed(0)
+    return M(M.Config(ch=4, z_dim=8, **kw), info), TensorLoader(ds, sp, 4, 4, seed=0)
+
+
+def _capture_g(monkeypatch, m):
+    """Record the (z, y_z) of m's G phase."""
+    seen = {}
+    real = m._g_phase
+
+    def g_phase(z, y_z, amp, _real=real):
+        seen.update(z=z, y_z=y_z.clone())
+        return _real(z, y_z, amp)
+    monkeypatch.setattr(m, "_g_phase", g_phase)
+    return seen
+
+
+def test_aam_acgan_mode_seeking_pairs_one_class_and_adds_msgan_eq3(monkeypatch):
+    """ms_weight > 0 (a remedy for ACGAN's within-class collapse, off in the paper): the pairs (i, i + B//2)
+    of G's batch share their class and G's loss gains models.base.mode_seeking; 0 adds nothing."""
+    from ssgan_fast.models.base import mode_seeking
+    m, loader = _aam_acgan()
+    assert "G/mode_seek" not in m.train_step(next(loader), 0)
+    m, loader = _aam_acgan(ms_weight=0.3)
+    seen = _capture_g(monkeypatch, m)
+    b = next(loader)
+    torch.manual_seed(5)
+    losses = m.train_step(b, 0)
+    z, y = seen["z"], seen["y_z"]
+    h = y.shape[0] // 2
+    assert torch.equal(y[:h], y[h:2 * h]) and "G/mode_seek" in losses
+    with torch.no_grad():
+        x = m.G(z, y)  # G has taken its step since: recompute with the new weights only for the formula's shape
+    want = 0.3 / ((x[:h] - x[h:2 * h]).abs().mean() / (z[:h] - z[h:2 * h]).abs().mean() + 1e-5)
+    assert torch.allclose(mode_seeking(x, z, 0.3), want)
+    with pytest.raises(ValueError, match="ms_weight"):
+        _aam_acgan(ms_weight=-1.0)
+
+
+def test_aam_calibrate_scales_the_class_terms_by_log_c_over_the_chance_loss():
+    """model.calibrate (off in the paper: Eq. 8 raw) multiplies D's and G's class terms by
+    log C / aam_chance_loss(C, s, m) and leaves the adversarial terms as they are."""
+    import math
+
+    from ssgan_fast.ops import aam_chance_loss
+    raw, loader = _aam_acgan()
+    cal, _ = _aam_acgan(calibrate=True)
+    b = next(loader)
+    torch.manual_seed(2)
+    l0 = raw.train_step(b, 0)
+    torch.manual_seed(2)
+    l1 = cal.train_step(b, 0)
+    k = math.log(10) / aam_chance_loss(10, 30.0, 0.5)
+    assert torch.allclose(l1["D/cls_real"], k * l0["D/cls_real"], rtol=1e-5)
+    assert torch.equal(l1["D/adv"], l0["D/adv"])
+    M = get_model("aam-stargan")
+    assert M.Config().calibrate is False and get_model("aam-acgan").Config().calibrate is False
+
+
+def test_medgan_label_init_makes_d_label_aware_from_the_start():
+    """label_init_std > 0: A_label starts at N(0, std^2), so D's logit depends on the class from step 0;
+    0 (zeros) is label-blind until A_label has learned (why Triple-GAN's G ignored the class on digits)."""
+    for model in ("medgan", "triplegan"):
+        ds, sp, info = _data()
+        M = get_model(model)
+        x = torch.from_numpy(ds.images[:6]).permute(0, 3, 1, 2).float() / 127.5 - 1
+        for std in (0.0, 1.0):
+            torch.manual_seed(0)
+            m = M(M.Config(ch=4, c_ch=4, z_dim=8, label_init_std=std), info).eval()  # eval: SN stops iterating
+            msk = m._region(6, "cpu")
+            with torch.no_grad():
+                a, b = m.D(x, msk, torch.zeros(6, dtype=torch.int64)), m.D(x, msk, torch.full((6,), 3))
+            assert torch.equal(a, b) == (std == 0.0), (model, std)
+    with pytest.raises(ValueError, match="label_init_std"):
+        M(M.Config(ch=4, c_ch=4, z_dim=8, label_init_std=-1.0), info)
+
+
+def test_medgan_mode_seeking_term():
+    m, loader = _medgan(ms_weight=0.2)
+    losses = m.train_step(next(loader), 0)
+    assert "G/mode_seek" in losses and float(losses["G/mode_seek"]) > 0
+    assert "G/mode_seek" not in _medgan()[0].train_step(next(loader), 0)

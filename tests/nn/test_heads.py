@@ -18,7 +18,7 @@ def test_modules_drop_in():
     ref = R.cosine_softmax(x.detach(), head.prototypes.detach(), head.tau.detach())
     assert torch.allclose(probs.detach(), ref, atol=1e-6)
 
-    aam = AAMHead(6, 5, s=10.0, m=0.3)
+    aam = AAMHead(6, 5, s=10.0, m=0.3, calibrate=False)
     y = torch.randint(0, 5, (9,))
     loss = aam.loss(x, y)
     loss.backward()
@@ -52,3 +52,55 @@ def test_aux_classifier_matches_formulas():
     assert torch.allclose(ma.loss(h, a), want) and ma.probs(h).shape == (7, 3)
     with pytest.raises(ValueError, match="aam' or 'softmax"):
         AuxClassifier(5, 4, "arc")
+
+
+@pytest.mark.parametrize("C,s,m", [(10, 30.0, 0.5), (2, 64.0, 0.5), (100, 8.0, 0.2), (7, 5.0, 2.0)])
+def test_chance_loss_is_the_loss_at_right_angles(C, s, m):
+    """aam_chance_loss = the Eq. 8 loss of a feature orthogonal to every class weight (m = 2 > pi / 2:
+    the op's linear continuation of the target logit)."""
+    from ssgan_fast.ops import aam_chance_loss
+    w = torch.eye(C + 1, dtype=torch.float64)[:C]  # class weights: the first C axes
+    x = torch.eye(C + 1, dtype=torch.float64)[C:].repeat(3, 1)  # the last axis: cos theta = 0 for every class
+    y = torch.tensor([0, C - 1, C // 2])
+    assert aam_chance_loss(C, s, m) == pytest.approx(float(R.aam_cross_entropy(x, w, y, s, m)), rel=1e-9)
+    with pytest.raises(ValueError, match="num_classes"):
+        aam_chance_loss(1, s, m)
+
+
+def test_calibrated_head_starts_at_log_c_and_scales_only_the_loss():
+    """AAMHead(calibrate=True), the default: the raw Eq. 8 loss times log C / aam_chance_loss, so an
+    untrained head's loss is log C as softmax's; the logits are Eq. 8's."""
+    import math
+
+    from ssgan_fast.ops import aam_chance_loss
+    torch.manual_seed(3)
+    cal, raw = AAMHead(11, 10), AAMHead(11, 10, calibrate=False)
+    raw.weight.data.copy_(cal.weight.data)
+    x, y = torch.randn(32, 11, dtype=torch.float64), torch.randint(0, 10, (32,))
+    cal, raw = cal.double(), raw.double()
+    k = math.log(10) / aam_chance_loss(10, 30.0, 0.5)
+    assert cal.calibrate and not raw.calibrate and cal.loss_scale == pytest.approx(k)
+    assert torch.allclose(cal.loss(x, y), k * raw.loss(x, y))
+    assert torch.equal(cal(x, y), raw(x, y)) and torch.equal(cal(x), raw(x))
+    w = torch.linalg.qr(torch.randn(11, 11, dtype=torch.float64))[0]  # an orthonormal basis
+    cal.weight.data.copy_(w[:10])
+    assert float(cal.loss(w[10:].repeat(4, 1), y[:4])) == pytest.approx(math.log(10), rel=1e-9)
+
+
+def test_aam_head_conv_features_and_ignore_index():
+    """[B, D, 1, 1] features (a conv classifier's output) are flattened; rows with target ==
+    ignore_index add nothing: "mean" over the rest, "none" zero there, no row left -> 0."""
+    torch.manual_seed(4)
+    head = AAMHead(6, 4).double()
+    x = torch.randn(8, 6, dtype=torch.float64, requires_grad=True)
+    y = torch.tensor([0, -1, 2, 3, -1, 1, 0, 2])
+    keep = y >= 0
+    assert torch.allclose(head.loss(x[:, :, None, None], y.clamp(min=0)), head.loss(x, y.clamp(min=0)))
+    assert torch.allclose(head(x[:, :, None, None]), head(x))
+    got = head.loss(x, y, ignore_index=-1)
+    assert torch.allclose(got, head.loss(x[keep], y[keep]))
+    got.backward()
+    assert torch.all(x.grad[~keep] == 0) and torch.any(x.grad[keep] != 0)
+    per = head.loss(x, y, "none", ignore_index=-1)
+    assert torch.all(per[~keep] == 0) and torch.allclose(per[keep], head.loss(x[keep], y[keep], "none"))
+    assert float(head.loss(x[:2], torch.tensor([-1, -1]), ignore_index=-1)) == 0.0
