@@ -255,10 +255,14 @@ def _main(args, parser) -> int:
         parser.exit(2, f"error: {str(e).strip() or type(e).__name__}\n")
     log.info("run %s: %s on %s (%d labeled / %d unlabeled), %d steps on %s", trainer.run_dir, cfg.model, cfg.data,
              len(trainer.split.labeled), len(trainer.split.unlabeled), trainer.total, cfg.device)
+    from .engine.checkpoint import CheckpointWriteError
     try:
         result = trainer.fit()
     except NonFiniteLoss as e:
         log.error("%s", e)
+        return 3
+    except CheckpointWriteError as e:  # a full disk: the earlier checkpoints are intact, resume once there is room
+        print(f"error: {e}; free space, then continue with --resume {trainer.run_dir}", file=sys.stderr)
         return 3
     except DataError as e:  # too many unreadable images met during training
         parser.exit(2, f"error: {e}\n")

@@ -1,0 +1,121 @@
+"""Checkpoint faults lose nothing: a write that fails (a full disk) keeps last.pt and prev.pt as they were,
+removes its temporary file, stops the run with one line and exit 3; --resume works once there is room.
+Stale temporary files of killed writers are removed."""
+import errno
+import os
+import subprocess
+import sys
+
+import torch
+
+from ssgan_fast.engine import checkpoint as ck
+from ssgan_fast.train import main as train_main
+
+TINY = ["--model", "sphericgan", "--size", "8", "--batch", "4", "--no-progress", "--no-final-eval",
+        "--set", "model.ch=4", "--set", "model.c_ch=4", "--set", "model.z_dim=8", "--set", "model.latent_dim=8",
+        "--set", "model.num_prototypes=4", "--set", "model.prior_samples=200", "--sample-every", "0"]
+
+
+def test_failed_write_keeps_both_checkpoints_and_removes_its_temp(tmp_path):
+    folder = tmp_path / "ckpt"
+    ck.save_checkpoint({"step": 1, "model": {}}, folder)
+    ck.save_checkpoint({"step": 2, "model": {}}, folder)
+    before = {n: (folder / n).read_bytes() for n in ("last.pt", "prev.pt")}
+
+    class Full:
+        """A file object that takes 100 bytes, then fails as a full disk does."""
+        def __init__(self, f):
+            self.f, self.n = f, 0
+
+        def write(self, b):
+            self.n += len(b)
+            if self.n > 100:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return self.f.write(b)
+
+        def __getattr__(self, k):
+            return getattr(self.f, k)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+    real_open = open
+
+    def full_open(path, mode="r", *a, **k):
+        f = real_open(path, mode, *a, **k)
+        return Full(f) if "w" in mode and ".tmp" in str(path) else f
+    import builtins
+    builtins.open, old = full_open, builtins.open
+    try:
+        try:
+            ck.save_checkpoint({"step": 3, "model": {"w": torch.zeros(1000)}}, folder)
+            raise AssertionError("the write should have failed")
+        except ck.CheckpointWriteError as e:
+            msg = str(e)
+    finally:
+        builtins.open = old
+    assert "No space left" in msg and str(folder) in msg and "MB" in msg and "untouched" in msg
+    assert {n: (folder / n).read_bytes() for n in ("last.pt", "prev.pt")} == before
+    assert sorted(p.name for p in folder.iterdir()) == ["last.pt", "prev.pt"]  # no temporary file left
+
+
+def test_stale_temp_of_a_dead_writer_is_removed(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid = int(dead.stdout)
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    (folder / f".last.pt.tmp{pid}").write_bytes(b"x" * 1000)  # a writer killed mid-write
+    (folder / f".last.pt.tmp{os.getpid()}x").write_bytes(b"y")  # not a tmp name of ours: kept
+    ck.save_checkpoint({"step": 1, "model": {}}, folder)
+    names = sorted(p.name for p in folder.iterdir())
+    assert f".last.pt.tmp{pid}" not in names and "last.pt" in names and f".last.pt.tmp{os.getpid()}x" in names
+
+
+def test_disk_full_stops_the_run_with_one_line_and_resume_continues(tmp_path, monkeypatch, capsys):
+    base = TINY + ["--out", str(tmp_path), "--name", "r", "--ckpt-every", "2"]
+    assert train_main(base + ["--steps", "2"]) == 0
+    real = ck._write_temp
+
+    def enospc(obj, path):
+        raise ck.CheckpointWriteError(f"could not write {path} (No space left on device; it needs about 1.0 MB)")
+    monkeypatch.setattr(ck, "_write_temp", enospc)
+    capsys.readouterr()
+    assert train_main(["--resume", str(tmp_path / "r"), "--steps", "4", "--no-progress", "--no-final-eval"]) == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "No space left" in err[0] and "--resume" in err[0] and "Traceback" not in err[0]
+    assert torch.load(tmp_path / "r" / "ckpt" / "last.pt", weights_only=False)["step"] == 2
+    monkeypatch.setattr(ck, "_write_temp", real)  # room again: the run continues from step 2
+    assert train_main(["--resume", str(tmp_path / "r"), "--steps", "4", "--no-progress", "--no-final-eval"]) == 0
+    assert torch.load(tmp_path / "r" / "ckpt" / "last.pt", weights_only=False)["step"] == 4
+
+
+def test_real_full_disk_on_a_small_tmpfs(tmp_path, capsys):
+    """The same on a real full file system (a tmpfs the test mounts, where it may: root on Linux)."""
+    import shutil
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mnt)], capture_output=True).returncode:
+        import pytest
+        pytest.skip("cannot mount a tmpfs here (not root, or no mount)")
+    try:
+        run = mnt / "r"
+        assert train_main(TINY + ["--out", str(mnt), "--name", "r", "--ckpt-every", "2", "--steps", "2"]) == 0
+        size = (run / "ckpt" / "last.pt").stat().st_size
+        filler = mnt / "filler"
+        with open(filler, "wb") as f:  # leave less room than one checkpoint
+            f.write(b"\0" * max(0, shutil.disk_usage(mnt).free - size // 2))
+        before = (run / "ckpt" / "last.pt").read_bytes()
+        capsys.readouterr()
+        assert train_main(["--resume", str(run), "--steps", "4", "--no-progress", "--no-final-eval"]) == 3
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "No space left" in err[0] and str(run) in err[0], err
+        assert (run / "ckpt" / "last.pt").read_bytes() == before
+        assert not list((run / "ckpt").glob(".*tmp*"))
+        filler.unlink()
+        assert train_main(["--resume", str(run), "--steps", "4", "--no-progress", "--no-final-eval"]) == 0
+        assert torch.load(run / "ckpt" / "last.pt", weights_only=False)["step"] == 4
+    finally:
+        subprocess.run(["umount", str(mnt)], capture_output=True)
