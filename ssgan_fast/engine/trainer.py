@@ -59,6 +59,54 @@ def _floats(losses: dict) -> dict:
     return {k: out[k] for k in losses}
 
 
+class RunLocked(ValueError):
+    """Another process trains this run folder."""
+
+
+def lock_run_dir(run_dir: Path):
+    """An exclusive lock on run_dir/.lock for this process's life (flock: released when the process ends,
+    however it ends, so a killed trainer's lock is simply taken over). The file names the holder's PID.
+    Returns the open file (keep it); RunLocked names the holder where another process has it."""
+    import fcntl
+    import os
+    f = open(run_dir / ".lock", "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.seek(0)
+        holder = f.read().strip() or "another process"
+        f.close()
+        raise RunLocked(f"{run_dir} is being trained by PID {holder} (lock {run_dir / '.lock'}): wait for it to "
+                        "finish or stop it first") from None
+    f.seek(0)
+    f.truncate()
+    f.write(str(os.getpid()))
+    f.flush()
+    return f
+
+
+def truncate_losses(path: Path, step: int) -> int:
+    """Drop the lines of losses.jsonl logged after `step` (a run killed after its last checkpoint logged
+    steps that the resumed run trains again); atomic rewrite. Returns the lines dropped."""
+    if not path.is_file():
+        return 0
+    lines = path.read_text().splitlines(keepends=True)
+    keep = []
+    for line in lines:
+        try:
+            s = json.loads(line).get("step", 0)
+        except ValueError:
+            continue  # a line cut short by the kill
+        if s <= step:
+            keep.append(line if line.endswith("\n") else line + "\n")
+    if len(keep) != len(lines):
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text("".join(keep))
+        tmp.replace(path)
+        log.info("losses.jsonl: %d line(s) after the checkpoint's step %d dropped", len(lines) - len(keep), step)
+    return len(lines) - len(keep)
+
+
 class Trainer:
     def __init__(self, cfg: TrainConfig, resume: str | None = None):
         self.cfg = cfg
@@ -77,10 +125,13 @@ class Trainer:
         np.random.seed(cfg.seed)
         self.ds = open_dataset(cfg.data, "train", cfg.size)
         info = self.info = data_info(self.ds)
+        self._lock = None
         if resume:
             self.run_dir = Path(resume)
             if not (self.run_dir / "config.json").is_file():
                 raise ValueError(f"--resume {resume}: not a run folder (no config.json)")
+            if self.main:
+                self._lock = lock_run_dir(self.run_dir)
         split_file = self.run_dir / "split.json" if resume else None
         if resume and split_file.is_file():
             self.split = Split.load(split_file, self.ds.labels)
@@ -131,6 +182,7 @@ class Trainer:
         else:
             self.run_dir = self._new_run_dir()
             if self.main:
+                self._lock = lock_run_dir(self.run_dir)
                 self.split.save(self.run_dir / "split.json")
                 (self.run_dir / "config.json").write_text(json.dumps(
                     {"train": dataclasses.asdict(cfg), "model": dataclasses.asdict(self.model_cfg), "data_info": info},
@@ -190,6 +242,8 @@ class Trainer:
         self.loader.load_state_dict(s["loader"])
         set_rng_state(s["rng"])
         self.step, self.skipped = s["step"], s["skipped"]
+        if self.main:
+            truncate_losses(self.run_dir / "losses.jsonl", self.step)
         log.info("resumed %s at step %d", path, self.step)
 
     # ------------------------------------------------------------------ loop
