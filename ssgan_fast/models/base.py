@@ -10,6 +10,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import dataclasses
+import math
 import typing
 from collections.abc import Callable
 
@@ -59,8 +60,15 @@ def config_from_dict(cls, values: dict, where: str):
         if kind is bool and not isinstance(v, bool):
             raise ValueError(f"{where}: {k} must be true/false{nullable}, got {v!r}")
         if kind in (int, float):
+            if isinstance(v, str):  # YAML 1.1 reads 1e-4 (no dot) as a string: a number all the same
+                try:
+                    v = float(v) if kind is float or not v.strip().lstrip("+-").isdigit() else int(v)
+                except ValueError:
+                    pass
             if isinstance(v, bool) or not isinstance(v, (int, float)):
                 raise ValueError(f"{where}: {k} must be a number{nullable}, got {v!r}")
+            if not math.isfinite(v):
+                raise ValueError(f"{where}: {k} must be a finite number, got {v!r}")
             fractional_for_int = kind is int and isinstance(v, float) and not v.is_integer()
             v = v if fractional_for_int else kind(v)
         out[k] = v

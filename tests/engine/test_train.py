@@ -45,6 +45,7 @@ def test_resume_is_bit_exact(tmp_path):
     (["--set", "model.nope=1"], "unknown key"),
     (["--set", "train.nope=1"], "unknown train setting"),
     (["--set", "model.lam=abc"], "number"),
+    (["--set", "model.lam=.inf"], "finite number"),
     (["--set", "model.c_fake_weight=abc"], "c_fake_weight must be a number or null"),  # a `float | None` field
     (["--set", "model.g_sn=1"], "g_sn must be true/false"),
     (["--set", "lam=2"], "train.<field>"),
@@ -57,6 +58,17 @@ def test_cli_rejects_bad_settings(argv, msg, capsys, tmp_path):
         train_main(argv + ["--out", str(tmp_path), "--steps", "1", "--no-progress", "--no-final-eval"])
     assert e.value.code == 2
     assert msg in capsys.readouterr().err
+
+
+def test_set_reads_exponents_without_a_dot_as_numbers():
+    """YAML 1.1 reads 1e-4 as a string; --set / --config values of number fields accept it all the same."""
+    from ssgan_fast.models import get_model
+    from ssgan_fast.models.base import config_from_dict
+    M = get_model("aam-acgan")
+    c = config_from_dict(M.Config, {"lr": "1e-4", "n_dis": "2", "s": "3E1"}, "x")
+    assert c.lr == 1e-4 and c.n_dis == 2 and isinstance(c.n_dis, int) and c.s == 30.0
+    with pytest.raises(ValueError, match="must be a number"):
+        config_from_dict(M.Config, {"lr": "fast"}, "x")
 
 
 def test_cli_help_lists_flags(capsys):
