@@ -96,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-real-stats", default=None,
                    help="write the real data set's FID statistics to this .npz (pytorch-fid's format)")
     p.add_argument("--out", default=None, help="JSON file for the results")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out / --save-real-stats file")
     return p
 
 
@@ -146,8 +147,12 @@ def main(argv=None) -> int:
     from ._sys import tune_malloc
     tune_malloc()
     args = build_parser().parse_args(argv)
-    from .engine.run import USER_ERRORS
+    from .engine.run import USER_ERRORS, check_output
     try:
+        if args.out:  # checked before the (long) evaluation, not after it
+            check_output(args.out, "file", args.overwrite)
+        if args.save_real_stats:
+            check_output(args.save_real_stats, "file", args.overwrite, "--save-real-stats")
         out = run_cli(args)
     except USER_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)  # missing weights and other user errors: one clear line

@@ -39,6 +39,7 @@ def build_parser(cmd: str) -> argparse.ArgumentParser:
     p.add_argument("--no-ema", action="store_true")
     p.add_argument("--seed", type=int, default=123)
     p.add_argument("--device", default=None)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output (default: refuse)")
     if cmd == "sample":
         p.add_argument("--per-class", type=int, default=100)
         p.add_argument("--out", required=True, help="output .npz")
@@ -69,6 +70,12 @@ def build_parser(cmd: str) -> argparse.ArgumentParser:
         t.add_argument("--domain", type=int, help="target domain index")
         t.add_argument("--attrs", help="target attributes, comma-separated 0/1 (multi-attribute models)")
     return p
+
+
+def _savez(path, **arrays) -> None:
+    """np.savez to exactly `path` (np.savez on a name appends .npz to one without it)."""
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
 
 
 def _need(model, method: str, cmd: str):
@@ -195,8 +202,16 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if cmd == "sample" and args.per_class < 1:
         p.exit(2, "error: --per-class must be >= 1\n")
-    from .engine.run import USER_ERRORS, generate, load_run, save_points_density
+    from .engine.run import USER_ERRORS, check_output, generate, load_run, save_points_density
     try:
+        if cmd in ("sample", "morph", "interp"):  # one file (sample: an .npz; morph / interp: a .png + .npz)
+            check_output(args.out, "file", args.overwrite)
+            if cmd == "interp":
+                check_output(Path(args.out).with_suffix(".npz"), "file", args.overwrite, "--out (its .npz)")
+        else:
+            check_output(args.out, "folder", args.overwrite)
+        if getattr(args, "png", None):
+            check_output(args.png, "file", args.overwrite, "--png")
         run = load_run(args.ckpt, args.device, use_ema=not args.no_ema)
         if cmd != "sample":
             if run.info["kind"] != "image":
@@ -208,14 +223,14 @@ def main(argv=None) -> int:
                             args.seed, run.device, run.info["kind"])
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     if run.info["kind"] == "points":
-        np.savez(args.out, points=imgs, labels=labels)
+        _savez(args.out, points=imgs, labels=labels)
         if args.png:
             import torch
             pts = torch.from_numpy(imgs)
             save_points_density(pts, args.png, pts.min(0).values - 0.5, pts.max(0).values + 0.5)
         log.info("wrote %d points to %s", len(labels), args.out)
         return 0
-    np.savez(args.out, images=imgs, labels=labels)
+    _savez(args.out, images=imgs, labels=labels)
     if args.png:
         import torch
         import torchvision.utils as vu

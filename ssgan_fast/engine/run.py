@@ -37,6 +37,26 @@ USER_ERRORS = (ValueError, KeyError, FileNotFoundError, NotImplementedError, Not
 EVAL_SEED = 123  # the noise seed of evaluation samples (the same samples on every device and run)
 
 
+def check_output(path, kind: str = "file", overwrite: bool = False, flag: str = "--out") -> Path:
+    """Checked before the work: `path` can be written as a `kind` ("file" or "folder") - a file that
+    exists (or a non-empty folder) only with overwrite, never a folder where a file is asked for (or the
+    reverse), and the nearest existing parent writable. ValueError in one line naming the flag."""
+    import os
+    p = Path(path)
+    if kind == "file" and p.is_dir():
+        raise ValueError(f"{flag} {p} is a folder: give a file name")
+    if kind == "folder" and p.exists() and not p.is_dir():
+        raise ValueError(f"{flag} {p} is a file: give a folder")
+    if not overwrite and (p.is_file() or (p.is_dir() and any(p.iterdir()))):
+        raise ValueError(f"{flag} {p} exists: pass --overwrite to replace it, or choose another name")
+    parent = p if (kind == "folder" and p.is_dir()) else p.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"{flag} {p}: {parent} is not writable")
+    return p
+
+
 def data_info(ds) -> dict:
     """What a model needs to know of its data set (saved in config.json)."""
     info = {"kind": ds.kind, "size": getattr(ds, "size", 0), "channels": getattr(ds, "channels", 0),

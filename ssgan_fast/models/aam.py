@@ -82,6 +82,7 @@ class AAMACGANConfig:
     # MSGAN mode seeking (models.base.mode_seeking) on pairs of G's batch with one class: a remedy for
     # ACGAN's within-class collapse, not in the paper (0 = off)
     ms_weight: float = 0.0
+    ms_pool: int = 1  # the mode-seeking image distance on ms_pool x ms_pool averages (1: pixels, MSGAN's)
     n_dis: int = 1  # D steps per G step
     lr: float = 1e-4  # Sec. 4.2
     beta1: float = 0.5
@@ -169,7 +170,7 @@ class AAMACGAN(GANModel):
             lg = {"G/adv": _adv_g(self.cfg.adv, out),
                   "G/cls": self.cfg.lambda_cls * self.cls.loss(h, y_z, margin=self.cfg.g_margin)}
             if self.cfg.ms_weight and z.shape[0] >= 2:
-                lg["G/mode_seek"] = mode_seeking(x_z, z, self.cfg.ms_weight)
+                lg["G/mode_seek"] = mode_seeking(x_z, z, self.cfg.ms_weight, self.cfg.ms_pool)
             loss_g = sum(lg.values())
         amp.step(loss_g, self._opts["G"], list(self.G.parameters()))
         return {k: v.detach() for k, v in lg.items()}
@@ -258,6 +259,7 @@ class AAMStarGANConfig:
     # translated into one domain must differ as much as their sources do - against translations that
     # drop the source and give one image per domain; not in the paper (0 = off)
     ms_weight: float = 0.0
+    ms_pool: int = 1  # as AAM-ACGAN's
     num_sources: int = 64  # real images kept for sample grids / generate / evaluate
     use_attrs: bool = True  # multi-attribute labels when the data set has them (attrs.csv), else domains
 
@@ -446,6 +448,6 @@ class AAMStarGAN(GANModel):
                   "G/cls": cfg.lambda_cls * self.cls.loss(h, s.y_trg, margin=cfg.g_margin),  # Eq. 4
                   "G/rec": cfg.lambda_rec * (s.x.float() - self.G(x_f, s.c_org).float()).abs().mean()}  # Eq. 2
             if cfg.ms_weight and not self.na and s.x.shape[0] >= 2:
-                lg["G/mode_seek"] = mode_seeking(x_f, s.x, cfg.ms_weight)
+                lg["G/mode_seek"] = mode_seeking(x_f, s.x, cfg.ms_weight, cfg.ms_pool)
         amp.step(sum(lg.values()), self._opts["G"], list(self.G.parameters()))
         return {k: v.detach() for k, v in lg.items()}

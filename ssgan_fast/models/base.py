@@ -112,11 +112,14 @@ def share_pair_classes(y: torch.Tensor) -> torch.Tensor:
     return y
 
 
-def mode_seeking(x: torch.Tensor, z: torch.Tensor, weight: float) -> torch.Tensor:
+def mode_seeking(x: torch.Tensor, z: torch.Tensor, weight: float, pool: int = 1) -> torch.Tensor:
     """MSGAN's mode-seeking term (Mao et al., "Mode Seeking Generative Adversarial Networks for Diverse
     Image Synthesis", Eq. 3, as 1 / ratio like its code): weight / (d(x_i, x_j) / d(z_i, z_j)) over the
-    pairs (i, i + B // 2) of G's batch (drawn with one class: ``share_pair_classes``); d = mean |.|."""
+    pairs (i, i + B // 2) of G's batch (drawn with one class: ``share_pair_classes``); d = mean |.|.
+    pool > 1: the image distance on pool x pool averages (pixel noise then buys no diversity)."""
     h = x.shape[0] // 2
+    if pool > 1 and x.dim() == 4:
+        x = F.avg_pool2d(x, pool)
     ratio = (x[:h] - x[h:2 * h]).float().abs().mean() / (z[:h] - z[h:2 * h]).abs().mean()
     return weight / (ratio + 1e-5)
 

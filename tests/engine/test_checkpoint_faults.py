@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from ssgan_fast.engine import checkpoint as ck
@@ -119,3 +120,42 @@ def test_real_full_disk_on_a_small_tmpfs(tmp_path, capsys):
         assert torch.load(run / "ckpt" / "last.pt", weights_only=False)["step"] == 4
     finally:
         subprocess.run(["umount", str(mnt)], capture_output=True)
+
+
+def test_outputs_are_checked_before_the_work_and_never_overwritten(tmp_path, capsys):
+    """generate / evaluate refuse an existing output without --overwrite, a folder where a file is asked for
+    (and the reverse), and an unwritable parent - one line, exit 2, before any sampling."""
+    from ssgan_fast.engine.run import check_output
+    from ssgan_fast.generate import main as gen_main
+    f, d = tmp_path / "a.npz", tmp_path / "dir"
+    f.write_bytes(b"user's file")
+    d.mkdir()
+    (d / "keep.png").write_bytes(b"x")
+    for path, kind, over, msg in ((f, "file", False, "exists"), (d, "file", True, "is a folder"),
+                                  (f, "folder", True, "is a file"), (d, "folder", False, "exists")):
+        with pytest.raises(ValueError, match=msg):
+            check_output(path, kind, over)
+    assert check_output(f, "file", True) == f and check_output(tmp_path / "new" / "x.npz") == tmp_path / "new" / "x.npz"
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        if not os.access(ro, os.W_OK):  # root may write anywhere
+            with pytest.raises(ValueError, match="not writable"):
+                check_output(ro / "x.npz")
+    finally:
+        ro.chmod(0o700)
+    run = tmp_path / "r"
+    assert train_main(TINY + ["--out", str(tmp_path), "--name", "r", "--steps", "1"]) == 0
+    for argv in (["--out", str(f)], ["--out", str(d)],
+                 ["--out", str(tmp_path / "s.npz"), "--png", str(d / "keep.png")]):
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as e:
+            gen_main(["--ckpt", str(run), "--per-class", "1", *argv])
+        assert e.value.code == 2 and len(capsys.readouterr().err.strip().splitlines()) == 1
+    assert f.read_bytes() == b"user's file" and (d / "keep.png").read_bytes() == b"x"
+    assert gen_main(["--ckpt", str(run), "--per-class", "1", "--out", str(f), "--overwrite"]) == 0
+    import numpy as np
+    assert np.load(f)["images"].shape[0] == 10
+    assert gen_main(["--ckpt", str(run), "--per-class", "1", "--out", str(tmp_path / "noext")]) == 0
+    assert (tmp_path / "noext").is_file() and not (tmp_path / "noext.npz").exists()  # exactly the name given
