@@ -227,6 +227,24 @@ def main(argv=None) -> int:
             dist.destroy_process_group()
 
 
+RESUME_FLAGS = ("resume", "steps", "no_progress", "no_final_eval", "device")  # what --resume takes
+
+
+def _check_resume_flags(args, parser) -> None:
+    """--resume continues a run exactly as configured: a flag that would change it (model, data, batch,
+    settings, output, ...) is an error naming it, never silently ignored."""
+    def name(dest, value):  # the flag that gives dest this value (--no-ema, not --ema, for ema=False)
+        acts = [a for a in parser._actions if a.dest == dest and a.option_strings]
+        hit = [a for a in acts if a.const is not None and a.const == value]
+        return (hit or acts)[0].option_strings[0] if acts else dest
+    defaults = vars(parser.parse_args([]))
+    given = [name(k, v) for k, v in vars(args).items() if k not in RESUME_FLAGS and v != defaults.get(k)]
+    if given:
+        raise ValueError(f"--resume continues {args.resume} as it was configured; {', '.join(given)} would change "
+                         "the run: drop them (--resume takes --steps, --device, --no-progress, --no-final-eval), or "
+                         "start a new run")
+
+
 def _main(args, parser) -> int:
     from .data import DataError
     from .engine.run import USER_ERRORS as user_errors
@@ -241,7 +259,10 @@ def _main(args, parser) -> int:
     try:
         if args.resume:
             from .engine.config import TrainConfig
+            _check_resume_flags(args, parser)
             over = {"progress": not args.no_progress}
+            if args.device is not None:
+                over["device"] = args.device
             if args.steps is not None:
                 over.update(steps=args.steps, epochs=0)
             try:

@@ -59,6 +59,11 @@ def _check(cfg, advs):
         raise ValueError(f"cls must be 'aam' or 'softmax', got {cfg.cls!r}")
 
 
+def _check_ms(cfg):
+    if not cfg.ms_weight >= 0 or cfg.ms_pool < 1:
+        raise ValueError(f"need ms_weight >= 0 and ms_pool >= 1, got {cfg.ms_weight}, {cfg.ms_pool}")
+
+
 def _images(info, name):
     if info["kind"] != "image":
         raise ValueError(f"{name} trains on images, not {info['kind']}")
@@ -99,8 +104,7 @@ class AAMACGAN(GANModel):
         super().__init__(cfg, info)
         _images(info, "aam-acgan")
         _check(cfg, ("bce", "hinge"))
-        if not cfg.ms_weight >= 0:
-            raise ValueError(f"ms_weight must be >= 0, got {cfg.ms_weight}")
+        _check_ms(cfg)
         size, ch, nc = info["size"], info["channels"], info["num_classes"]
         self.nc = nc
         self.G = ResNetGenerator(cfg.z_dim, nc, size, cfg.ch, ch, attn_res=cfg.attn_res)
@@ -272,8 +276,7 @@ class AAMStarGAN(GANModel):
         super().__init__(cfg, info)
         _images(info, "aam-stargan")
         _check(cfg, ("wgan-gp", "bce"))
-        if not cfg.ms_weight >= 0:
-            raise ValueError(f"ms_weight must be >= 0, got {cfg.ms_weight}")
+        _check_ms(cfg)
         size, ch, nc = info["size"], info["channels"], info["num_classes"]
         self.na = int(info.get("num_attrs", 0)) if cfg.use_attrs else 0
         if nc < 2 and not self.na:

@@ -60,6 +60,21 @@ def test_cli_rejects_bad_settings(argv, msg, capsys, tmp_path):
     assert msg in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("extra,named", [(["--model", "medgan"], "--model"), (["--set", "model.lam=3"], "--set"),
+                                         (["--batch", "8"], "--batch"), (["--no-ema"], "--no-ema"),
+                                         (["--data", "digits", "--size", "16"], "--size"), (["--out", "x"], "--out")])
+def test_resume_refuses_flags_that_would_change_the_run(extra, named, tmp_path, capsys):
+    """--resume continues a run as configured: a flag that would change it exits 2 naming it (was: ignored)."""
+    assert train_main(TINY + ["--out", str(tmp_path), "--name", "r", "--steps", "1"]) == 0
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        train_main(["--resume", str(tmp_path / "r"), "--steps", "2", *extra])
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and len(err.splitlines()) == 1 and named in err and "would change" in err
+    assert train_main(["--resume", str(tmp_path / "r"), "--steps", "2", "--no-progress", "--no-final-eval",
+                       "--device", "cpu"]) == 0
+
+
 def test_set_reads_exponents_without_a_dot_as_numbers():
     """YAML 1.1 reads 1e-4 as a string; --set / --config values of number fields accept it all the same."""
     from ssgan_fast.models import get_model

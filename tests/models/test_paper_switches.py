@@ -270,8 +270,12 @@ def test_aam_acgan_mode_seeking_pairs_one_class_and_adds_msgan_eq3(monkeypatch):
         x = m.G(z, y)  # G has taken its step since: recompute with the new weights only for the formula's shape
     want = 0.3 / ((x[:h] - x[h:2 * h]).abs().mean() / (z[:h] - z[h:2 * h]).abs().mean() + 1e-5)
     assert torch.allclose(mode_seeking(x, z, 0.3), want)
-    with pytest.raises(ValueError, match="ms_weight"):
-        _aam_acgan(ms_weight=-1.0)
+    xp = torch.nn.functional.avg_pool2d(x, 2)  # ms_pool 2: the distance on 2 x 2 averages
+    want2 = 0.3 / ((xp[:h] - xp[h:2 * h]).abs().mean() / (z[:h] - z[h:2 * h]).abs().mean() + 1e-5)
+    assert torch.allclose(mode_seeking(x, z, 0.3, pool=2), want2) and not torch.allclose(want2, want)
+    for bad in ({"ms_weight": -1.0}, {"ms_pool": 0}):
+        with pytest.raises(ValueError, match="ms_weight"):
+            _aam_acgan(**bad)
 
 
 def test_aam_calibrate_scales_the_class_terms_by_log_c_over_the_chance_loss():
