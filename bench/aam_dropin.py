@@ -8,7 +8,8 @@ distance of the 64 pixels to the real digits (fd_pixels; lower is better).
 
 Arms: softmax (the script as it is); aam-raw (AAMHead(s=30, m=0.5, calibrate=False): Eq. 8 as the paper
 writes it, insightface's ArcFace s and m); aam (AAMHead with its defaults: the loss calibrated to start at
-log C); more arms as NAME=key:value,... (separated by ';') with keys s, m, calibrate (0 / 1), lam
+log C); aam-real-only (the same, D's classifier fits real images only: the paper's Eq. 5); aam-raw-warmup
+(the raw loss with the margin grown from 0 over the first 100 steps); more arms as NAME=key:value,... (separated by ';') with keys s, m, calibrate (0 / 1), lam
 (lambda_cls), warmup (margin warm-up steps), fake (1: D also classifies G's samples, as the example does;
 0: real images only), cls (softmax / aam).
 """
@@ -34,7 +35,8 @@ from ssgan_fast.nn import AAMHead  # noqa: E402
 from ssgan_fast.ops import frechet_distance  # noqa: E402
 
 ARMS = {"softmax": {"cls": "softmax"}, "aam-raw": {"cls": "aam", "s": 30.0, "m": 0.5, "calibrate": 0},
-        "aam": {"cls": "aam"}}
+        "aam": {"cls": "aam"}, "aam-real-only": {"cls": "aam", "fake": 0},
+        "aam-raw-warmup": {"cls": "aam", "calibrate": 0, "margin_warmup": 100}}
 
 
 class D(nn.Module):
@@ -117,7 +119,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--steps", type=int, default=400)
-    p.add_argument("--arms", default="softmax,aam-raw,aam")
+    p.add_argument("--arms", default=",".join(ARMS))
     p.add_argument("--out")
     a = p.parse_args(argv)
     arms = dict(parse_arm(s) for s in a.arms.split(";" if ";" in a.arms else ","))

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..nn.blocks import ResNetClassifier, ResNetDiscriminator, ResNetGenerator
-from .base import FP32, GANModel, fake_loss, one_hot, real_loss, register
+from .base import FP32, GANModel, fake_loss, mode_seeking, one_hot, real_loss, register, share_pair_classes
 
 
 @dataclass
@@ -42,6 +42,9 @@ class CVAEGANConfig:
     mean_fm_d: bool = True
     mean_fm_c: bool = True
     semi_supervised: bool = False
+    # MSGAN mode seeking (models.base.mode_seeking) on the prior samples G(z_p, c_p), pairs of one class;
+    # not in the paper (0 = off)
+    ms_weight: float = 0.0
 
 
 class _Encoder(nn.Module):
@@ -81,6 +84,8 @@ class CVAEGAN(GANModel):
         super().__init__(cfg, info)
         if info["kind"] != "image":
             raise ValueError("cvaegan trains on images")
+        if not cfg.ms_weight >= 0:
+            raise ValueError(f"ms_weight must be >= 0, got {cfg.ms_weight}")
         if not 0 <= cfg.fm_momentum < 1:
             raise ValueError(f"fm_momentum must be in [0, 1), got {cfg.fm_momentum}")
         size, ch, nc = info["size"], info["channels"], info["num_classes"]
@@ -164,7 +169,8 @@ class CVAEGAN(GANModel):
         B = x_r.shape[0]
         z_p = self.noise(B)
         r = torch.randn(B, self.cfg.z_dim, device=self.fd_real.device)
-        return SimpleNamespace(x_l=x_l, y_l=y_l, x_all=x_all, x_r=x_r, c=c, B=B, z_p=z_p, r=r)
+        c_p = share_pair_classes(c.clone()) if self.cfg.ms_weight else c  # the prior samples' classes
+        return SimpleNamespace(x_l=x_l, y_l=y_l, x_all=x_all, x_r=x_r, c=c, c_p=c_p, B=B, z_p=z_p, r=r)
 
     def _encode_decode(self, s):
         mu, eps = self.E(s.x_r, s.c)
@@ -174,7 +180,7 @@ class CVAEGAN(GANModel):
     def _d_phase(self, s, amp):
         """Eq. 1 (Alg. 1 line 9 / 16): real images real, G(z_p, c) and G(E(x_r, c), c) fake."""
         with torch.no_grad(), amp.ctx():
-            x_p = self.G(s.z_p, s.c)
+            x_p = self.G(s.z_p, s.c_p)
             x_f = self._encode_decode(s)[2] if self.cfg.encoder else None
         with amp.ctx():
             ld = {"D/real": real_loss(self.D(s.x_all)[0]), "D/fake_p": fake_loss(self.D(x_p)[0])}
@@ -188,13 +194,15 @@ class CVAEGAN(GANModel):
         KL (Eq. 5) and the pairwise reconstruction terms (Eq. 6 / 10); one backward into G and E."""
         cfg = self.cfg
         with amp.ctx():
-            x_p = self.G(s.z_p, s.c)
+            x_p = self.G(s.z_p, s.c_p)
             with torch.no_grad():
                 s.fd_all = self.D.features(s.x_all).float()
                 fc_real = self.C.features(s.x_l).float()
             fd_p = self.D.features(x_p).float() if cfg.mean_fm_d else None
             fc_p = self.C.features(x_p).float() if cfg.mean_fm_c else None
             lg = self._fm_terms(s, fd_p, fc_real, fc_p)
+            if cfg.ms_weight and x_p.shape[0] >= 2:
+                lg["G/mode_seek"] = mode_seeking(x_p, s.z_p, cfg.ms_weight)
             if cfg.encoder:
                 lg.update(self._encoder_terms(s))
         params = list(self.G.parameters()) + (list(self.E.parameters()) if cfg.encoder else [])
@@ -216,7 +224,7 @@ class CVAEGAN(GANModel):
             lg["G/fm_d"] = cfg.w_gd * 0.5 * (s.cd[0] - s.cd[1]).pow(2).sum()
         if cfg.mean_fm_c:  # Eq. 4, per class
             mr, pr = _class_means(fc_real, s.y_l, self.nc)
-            mf, pf = _class_means(fc_p, s.c, self.nc)
+            mf, pf = _class_means(fc_p, s.c_p, self.nc)
             s.cc = (mr, pr, mf, pf)
             cr = torch.where(pr[:, None], self._centre(mr, self.fc_real, self.fc_seen[0][:, None]), self.fc_real)
             cf = torch.where(pf[:, None], self._centre(mf, self.fc_fake, self.fc_seen[1][:, None]), self.fc_fake)

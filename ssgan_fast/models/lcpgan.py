@@ -25,7 +25,17 @@ from torch import nn
 from ..nn.blocks import ResNetClassifier, ResNetDiscriminator, ResNetGenerator, thumbnail
 from ..nn.clip import FrozenCLIP, ResNet50Classifier, ResNet50Features
 from ..ops import cosine_softmax, group_offsets, prototype_ema_update
-from .base import FP32, GANModel, fake_loss, real_loss, register, triple_c_adversarial, uncompiled
+from .base import (
+    FP32,
+    GANModel,
+    fake_loss,
+    mode_seeking,
+    real_loss,
+    register,
+    share_pair_classes,
+    triple_c_adversarial,
+    uncompiled,
+)
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +96,9 @@ class LCPGANConfig:
     scheme: str = "lcp"
     triple_alpha: float = 0.5
     d_clusters: bool = False
+    # MSGAN mode seeking (models.base.mode_seeking) on pairs of G's batch with one class, against
+    # within-class collapse; not in the paper (0 = off)
+    ms_weight: float = 0.0
     lr: float = 2e-4
     beta1: float = 0.0
     beta2: float = 0.999
@@ -190,6 +203,8 @@ class LCPGAN(GANModel):
         if cfg.scheme not in ("lcp", "triple") or not 0 <= cfg.triple_alpha <= 1:
             raise ValueError(f"need scheme 'lcp' or 'triple' and triple_alpha in [0, 1], got {cfg.scheme!r}, "
                              f"{cfg.triple_alpha}")
+        if not cfg.ms_weight >= 0:
+            raise ValueError(f"ms_weight must be >= 0, got {cfg.ms_weight}")
         if cfg.d_clusters and not cfg.clusters:
             raise ValueError("d_clusters conditions D_class on the clusters: it needs clusters=true")
         if cfg.c_warmup < 0:
@@ -556,6 +571,8 @@ class LCPGAN(GANModel):
             raise ValueError("lcpgan: empty batch")
         noise = self.noise(x.shape[0])
         y_z = torch.randint(0, self.nc, (x.shape[0],), device=self.protos.device)
+        if self.cfg.ms_weight:
+            share_pair_classes(y_z)
         with torch.no_grad(), amp.ctx():
             logit_u = self.C(x_u).float() if x_u.shape[0] else None
             y_u = logit_u.argmax(1) if x_u.shape[0] else y_l[:0]
@@ -639,6 +656,8 @@ class LCPGAN(GANModel):
                     t = F.normalize(self.clip.encode_text(self.class_ids).float(), dim=1)
                 v = F.normalize(self.clip.encode_image(x_g).float(), dim=1)
                 lg["G/clip"] = F.cross_entropy(v @ t.T / cfg.clip_tau, s.y_z)
+            if cfg.ms_weight and x_g.shape[0] >= 2:
+                lg["G/mode_seek"] = mode_seeking(x_g, s.noise, cfg.ms_weight)
         if self._pl_due(step):
             lg["G/pl"] = self._pl(s.noise, s.y_z, amp)
         amp.step(sum(lg.values()), self._opts["G"], list(self.G.parameters()))

@@ -8,6 +8,7 @@ from ssgan_fast.models import get_model
 from ssgan_fast.models.base import config_from_dict
 from ssgan_fast.models.medgan import _sqdist
 from ssgan_fast.train import _preset
+from ssgan_fast.train import presets_of as _presets
 
 
 def _data(spec="digits"):
@@ -166,6 +167,16 @@ def test_presets_paper_defaults_and_digits_choices():
     assert get_model("medgan").Config().region_dist == "sum" and not get_model("medgan").Config().c_labeled
     assert get_model("triplegan").Config().c_labeled
     assert not get_model("cvaegan").Config().d_sn and _preset("cvaegan", "digits")["model"]["d_sn"] is True
+    # this round's choices live in the digits presets only; the models' defaults stay the papers'
+    choices = {"ms_weight", "ms_pool", "calibrate", "semi_supervised", "label_init_std"}
+    for model in ("aam-acgan", "aam-stargan", "medgan", "triplegan", "cvaegan", "lcpgan"):
+        M = get_model(model)
+        assert M.Config().ms_weight == 0, model
+        for fam, sec in ((f, s) for f, s in _presets(model).items() if f not in ("digits", "ring2d")):
+            assert not choices & set((sec or {}).get("model") or {}), (model, fam)
+    assert _preset("aam-acgan", "digits")["model"]["ms_weight"] > 0
+    assert _preset("aam-stargan", "digits")["model"]["calibrate"] is True
+    assert get_model("aam-acgan").Config().adv == "bce" and not get_model("aam-stargan").Config().calibrate
 
 
 def _lcpgan(**kw):
@@ -321,3 +332,22 @@ def test_medgan_mode_seeking_term():
     losses = m.train_step(next(loader), 0)
     assert "G/mode_seek" in losses and float(losses["G/mode_seek"]) > 0
     assert "G/mode_seek" not in _medgan()[0].train_step(next(loader), 0)
+
+
+def test_cvaegan_and_lcpgan_mode_seeking_terms():
+    """ms_weight > 0 adds G/mode_seek (pairs of one class among G's prior samples); 0, the paper, adds nothing.
+    CVAE-GAN: the prior samples' classes c_p pair up, the encoder's classes c stay the data's."""
+    ds, sp, info = _data()
+    M = get_model("cvaegan")
+    for w in (0.0, 0.2):
+        torch.manual_seed(0)
+        m = M(M.Config(ch=4, c_ch=4, z_dim=8, ms_weight=w), info)
+        loader = TensorLoader(ds, sp, 4, 4, seed=0)
+        b = next(loader)
+        s = m._draw(b, None)
+        h = s.c_p.shape[0] // 2
+        assert torch.equal(s.c, b["y_l"]) and (torch.equal(s.c_p[:h], s.c_p[h:2 * h]) if w else s.c_p is s.c)
+        assert ("G/mode_seek" in m.train_step(b, 0)) == (w > 0)
+    for w in (0.0, 0.2):
+        m, loader = _lcpgan(ms_weight=w)
+        assert ("G/mode_seek" in m.train_step(next(loader), 0)) == (w > 0)
