@@ -351,3 +351,23 @@ def test_cvaegan_and_lcpgan_mode_seeking_terms():
     for w in (0.0, 0.2):
         m, loader = _lcpgan(ms_weight=w)
         assert ("G/mode_seek" in m.train_step(next(loader), 0)) == (w > 0)
+
+
+def test_triplegan_g_is_conditioned_on_the_class():
+    """Triple-GAN's G takes the class (conditional BN on its embedding, as the paper's G(z, y); the BN gains start
+    at zero, BigGAN's init, so the class acts from the first step on): after two steps one noise and ten
+    classes give ten different images; its D, through A_label, scores one image differently per class."""
+    ds, sp, info = _data()
+    M = get_model("triplegan")
+    torch.manual_seed(0)
+    m = M(M.Config(ch=4, c_ch=4, z_dim=8), info)
+    loader = TensorLoader(ds, sp, 4, 4, seed=0)
+    for step in range(2):
+        m.train_step(next(loader), step)
+    m.eval()
+    z = torch.randn(1, 8).expand(10, -1)
+    with torch.no_grad():
+        x = m.G(z, torch.arange(10))
+        d = m.D(x[:1].expand(10, -1, -1, -1), m._region(10, "cpu"), torch.arange(10))
+    assert all(not torch.allclose(x[0], x[c]) for c in range(1, 10))
+    assert d.unique().numel() == 10
