@@ -8,7 +8,7 @@ export MAX_JOBS ?= 2
 install:
 	$(PY) -m pip install -q -U pip
 	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install -q ninja numpy scipy pytest scikit-learn tqdm pyyaml tensorboard open_clip_torch
+	$(PY) -m pip install -q ninja numpy scipy pytest scikit-learn tqdm pyyaml tensorboard open_clip_torch matplotlib
 	@# the peers the metric tests compare with (tests/metrics/test_peers.py), held to the torch pin
 	$(PY) -m pip install -q -c constraints.txt pytorch-fid torchmetrics torch-fidelity prdc clean-fid
 	@# NVIDIA DALI (optional extra): its CPU operators let the tests check the DALI loader without a GPU

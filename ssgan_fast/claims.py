@@ -2,9 +2,9 @@
 ssgan_fast.experiments claims``).
 
 Every claim trains its arms with one budget (the model's digits preset, the same steps for every arm:
-the claim's ``steps``, shorter than the preset's for the slow models so that the whole set stays near two
-CPU hours on 2 cores) on paired seeds - arm A and arm B of seed s share the seed, the data split and the evaluation noise -
-and reports the paper's own metrics from each run's final evaluation (metrics.json; the digits
+the claim's ``steps``, shorter than the preset's for the slow models so that the whole set stays near
+two CPU hours on 2 cores) on paired seeds - arm A and arm B of seed s share the seed, the data split and
+the evaluation noise - and reports the paper's own metrics from each run's final evaluation (metrics.json; the digits
 classifier's feature space, as every digits run), plus the weights-free digits scores (recognition by
 an SVM, within-class spread: ``experiments.digits_run_scores``). For each metric: mean ± sd per arm,
 the paired difference (method - baseline) and two-sided paired t / Wilcoxon signed-rank p-values.

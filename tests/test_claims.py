@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from ssgan_fast.claims import CLAIMS, markdown_table, paired, verdict
+from ssgan_fast.claims import CLAIMS, _tag, markdown_table, paired, verdict
 from ssgan_fast.experiments import main as exp_main
 
 
@@ -42,10 +42,11 @@ def test_claims_command_trains_paired_arms_and_writes_table_plots_and_grids(tmp_
     assert exp_main(argv) == 0
     r = json.loads((out / "claims.json").read_text())
     c = r["claims"]["medgan"]
-    assert r["seeds"] == 2 and set(c["runs"]) == {"triplegan", "medgan"} and c["steps"] == [2]
-    for arm, model in (("triplegan", "triplegan"), ("medgan", "medgan")):
+    assert r["seeds"] == 2 and set(c["runs"]) == {"triplegan", "medgan", "medgan (baseline's settings)"}
+    assert c["steps"] == [2]
+    for arm, model in (("triplegan", "triplegan"), ("medgan", "medgan"), ("medgan (baseline's settings)", "medgan")):
         for seed in range(2):  # each arm trained its own model with the seed, the --set and the budget
-            cfg = json.loads((out / "medgan" / f"{arm}-s{seed}" / "config.json").read_text())
+            cfg = json.loads((out / "medgan" / f"{_tag(arm)}-s{seed}" / "config.json").read_text())
             assert cfg["train"]["model"] == model and cfg["train"]["seed"] == seed and cfg["train"]["steps"] == 2
             assert cfg["train"]["eval_samples_per_class"] == 8 and cfg["train"]["eval_metrics"] == "is,fid,intra_fid"
     row = c["paired"]["medgan"]

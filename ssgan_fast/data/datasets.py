@@ -72,12 +72,22 @@ def resize_crop(img: np.ndarray, size: int) -> np.ndarray:
     return t.permute(1, 2, 0).numpy()
 
 
+def _grey16_to_uint8(a: np.ndarray, mode: str) -> np.ndarray:
+    """Integer grey levels -> uint8: 16-bit modes (I;16*) and "I" images whose values fit 16 bits are
+    divided by 257 (65535 -> 255); "I" images with larger values by their own maximum / 255."""
+    a = a.astype(np.float64)
+    top = 65535.0 if mode.startswith("I;16") or a.max(initial=0) <= 65535 else float(a.max())
+    return np.clip(np.round(a / top * 255.0), 0, 255).astype(np.uint8)
+
+
 def decode_image(path: str, size: int, box=None) -> np.ndarray:
     """Decode an image file to RGB uint8 [size, size, 3] (optionally cropped to box = (x, y, w, h)).
     Raises OSError / ValueError for corrupt or truncated files."""
     from PIL import Image
     with Image.open(path) as im:
         im.load()  # truncated files fail here
+        if im.mode.startswith("I"):  # 16-bit / 32-bit integer grey (16-bit PNGs): scale, never clip to white
+            im = Image.fromarray(_grey16_to_uint8(np.array(im), im.mode)).convert("L")
         if im.mode != "RGB":
             im = im.convert("RGBA").convert("RGB") if im.mode in ("P", "LA") else im.convert("RGB")
         if box is not None:
@@ -459,16 +469,44 @@ def _cifar(path: str, size: int, split: str, n: int) -> ImageDataset:
                         images=np.ascontiguousarray(imgs))
 
 
+def _check_labels(raw: np.ndarray, p: Path, key: str, split: str) -> np.ndarray:
+    """npz labels: integers in [-1, C) (-1 = unlabeled), as int64; in the training split every class
+    0..C-1 has at least one image. Anything else names the file and the bad values."""
+    raw = np.asarray(raw)
+    if raw.dtype.kind == "f":
+        bad = raw[~np.isfinite(raw) | (raw != np.round(raw))]
+        if bad.size:
+            raise DataError(f"npz: {p}: {key} must be integers (-1 = unlabeled); found {np.unique(bad)[:5].tolist()}")
+    elif raw.dtype.kind not in "iub":
+        raise DataError(f"npz: {p}: {key} must be integers (-1 = unlabeled), got dtype {raw.dtype}")
+    labels = raw.astype(np.int64)
+    if labels.size and labels.min() < -1:
+        raise DataError(f"npz: {p}: {key} below -1 (the unlabeled mark): {np.unique(labels[labels < -1])[:5].tolist()}")
+    known = np.unique(labels[labels >= 0])
+    if split != "test" and known.size and known.size != known.max() + 1:
+        missing = sorted(set(range(int(known.max()) + 1)) - set(known.tolist()))
+        raise DataError(f"npz: {p}: {key} must number the classes 0..C-1; classes {missing[:5]}"
+                        f"{' ...' if len(missing) > 5 else ''} have no image (largest label {int(known.max())})")
+    return labels
+
+
 def _npz(path: str, size: int, split: str) -> ImageDataset:
     p = Path(path).expanduser()
     if not p.is_file():
         raise DataError(f"npz: file {p} does not exist")
-    with np.load(p) as z:
-        key_i, key_l = ("test_images", "test_labels") if split == "test" else ("images", "labels")
-        if key_i not in z or key_l not in z:
-            raise DataError(f"npz: {p} needs arrays {key_i!r} (uint8 [N, H, W, C]) and {key_l!r} (int [N]); "
-                            f"it has {list(z.keys())}")
-        imgs, labels = z[key_i], z[key_l].astype(np.int64)
+    key_i, key_l = ("test_images", "test_labels") if split == "test" else ("images", "labels")
+    try:
+        with np.load(p) as z:
+            if key_i not in z or key_l not in z:
+                raise DataError(f"npz: {p} needs arrays {key_i!r} (uint8 [N, H, W, C]) and {key_l!r} (int [N]); "
+                                f"it has {list(z.keys())}")
+            imgs, raw = z[key_i], z[key_l]
+    except DataError:
+        raise
+    except Exception as e:  # noqa: BLE001 - not a zip, object arrays (pickle), truncated: name the file
+        raise DataError(f"npz: {p} cannot be read as a .npz of plain arrays ({type(e).__name__}: "
+                        f"{str(e).splitlines()[0] if str(e) else ''})") from None
+    labels = _check_labels(raw, p, key_l, split)
     if imgs.dtype != np.uint8 or imgs.ndim != 4 or imgs.shape[-1] not in (1, 3, 4):
         raise DataError(f"npz: {p}: {key_i} must be uint8 [N, H, W, 1|3|4], got {imgs.shape} {imgs.dtype}")
     if labels.shape != (imgs.shape[0],):

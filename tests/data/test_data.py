@@ -337,3 +337,45 @@ def test_celeba500_layout(tmp_path):
     (root / "Anno" / "identity_CelebA.txt").write_text("000001.jpg\n")
     with pytest.raises(DataError, match="expected '<file> <identity>'"):
         open_dataset(f"celeba500:{root}?classes=2", "train", size=16)
+
+
+def test_sixteen_bit_png_is_scaled_not_clipped(tmp_path):
+    """A 16-bit grey PNG decodes to its grey levels / 257 (was: 99.5 % white after PIL's clip to 255)."""
+    from ssgan_fast.data.datasets import decode_image
+    a = (np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000)  # 0 .. 63 000
+    path = tmp_path / "g16.png"
+    Image.fromarray(a).save(path)
+    assert Image.open(path).mode.startswith("I")
+    got = decode_image(str(path), 8)
+    assert got.shape == (8, 8, 3) and np.array_equal(got[..., 0], got[..., 2])
+    assert np.abs(got[..., 0].astype(int) - np.round(a / 257.0).astype(int)).max() <= 1
+    assert (got == 255).mean() < 0.05
+
+
+@pytest.mark.parametrize("labels,msg", [
+    (np.array([0, 1, 2, 999] * 5), "have no image"),             # one label far off builds a 1000-class model
+    (np.array([0.0, 1.0, np.nan, 2.0] * 5), "must be integers"),  # NaN was "unlabeled"
+    (np.array([0.0, 1.7, 1.0, 2.0] * 5), "must be integers"),     # 0.7-offset labels were truncated
+    (np.array([0, 1, -3, 2] * 5), "below -1"),                   # negative was "unlabeled"
+    (np.array(["a", "b", "c", "d"] * 5), "must be integers"),
+])
+def test_npz_labels_must_be_integers_in_range(tmp_path, labels, msg):
+    p = tmp_path / "d.npz"
+    np.savez(p, images=np.zeros((20, 8, 8, 1), np.uint8), labels=labels)
+    with pytest.raises(DataError, match=msg) as e:
+        open_dataset(f"npz:{p}", size=8)
+    assert str(p) in str(e.value)
+    np.savez(p, images=np.zeros((20, 8, 8, 1), np.uint8), labels=np.array([0, 1, -1, 2.0] * 5))
+    ds = open_dataset(f"npz:{p}", size=8)  # integral floats and -1 (unlabeled) are fine
+    assert ds.num_classes == 3 and (ds.labels == -1).sum() == 5
+
+
+def test_unreadable_npz_names_the_file(tmp_path):
+    bad = tmp_path / "notzip.npz"
+    bad.write_bytes(b"not a zip file at all")
+    obj = tmp_path / "obj.npz"
+    np.savez(obj, images=np.zeros((2, 8, 8, 1), np.uint8), labels=np.array([{"a": 1}, {"b": 2}], dtype=object))
+    for p in (bad, obj):
+        with pytest.raises(DataError, match="cannot be read") as e:
+            open_dataset(f"npz:{p}", size=8)
+        assert str(p) in str(e.value)

@@ -176,7 +176,9 @@ def test_evaluate_cli(tmp_path, monkeypatch, capsys):
     assert out["extractor_kind"] == "classifier" and out["num_samples"] == 200 and out["test_split"]
     assert all(np.isfinite(v) for v in out["metrics"].values())
     assert len(list((tmp_path / "cache").glob("*.npz"))) == 1 and len(list((tmp_path / "w").glob("*.pt"))) == 1
-    assert main(args) == 0  # second run: cached classifier and reference statistics, same numbers
+    assert main(args) == 2  # the result exists: never overwritten without --overwrite
+    assert "--overwrite" in capsys.readouterr().err
+    assert main([*args, "--overwrite"]) == 0  # second run: cached classifier and reference statistics, same numbers
     assert json.loads((tmp_path / "m.json").read_text())["metrics"] == out["metrics"]
     # inception weights missing: exit 2, one line naming the file
     assert main(["--samples", str(tmp_path / "s.npz"), "--metrics", "fid", "--size", "8", "--extractor",

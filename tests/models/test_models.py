@@ -202,12 +202,13 @@ def test_generate_inpaint_and_morph(runs, tmp_path):
     assert np.abs(orig[:, keep] - filled[:, keep]).max() <= 1  # known pixels kept (Eq. 8)
     assert (out / "grid.png").is_file() and (out / "img0_inpaint.png").is_file()
     assert generate_main(["inpaint", "--ckpt", str(runs / "cvaegan"), "--images", str(imgs), "--out", str(out),
-                          "--label", "3", "--iters", "1"]) == 0  # random 50/128 box, given class
+                          "--label", "3", "--iters", "1", "--overwrite"]) == 0  # random 50/128 box, given class
     m = tmp_path / "m.png"
     assert generate_main(["morph", "--ckpt", str(runs / "cvaegan"), "--images", str(imgs / "img0.png"),
                           str(imgs / "img1.png"), "--steps", "4", "--out", str(m)]) == 0
     assert m.is_file()
-    assert generate_main(["morph", "--ckpt", str(runs / "cvaegan"), "--classes", "1", "7", "--out", str(m)]) == 0
+    assert generate_main(["morph", "--ckpt", str(runs / "cvaegan"), "--classes", "1", "7", "--out", str(m),
+                          "--overwrite"]) == 0
 
 
 def test_generate_translate(runs, tmp_path):
