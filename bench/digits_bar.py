@@ -2,6 +2,7 @@
 
     python bench/digits_bar.py [--models sphericgan,medgan,...] [--seeds 5] [--threads 2] [--jobs 1]
                                [--out runs/digits_bar] [--json bench/results/.../digits_bar.json]
+    python bench/digits_bar.py --table A.json [B.json ...]    # the markdown table of finished sweeps
 
 Each run is the user's command, `python -m ssgan_fast.train --model M --seed S` (training and its final
 evaluation; only --out / --name added), in its own process with OMP_NUM_THREADS=--threads, --jobs at a
@@ -70,7 +71,30 @@ def summary(rows: list) -> dict:
     return out
 
 
+def markdown(paths: list) -> str:
+    """One table from the JSONs of several sweeps (e.g. 1 and 2 threads): per model and thread count the
+    median and worst seed of each score, the slowest run, and the verdict."""
+    summ = {}
+    for p in paths:
+        summ.update(json.loads(Path(p).read_text())["summary"])
+    lines = ["| model | threads | seeds | recognised % median (worst) | spread median (worst) | FD pixels median "
+             "| slowest run s | bar |", "|---|---|---|---|---|---|---|---|"]
+    for model in MODELS:
+        for key in sorted(k for k in summ if k.split("/")[0] == model):
+            s = summ[key]
+            r, sp = s["recognition_percent"], s["spread_ratio"]
+            lines.append(f"| `{model}` | {key.split('/')[1][:-1]} | {len(s['seeds'])} | {r['median']:.1f} "
+                         f"({r['worst']:.1f}) | {sp['median']:.2f} ({sp['worst']:.2f}) | {s['fd_pixels_median']:.0f} "
+                         f"| {s['wall_max_s']:.0f} | {'meets' if s['meets_bar'] else 'misses'} |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv[:1] == ["--table"]:  # digits_bar.py --table A.json [B.json ...]: print the markdown table
+        print(markdown(argv[1:]))
+        return 0
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", default=",".join(MODELS))
     p.add_argument("--seeds", type=int, default=5)

@@ -48,19 +48,20 @@ log = logging.getLogger("ssgan_fast")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m ssgan_fast.evaluate", description=__doc__,
+    from ._cli import Parser, count, natural, unit
+    p = Parser(prog="python -m ssgan_fast.evaluate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--fake", help="the generated side: a run folder, an image folder, an .npz of images or of FID "
                                     "statistics, or a data set spec")
     src.add_argument("--samples", help="(older name of --fake) npz with images (uint8 NHWC) and labels (int64)")
     src.add_argument("--ckpt", help="(older name of --fake) a run folder: samples from its checkpoint (EMA generator)")
-    p.add_argument("--per-class", type=int, default=100, help="samples per class from a run folder (default 100)")
+    p.add_argument("--per-class", type=count, default=100, help="samples per class from a run folder (default 100)")
     p.add_argument("--real", "--data", dest="real", default=None,
                    help="the reference side, in the same forms as --fake (a data set spec: digits, cifar10:/path, "
                         "cub200:/path, folder:/path, npz:/file.npz, ...; default: the run's data with a run folder, "
                         "else digits)")
-    p.add_argument("--size", type=int, default=None,
+    p.add_argument("--size", type=count, default=None,
                    help="resolution the real images are brought to (default: the samples' or the run's)")
     p.add_argument("--metrics", default="fid,intra_fid,cfid,is,ra",
                    help=f"comma-separated subset of {','.join(METRICS)} (default fid,intra_fid,cfid,is,ra)")
@@ -71,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--classifier", default=None, help="RA / GAN-test classifier file (default: trained and cached)")
     g.add_argument("--train-classifier", action="store_true",
                    help="(the default) train the RA classifier on the real training split when none is cached")
-    p.add_argument("--classifier-epochs", type=int, default=30)
+    p.add_argument("--classifier-epochs", type=count, default=30)
     p.add_argument("--classifier-arch", choices=CLASSIFIER_ARCHS, default="small",
                    help="architecture of the classifiers trained here (RA / GAN-test on the real data, GAN-train on "
                         "the samples): small CNN, or resnet18 (the AAM paper's GAN-train / GAN-test classifier)")
@@ -83,11 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "fc2 from the weights registry, as stylegan2-ada's pr50k3; keys precision_vgg16, ...)")
     p.add_argument("--kept-dtype", choices=tuple(KEPT_DTYPES), default="float32",
                    help="host dtype of the features KID and the k-NN metrics keep (float16 halves the memory)")
-    p.add_argument("--splits", type=int, default=10, help="Inception Score splits (default 10)")
-    p.add_argument("--batch", type=int, default=100, help="extractor batch size (default 100)")
+    p.add_argument("--splits", type=count, default=10, help="Inception Score splits (default 10)")
+    p.add_argument("--batch", type=count, default=100, help="extractor batch size (default 100)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-bad-fraction", type=float, default=0.01, help="unreadable real images tolerated")
+    p.add_argument("--seed", type=natural, default=0)
+    p.add_argument("--max-bad-fraction", type=unit, default=0.01, help="unreadable real images tolerated")
     p.add_argument("--no-cache", action="store_true", help="do not read or write cached reference statistics")
     p.add_argument("--real-stats", default=None,
                    help="FID against this statistics file (pytorch-fid's .npz with mu and sigma, e.g. from "
@@ -146,7 +147,8 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     from ._sys import tune_malloc
     tune_malloc()
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     from .engine.run import USER_ERRORS, check_output
     try:
         if args.out:  # checked before the (long) evaluation, not after it
@@ -155,8 +157,10 @@ def main(argv=None) -> int:
             check_output(args.save_real_stats, "file", args.overwrite, "--save-real-stats")
         out = run_cli(args)
     except USER_ERRORS as e:
-        print(f"error: {e}", file=sys.stderr)  # missing weights and other user errors: one clear line
-        return 2
+        try:  # missing weights and other user errors: one clear line
+            parser.fail(e)
+        except SystemExit as stop:
+            return stop.code
     width = max(len(k) for k in out["metrics"])
     print(f"{'metric':{width}s}  value")
     for k, v in out["metrics"].items():

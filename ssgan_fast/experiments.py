@@ -419,34 +419,36 @@ def _figure(real, densities, path):
 
 def main(argv=None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    p = argparse.ArgumentParser(prog="python -m ssgan_fast.experiments", description=__doc__,
+    from ._cli import Parser, count, natural, positive
+    p = Parser(prog="python -m ssgan_fast.experiments", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="which", required=True)
     raw = argparse.RawDescriptionHelpFormatter
     r = sub.add_parser("ring2d", help="MED-GAN Table 1 / Figure 3", description=RING2D_DOC, formatter_class=raw)
-    r.add_argument("--seeds", type=int, default=5)
-    r.add_argument("--steps", type=int, default=3000)
-    r.add_argument("--variance", type=float, default=0.1, help="mode variance (the paper states 0.1)")
+    r.add_argument("--seeds", type=count, default=5)
+    r.add_argument("--steps", type=count, default=3000)
+    r.add_argument("--variance", type=positive, default=0.1, help="mode variance (the paper states 0.1)")
     r.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated subset of {', '.join(ROWS)}")
     r.add_argument("--out", default="runs/ring2d")
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="passed on to every row's training run before the row's own switches")
     r.add_argument("--device", default="cpu")
     c = sub.add_parser("cvae-ring", help="CVAE-GAN Sec. 4 / Figure 4", description=CVAE_RING_DOC, formatter_class=raw)
-    c.add_argument("--steps", type=int, default=20000)
-    c.add_argument("--lr", type=float, default=5e-4, help="RMSProp learning rate (the paper: 5e-5 over 2M iterations)")
-    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--steps", type=count, default=20000)
+    c.add_argument("--lr", type=positive, default=5e-4,
+                   help="RMSProp learning rate (the paper: 5e-5 over 2M iterations)")
+    c.add_argument("--seed", type=natural, default=0)
     c.add_argument("--out", default="runs/cvae-ring")
     c.add_argument("--device", default="cpu")
     b = sub.add_parser("backends", help="fused vs reference ops on digits, paired over seeds", description=BACKENDS_DOC,
                        formatter_class=raw)
     from .models import MODELS
     b.add_argument("--model", default="sphericgan", choices=sorted(MODELS))
-    b.add_argument("--seeds", type=int, default=8)
-    b.add_argument("--steps", type=int, default=None,
+    b.add_argument("--seeds", type=count, default=8)
+    b.add_argument("--steps", type=count, default=None,
                    help="training steps of each run (default: the model's digits preset)")
     b.add_argument("--out", default="runs/backends")
-    b.add_argument("--trace", type=int, default=0, metavar="STEPS",
+    b.add_argument("--trace", type=natural, default=0, metavar="STEPS",
                    help="instead: trace seed 0 step by step against the reference and a 1-ulp perturbed run")
     b.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="passed on to every training run")
     b.add_argument("--device", default="cpu")
@@ -454,11 +456,11 @@ def main(argv=None) -> int:
     q = sub.add_parser("claims", help="each paper's claim against its own baseline, paired seeds",
                        description=CLAIMS_DOC, formatter_class=raw)
     q.add_argument("--models", default=",".join(CLAIMS), help=f"comma-separated subset of {', '.join(CLAIMS)}")
-    q.add_argument("--seeds", type=int, default=None, help="paired seeds per arm (default 5; 2 with --quick)")
+    q.add_argument("--seeds", type=count, default=None, help="paired seeds per arm (default 5; 2 with --quick)")
     q.add_argument("--quick", action="store_true", help="2 seeds of the quick claims (about 10 minutes)")
-    q.add_argument("--jobs", type=int, default=2, help="training processes at a time")
-    q.add_argument("--threads", type=int, default=1, help="OpenMP threads of each training process")
-    q.add_argument("--steps", type=int, default=None, help="steps of every run (default: each model's digits preset)")
+    q.add_argument("--jobs", type=count, default=2, help="training processes at a time")
+    q.add_argument("--threads", type=count, default=1, help="OpenMP threads of each training process")
+    q.add_argument("--steps", type=count, default=None, help="steps of every run (default: each model's digits preset)")
     q.add_argument("--out", default="runs/claims")
     q.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="passed on to every training run, before each arm's own switches")

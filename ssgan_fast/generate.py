@@ -33,15 +33,16 @@ COMMANDS = ("sample", "inpaint", "morph", "translate", "interp")
 
 
 def build_parser(cmd: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=f"python -m ssgan_fast.generate {cmd}", description=__doc__,
+    from ._cli import Parser, count, natural
+    p = Parser(prog=f"python -m ssgan_fast.generate {cmd}", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--ckpt", required=True, help="run folder (with ckpt/last.pt)")
     p.add_argument("--no-ema", action="store_true")
-    p.add_argument("--seed", type=int, default=123)
+    p.add_argument("--seed", type=natural, default=123)
     p.add_argument("--device", default=None)
     p.add_argument("--overwrite", action="store_true", help="replace an existing output (default: refuse)")
     if cmd == "sample":
-        p.add_argument("--per-class", type=int, default=100)
+        p.add_argument("--per-class", type=count, default=100)
         p.add_argument("--out", required=True, help="output .npz")
         p.add_argument("--png", default=None, help="also save a grid (one row per class, at most 10 per row)")
         return p
@@ -50,8 +51,9 @@ def build_parser(cmd: str) -> argparse.ArgumentParser:
         p.add_argument("--images", nargs="+", required=True, help="image files or folders")
         p.add_argument("--label", type=int, default=None, help="class of the images (default: C's prediction)")
         p.add_argument("--box", default=None, help="corrupted box y0,x0,y1,x1 in pixels (default: random, 50/128 side)")
-        p.add_argument("--iters", type=int, default=10, help="encode-generate-paste rounds (Eq. 8)")
-        p.add_argument("--optimize-steps", type=int, default=0, help="latent optimisation steps on the known pixels")
+        p.add_argument("--iters", type=count, default=10, help="encode-generate-paste rounds (Eq. 8)")
+        p.add_argument("--optimize-steps", type=natural, default=0,
+                       help="latent optimisation steps on the known pixels")
     elif cmd == "morph":
         g = p.add_mutually_exclusive_group(required=True)
         g.add_argument("--images", nargs=2, help="two image files: interpolate their latent codes")
@@ -59,8 +61,8 @@ def build_parser(cmd: str) -> argparse.ArgumentParser:
         p.add_argument("--steps", type=int, default=8)
     elif cmd == "interp":
         p.add_argument("--classes", nargs="+", type=int, default=[0], help="one row of paths per class")
-        p.add_argument("--paths", type=int, default=2, help="paths per class (each from its own two noise vectors)")
-        p.add_argument("--steps", type=int, default=8, help="images per segment")
+        p.add_argument("--paths", type=count, default=2, help="paths per class (each from its own two noise vectors)")
+        p.add_argument("--steps", type=count, default=8, help="images per segment")
         g = p.add_mutually_exclusive_group()
         g.add_argument("--prototype", type=int, default=None, help="the prototype the path passes (default: nearest)")
         g.add_argument("--prototypes", nargs=2, type=int, default=None, help="interpolate between two prototypes")
@@ -218,7 +220,7 @@ def main(argv=None) -> int:
                 raise ValueError(f"'{cmd}' works on images; this run trained on {run.info['kind']}")
             return _application(cmd, args, run)
     except USER_ERRORS as e:
-        p.exit(2, f"error: {e}\n")
+        p.fail(e)
     imgs, labels = generate(run.model, run.generator(not args.no_ema), run.info["num_classes"], args.per_class,
                             args.seed, run.device, run.info["kind"])
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -29,9 +29,10 @@ log = logging.getLogger("ssgan_fast")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ._cli import Parser, count, fraction, natural, unit
     from .data import LOADERS
     from .models import MODELS
-    p = argparse.ArgumentParser(prog="python -m ssgan_fast.train", description=__doc__,
+    p = Parser(prog="python -m ssgan_fast.train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="sphericgan", choices=sorted(MODELS), help="which system to train")
     p.add_argument("--data", default="digits", help="data set spec (digits, cub200:/path, folder:/path, ...)")
@@ -52,29 +53,29 @@ def build_parser() -> argparse.ArgumentParser:
                    help="torch.compile the networks in place (backend train.compile_backend, default inductor)")
     p.add_argument("--ema", dest="ema", action="store_true", default=None, help="keep an EMA generator (default on)")
     p.add_argument("--no-ema", dest="ema", action="store_false")
-    p.add_argument("--batch", type=int, default=None, help="labeled = unlabeled batch size")
+    p.add_argument("--batch", type=count, default=None, help="labeled = unlabeled batch size")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--steps", type=int, default=None)
-    g.add_argument("--epochs", type=int, default=None)
+    g.add_argument("--steps", type=count, default=None)
+    g.add_argument("--epochs", type=count, default=None)
     g2 = p.add_mutually_exclusive_group()
-    g2.add_argument("--labels-per-class", type=int, default=None)
-    g2.add_argument("--label-fraction", type=float, default=None)
+    g2.add_argument("--labels-per-class", type=count, default=None)
+    g2.add_argument("--label-fraction", type=fraction, default=None)
     g2.add_argument("--labeled", default=None, metavar="FILE",
                     help="a file of image ids / paths (one per line) whose labels are kept: your own labeled subset")
-    p.add_argument("--split-seed", type=int, default=None)
-    p.add_argument("--max-bad-fraction", type=float, default=None,
+    p.add_argument("--split-seed", type=natural, default=None)
+    p.add_argument("--max-bad-fraction", type=unit, default=None,
                    help="stop when more than this fraction of the images is unreadable (default 0.01)")
-    p.add_argument("--size", type=int, default=None, help="image resolution")
+    p.add_argument("--size", type=count, default=None, help="image resolution")
     p.add_argument("--loader", choices=LOADERS, default=None)
     p.add_argument("--out", default=None, help="folder of the runs (default runs/)")
     p.add_argument("--name", default=None,
                    help="run folder name (must be new); default: the next numbered runs/<00001>-<model>-<data>")
     p.add_argument("--resume", default=None, metavar="DIR", help="continue the run in DIR exactly")
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--seed", type=natural, default=None)
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")
-    p.add_argument("--eval-every", type=int, default=None)
-    p.add_argument("--sample-every", type=int, default=None)
-    p.add_argument("--ckpt-every", type=int, default=None)
+    p.add_argument("--eval-every", type=natural, default=None)
+    p.add_argument("--sample-every", type=natural, default=None)
+    p.add_argument("--ckpt-every", type=natural, default=None)
     p.add_argument("--skip-nonfinite", action="store_true", default=None,
                    help="skip (and count) steps with a non-finite loss instead of stopping")
     p.add_argument("--no-final-eval", action="store_true", help="skip the metrics after training")
@@ -120,12 +121,25 @@ def resolve(args) -> TrainConfig:  # noqa: F821
         f = Path(args.config)
         if not f.is_file():
             raise ValueError(f"--config {f} does not exist")
-        user = yaml.safe_load(f.read_text()) or {}
+        try:
+            user = yaml.safe_load(f.read_text()) or {}
+        except yaml.YAMLError as e:  # the file and the line, not a parser traceback
+            mark = getattr(e, "problem_mark", None)
+            where = f"{f}, line {mark.line + 1}, column {mark.column + 1}" if mark else str(f)
+            raise ValueError(f"--config {where}: not valid YAML ({getattr(e, 'problem', None) or e})") from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise ValueError(f"--config {f}: cannot be read ({e})") from None
+        if not isinstance(user, dict):
+            raise ValueError(f"--config {f}: expected a mapping with train: / model: sections, got "
+                             f"{type(user).__name__}")
         bad = set(user) - {"train", "model"}
         if bad:
             raise ValueError(f"--config {f}: top-level keys must be train / model, got {sorted(bad)}")
         for k in ("train", "model"):
-            layers[k].update(user.get(k) or {})
+            sec = user.get(k) or {}
+            if not isinstance(sec, dict):
+                raise ValueError(f"--config {f}: {k}: must be a mapping of settings, got {sec!r}")
+            layers[k].update(sec)
     t = layers["train"]
     flags = {"amp": args.amp, "graphs": args.graphs or None, "compile": args.compile or None, "ema": args.ema,
              "steps": args.steps, "epochs": args.epochs,
@@ -167,7 +181,7 @@ def resolve(args) -> TrainConfig:  # noqa: F821
     Model = get_model(args.model)
     config_from_dict(Model.Config, layers["model"], f"model settings of {args.model}")  # validate now
     t["model_cfg"] = layers["model"]
-    cfg = TrainConfig(**t)
+    cfg = config_from_dict(TrainConfig, t, "train settings").check()
     dev = torch.device(cfg.device)
     if cfg.graphs and cfg.graphs_mode == "cuda" and dev.type != "cuda":
         raise ValueError("--graphs captures CUDA graphs and needs a CUDA device (got --device "
@@ -273,7 +287,7 @@ def _main(args, parser) -> int:
             cfg = resolve(args)
         trainer = Trainer(cfg, resume=args.resume)
     except user_errors as e:
-        parser.exit(2, f"error: {str(e).strip() or type(e).__name__}\n")
+        parser.fail(e)
     log.info("run %s: %s on %s (%d labeled / %d unlabeled), %d steps on %s", trainer.run_dir, cfg.model, cfg.data,
              len(trainer.split.labeled), len(trainer.split.unlabeled), trainer.total, cfg.device)
     from .engine.checkpoint import CheckpointWriteError
@@ -286,7 +300,7 @@ def _main(args, parser) -> int:
         print(f"error: {e}; free space, then continue with --resume {trainer.run_dir}", file=sys.stderr)
         return 3
     except DataError as e:  # too many unreadable images met during training
-        parser.exit(2, f"error: {e}\n")
+        parser.fail(e)
     if result["interrupted"]:
         log.info("interrupted at step %d; checkpoint saved in %s", result["step"], trainer.run_dir / "ckpt")
         return 130
@@ -294,7 +308,7 @@ def _main(args, parser) -> int:
         try:
             out = trainer.evaluate()
         except user_errors as e:
-            parser.exit(2, f"error: final evaluation: {e} (the trained run is kept in {trainer.run_dir})\n")
+            parser.fail(type(e)(f"final evaluation: {e} (the trained run is kept in {trainer.run_dir})"))
         print(json.dumps(out["metrics"], indent=1))
     log.info("done: the run is in %s%s", trainer.run_dir, f" (graphs: {result['graphs']})" if cfg.graphs else "")
     return 0

@@ -59,6 +59,23 @@ class TrainConfig:
     preset: str = ""  # the preset section the run was configured from (the data set family unless --preset)
     model_cfg: dict = field(default_factory=dict)
 
+    def check(self) -> TrainConfig:
+        """Range checks of the settings (types are checked where they are read: models.base.config_from_dict);
+        ValueError naming the setting. Returns self."""
+        def need(ok, key, what):
+            if not ok:
+                raise ValueError(f"train.{key} must be {what}, got {getattr(self, key)!r}")
+        for key in ("size", "batch_labeled", "log_every", "eval_batch", "eval_samples_per_class"):
+            need(getattr(self, key) >= 1, key, ">= 1")
+        for key in ("batch_unlabeled", "steps", "epochs", "sample_every", "ckpt_every", "eval_every", "graphs_warmup",
+                    "eval_classifier_epochs", "augment_crop", "augment_translate"):
+            need(getattr(self, key) >= 0, key, ">= 0 (0: off)" if key.endswith("_every") else ">= 0")
+        need(0 <= self.ema_decay < 1, "ema_decay", "in [0, 1)")
+        need(0 <= self.max_bad_fraction <= 1, "max_bad_fraction", "in [0, 1]")
+        need(self.label_fraction is None or 0 < self.label_fraction <= 1, "label_fraction", "in (0, 1]")
+        need(self.labels_per_class is None or self.labels_per_class >= 1, "labels_per_class", ">= 1")
+        return self
+
     @classmethod
     def from_run(cls, run_dir, **overrides) -> TrainConfig:
         """The configuration a run folder was started with (its config.json), with overrides."""

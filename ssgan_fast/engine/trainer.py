@@ -109,7 +109,7 @@ def truncate_losses(path: Path, step: int) -> int:
 
 class Trainer:
     def __init__(self, cfg: TrainConfig, resume: str | None = None):
-        self.cfg = cfg
+        self.cfg = cfg.check()
         if cfg.graphs and cfg.compile:
             raise ValueError("--graphs and --compile: pick one (the engine captures eager steps; inductor has its own "
                              "CUDA graphs)")
@@ -135,11 +135,17 @@ class Trainer:
         split_file = self.run_dir / "split.json" if resume else None
         if resume and split_file.is_file():
             self.split = Split.load(split_file, self.ds.labels)
-        elif cfg.labeled:
-            self.split = split_from_file(cfg.labeled, self.ds)
         else:
-            self.split = make_split(self.ds.labels, self.ds.num_classes, cfg.labels_per_class, cfg.label_fraction,
-                                    cfg.split_seed)
+            if resume:  # never silently: the split is redrawn from the run's own settings, and kept
+                log.warning("%s is missing: the labeled split is drawn again from the run's settings (the same "
+                            "draw as before unless the data or the labeled file changed)", split_file)
+            if cfg.labeled:
+                self.split = split_from_file(cfg.labeled, self.ds)
+            else:
+                self.split = make_split(self.ds.labels, self.ds.num_classes, cfg.labels_per_class,
+                                        cfg.label_fraction, cfg.split_seed)
+            if resume and self.main:
+                self.split.save(split_file)
         Model = get_model(cfg.model)
         from ..models.base import config_from_dict
         self.model_cfg = config_from_dict(Model.Config, cfg.model_cfg, f"model config of {cfg.model}")
@@ -177,11 +183,18 @@ class Trainer:
         self.step = 0
         self.skipped = 0
         self._stop = False
-        if resume:
+        fresh_resume = resume and not any((self.run_dir / "ckpt" / n).exists() for n in ("last.pt", "prev.pt"))
+        if fresh_resume:  # interrupted before its first checkpoint: start it again from step 0, as configured
+            log.warning("%s has no checkpoint yet (stopped before the first one): starting it from step 0 with "
+                        "its config.json and split", self.run_dir)
+            if self.main:
+                truncate_losses(self.run_dir / "losses.jsonl", 0)
+        if resume and not fresh_resume:
             self._load(self.run_dir / "ckpt")  # the fitted preparation state comes back with the model
         else:
-            self.run_dir = self._new_run_dir()
-            if self.main:
+            if not resume:
+                self.run_dir = self._new_run_dir()
+            if self.main and not resume:
                 self._lock = lock_run_dir(self.run_dir)
                 self.split.save(self.run_dir / "split.json")
                 (self.run_dir / "config.json").write_text(json.dumps(
@@ -235,7 +248,12 @@ class Trainer:
 
     def _load(self, folder: Path):
         s, path = load_checkpoint(folder, map_location=self.device)
-        self._restore(s)
+        self._check_same_run(s, path)
+        try:
+            self._restore(s)
+        except (RuntimeError, KeyError, ValueError) as e:  # a checkpoint whose config matches but weights do not
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ValueError(f"{path} does not fit the run's networks ({first})") from None
         for k, m in (self.ema or {}).items():
             m.load_state_dict(s["ema"][k])
         self.amp.load_state_dict(s["amp"])
@@ -245,6 +263,30 @@ class Trainer:
         if self.main:
             truncate_losses(self.run_dir / "losses.jsonl", self.step)
         log.info("resumed %s at step %d", path, self.step)
+
+    RESUME_MAY_DIFFER = ("progress", "device", "steps", "epochs", "out", "name")
+
+    def _check_same_run(self, s: dict, path: Path) -> None:
+        """The checkpoint was written by this run's configuration (another model's checkpoint, or an edited
+        config.json, is one line naming the settings that differ, not a load_state_dict traceback)."""
+        diffs = []
+        for where, saved, now in (("train", s.get("config") or {}, dataclasses.asdict(self.cfg)),
+                                  ("model", s.get("model_config") or {}, dataclasses.asdict(self.model_cfg))):
+            # compared as config.json holds them (tuples are lists there)
+            saved, now = (json.loads(json.dumps(d, default=str)) for d in (saved, now))
+            if where == "train":
+                saved.pop("model_cfg", None)
+                now.pop("model_cfg", None)
+            for k in sorted(set(saved) | set(now)):
+                if where == "train" and k in self.RESUME_MAY_DIFFER:
+                    continue
+                if saved.get(k, "<unset>") != now.get(k, "<unset>"):
+                    diffs.append(f"{where}.{k} {saved.get(k, '<unset>')!r} in the checkpoint, "
+                                 f"{now.get(k, '<unset>')!r} now")
+        if diffs:
+            more = f" (and {len(diffs) - 4} more)" if len(diffs) > 4 else ""
+            raise ValueError(f"{path} was written by another configuration than {self.run_dir / 'config.json'}: "
+                             f"{'; '.join(diffs[:4])}{more}")
 
     # ------------------------------------------------------------------ loop
     @torch.no_grad()

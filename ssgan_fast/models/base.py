@@ -39,7 +39,7 @@ def get_model(name: str) -> type:
 
 def config_from_dict(cls, values: dict, where: str):
     """Dataclass `cls` from a dict; unknown keys and wrong types are errors naming the key. The type is
-    the field's annotation (``bool``, ``int``, ``float``, or one of them ``| None``, where null is then
+    the field's annotation (``bool``, ``int``, ``float``, ``str``, or one of them ``| None``, where null is then
     allowed); a field without such an annotation is passed through as given."""
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - names)
@@ -59,6 +59,10 @@ def config_from_dict(cls, values: dict, where: str):
         nullable = " or null" if optional else ""
         if kind is bool and not isinstance(v, bool):
             raise ValueError(f"{where}: {k} must be true/false{nullable}, got {v!r}")
+        if kind is str and not isinstance(v, str):
+            if isinstance(v, bool) or not isinstance(v, (int, float)):  # a number is the text as written
+                raise ValueError(f"{where}: {k} must be text{nullable}, got {v!r}")
+            v = str(v)
         if kind in (int, float):
             if isinstance(v, str):  # YAML 1.1 reads 1e-4 (no dot) as a string: a number all the same
                 try:
@@ -69,8 +73,9 @@ def config_from_dict(cls, values: dict, where: str):
                 raise ValueError(f"{where}: {k} must be a number{nullable}, got {v!r}")
             if not math.isfinite(v):
                 raise ValueError(f"{where}: {k} must be a finite number, got {v!r}")
-            fractional_for_int = kind is int and isinstance(v, float) and not v.is_integer()
-            v = v if fractional_for_int else kind(v)
+            if kind is int and isinstance(v, float) and not v.is_integer():
+                raise ValueError(f"{where}: {k} must be a whole number{nullable}, got {v!r}")
+            v = kind(v)
         out[k] = v
     return cls(**out)
 

@@ -55,3 +55,25 @@ def test_second_trainer_is_refused_and_a_killed_ones_lock_is_taken_over(tmp_path
                        "--no-final-eval"]) == 0
     steps = [json.loads(x)["step"] for x in (run / "losses.jsonl").read_text().splitlines()]
     assert steps == list(range(1, max(logged) + 4)), (at, steps[-20:])
+
+
+def test_an_interrupted_start_resumes_from_scratch_and_a_lost_split_is_redrawn_and_kept(tmp_path, caplog):
+    """Killed before its first checkpoint (config.json + split.json only): --resume, the command the
+    messages name, starts the run again from step 0 with its own settings, each step logged once."""
+    assert train_main(TINY + ["--out", str(tmp_path), "--name", "full", "--steps", "3"]) == 0
+    assert train_main(TINY + ["--out", str(tmp_path), "--name", "r", "--steps", "3"]) == 0
+    run = tmp_path / "r"
+    for f in (run / "ckpt").iterdir():  # as if killed before the first checkpoint: the losses of 2 steps remain
+        f.unlink()
+    lines = (run / "losses.jsonl").read_text().splitlines()
+    (run / "losses.jsonl").write_text("\n".join(lines[:2]) + "\n")
+    split = (run / "split.json").read_text()
+    (run / "split.json").unlink()
+    with caplog.at_level("WARNING", logger="ssgan_fast"):
+        assert train_main(["--resume", str(run), "--no-progress", "--no-final-eval"]) == 0
+    text = caplog.text
+    assert "no checkpoint yet" in text and "split.json is missing" in text
+    assert (run / "split.json").read_text() == split  # the same draw, kept
+    steps = [json.loads(x)["step"] for x in (run / "losses.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3]
+    assert (run / "losses.jsonl").read_text() == (tmp_path / "full" / "losses.jsonl").read_text()  # as a fresh run
