@@ -27,6 +27,10 @@ def runs(tmp_path_factory):
     bad_yaml.write_text("train:\n  steps: 3\n model: [\n")
     (d / "list.yaml").write_text("- 1\n- 2\n")
     (d / "exists.json").write_text("{}")
+    for cls in ("a", "b"):  # a folder of only corrupt JPEGs
+        (d / "corrupt" / cls).mkdir(parents=True)
+        for i in range(3):
+            (d / "corrupt" / cls / f"{i}.jpg").write_bytes(b"not a jpeg")
     return d
 
 
@@ -56,6 +60,7 @@ CASES = [
     ("train", ["--data", "nosuch"], "nosuch"),
     ("train", ["--data", "folder:/does/not/exist"], "does not exist"),
     ("train", ["--preset", "nosuch"], "no such preset"),
+    ("train", ["--data", "folder:{d}/corrupt", "--labels-per-class", "1"], "6 of 6 images are corrupt"),
     # train: --set values, types and ranges
     ("train", ["--set", "train.steps=abc"], "steps must be a number"),
     ("train", ["--set", "train.batch_labeled=2.5"], "whole number"),
@@ -141,3 +146,11 @@ def test_debug_env_keeps_the_traceback(monkeypatch, runs):
         train_main(["--set", "train.log_every=0", "--no-progress"])
     with pytest.raises(ValueError, match="does not exist"):
         evaluate_main(["--samples", str(runs / "missing.npz")])
+
+
+def test_resume_with_fewer_steps_than_done_is_refused(runs, capsys, tmp_path):
+    run = tmp_path / "a"
+    shutil.copytree(runs / "a", run)
+    assert train_main(["--resume", str(run), "--steps", "3", "--no-progress", "--no-final-eval"]) == 0
+    code, err = _call("train", ["--resume", str(run), "--steps", "2", "--no-progress", "--no-final-eval"], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "at step 3, past the 2 steps" in err, err

@@ -111,6 +111,9 @@ class TensorLoader(_Base):
             bad_files = [ds.files[i] for i in np.nonzero(~good)[0]]
             split = Split(split.labeled[good[split.labeled]], split.unlabeled[good[split.unlabeled]], split.num_classes,
                           split.seed, split.rule, split.fingerprint)
+            if bad > max_bad_fraction * len(ds):  # named before the split is found empty by what they took away
+                from .stream import bad_files_error
+                raise bad_files_error(ds.name, bad_files, bad, len(ds), max_bad_fraction)
         super().__init__(ds, split, batch_labeled, batch_unlabeled, device, seed, class_balanced, max_bad_fraction,
                          rank, world_size)
         self.augment = augment or Augment()

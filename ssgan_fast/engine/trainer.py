@@ -191,6 +191,9 @@ class Trainer:
                 truncate_losses(self.run_dir / "losses.jsonl", 0)
         if resume and not fresh_resume:
             self._load(self.run_dir / "ckpt")  # the fitted preparation state comes back with the model
+            if self.step > self.total:
+                raise ValueError(f"{self.run_dir} is at step {self.step}, past the {self.total} steps asked for: give "
+                                 f"--steps above {self.step} to continue it")
         else:
             if not resume:
                 self.run_dir = self._new_run_dir()

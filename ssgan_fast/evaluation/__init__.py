@@ -368,6 +368,24 @@ def _stats_only(fs, rs: RealSide, metrics, size, extractor: str, resize, classif
     return out
 
 
+IS_MIN_PER_SPLIT = 100  # below this many samples per split the Inception Score's splits are noise
+
+
+def small_sample_warnings(metrics, n: int, dim: int, is_splits: int) -> list[str]:
+    """What the sample count makes unreliable: FID (and Intra-FID / cFID) below the feature dimension (a
+    rank-deficient covariance; FID is biased upward, and strongly), the IS below IS_MIN_PER_SPLIT a split."""
+    out = []
+    fams = [m for m in ("fid", "intra_fid", "cfid") if m in metrics]
+    if fams and n < dim:
+        out.append(f"{', '.join(fams)} on {n} samples, fewer than the {dim} feature dimensions: the covariance is "
+                   "rank-deficient and the distance biased upward; compare only values computed on the same number "
+                   "of samples (published FIDs use 50 000)")
+    if "is" in metrics and is_splits and n / is_splits < IS_MIN_PER_SPLIT:
+        out.append(f"is on {n} samples in {is_splits} splits ({n // is_splits} a split, under "
+                   f"{IS_MIN_PER_SPLIT}): the score and its std are noise at this size (published IS use 50 000)")
+    return out
+
+
 def evaluate(fake, real="digits", size: int | None = None, metrics=("fid",), extractor: str = "auto",
              classifier: str | None = None, train_classifier_: bool = True, classifier_epochs: int = 30,
              splits: int = 10, batch: int = 100, device="cpu", seed: int = 0, use_cache: bool = True,
@@ -474,6 +492,9 @@ def evaluate(fake, real="digits", size: int | None = None, metrics=("fid",), ext
     got = collect(fake_b, extr, nc if labeled else None, total=len(samples), is_splits=is_splits, classifier=ra_clf,
                   device=device, is_shuffle_seed=IS_SHUFFLE_SEED, keep_features=keep)
     out["timing"]["fake_features_s"] = time.perf_counter() - t0
+    out["warnings"] = small_sample_warnings(metrics, len(samples), extr.dim, is_splits)
+    for w in out["warnings"]:
+        log.warning("%s", w)
     t0 = time.perf_counter()
     if "fid" in metrics and file_stats is not None:
         M["fid" + suffix] = frechet_distance(file_stats["mu"].to(got.stats.device), file_stats["sigma"].to(

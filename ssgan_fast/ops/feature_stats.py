@@ -290,12 +290,27 @@ def trace_sqrt_product(sigma1: Tensor, sigma2: Tensor) -> Tensor:
     return ev.sqrt().sum(-1).reshape(batch)
 
 
+def _check_covariance(s: Tensor, name: str) -> None:
+    """A covariance: symmetric and positive semi-definite up to rounding (a Cholesky factor of s + tol I
+    exists, tol = 1e-6 of the largest variance); else ValueError (a negative-definite matrix would give a
+    meaningless distance, e.g. 0.0)."""
+    scale = torch.diagonal(s, dim1=-2, dim2=-1).abs().amax(-1).clamp_min(1e-30)  # [...]
+    tol = 1e-6 * scale
+    if bool(((s - s.transpose(-1, -2)).abs().amax((-2, -1)) > tol).any()):
+        raise ValueError(f"{name} is not symmetric: not a covariance matrix")
+    eye = torch.eye(s.shape[-1], dtype=s.dtype, device=s.device)
+    _, info = torch.linalg.cholesky_ex(s + tol[..., None, None] * eye)
+    if bool((info != 0).any()):
+        raise ValueError(f"{name} is not positive semi-definite: not a covariance matrix")
+
+
 def frechet_distance(mu1, sigma1, mu2, sigma2):
     """||mu1 - mu2||^2 + tr(S1) + tr(S2) - 2 tr sqrt(S1 S2), in float64 on the device of mu1.
 
     Inputs are tensors (or numpy arrays) [D] / [D, D], or batched [K, D] / [K, D, D] (Intra-FID:
     one distance per class). Returns a Python float for one pair, a float64 tensor [K] for a batch.
-    Raises on shape mismatches and non-finite inputs.
+    Raises on shape mismatches, non-finite inputs and a sigma that is not a covariance (not symmetric, or
+    not positive semi-definite beyond rounding).
     """
     mu1 = _f64(mu1, "mu1")
     dev = mu1.device
@@ -310,6 +325,8 @@ def frechet_distance(mu1, sigma1, mu2, sigma2):
     for t, name in ((mu1, "mu1"), (sigma1, "sigma1"), (mu2, "mu2"), (sigma2, "sigma2")):
         if not bool(torch.isfinite(t).all()):
             raise ValueError(f"{name} has NaN or inf values")
+    for t, name in ((sigma1, "sigma1"), (sigma2, "sigma2")):
+        _check_covariance(t, name)
     diff = mu1 - mu2
     tr = torch.diagonal(sigma1, dim1=-2, dim2=-1).sum(-1) + torch.diagonal(sigma2, dim1=-2, dim2=-1).sum(-1)
     d = (diff * diff).sum(-1) + tr - 2 * trace_sqrt_product(sigma1, sigma2)

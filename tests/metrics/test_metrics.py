@@ -174,6 +174,7 @@ def test_evaluate_cli(tmp_path, monkeypatch, capsys):
     assert set(out["metrics"]) == {"fid_clf", "intra_fid_clf", "cfid_clf", "is_clf_mean", "is_clf_std", "ra",
                                    "gan_test", "gan_train", "avg_conf"}
     assert out["extractor_kind"] == "classifier" and out["num_samples"] == 200 and out["test_split"]
+    assert out["warnings"] == []  # 200 samples > 32 classifier features; IS: 2 splits of 100
     assert all(np.isfinite(v) for v in out["metrics"].values())
     assert len(list((tmp_path / "cache").glob("*.npz"))) == 1 and len(list((tmp_path / "w").glob("*.pt"))) == 1
     assert main(args) == 2  # the result exists: never overwritten without --overwrite
@@ -224,3 +225,12 @@ def test_collect_accuracy_and_average_confidence():
     assert got.count == 17
     assert got.accuracy == pytest.approx(float((p.argmax(1) == y).double().mean()))
     assert got.confidence == pytest.approx(float(p[torch.arange(17), y].mean()), rel=1e-5)
+
+
+def test_small_sample_warnings():
+    """FID below the feature dimension and IS splits under 100 samples are named (they were printed bare)."""
+    from ssgan_fast.evaluation import small_sample_warnings
+    w = small_sample_warnings(("fid", "intra_fid", "is"), 3, 2048, 3)
+    assert len(w) == 2 and "fid, intra_fid on 3 samples, fewer than the 2048" in w[0] and "1 a split" in w[1]
+    assert small_sample_warnings(("fid", "is"), 2048, 2048, 10) == []
+    assert small_sample_warnings(("ra", "kid"), 3, 2048, 0) == []

@@ -181,3 +181,20 @@ def test_all_reduce_two_gloo_processes(tmp_path):
         for c in (None, 0, 1, 2):
             torch.testing.assert_close(st.mean(c), full.mean(c), rtol=1e-7, atol=1e-7)
             torch.testing.assert_close(st.cov(c), full.cov(c), rtol=2e-6, atol=1e-6)
+
+
+def test_frechet_distance_refuses_a_matrix_that_is_not_a_covariance():
+    """A negative-definite or asymmetric sigma is an error (it returned 0.0); a rank-deficient covariance
+    (fewer samples than dimensions) is accepted, with rounding-sized negative eigenvalues."""
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(12, 12, generator=g, dtype=torch.float64)
+    s, mu = a @ a.T, torch.zeros(12, dtype=torch.float64)
+    with pytest.raises(ValueError, match="sigma1 is not positive semi-definite"):
+        frechet_distance(mu, -s, mu, -s)
+    with pytest.raises(ValueError, match="sigma2 is not symmetric"):
+        frechet_distance(mu, s, mu, s + torch.triu(torch.ones_like(s), 1))
+    x = torch.randn(5, 12, generator=g, dtype=torch.float64)
+    c = torch.cov(x.T)  # rank 4
+    assert frechet_distance(mu, c, mu, c) == pytest.approx(0, abs=1e-6)
+    assert frechet_distance(mu[None].repeat(3, 1), c[None].repeat(3, 1, 1), mu[None].repeat(3, 1),
+                            s[None].repeat(3, 1, 1)).shape == (3,)
