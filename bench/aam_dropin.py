@@ -5,6 +5,7 @@ swapped for `AAMHead`, over paired seeds. Each arm is scored weights-free on 1 0
 and fd_pixels, the Frechet distance of the 64 pixels to the real training digits; lower is better).
 
     python bench/aam_dropin.py [--seeds 5] [--steps 400] [--arms softmax,aam-raw,aam] [--out FILE]
+    python bench/aam_dropin.py --table A.json [B.json ...]     # the markdown table of finished sweeps
 
 Arms: softmax (the script as it is); aam-raw (AAMHead(s=30, m=0.5, calibrate=False): Eq. 8 as the paper
 writes it, insightface's ArcFace s and m); aam (AAMHead with its defaults: the loss calibrated to start at
@@ -111,7 +112,35 @@ def parse_arm(spec: str) -> tuple[str, dict]:
     return name, arm
 
 
+WHAT = {"softmax": "softmax head (the script as written)", "aam-raw": "AAMHead, raw Eq. 8 loss (calibrate=False)",
+        "aam": "AAMHead, defaults (calibrated)", "aam-real-only": "AAMHead, defaults, D classifies real images only",
+        "aam-raw-warmup": "raw loss, margin warm-up over 100 steps"}
+
+
+def markdown(paths: list, fd: bool = True) -> str:
+    """The docs' table from one or more result files (one per thread count): median (worst seed) per arm."""
+    res = [json.loads(Path(p).read_text()) for p in paths]
+    head = "| arm | threads | class loss at start | recognised % | spread |" + (" FD pixels |" if fd else "")
+    lines = [head, "|---" * (head.count("|") - 1) + "|"]
+    for name in res[0]["arms"]:
+        for r in res:
+            v = r["arms"][name]
+            s = v["summary"]
+            start = float(np.mean([x["cls_loss_start"] for x in v["runs"]]))
+            cells = [WHAT.get(name, name), str(r["torch_threads"]), f"{start:.1f}",
+                     f"{s['recognition']['median']:.1f} ({s['recognition']['worst']:.1f})",
+                     f"{s['spread']['median']:.2f} ({s['spread']['worst']:.2f})"]
+            if fd:
+                cells.append(f"{s['fd_pixels']['median']:.0f} ({s['fd_pixels']['worst']:.0f})")
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--table"]:  # aam_dropin.py --table A.json [B.json ...]: the docs' markdown table
+        print(markdown(argv[1:]))
+        return 0
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--steps", type=int, default=400)

@@ -149,8 +149,9 @@ def main(argv=None) -> int:
     tune_malloc()
     parser = build_parser()
     args = parser.parse_args(argv)
-    from .engine.run import USER_ERRORS, check_output
+    from .engine.run import USER_ERRORS, check_output, check_start_folders
     try:
+        check_start_folders(None, evaluation=not args.no_cache)
         if args.out:  # checked before the (long) evaluation, not after it
             check_output(args.out, "file", args.overwrite)
         if args.save_real_stats:

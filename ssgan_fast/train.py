@@ -285,6 +285,8 @@ def _main(args, parser) -> int:
                 raise ValueError(f"--resume: {e}") from e
         else:
             cfg = resolve(args)
+        from .engine.run import check_start_folders
+        check_start_folders(args.resume or cfg.out, evaluation=not args.no_final_eval or bool(cfg.eval_every))
         trainer = Trainer(cfg, resume=args.resume)
     except user_errors as e:
         parser.fail(e)

@@ -114,6 +114,18 @@ def _size_of(obj) -> int:
     return c.n
 
 
+def save_atomic_text(path, text: str) -> None:
+    """Write a text file whole or not at all (temp file + rename; the temp file is removed on failure)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def save_atomic(obj, path) -> None:
     path = Path(path)
     os.replace(_write_temp(obj, path), path)

@@ -57,6 +57,43 @@ def check_output(path, kind: str = "file", overwrite: bool = False, flag: str = 
     return p
 
 
+def unwritable(folder) -> str | None:
+    """Why files cannot be created in `folder` (or, where it does not exist yet, in its nearest existing
+    parent, where it would be made), or None. Probed by creating and removing a temporary file: permission
+    bits, read-only mounts and immutable folders all show (os.access does not see them all for root)."""
+    import tempfile
+    p = Path(folder).expanduser()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    if not p.is_dir():
+        return f"{p} is not a folder"
+    try:
+        with tempfile.TemporaryFile(dir=p):
+            pass
+    except OSError as e:
+        return f"{p} is not writable ({e.strerror or e})"
+    return None
+
+
+def check_start_folders(out=None, evaluation: bool = True) -> None:
+    """At the start of a command, before its work: the output folder must be writable (ValueError, one
+    line); the statistics cache and the weights folder are only warned about (the metrics are then
+    computed without caching)."""
+    if out is not None:
+        why = unwritable(out)
+        if why:
+            raise ValueError(f"the output folder {out} cannot be written: {why}")
+    if evaluation:
+        from ..metrics.cache import cache_dir
+        from ..weights import weights_dir
+        for what, d, env in (("statistics cache", cache_dir(), "SSGAN_FAST_CACHE"),
+                             ("weights folder", weights_dir(), "SSGAN_FAST_WEIGHTS")):
+            why = unwritable(d)
+            if why:
+                log.warning("the %s %s cannot be written (%s): nothing will be cached there; point $%s at a "
+                            "writable folder to keep the work", what, d, why, env)
+
+
 def data_info(ds) -> dict:
     """What a model needs to know of its data set (saved in config.json)."""
     info = {"kind": ds.kind, "size": getattr(ds, "size", 0), "channels": getattr(ds, "channels", 0),

@@ -25,7 +25,7 @@ import torch
 from ..data import Augment, PrepData, Split, make_loader, make_split, open_dataset, split_from_file
 from ..models import get_model
 from .amp import Amp
-from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import load_checkpoint, rng_state, save_atomic_text, save_checkpoint, set_rng_state
 from .config import TrainConfig
 from .graphs import StepGraphs, capture_blocker, prepare_optimizers
 from .run import EVAL_SEED, data_info, generate, new_run_dir, samples_of, save_points_density
@@ -324,6 +324,19 @@ class Trainer:
         x = self.model.sample(self.fixed_labels, self.fixed_noise, self.generator())
         vu.save_image(x.float().add(1).div(2).clamp(0, 1), path, nrow=self.per_class)
 
+    def _side(self, what: str, fn, *args):
+        """A write beside the checkpoints (losses, TensorBoard, sample grids, metrics files): an OSError (full
+        disk, read-only folder) is warned about once per kind and the run goes on - it can still checkpoint."""
+        try:
+            return fn(*args)
+        except OSError as e:
+            warned = self.__dict__.setdefault("_warned", set())
+            if what not in warned:
+                warned.add(what)
+                log.warning("writing %s failed (%s); training goes on, and this is not repeated", what,
+                            e.strerror or e)
+            return None
+
     def _signal(self, signum, frame):
         log.warning("signal %d: finishing the current step, saving and exiting", signum)
         self._stop = True
@@ -332,13 +345,18 @@ class Trainer:
         cfg = self.cfg
         old = {s: signal.signal(s, self._signal) for s in (signal.SIGINT, signal.SIGTERM)}
         import io
-        losses_f = open(self.run_dir / "losses.jsonl", "a") if self.main else io.StringIO()  # rank 0 logs
+        losses_f = (self._side("losses.jsonl", open, self.run_dir / "losses.jsonl", "a") if self.main else None
+                    ) or io.StringIO()  # rank 0 logs
+
+        def log_losses(line):
+            losses_f.write(line)
+            losses_f.flush()
         tb = None
         if self.main:
             try:  # TensorBoard scalars when it is installed
                 from torch.utils.tensorboard import SummaryWriter
                 tb = SummaryWriter(str(self.run_dir / "tb"))
-            except ImportError as e:
+            except (ImportError, OSError) as e:
                 log.info("no TensorBoard scalars for this run (%s); losses.jsonl has every logged step", e)
         bar = None
         if cfg.progress and self.main:
@@ -376,11 +394,11 @@ class Trainer:
                 self.step += 1
                 seen += n
                 if self.step % cfg.log_every == 0 or self.step == self.total:
-                    losses_f.write(json.dumps({"step": self.step, **vals, "skipped": self.skipped}) + "\n")
-                    losses_f.flush()
+                    self._side("losses.jsonl", log_losses,
+                               json.dumps({"step": self.step, **vals, "skipped": self.skipped}) + "\n")
                     if tb is not None:
                         for k, v in vals.items():
-                            tb.add_scalar(k, v, self.step)
+                            self._side("TensorBoard scalars", tb.add_scalar, k, v, self.step)
                 if bar:
                     bar.update(1)
                     if self.step % cfg.log_every == 0:
@@ -388,22 +406,22 @@ class Trainer:
                         bar.set_postfix({k.split("/")[-1][:6]: f"{v:.3f}" for k, v in list(vals.items())[:4]} |
                                         {"img/s": f"{ips:.0f}"})
                 if cfg.sample_every and self.step % cfg.sample_every == 0 and self.main:
-                    self.sample_grid(self.run_dir / "samples" / f"step_{self.step:07d}.png")
+                    self._side("sample grids", self.sample_grid, self.run_dir / "samples" / f"step_{self.step:07d}.png")
                 if cfg.ckpt_every and self.step % cfg.ckpt_every == 0:
                     self.save()
                 if cfg.eval_every and self.step % cfg.eval_every == 0 and self.main:
                     self.evaluate()
         finally:
-            losses_f.close()
+            self._side("losses.jsonl", losses_f.close)
             if tb is not None:
-                tb.close()
+                self._side("TensorBoard scalars", tb.close)
             if bar:
                 bar.close()
             for s, h in old.items():
                 signal.signal(s, h)
         self.save()
         if self.main:
-            self.sample_grid(self.run_dir / "samples" / "final.png")
+            self._side("sample grids", self.sample_grid, self.run_dir / "samples" / "final.png")
         return {"step": self.step, "skipped": self.skipped, "interrupted": self._stop, "graphs": self.graphs_status}
 
     def _snapshot(self) -> dict:
@@ -474,9 +492,11 @@ class Trainer:
         out["protocol"] = {"samples_per_class": cfg.eval_samples_per_class, "seed": EVAL_SEED,
                            "generator": "ema" if self.ema else "raw", "metrics": cfg.eval_metrics}
         out["timing"]["total_s"] = time.perf_counter() - t0
-        with open(self.run_dir / "metrics.jsonl", "a") as f:
-            f.write(json.dumps({"step": self.step, **out["metrics"]}) + "\n")
-        (self.run_dir / "metrics.json").write_text(json.dumps(out, indent=1))
+        def write_metrics():
+            with open(self.run_dir / "metrics.jsonl", "a") as f:
+                f.write(json.dumps({"step": self.step, **out["metrics"]}) + "\n")
+            save_atomic_text(self.run_dir / "metrics.json", json.dumps(out, indent=1))
+        self._side("metrics files", write_metrics)
         log.info("step %d metrics (%s): %s", self.step, out["extractor"],
                  {k: round(v, 3) for k, v in out["metrics"].items()})
         return out

@@ -178,10 +178,16 @@ def get_classifier(spec: str, size: int, ds, device, epochs: int = 30, seed: int
                     yield x, y
         model = train_classifier_batches(epoch, ds.num_classes, ds.channels, size, max(1, len(lab) // batch), epochs,
                                          seed=seed, device=device, arch=arch)
-        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
-        torch.save({"config": model.config(), "state_dict": model.state_dict()}, tmp)
-        tmp.replace(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            torch.save({"config": model.config(), "state_dict": model.state_dict()}, tmp)
+            tmp.replace(path)
+        except (OSError, RuntimeError) as e:  # torch.save reports a full disk as RuntimeError
+            tmp.unlink(missing_ok=True)
+            log.warning("the trained RA classifier is not cached (%s: %s); it is used from memory", path,
+                        str(e).splitlines()[0] if str(e) else type(e).__name__)
+            return model.to(device).eval().requires_grad_(False), None, None
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
         model = classifier_from_config(blob["config"])

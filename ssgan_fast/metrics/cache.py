@@ -78,6 +78,11 @@ def cached(key: dict, compute, device="cpu", use_cache: bool = True) -> dict[str
             log.warning("ignoring unreadable statistics cache %s (%s); recomputing", path, e)
     stats = compute()
     if use_cache:
-        save_stats(path, key, stats)
-        log.info("reference statistics cached in %s", path)
+        try:
+            save_stats(path, key, stats)
+            log.info("reference statistics cached in %s", path)
+        except OSError as e:  # an unwritable or full cache loses only the caching, never the statistics
+            for tmp in path.parent.glob(f"{path.stem}.tmp{os.getpid()}*"):
+                tmp.unlink(missing_ok=True)
+            log.warning("reference statistics not cached (%s: %s)", path, e.strerror or e)
     return stats

@@ -159,3 +159,64 @@ def test_outputs_are_checked_before_the_work_and_never_overwritten(tmp_path, cap
     assert np.load(f)["images"].shape[0] == 10
     assert gen_main(["--ckpt", str(run), "--per-class", "1", "--out", str(tmp_path / "noext")]) == 0
     assert (tmp_path / "noext").is_file() and not (tmp_path / "noext.npz").exists()  # exactly the name given
+
+
+def test_unwritable_output_is_refused_at_start_and_an_unwritable_cache_only_warned(tmp_path, monkeypatch, capsys,
+                                                                                  caplog):
+    """Read-only folders are found before any work: the output folder exits 2 in one line; the statistics
+    cache / weights folders are warned about, and the evaluation runs without caching."""
+    from ssgan_fast.engine import run as R
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    import tempfile
+    orig = tempfile.TemporaryFile
+
+    def probe(*a, dir=None, **k):  # noqa: A002 - tempfile's own keyword
+        if dir is not None and str(dir).startswith(str(ro)):
+            raise OSError(errno.EROFS, "Read-only file system")
+        return orig(*a, dir=dir, **k)
+    monkeypatch.setattr(tempfile, "TemporaryFile", probe)
+    assert "Read-only file system" in R.unwritable(ro / "not" / "yet")
+    assert R.unwritable(tmp_path / "fine" / "new") is None
+    with pytest.raises(SystemExit) as e:
+        train_main(TINY + ["--out", str(ro / "runs"), "--steps", "1"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and len(err.strip().splitlines()) == 1 and "cannot be written" in err
+    assert not (ro / "runs").exists()
+    monkeypatch.setenv("SSGAN_FAST_CACHE", str(ro / "cache"))
+    with caplog.at_level("WARNING", logger="ssgan_fast"):
+        R.check_start_folders(tmp_path / "out", evaluation=True)
+    assert "statistics cache" in caplog.text and "SSGAN_FAST_CACHE" in caplog.text
+
+
+def test_failed_side_writes_warn_once_and_the_run_finishes(tmp_path, monkeypatch, caplog):
+    """Losses, TensorBoard, sample grids and metrics files that cannot be written (a full disk) do not stop a
+    run that can still checkpoint: one warning per kind, exit 0, the checkpoint written; a statistics cache
+    that cannot be written loses only the caching."""
+    from ssgan_fast.engine.trainer import Trainer
+    from ssgan_fast.metrics import cache
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(Trainer, "sample_grid", full)
+    monkeypatch.setattr(cache, "save_stats", full)
+    monkeypatch.setattr(ck, "save_atomic_text", full)
+    import ssgan_fast.engine.trainer as T
+    monkeypatch.setattr(T, "save_atomic_text", full)
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+        monkeypatch.setattr(SummaryWriter, "add_scalar", full)
+    except ImportError:
+        pass
+    monkeypatch.setenv("SSGAN_FAST_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("SSGAN_FAST_WEIGHTS", str(tmp_path / "w"))
+    argv = [a for a in TINY if a != "--no-final-eval"]
+    with caplog.at_level("WARNING", logger="ssgan_fast"):
+        assert train_main(argv + ["--out", str(tmp_path), "--name", "r", "--steps", "4", "--sample-every", "2",
+                                  "--set", "train.log_every=1", "--set", "train.eval_samples_per_class=4",
+                                  "--set", "train.eval_classifier_epochs=1", "--set", "train.eval_metrics=fid"]) == 0
+    text = caplog.text
+    assert text.count("writing sample grids failed") == 1 and text.count("writing metrics files failed") == 1
+    assert "reference statistics not cached" in text
+    assert (tmp_path / "r" / "ckpt" / "last.pt").is_file() and not list(tmp_path.glob("cache/*.tmp*"))
+    assert len((tmp_path / "r" / "losses.jsonl").read_text().splitlines()) == 4
