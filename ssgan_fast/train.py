@@ -270,6 +270,11 @@ def _main(args, parser) -> int:
                 print(f"{name}: " + ", ".join(f"{k}={t[k]}" for k in ("size", "labels_per_class", "label_fraction",
                                                                      "batch_labeled", "steps", "epochs") if k in t))
         return 0
+    import signal
+
+    def term(signum, frame):  # SIGTERM outside the training loop ends like Ctrl-C: one line, exit 130
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, term)
     try:
         if args.resume:
             from .engine.config import TrainConfig
@@ -290,6 +295,11 @@ def _main(args, parser) -> int:
         trainer = Trainer(cfg, resume=args.resume)
     except user_errors as e:
         parser.fail(e)
+    except KeyboardInterrupt as e:  # before the first step: nothing trained; a made folder resumes from step 0
+        where = getattr(e, "run_dir", None)
+        print("interrupted before training started" + (f"; start it again with --resume {where}" if where else
+                                                         ": nothing was written"), file=sys.stderr)
+        return 130
     log.info("run %s: %s on %s (%d labeled / %d unlabeled), %d steps on %s", trainer.run_dir, cfg.model, cfg.data,
              len(trainer.split.labeled), len(trainer.split.unlabeled), trainer.total, cfg.device)
     from .engine.checkpoint import CheckpointWriteError
@@ -309,6 +319,10 @@ def _main(args, parser) -> int:
     if not args.no_final_eval and trainer.main and trainer.ds.kind == "image":
         try:
             out = trainer.evaluate()
+        except KeyboardInterrupt:
+            print(f"interrupted during the final evaluation; the trained run is kept in {trainer.run_dir} "
+                  f"(python -m ssgan_fast.evaluate --fake {trainer.run_dir} evaluates it)", file=sys.stderr)
+            return 130
         except user_errors as e:
             parser.fail(type(e)(f"final evaluation: {e} (the trained run is kept in {trainer.run_dir})"))
         print(json.dumps(out["metrics"], indent=1))

@@ -79,6 +79,9 @@ def _write_temp(obj, path: Path) -> Path:
         raise CheckpointWriteError(f"could not write {path} ({why}; it needs about {need / 2**20:.1f} MB{room}, "
                                    f"{written / 2**20:.1f} MB were written and removed); the earlier checkpoints "
                                    f"in {path.parent} are untouched") from None
+    except BaseException:  # KeyboardInterrupt / SystemExit mid-write: no half-written file stays behind
+        tmp.unlink(missing_ok=True)
+        raise
     return tmp
 
 

@@ -205,8 +205,14 @@ class Trainer:
                     indent=1))
             if self.model.preparation:
                 t0 = time.perf_counter()
-                self.model.prepare(PrepData(self.ds, self.split, self.device, cfg.seed,
-                                            max_bad_fraction=cfg.max_bad_fraction), seed=cfg.seed)
+                try:
+                    self.model.prepare(PrepData(self.ds, self.split, self.device, cfg.seed,
+                                                max_bad_fraction=cfg.max_bad_fraction), seed=cfg.seed)
+                except KeyboardInterrupt as e:  # the folder is made: say which, so that --resume can restart it
+                    e.run_dir = str(self.run_dir)
+                    if self._lock is not None:
+                        self._lock.close()
+                    raise
                 log.info("prepared %s in %.1f s", self.model.preparation, time.perf_counter() - t0)
         self.model.require_prepared()  # never a silent constant prior: refuse to train unfitted
         if self.dist:
@@ -411,6 +417,11 @@ class Trainer:
                     self.save()
                 if cfg.eval_every and self.step % cfg.eval_every == 0 and self.main:
                     self.evaluate()
+            # the last checkpoint and grid under the same handlers: a signal now only asks to stop, which the
+            # run is doing - the write is never cut short
+            self.save()
+            if self.main:
+                self._side("sample grids", self.sample_grid, self.run_dir / "samples" / "final.png")
         finally:
             self._side("losses.jsonl", losses_f.close)
             if tb is not None:
@@ -419,9 +430,6 @@ class Trainer:
                 bar.close()
             for s, h in old.items():
                 signal.signal(s, h)
-        self.save()
-        if self.main:
-            self._side("sample grids", self.sample_grid, self.run_dir / "samples" / "final.png")
         return {"step": self.step, "skipped": self.skipped, "interrupted": self._stop, "graphs": self.graphs_status}
 
     def _snapshot(self) -> dict:

@@ -77,3 +77,28 @@ def test_an_interrupted_start_resumes_from_scratch_and_a_lost_split_is_redrawn_a
     steps = [json.loads(x)["step"] for x in (run / "losses.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3]
     assert (run / "losses.jsonl").read_text() == (tmp_path / "full" / "losses.jsonl").read_text()  # as a fresh run
+
+
+@pytest.mark.parametrize("phase", ["preparation", "final evaluation"])
+def test_ctrl_c_outside_the_training_loop_is_one_line_and_exit_130(phase, tmp_path, monkeypatch, capsys):
+    """Ctrl-C (or SIGTERM) during the preparation or the final evaluation: one line naming what to do next,
+    exit 130, no temp files; an interrupted preparation's folder restarts with --resume."""
+    from ssgan_fast.engine.trainer import Trainer
+    from ssgan_fast.models.sphericgan import SphericGAN
+
+    def interrupt(*a, **k):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(SphericGAN if phase == "preparation" else Trainer,
+                        "prepare" if phase == "preparation" else "evaluate", interrupt)
+    argv = [a for a in TINY if a != "--no-final-eval"] + ["--out", str(tmp_path), "--name", "r", "--steps", "2"]
+    assert train_main(argv) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and not list(tmp_path.rglob("*.tmp*"))
+    run = tmp_path / "r"
+    if phase == "preparation":
+        assert err[0] == f"interrupted before training started; start it again with --resume {run}"
+        monkeypatch.undo()
+        assert train_main(["--resume", str(run), "--no-progress", "--no-final-eval"]) == 0
+    else:
+        assert "interrupted during the final evaluation; the trained run is kept in" in err[0]
+    assert (run / "ckpt" / "last.pt").is_file()
