@@ -1,15 +1,19 @@
 """Generate samples from a trained run, and the models' applications.
 
-    python -m ssgan_fast.generate [sample] --ckpt runs/sphericgan-digits --per-class 100 --out samples.npz
-                                  [--png grid.png]
+    python -m ssgan_fast.generate [sample] --ckpt runs/sphericgan-digits --n 100 --out samples.npz [--png grid.png]
+    python -m ssgan_fast.generate sample --ckpt RUN --classes 3,7 --seeds 0-99 --truncation 0.7 --format png --out DIR
     python -m ssgan_fast.generate inpaint --ckpt runs/cvaegan-digits --images DIR|FILES --out DIR [--box y0,x0,y1,x1]
     python -m ssgan_fast.generate morph --ckpt runs/cvaegan-digits (--images A B | --classes K1 K2) --out morph.png
     python -m ssgan_fast.generate translate --ckpt runs/aam-stargan-rafd --images DIR --domain K --out DIR
     python -m ssgan_fast.generate translate --ckpt runs/aam-stargan-celeba --images DIR --attrs 1,0,0,1,1 --out DIR
     python -m ssgan_fast.generate interp --ckpt runs/sphericgan-digits --classes 0 3 7 --out interp.png
 
-``sample`` (the default) writes ``images`` (uint8 [N, H, W, C]) and ``labels`` (int64 [N]) - for
-2-D data ``points`` (float32 [N, 2]) instead of images. ``inpaint`` (CVAE-GAN Sec. 5.4, Eq. 8)
+``sample`` (the default) writes ``images`` (uint8 [N, H, W, C]), ``labels`` and ``seeds`` (int64 [N]) - for
+2-D data ``points`` (float32 [N, 2]) instead of images - for ``--classes`` (all, 3,7 or 0-4) x the per-image
+seeds (``--seeds 0-99``, or ``--n N`` from ``--seed``): image (class c, seed s) is the same on every call
+(``ssgan_fast.engine.sampler.Sampler`` is the Python API). ``--truncation PSI`` pulls the noise towards the
+mean latent (PSI z for the models with Gaussian noise; SphericGAN and AAM-StarGAN say why it does not apply).
+``--format png`` writes ``OUT/<class>/<seed>.png`` for other tools, ``both`` also ``OUT/samples.npz``. ``inpaint`` (CVAE-GAN Sec. 5.4, Eq. 8)
 corrupts a box of each image (default: a random square of 50/128 of the side, as the paper) and
 fills it by encode -> generate -> keep the known pixels, ``--iters`` times (``--optimize-steps``
 adds latent optimisation on the known pixels); ``morph`` (Sec. 5.3) interpolates the latent codes
@@ -33,17 +37,30 @@ COMMANDS = ("sample", "inpaint", "morph", "translate", "interp")
 
 
 def build_parser(cmd: str) -> argparse.ArgumentParser:
-    from ._cli import Parser, count, natural
+    from ._cli import Parser, count, natural, unit
     p = Parser(prog=f"python -m ssgan_fast.generate {cmd}", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--ckpt", required=True, help="run folder (with ckpt/last.pt)")
     p.add_argument("--no-ema", action="store_true")
-    p.add_argument("--seed", type=natural, default=123)
+    p.add_argument("--seed", type=natural, default=None,
+                   help="the random seed (default 123; sample: the first per-image seed, default 0)")
     p.add_argument("--device", default=None)
     p.add_argument("--overwrite", action="store_true", help="replace an existing output (default: refuse)")
     if cmd == "sample":
-        p.add_argument("--per-class", type=count, default=100)
-        p.add_argument("--out", required=True, help="output .npz")
+        p.add_argument("--classes", default="all", help="the classes: all (default), 3,7 or 0-4")
+        n = p.add_mutually_exclusive_group()
+        n.add_argument("--n", "--per-class", dest="n", type=count, default=None,
+                       help="images per class, seeds --seed .. --seed + N - 1 (default 100, from seed 0)")
+        n.add_argument("--seeds", default=None,
+                       help="the per-image seeds, e.g. 0-99 or 1,5,9: image (class, seed) is the same on every call")
+        p.add_argument("--truncation", type=unit, default=None, metavar="PSI",
+                       help="truncation trick: the noise pulled towards the mean latent by PSI in [0, 1] (models "
+                            "with Gaussian noise: PSI z; the others say why it does not apply)")
+        p.add_argument("--format", choices=("npz", "png", "both"), default="npz",
+                       help="npz: --out is an .npz (images, labels, seeds); png: --out is a folder of "
+                            "<class>/<seed>.png; both: that folder and OUT/samples.npz")
+        p.add_argument("--batch", type=count, default=100, help="images per generator call")
+        p.add_argument("--out", required=True, help="output .npz (--format npz) or folder (png, both)")
         p.add_argument("--png", default=None, help="also save a grid (one row per class, at most 10 per row)")
         return p
     p.add_argument("--out", required=True, help="output folder (morph, interp: a .png file)")
@@ -202,11 +219,11 @@ def main(argv=None) -> int:
     cmd = argv.pop(0) if argv and argv[0] in COMMANDS else "sample"
     p = build_parser(cmd)
     args = p.parse_args(argv)
-    if cmd == "sample" and args.per_class < 1:
-        p.exit(2, "error: --per-class must be >= 1\n")
-    from .engine.run import USER_ERRORS, check_output, generate, load_run, save_points_density
+    from .engine.run import USER_ERRORS, check_output, load_run
     try:
-        if cmd in ("sample", "morph", "interp"):  # one file (sample: an .npz; morph / interp: a .png + .npz)
+        if cmd == "sample" and args.format != "npz":  # a folder of <class>/<seed>.png (+ samples.npz)
+            check_output(args.out, "folder", args.overwrite)
+        elif cmd in ("sample", "morph", "interp"):  # one file (sample: an .npz; morph / interp: a .png + .npz)
             check_output(args.out, "file", args.overwrite)
             if cmd == "interp":
                 check_output(Path(args.out).with_suffix(".npz"), "file", args.overwrite, "--out (its .npz)")
@@ -216,31 +233,55 @@ def main(argv=None) -> int:
             check_output(args.png, "file", args.overwrite, "--png")
         run = load_run(args.ckpt, args.device, use_ema=not args.no_ema)
         if cmd != "sample":
+            args.seed = 123 if args.seed is None else args.seed
             if run.info["kind"] != "image":
                 raise ValueError(f"'{cmd}' works on images; this run trained on {run.info['kind']}")
             return _application(cmd, args, run)
+        return _sample(args, run)
     except USER_ERRORS as e:
         p.fail(e)
-    imgs, labels = generate(run.model, run.generator(not args.no_ema), run.info["num_classes"], args.per_class,
-                            args.seed, run.device, run.info["kind"])
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+
+
+def _sample(args, run) -> int:
+    """generate sample: the classes x seeds asked for, as .npz (images or points, labels, seeds) and / or
+    <class>/<seed>.png files, plus an optional grid."""
+    import torch
+
+    from .engine.run import save_points_density, to_uint8
+    from .engine.sampler import Sampler, parse_seeds
+    first = args.seed or 0
+    seeds = parse_seeds(args.seeds) if args.seeds is not None else list(range(first, first + (args.n or 100)))
+    x, labels = Sampler(run, use_ema=not args.no_ema).sample(args.classes, seeds=seeds, truncation=args.truncation,
+                                                             batch=args.batch)
+    labels = labels.cpu().numpy()
+    per_seed = np.tile(np.asarray(seeds, dtype=np.int64), len(labels) // len(seeds))
+    out = Path(args.out)
+    npz = out / "samples.npz" if args.format == "both" else out
     if run.info["kind"] == "points":
-        _savez(args.out, points=imgs, labels=labels)
+        pts = x.float().cpu()
+        npz.parent.mkdir(parents=True, exist_ok=True)
+        _savez(npz, points=pts.numpy().astype(np.float32), labels=labels, seeds=per_seed)
         if args.png:
-            import torch
-            pts = torch.from_numpy(imgs)
             save_points_density(pts, args.png, pts.min(0).values - 0.5, pts.max(0).values + 0.5)
-        log.info("wrote %d points to %s", len(labels), args.out)
+        log.info("wrote %d points to %s", len(labels), npz)
         return 0
-    _savez(args.out, images=imgs, labels=labels)
+    imgs = to_uint8(x)
+    if args.format != "npz":  # one file per image, for other tools
+        from PIL import Image
+        for img, c, s in zip(imgs, labels, per_seed, strict=True):
+            d = out / str(int(c))
+            d.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(img[..., 0] if img.shape[-1] == 1 else img).save(d / f"{int(s)}.png")
+    if args.format != "png":
+        npz.parent.mkdir(parents=True, exist_ok=True)
+        _savez(npz, images=imgs, labels=labels, seeds=per_seed)
     if args.png:
-        import torch
         import torchvision.utils as vu
-        k = min(args.per_class, 10)
+        k = min(len(seeds), 10)
         sel = np.concatenate([np.nonzero(labels == c)[0][:k] for c in np.unique(labels)])
-        x = torch.from_numpy(imgs[sel]).permute(0, 3, 1, 2).float() / 255
-        vu.save_image(x, args.png, nrow=k)
-    log.info("wrote %d samples to %s", len(labels), args.out)
+        grid = torch.from_numpy(imgs[sel]).permute(0, 3, 1, 2).float() / 255
+        vu.save_image(grid, args.png, nrow=k)
+    log.info("wrote %d samples to %s", len(labels), out)
     return 0
 
 

@@ -124,6 +124,10 @@ class AAMACGAN(GANModel):
     def noise(self, n, generator=None, device=None):
         return torch.randn(n, self.cfg.z_dim, generator=generator, device=device or next(self.G.parameters()).device)
 
+    def truncate(self, noise, psi):
+        """psi z: the noise towards the mean latent 0 of N(0, I) (the truncation trick on z)."""
+        return noise * psi
+
     def graph_key(self, step):
         return (step + 1) % self.cfg.n_dis == 0, lr_epoch(step, self.cfg.lr_decay_every)
 
@@ -322,6 +326,8 @@ class AAMStarGAN(GANModel):
         if self.na:
             return y.float()
         return one_hot(y, self.nc)
+
+    truncation_note = "a translation model: its 'noise' picks the real source images"
 
     def noise(self, n, generator=None, device=None):
         """Indices into the bank of real source images (a translation model has no noise)."""

@@ -239,6 +239,13 @@ class GANModel(nn.Module, abc.ABC):
     def sample(self, labels: torch.Tensor, noise: torch.Tensor, modules: dict | None = None) -> torch.Tensor:
         ...
 
+    truncation_note = "its noise has no mean latent to truncate towards"
+
+    def truncate(self, noise: torch.Tensor, psi: float) -> torch.Tensor:
+        """The truncation trick on noise() draws: towards the mean latent by psi in [0, 1] (1: unchanged).
+        Models with Gaussian noise override it (psi z: the mean of N(0, I) is 0); the others say why not."""
+        raise NotImplementedError(f"truncation does not apply to {self.name}: {self.truncation_note}")
+
     @abc.abstractmethod
     def train_step(self, batch: dict, step: int, amp: Precision | None = None) -> dict[str, torch.Tensor]:
         ...

@@ -115,6 +115,10 @@ class CVAEGAN(GANModel):
     def noise(self, n, generator=None, device=None):
         return torch.randn(n, self.cfg.z_dim, generator=generator, device=device or self.fd_real.device)
 
+    def truncate(self, noise, psi):
+        """psi z: the noise towards the mean latent 0 of N(0, I) (the truncation trick on z)."""
+        return noise * psi
+
     @torch.no_grad()
     def sample(self, labels, noise, modules=None):
         return (modules or {"G": self.G})["G"](noise, labels)

@@ -321,6 +321,11 @@ class LCPGAN(GANModel):
         e = torch.empty(n, self.protos.shape[0], device=dev).exponential_(generator=generator)
         return torch.cat([z, e], 1)
 
+    def truncate(self, noise, psi):
+        """psi z on the Gaussian part (its mean latent is 0); the cluster-mixing weights e are kept."""
+        z, e = noise[:, :self.cfg.z_dim], noise[:, self.cfg.z_dim:]
+        return torch.cat([z * psi, e], 1)
+
     def _frozen_prefixes(self):
         return ("fnet.", "clip.")
 

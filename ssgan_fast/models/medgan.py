@@ -255,6 +255,10 @@ class MEDGAN(GANModel):
         dev = device or next(self.G.parameters()).device
         return torch.randn(n, self.cfg.z_dim, generator=generator, device=dev)
 
+    def truncate(self, noise, psi):
+        """psi z: the noise towards the mean latent 0 of N(0, I) (the truncation trick on z)."""
+        return noise * psi
+
     @torch.no_grad()
     def sample(self, labels, noise, modules=None):
         return (modules or {"G": self.G})["G"](noise, labels)

@@ -154,6 +154,9 @@ class SphericGAN(GANModel):
     def generator_modules(self):
         return ["G1", "G2"]
 
+    truncation_note = ("its latent is G1(z) on the unit sphere, whose class modes are the prototypes; "
+                       "`generate interp --prototype K` walks towards them")
+
     def noise(self, n, generator=None, device=None):
         return torch.randn(n, self.cfg.z_dim, generator=generator, device=device or self.P.device)
 
