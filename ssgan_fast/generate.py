@@ -13,7 +13,8 @@
 seeds (``--seeds 0-99``, or ``--n N`` from ``--seed``): image (class c, seed s) is the same on every call
 (``ssgan_fast.engine.sampler.Sampler`` is the Python API). ``--truncation PSI`` pulls the noise towards the
 mean latent (PSI z for the models with Gaussian noise; SphericGAN and AAM-StarGAN say why it does not apply).
-``--format png`` writes ``OUT/<class>/<seed>.png`` for other tools, ``both`` also ``OUT/samples.npz``. ``inpaint`` (CVAE-GAN Sec. 5.4, Eq. 8)
+``--format png`` writes ``OUT/<class>/<seed>.png`` for other tools, ``both`` also ``OUT/samples.npz``.
+``inpaint`` (CVAE-GAN Sec. 5.4, Eq. 8)
 corrupts a box of each image (default: a random square of 50/128 of the side, as the paper) and
 fills it by encode -> generate -> keep the known pixels, ``--iters`` times (``--optimize-steps``
 adds latent optimisation on the known pixels); ``morph`` (Sec. 5.3) interpolates the latent codes
