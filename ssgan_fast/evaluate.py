@@ -102,7 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _is_run(path) -> bool:
-    return path is not None and Path(path).is_dir() and (Path(path) / "config.json").is_file()
+    """A run folder, or RUN:best (its ckpt/best.pt)."""
+    if path is None:
+        return False
+    from .engine.run import split_run_spec
+    d, _ = split_run_spec(path)
+    return d.is_dir() and (d / "config.json").is_file()
 
 
 def _run_samples(path: str, args):
@@ -110,7 +115,9 @@ def _run_samples(path: str, args):
     from .engine.run import load_run, samples_of
     run = load_run(path, args.device)
     s = samples_of(run.model, run.generator(), run.info["num_classes"], args.per_class, run.device, args.batch)
-    s.size, s.what = run.info["size"], str(Path(path).resolve())
+    from .engine.run import split_run_spec
+    d, best = split_run_spec(path)
+    s.size, s.what = run.info["size"], str(d.resolve()) + (":best" if best else "")
     return s, run.info["size"], run.cfg.data
 
 

@@ -76,6 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-every", type=natural, default=None)
     p.add_argument("--sample-every", type=natural, default=None)
     p.add_argument("--ckpt-every", type=natural, default=None)
+    p.add_argument("--best-metric", default=None, metavar="KEY",
+                   help="keep ckpt/best.pt by this metric of the evaluations (--eval-every and the final one), e.g. "
+                        "fid_clf, fid, is_clf_mean, ra, c_acc; lower or higher is better is known per metric; "
+                        "generate / evaluate take RUN:best")
     p.add_argument("--skip-nonfinite", action="store_true", default=None,
                    help="skip (and count) steps with a non-finite loss instead of stopping")
     p.add_argument("--no-final-eval", action="store_true", help="skip the metrics after training")
@@ -147,7 +151,7 @@ def resolve(args) -> TrainConfig:  # noqa: F821
              "split_seed": args.split_seed, "labeled": args.labeled, "max_bad_fraction": args.max_bad_fraction,
              "size": args.size, "loader": args.loader, "out": args.out, "name": args.name,
              "seed": args.seed, "device": args.device, "eval_every": args.eval_every, "sample_every": args.sample_every,
-             "ckpt_every": args.ckpt_every, "skip_nonfinite": args.skip_nonfinite}
+             "ckpt_every": args.ckpt_every, "skip_nonfinite": args.skip_nonfinite, "best_metric": args.best_metric}
     t.update({k: v for k, v in flags.items() if v is not None})
     if args.steps is not None:
         t["epochs"] = 0
@@ -208,6 +212,12 @@ def resolve(args) -> TrainConfig:  # noqa: F821
         parse_metrics(cfg.eval_metrics)
     except EvalError as e:
         raise ValueError(f"train.eval_metrics: {e}") from None
+    if cfg.best_metric:
+        from .evaluation import metric_of
+        base = metric_of(cfg.best_metric)
+        if base is None or (base != "c_acc" and base not in parse_metrics(cfg.eval_metrics)):
+            raise ValueError(f"--best-metric {cfg.best_metric!r}: not a result of train.eval_metrics "
+                             f"({cfg.eval_metrics}) or c_acc; add its metric to train.eval_metrics")
     for key, value, choices in (("eval_extractor", cfg.eval_extractor, EXTRACTORS),
                                 ("eval_pr_features", cfg.eval_pr_features, PR_FEATURES)):
         if value not in choices:

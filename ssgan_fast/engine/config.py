@@ -48,6 +48,9 @@ class TrainConfig:
     # small (a 3-stage CNN) | resnet18 (the AAM paper's GAN-train / GAN-test classifier, Sec. 4.3)
     eval_classifier: str = "small"
     eval_batch: int = 50
+    # keep ckpt/best.pt by this result key of the evaluations (fid_clf, is_clf_mean, ra, c_acc, ...; the direction
+    # is known per metric); "" = none
+    best_metric: str = ""
     max_bad_fraction: float = 0.01  # more unreadable images than this fraction stops the run (naming them)
     # a file of image ids / paths whose labels are kept (the labeled subset), instead of a drawn split
     labeled: str = ""

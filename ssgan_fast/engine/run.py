@@ -25,7 +25,7 @@ import torch
 
 from ..models import get_model
 from ..models.base import NotPrepared, config_from_dict
-from .checkpoint import CheckpointError, load_checkpoint
+from .checkpoint import CheckpointError, load_checkpoint, read_checkpoint
 from .config import TrainConfig
 
 log = logging.getLogger("ssgan_fast")
@@ -154,10 +154,19 @@ def saved_info(run_dir: Path, cfg: TrainConfig) -> dict:
     return info
 
 
+def split_run_spec(spec) -> tuple[Path, bool]:
+    """'RUN' or 'RUN:best' -> (the run folder, whether ckpt/best.pt is asked for)."""
+    s = str(spec)
+    if s.endswith(":best"):
+        return Path(s[:-len(":best")]), True
+    return Path(s), False
+
+
 def load_run(run_dir, device=None, use_ema: bool = True) -> Run:
     """Model + EMA + data description of a run folder, on `device` (default: the run's, or CPU
-    where that device is not available)."""
-    d = Path(run_dir)
+    where that device is not available). ``RUN:best`` loads ckpt/best.pt (kept by --best-metric) instead
+    of the last checkpoint."""
+    d, best = split_run_spec(run_dir)
     if not (d / "config.json").is_file():
         raise FileNotFoundError(f"{d} is not a run folder (no config.json)")
     cfg = TrainConfig.from_run(d, progress=False)
@@ -165,7 +174,14 @@ def load_run(run_dir, device=None, use_ema: bool = True) -> Run:
         device = cfg.device if not cfg.device.startswith("cuda") or torch.cuda.is_available() else "cpu"
     dev = torch.device(device)
     info = saved_info(d, cfg)
-    state, path = load_checkpoint(d / "ckpt", map_location=dev)
+    if best:
+        if not (d / "ckpt" / "best.pt").is_file():
+            raise FileNotFoundError(f"{d}:best: no ckpt/best.pt (the run was trained without --best-metric, or has "
+                                    "not been evaluated yet)")
+        path = d / "ckpt" / "best.pt"
+        state = read_checkpoint(path, map_location=dev)
+    else:
+        state, path = load_checkpoint(d / "ckpt", map_location=dev)
     Model = get_model(cfg.model)
     model = Model(config_from_dict(Model.Config, cfg.model_cfg, f"model config of {cfg.model}"), info).to(dev)
     try:

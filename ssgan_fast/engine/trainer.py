@@ -182,6 +182,8 @@ class Trainer:
         self.fixed_noise = self.model.noise(len(self.fixed_labels), generator=g, device="cpu").to(self.device)
         self.step = 0
         self.skipped = 0
+        self.best = {"key": cfg.best_metric, "value": None, "step": None}  # ckpt/best.pt's score
+        self.tb = None  # the TensorBoard writer while fit() runs
         self._stop = False
         fresh_resume = resume and not any((self.run_dir / "ckpt" / n).exists() for n in ("last.pt", "prev.pt"))
         if fresh_resume:  # interrupted before its first checkpoint: start it again from step 0, as configured
@@ -228,7 +230,8 @@ class Trainer:
                 "optim": {k: o.state_dict() for k, o in self.model.optimizers().items()},
                 "ema": {k: m.state_dict() for k, m in (self.ema or {}).items()}, "amp": self.amp.state_dict(),
                 "loader": self.loader.state_dict(), "rng": rng_state(), "split": str(self.run_dir / "split.json"),
-                "config": dataclasses.asdict(self.cfg), "model_config": dataclasses.asdict(self.model_cfg)}
+                "config": dataclasses.asdict(self.cfg), "model_config": dataclasses.asdict(self.model_cfg),
+                "best": dict(self.best)}
 
     @property
     def graphs_status(self) -> str:
@@ -269,6 +272,7 @@ class Trainer:
         self.loader.load_state_dict(s["loader"])
         set_rng_state(s["rng"])
         self.step, self.skipped = s["step"], s["skipped"]
+        self.best = dict(s.get("best") or self.best)
         if self.main:
             truncate_losses(self.run_dir / "losses.jsonl", self.step)
         log.info("resumed %s at step %d", path, self.step)
@@ -328,7 +332,10 @@ class Trainer:
             save_points_density(pts, path, real.min(0).values - 0.5, real.max(0).values + 0.5)
             return
         x = self.model.sample(self.fixed_labels, self.fixed_noise, self.generator())
-        vu.save_image(x.float().add(1).div(2).clamp(0, 1), path, nrow=self.per_class)
+        grid = vu.make_grid(x.float().add(1).div(2).clamp(0, 1), nrow=self.per_class)
+        vu.save_image(grid, path)
+        if self.tb is not None:  # beside the losses in TensorBoard
+            self._side("TensorBoard images", self.tb.add_image, "samples", grid.cpu(), self.step)
 
     def _side(self, what: str, fn, *args):
         """A write beside the checkpoints (losses, TensorBoard, sample grids, metrics files): an OSError (full
@@ -342,6 +349,42 @@ class Trainer:
                 log.warning("writing %s failed (%s); training goes on, and this is not repeated", what,
                             e.strerror or e)
             return None
+
+    def _tb_metrics(self, metrics: dict) -> None:
+        """Every evaluation's metrics in TensorBoard (metrics/<key>), beside the losses."""
+        tb = self.tb
+        if tb is None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                return
+            tb = SummaryWriter(str(self.run_dir / "tb"))
+        for k, v in metrics.items():
+            tb.add_scalar(f"metrics/{k}", v, self.step)
+        tb.flush()
+        if tb is not self.tb:
+            tb.close()
+
+    def _keep_best(self, metrics: dict) -> None:
+        """ckpt/best.pt (atomic) when this evaluation's best_metric beats the best so far."""
+        from ..evaluation import higher_is_better
+        want = self.cfg.best_metric
+        key = want if want in metrics else next((k for k in (f"{want}_clf", f"{want}_clf_mean", f"{want}_mean")
+                                                 if k in metrics), None)
+        if key is None:
+            log.warning("--best-metric %s: not among this evaluation's results (%s); no best checkpoint", want,
+                        ", ".join(metrics))
+            return
+        v, old = metrics[key], self.best.get("value")
+        if old is not None and not (v > old if higher_is_better(key) else v < old):
+            return
+        self.best = {"key": key, "value": v, "step": self.step}
+        from .checkpoint import save_atomic
+        try:
+            save_atomic(self.state(), self.run_dir / "ckpt" / "best.pt")
+            log.info("ckpt/best.pt: %s = %.4g at step %d", key, v, self.step)
+        except OSError as e:  # CheckpointWriteError is an OSError: the run and last.pt are unaffected
+            log.warning("ckpt/best.pt not written (%s)", e)
 
     def _signal(self, signum, frame):
         log.warning("signal %d: finishing the current step, saving and exiting", signum)
@@ -362,6 +405,7 @@ class Trainer:
             try:  # TensorBoard scalars when it is installed
                 from torch.utils.tensorboard import SummaryWriter
                 tb = SummaryWriter(str(self.run_dir / "tb"))
+                self.tb = tb
             except (ImportError, OSError) as e:
                 log.info("no TensorBoard scalars for this run (%s); losses.jsonl has every logged step", e)
         bar = None
@@ -426,6 +470,7 @@ class Trainer:
             self._side("losses.jsonl", losses_f.close)
             if tb is not None:
                 self._side("TensorBoard scalars", tb.close)
+            self.tb = None
             if bar:
                 bar.close()
             for s, h in old.items():
@@ -505,6 +550,9 @@ class Trainer:
                 f.write(json.dumps({"step": self.step, **out["metrics"]}) + "\n")
             save_atomic_text(self.run_dir / "metrics.json", json.dumps(out, indent=1))
         self._side("metrics files", write_metrics)
+        self._side("TensorBoard scalars", self._tb_metrics, out["metrics"])
+        if self.cfg.best_metric:
+            self._keep_best(out["metrics"])
         log.info("step %d metrics (%s): %s", self.step, out["extractor"],
                  {k: round(v, 3) for k, v in out["metrics"].items()})
         return out

@@ -61,6 +61,25 @@ __all__ = ["evaluate", "Samples", "METRICS", "EXTRACTORS", "PR_FEATURES", "KEPT_
            "test_accuracy"]
 
 
+_LOWER_IS_BETTER = ("fid", "intra_fid", "cfid", "kid", "intra_kid", "fd")
+
+
+def higher_is_better(key: str) -> bool:
+    """The direction of a result key (fid_clf, is_clf_mean, ra, precision_vgg16, c_acc, ...): distances
+    (FID, Intra-FID, cFID, KID, FD) are better lower, every score and accuracy higher."""
+    base = key.split("_clf")[0].split("_vgg16")[0].removesuffix("_mean").removesuffix("_std")
+    return base not in _LOWER_IS_BETTER and not base.startswith("fd_")
+
+
+def metric_of(key: str) -> str | None:
+    """The evaluate metric (fid, is, pr, ...) a result key comes from; c_acc: the model's classifier."""
+    base = key.split("_clf")[0].split("_vgg16")[0].removesuffix("_mean").removesuffix("_std")
+    if base in METRICS or base == "c_acc":
+        return base
+    return {"precision": "pr", "recall": "pr", "density": "dc", "coverage": "dc", "intra_precision": "intra_pr",
+            "intra_recall": "intra_pr"}.get(base)
+
+
 def parse_metrics(metrics) -> list[str]:
     ms = [m.strip() for m in (metrics.split(",") if isinstance(metrics, str) else metrics) if m.strip()]
     bad = [m for m in ms if m not in METRICS]
