@@ -76,6 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-every", type=natural, default=None)
     p.add_argument("--sample-every", type=natural, default=None)
     p.add_argument("--ckpt-every", type=natural, default=None)
+    p.add_argument("--init-from", default=None, metavar="RUN_OR_CKPT",
+                   help="fine-tune: a new run starting from another run's weights (RUN, RUN:best or a .pt file) - G, "
+                        "D, C, the EMA and the fitted preparation where the shapes match; layers whose shapes differ "
+                        "(a new class count) are re-initialised and listed; new data and settings are allowed")
+    p.add_argument("--init-keep-opt", action="store_true", default=None,
+                   help="with --init-from: keep the source's optimizer states too (default: reset)")
     p.add_argument("--best-metric", default=None, metavar="KEY",
                    help="keep ckpt/best.pt by this metric of the evaluations (--eval-every and the final one), e.g. "
                         "fid_clf, fid, is_clf_mean, ra, c_acc; lower or higher is better is known per metric; "
@@ -151,7 +157,8 @@ def resolve(args) -> TrainConfig:  # noqa: F821
              "split_seed": args.split_seed, "labeled": args.labeled, "max_bad_fraction": args.max_bad_fraction,
              "size": args.size, "loader": args.loader, "out": args.out, "name": args.name,
              "seed": args.seed, "device": args.device, "eval_every": args.eval_every, "sample_every": args.sample_every,
-             "ckpt_every": args.ckpt_every, "skip_nonfinite": args.skip_nonfinite, "best_metric": args.best_metric}
+             "ckpt_every": args.ckpt_every, "skip_nonfinite": args.skip_nonfinite, "best_metric": args.best_metric,
+             "init_from": args.init_from, "init_keep_opt": args.init_keep_opt}
     t.update({k: v for k, v in flags.items() if v is not None})
     if args.steps is not None:
         t["epochs"] = 0
@@ -212,6 +219,8 @@ def resolve(args) -> TrainConfig:  # noqa: F821
         parse_metrics(cfg.eval_metrics)
     except EvalError as e:
         raise ValueError(f"train.eval_metrics: {e}") from None
+    if cfg.init_keep_opt and not cfg.init_from:
+        raise ValueError("--init-keep-opt needs --init-from")
     if cfg.best_metric:
         from .evaluation import metric_of
         base = metric_of(cfg.best_metric)

@@ -51,6 +51,10 @@ class TrainConfig:
     # keep ckpt/best.pt by this result key of the evaluations (fid_clf, is_clf_mean, ra, c_acc, ...; the direction
     # is known per metric); "" = none
     best_metric: str = ""
+    # fine-tuning: a new run that starts from another run's weights (RUN, RUN:best or a checkpoint file) where
+    # the shapes match; init_keep_opt also keeps its optimizer states
+    init_from: str = ""
+    init_keep_opt: bool = False
     max_bad_fraction: float = 0.01  # more unreadable images than this fraction stops the run (naming them)
     # a file of image ids / paths whose labels are kept (the labeled subset), instead of a drawn split
     labeled: str = ""

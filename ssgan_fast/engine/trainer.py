@@ -185,7 +185,9 @@ class Trainer:
         self.best = {"key": cfg.best_metric, "value": None, "step": None}  # ckpt/best.pt's score
         self.tb = None  # the TensorBoard writer while fit() runs
         self._stop = False
+        # a fine-tuning source is read before the run folder is made (a bad one leaves nothing behind)
         fresh_resume = resume and not any((self.run_dir / "ckpt" / n).exists() for n in ("last.pt", "prev.pt"))
+        init = self._read_init(cfg.init_from) if cfg.init_from and (not resume or fresh_resume) else None
         if fresh_resume:  # interrupted before its first checkpoint: start it again from step 0, as configured
             log.warning("%s has no checkpoint yet (stopped before the first one): starting it from step 0 with "
                         "its config.json and split", self.run_dir)
@@ -216,6 +218,8 @@ class Trainer:
                         self._lock.close()
                     raise
                 log.info("prepared %s in %.1f s", self.model.preparation, time.perf_counter() - t0)
+        if init is not None:
+            self._init_from(cfg.init_from, *init)
         self.model.require_prepared()  # never a silent constant prior: refuse to train unfitted
         if self.dist:
             # identical networks everywhere (rank 0's), then rank-specific noise; a DDP resume is not
@@ -276,6 +280,71 @@ class Trainer:
         if self.main:
             truncate_losses(self.run_dir / "losses.jsonl", self.step)
         log.info("resumed %s at step %d", path, self.step)
+
+    def _read_init(self, spec: str) -> tuple[dict, Path]:
+        """The --init-from source checkpoint, checked (read before the run folder is made)."""
+        from .checkpoint import read_checkpoint
+        from .run import split_run_spec
+        p = Path(spec)
+        if p.is_file():
+            s, path = read_checkpoint(p, map_location=self.device), p
+        else:
+            d, best = split_run_spec(spec)
+            if not (d / "ckpt").is_dir():
+                raise ValueError(f"--init-from {spec}: neither a checkpoint file nor a run folder with ckpt/")
+            if best:
+                path = d / "ckpt" / "best.pt"
+                if not path.is_file():
+                    raise ValueError(f"--init-from {spec}: {d} has no ckpt/best.pt")
+                s = read_checkpoint(path, map_location=self.device)
+            else:
+                s, path = load_checkpoint(d / "ckpt", map_location=self.device)
+        src_model = (s.get("config") or {}).get("model")
+        if src_model and src_model != self.cfg.model:
+            raise ValueError(f"--init-from {spec}: a {src_model} run; this run trains {self.cfg.model}")
+        return s, path
+
+    def _init_from(self, spec: str, s: dict, path: Path) -> None:
+        """Fine-tuning: the networks, the EMA and the fitted preparation from another run's checkpoint,
+        tensor by tensor where name and shape match; the rest keeps its fresh initialisation and is listed
+        (never a partial load of one tensor). Optimizer states only with init_keep_opt, and only when every
+        tensor matched."""
+
+        def take(module_sd: dict, src: dict, where: str):
+            load, differ, absent = {}, [], []
+            for k, v in module_sd.items():
+                if k in src and tuple(src[k].shape) == tuple(v.shape):
+                    load[k] = src[k]
+                elif k in src:
+                    differ.append(f"{where}{k} {tuple(src[k].shape)} -> {tuple(v.shape)}")
+                else:
+                    absent.append(f"{where}{k}")
+            return load, differ, absent
+        load, differ, absent = take(self.model.state_dict(), s["model"], "")
+        self.model.load_state_dict(load, strict=False)
+        for n, m in (self.ema or {}).items():
+            src = (s.get("ema") or {}).get(n)
+            if src is None:  # a source without an EMA: the EMA starts from the loaded networks
+                m.load_state_dict(getattr(self.model, n).state_dict())
+                continue
+            ld, df, ab = take(m.state_dict(), src, f"ema.{n}.")
+            m.load_state_dict(ld, strict=False)
+            differ += df
+            absent += ab
+        log.info("--init-from %s: %d tensors loaded from %s (step %s)", spec, len(load), path, s.get("step"))
+        if differ:
+            log.warning("--init-from: %d tensor(s) re-initialised, their shapes differ (a new class count or "
+                        "width): %s", len(differ), "; ".join(differ))
+        if absent:
+            log.warning("--init-from: %d tensor(s) not in the source, left as initialised: %s", len(absent),
+                        ", ".join(absent))
+        if self.cfg.init_keep_opt:
+            if differ or absent:
+                raise ValueError(f"--init-keep-opt: the optimizer states cannot be kept, {len(differ) + len(absent)} "
+                                 "tensor(s) differ from the source's (drop --init-keep-opt to reset them)")
+            for k, o in self.model.optimizers().items():
+                o.load_state_dict(s["optim"][k])
+            log.info("--init-keep-opt: the source's optimizer states are kept")
 
     RESUME_MAY_DIFFER = ("progress", "device", "steps", "epochs", "out", "name")
 
