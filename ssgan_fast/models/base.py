@@ -59,7 +59,7 @@ def config_from_dict(cls, values: dict, where: str):
         nullable = " or null" if optional else ""
         if kind is bool and not isinstance(v, bool):
             raise ValueError(f"{where}: {k} must be true/false{nullable}, got {v!r}")
-        if kind is str and not isinstance(v, str):
+        if kind is str and v is not None and not isinstance(v, str):  # None: the field's "unset", as before
             if isinstance(v, bool) or not isinstance(v, (int, float)):  # a number is the text as written
                 raise ValueError(f"{where}: {k} must be text{nullable}, got {v!r}")
             v = str(v)
