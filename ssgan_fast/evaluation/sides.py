@@ -96,6 +96,27 @@ class RealSide:
     what: str = ""
 
 
+def check_float_range(x: torch.Tensor, what: str, warned: set | None = None) -> None:
+    """The rule for float images, which must be in [-1, 1] (the generators' tanh range):
+    - any |value| > 2: an error (images in [0, 255], or unnormalised outputs: x / 127.5 - 1);
+    - every value in [0, 1] (no negative value at all): a warning - [0, 1] images passed where [-1, 1]
+      is expected would be read as washed-out images and give wrong metrics (x * 2 - 1);
+    - values in (1, 2] or [-2, -1): a warning, they are clamped to [-1, 1] as an image file would be.
+    Each warning once per side (``warned``)."""
+    lo, hi = float(x.min()), float(x.max())
+    if max(abs(lo), abs(hi)) > 2:
+        raise EvalError(f"{what}: float images must be in [-1, 1], these span [{lo:.3g}, {hi:.3g}] (images in "
+                        "[0, 255]: pass x / 127.5 - 1, or uint8 NHWC)")
+    warned = set() if warned is None else warned
+    if lo >= 0 and hi <= 1 and "unit" not in warned and x.numel() > 1:
+        warned.add("unit")
+        log.warning("%s: every value is in [0, 1], as images in [0, 1] would be; the metrics read them as [-1, 1] "
+                    "(pass x * 2 - 1 if they are [0, 1] images)", what)
+    if (lo < -1 - 1e-3 or hi > 1 + 1e-3) and "clamp" not in warned:
+        warned.add("clamp")
+        log.warning("%s: values in [%.3g, %.3g] are clamped to [-1, 1]", what, lo, hi)
+
+
 def _as_unit(images) -> torch.Tensor:
     """uint8 NHWC (array / tensor) or float NCHW in [-1, 1] -> float32 NCHW in [-1, 1]."""
     if torch.is_tensor(images) and images.is_floating_point():
@@ -104,7 +125,8 @@ def _as_unit(images) -> torch.Tensor:
             raise EvalError(f"float images must be [N, 1 or 3, H, W] in [-1, 1], got {tuple(x.shape)}")
         if not bool(torch.isfinite(x).all()):
             raise EvalError("the images hold NaN or inf values")
-        return x
+        check_float_range(x, "the float images")
+        return x.clamp(-1, 1)
     a = images.cpu().numpy() if torch.is_tensor(images) else np.asarray(images)
     if a.dtype != np.uint8 or a.ndim != 4 or a.shape[-1] not in (1, 3, 4):
         raise EvalError(f"images must be uint8 [N, H, W, 1|3|4] or float [N, C, H, W] in [-1, 1]; got "
@@ -293,6 +315,8 @@ def _generator_samples(fn, num_classes: int, per_class: int, batch: int, seed: i
     labels = torch.arange(nc).repeat_interleave(per_class)
     out_labels = labels if num_classes else torch.full_like(labels, -1)
 
+    warned = set()
+
     def batches():
         with torch.random.fork_rng(devices=list(range(torch.cuda.device_count())) if torch.cuda.is_available()
                                    else []):
@@ -307,7 +331,8 @@ def _generator_samples(fn, num_classes: int, per_class: int, batch: int, seed: i
                                     f"[-1, 1] for {y.shape[0]} labels, got {got}")
                 if not bool(torch.isfinite(x).all()):
                     raise EvalError(f"the generator callable returned NaN / inf images (batch {i // batch})")
-                yield x.detach().float(), out_labels[i:i + batch]
+                check_float_range(x, "the generator callable's images", warned)
+                yield x.detach().float().clamp(-1, 1), out_labels[i:i + batch]
     return Samples(out_labels, batches, None, getattr(fn, "__name__", "generator callable"))
 
 

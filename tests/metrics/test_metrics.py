@@ -234,3 +234,21 @@ def test_small_sample_warnings():
     assert len(w) == 2 and "fid, intra_fid on 3 samples, fewer than the 2048" in w[0] and "1 a split" in w[1]
     assert small_sample_warnings(("fid", "is"), 2048, 2048, 10) == []
     assert small_sample_warnings(("ra", "kid"), 3, 2048, 0) == []
+
+
+def test_float_image_range_rule(caplog):
+    """Float images must be in [-1, 1]: |x| > 2 is an error; all-in-[0, 1] and clamped values warn once."""
+    import torch
+
+    from ssgan_fast.evaluation.sides import EvalError, check_float_range
+    g = torch.Generator().manual_seed(0)
+    with pytest.raises(EvalError, match=r"\[0, 255\]"):
+        check_float_range(torch.rand(4, 1, 8, 8, generator=g) * 255, "x")
+    warned = set()
+    with caplog.at_level("WARNING", logger="ssgan_fast"):
+        check_float_range(torch.rand(4, 1, 8, 8, generator=g), "x", warned)
+        check_float_range(torch.rand(4, 1, 8, 8, generator=g), "x", warned)
+        check_float_range(torch.rand(4, 1, 8, 8, generator=g) * 2.4 - 1.2, "x", warned)
+        check_float_range(torch.rand(4, 1, 8, 8, generator=g) * 2 - 1, "proper-batch")  # silent
+    assert caplog.text.count("every value is in [0, 1]") == 1 and caplog.text.count("clamped") == 1
+    assert "proper-batch" not in caplog.text
