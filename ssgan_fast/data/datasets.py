@@ -14,6 +14,10 @@
     cifar10:/path, cifar100:/path   the python pickle batches (the folder or its parent)
     dogs120:/path             Stanford Dogs: Images/<wnid-name>/*.jpg + train_list.mat / test_list.mat
                               (in the folder or its lists/); classes = the sorted breed folders
+    sg2:/path                 stylegan2-ada's format (its dataset_tool.py): a .zip or a folder of images (any
+                              depth, e.g. 00000/img00000000.png) with an optional dataset.json
+                              {"labels": [[name, class], ...] | null}; images without a label (null, or not
+                              listed) are unlabeled; no dataset.json: all unlabeled
     celeba500:/path[?classes=500]   CelebA identities: img_align_celeba/ + identity_CelebA.txt (in the
                               folder or its Img/ / Anno/); the `classes` largest identities (ties: the
                               smaller id), per identity the first 2/3 of its files (sorted) train, the rest test
@@ -80,11 +84,47 @@ def _grey16_to_uint8(a: np.ndarray, mode: str) -> np.ndarray:
     return np.clip(np.round(a / top * 255.0), 0, 255).astype(np.uint8)
 
 
-def decode_image(path: str, size: int, box=None) -> np.ndarray:
-    """Decode an image file to RGB uint8 [size, size, 3] (optionally cropped to box = (x, y, w, h)).
-    Raises OSError / ValueError for corrupt or truncated files."""
+ZIP_SEP = "::"  # a file inside a zip archive: "<archive.zip>::<member>"
+_zips: dict = {}
+
+
+def _zip(path: str):
+    """One open ZipFile per archive, process and thread (ZipFile objects are not shared across threads)."""
+    import threading
+    import zipfile
+    key = (path, os.getpid(), threading.get_ident())
+    z = _zips.get(key)
+    if z is None:
+        z = _zips[key] = zipfile.ZipFile(path)
+    return z
+
+
+def open_image(path: str):
+    """PIL.Image.open of an image file or of a zip member ("archive.zip::name")."""
     from PIL import Image
-    with Image.open(path) as im:
+    if ZIP_SEP in path:
+        import io
+        archive, member = path.split(ZIP_SEP, 1)
+        return Image.open(io.BytesIO(_zip(archive).read(member)))
+    return Image.open(path)
+
+
+def file_signature(path: str) -> str:
+    """What identifies a file's content for the statistics cache: size and mtime (a zip member: its size,
+    CRC and the archive's mtime)."""
+    if ZIP_SEP in path:
+        archive, member = path.split(ZIP_SEP, 1)
+        info = _zip(archive).getinfo(member)
+        return f"{info.file_size}\0{info.CRC}\0{os.stat(archive).st_mtime_ns}"
+    st = os.stat(path)
+    return f"{st.st_size}\0{st.st_mtime_ns}"
+
+
+def decode_image(path: str, size: int, box=None) -> np.ndarray:
+    """Decode an image file (or zip member) to RGB uint8 [size, size, 3] (optionally cropped to box =
+    (x, y, w, h)). Raises OSError / ValueError for corrupt or truncated files."""
+    from PIL import Image
+    with open_image(path) as im:
         im.load()  # truncated files fail here
         if im.mode.startswith("I"):  # 16-bit / 32-bit integer grey (16-bit PNGs): scale, never clip to white
             im = Image.fromarray(_grey16_to_uint8(np.array(im), im.mode)).convert("L")
@@ -232,6 +272,58 @@ def _check_dir(path: str, what: str) -> Path:
     if not p.is_dir():
         raise DataError(f"{what}: {p} is not a directory")
     return p
+
+
+def _sg2(path: str, size: int) -> ImageDataset:
+    """stylegan2-ada's data set format (read from its training/dataset.py and dataset_tool.py): every image
+    of a zip or folder (sorted relative names), labels from dataset.json's "labels" ([[name, class], ...],
+    or null); here an image may also be unlabeled (a null label or not listed: -1)."""
+    import json
+    import zipfile
+    p = Path(path).expanduser()
+    if not path or not p.exists():
+        raise DataError(f"sg2: path {p} does not exist (a .zip or folder made by stylegan2-ada's dataset_tool.py)")
+    if p.is_file():
+        if not zipfile.is_zipfile(p):
+            raise DataError(f"sg2: {p} is not a zip archive")
+        z = _zip(str(p))
+        names = sorted(n for n in z.namelist() if Path(n).suffix.lower() in IMAGE_EXTS)
+        files = [f"{p}{ZIP_SEP}{n}" for n in names]
+        meta = z.read("dataset.json") if "dataset.json" in z.namelist() else None
+    else:
+        names = sorted(f.relative_to(p).as_posix() for f in _image_files(p))
+        files = [str(p / n) for n in names]
+        meta = (p / "dataset.json").read_bytes() if (p / "dataset.json").is_file() else None
+    if not names:
+        raise DataError(f"sg2: {p} holds no images ({', '.join(IMAGE_EXTS)})")
+    labels = np.full(len(names), -1, dtype=np.int64)
+    if meta is not None:
+        try:
+            raw = json.loads(meta).get("labels")
+        except (ValueError, AttributeError) as e:
+            raise DataError(f"sg2: {p} dataset.json is not a JSON object with 'labels' ({e})") from None
+        if raw is not None:
+            table = {}
+            for entry in raw:
+                if entry is None:
+                    continue
+                if not (isinstance(entry, list) and len(entry) == 2):
+                    raise DataError(f"sg2: {p} dataset.json: each label must be [name, class], got {entry!r}")
+                name, c = entry
+                if c is None:
+                    continue
+                if isinstance(c, bool) or not isinstance(c, int) or c < 0:
+                    raise DataError(f"sg2: {p} dataset.json: the label of {name} must be a class index >= 0, got "
+                                    f"{c!r} (vector labels are not class labels)")
+                table[str(name).replace("\\", "/")] = c
+            unknown = sorted(set(table) - set(names))
+            if unknown:
+                raise DataError(f"sg2: {p} dataset.json labels {len(unknown)} image(s) that are not there: "
+                                f"{unknown[:5]}")
+            labels = np.array([table.get(n, -1) for n in names], dtype=np.int64)
+    nc = int(labels.max()) + 1 if (labels >= 0).any() else 0
+    return ImageDataset(f"sg2:{p.resolve()}", labels, nc, size, files=files, class_names=[str(c) for c in range(nc)],
+                        ids=names, root=str(p))
 
 
 def _image_files(d: Path) -> list[Path]:
@@ -551,8 +643,12 @@ def open_dataset(spec: str = "digits", split: str = "train", size: int = 32):
         return _celeba500(path, size, split, opts)
     if name == "npz":
         return _npz(path, size, split)
+    if name == "sg2":
+        if split == "test":
+            raise DataError("sg2: data sets have no train/test split (use a separate sg2:/path for held-out data)")
+        return _sg2(path, size)
     raise DataError(f"unknown data set {name!r} in spec {spec!r}; known: digits, ring2d, ring2d-cvae, folder:, "
-                    "images:, domains:, cub200:, cifar10:, cifar100:, dogs120:, celeba500:, npz:")
+                    "images:, domains:, cub200:, cifar10:, cifar100:, dogs120:, celeba500:, npz:, sg2:")
 
 
 def load_arrays(spec: str, split: str = "train", size: int = 32) -> ImageDataset:

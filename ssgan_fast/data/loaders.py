@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from .augment import Augment
-from .datasets import DataError, ImageDataset, PointDataset
+from .datasets import ZIP_SEP, DataError, ImageDataset, PointDataset
 from .split import SemiSupervisedSampler, Split
 
 log = logging.getLogger("ssgan_fast")
@@ -358,6 +358,9 @@ def make_loader(kind: str, ds, split: Split, batch_labeled: int, batch_unlabeled
             memory_budget = (torch.cuda.get_device_properties(dev).total_memory // 4 if dev.type == "cuda"
                              else 4 << 30)
         ok, why = dali_available()
+        zipped = any(ZIP_SEP in f for f in (getattr(ds, "files", None) or [])[:1])
+        if zipped:
+            ok, why = False, "files inside a zip archive (DALI reads files from disk)"
         if ds.in_memory:
             kind, reason = "tensor", "the data set is in memory"
         elif dev.type == "cuda" and ok and getattr(ds, "boxes", None) is None and getattr(ds, "attrs", None) is None:
@@ -370,5 +373,8 @@ def make_loader(kind: str, ds, split: Split, batch_labeled: int, batch_unlabeled
             kind, reason = "torch", (f"{ds.nbytes() / 2**20:.0f} MiB decoded exceeds the budget and "
                                      f"{'no GPU' if dev.type != 'cuda' else why or 'bounding-box crops need PIL'}")
         log.info("loader auto -> %s (%s)", kind, reason)
+    if kind == "dali" and getattr(ds, "files", None) and any(ZIP_SEP in f for f in ds.files[:1]):
+        raise DataError(f"{ds.name}: the dali loader reads image files from disk, not from a zip archive; use "
+                        "--loader torch or tensor (or unzip it and use sg2:<folder>)")
     cls = {"tensor": TensorLoader, "torch": TorchLoader, "dali": DaliLoader}[kind]
     return cls(*args, **kw)

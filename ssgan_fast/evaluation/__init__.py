@@ -94,9 +94,9 @@ def data_hash(ds) -> str:
     if ds.in_memory:
         h.update(np.ascontiguousarray(ds.images).tobytes())
     else:
+        from ..data.datasets import file_signature
         for f in ds.files:
-            st = Path(f).stat()
-            h.update(f"{f}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+            h.update(f"{f}\0{file_signature(f)}\n".encode())
         if ds.boxes is not None:
             h.update(np.ascontiguousarray(ds.boxes).tobytes())
     h.update(np.ascontiguousarray(ds.labels, dtype=np.int64).tobytes())

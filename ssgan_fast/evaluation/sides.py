@@ -225,8 +225,8 @@ def _open(spec: str, size: int | None, split: str = "train") -> ImageDataset:
 
 def _first_size(ds: ImageDataset) -> int:
     """The resolution of a file-backed set's first image (square images only)."""
-    from PIL import Image
-    with Image.open(ds.files[0]) as im:
+    from ..data.datasets import open_image
+    with open_image(ds.files[0]) as im:
         w, h = im.size
     if w != h:
         raise EvalError(f"{ds.files[0]} is {w} x {h}: give the evaluation resolution (--size / size=)")
