@@ -63,6 +63,12 @@ def check_pair(x, w, xname: str, wname: str, wrows: str):
         raise ValueError(f"{xname} and {wname} have D = 0 features")
     if x.device != w.device:
         raise ValueError(f"{xname} is on {x.device} but {wname} is on {w.device}: put both on one device")
+    if x.device.type == "meta":
+        raise ValueError(f"{xname} and {wname} are meta tensors, which hold no data: the op needs real tensors "
+                         "(under torch.compile the op has its own fake implementation)")
+    if (x.dtype == torch.float64) != (w.dtype == torch.float64):
+        raise TypeError(f"{xname} is {x.dtype} but {wname} is {w.dtype}: float64 is not mixed with lower "
+                        "precisions (cast one; bfloat16 / float16 / float32 may be mixed, as under autocast)")
 
 
 def check_labels(t, name: str, n: int, num_classes: int, device, what: str = "classes"):

@@ -63,6 +63,13 @@ def aam_cross_entropy(x: torch.Tensor, weight: torch.Tensor, target: torch.Tenso
     backward recomputes the tile chunk by chunk over classes (chunk_size columns at a time).
     C can be 100 000 or more.
 
+    x: [B, D] features (float32 / bfloat16 / float16, or float64 with a float64 weight); weight: [C, D]
+    class weights (no bias; both L2-normalised here); target: [B] integer class indices in [0, C); s: the
+    logit scale (> 0); m: the additive angular margin in radians, [0, pi); reduction: "mean" | "sum" |
+    "none"; chunk_size: class columns per recomputed tile in backward (default: sized to the memory).
+    The loss starts near ``aam_chance_loss(C, s, m)`` (16.6 at C = 10, s = 30, m = 0.5), not log C:
+    ``nn.AAMHead`` calibrates it for a softmax-tuned recipe (docs/aam_dropin.md).
+
     Returns a float32 loss (float64 for float64 inputs): a scalar for reduction "mean" / "sum",
     [B] for "none".
     """

@@ -135,3 +135,14 @@ def test_gradcheck_float64(backend, use_backend):
     for red in ("mean", "none"):
         assert torch.autograd.gradcheck(lambda a, b, red=red: aam_cross_entropy(a, b, t, 4.0, 0.5, red, chunk_size=2),
                                         (x, w))
+
+
+def test_mixed_float64_and_meta_tensors_are_refused_with_the_ops_message():
+    """float64 features with a float32 weight were accepted silently; meta tensors failed inside .item()."""
+    from ssgan_fast.ops import aam_cross_entropy
+    x, w, y = torch.randn(4, 8, dtype=torch.float64), torch.randn(3, 8), torch.tensor([0, 1, 2, 0])
+    with pytest.raises(TypeError, match="float64 is not mixed"):
+        aam_cross_entropy(x, w, y)
+    aam_cross_entropy(x.float().bfloat16(), w, y)  # autocast-style mixes stay allowed
+    with pytest.raises(ValueError, match="meta tensors"):
+        aam_cross_entropy(x.float().to("meta"), w.to("meta"), y.to("meta"))
