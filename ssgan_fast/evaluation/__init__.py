@@ -61,6 +61,18 @@ __all__ = ["evaluate", "Samples", "METRICS", "EXTRACTORS", "PR_FEATURES", "KEPT_
            "test_accuracy"]
 
 
+class Metrics(dict):
+    """The result's metrics: a dict whose missing key says where the value is (fid -> fid_clf when the
+    evaluation ran in the classifier's feature space)."""
+
+    def __missing__(self, key):
+        for alt in (f"{key}_clf", f"{key.removesuffix('_mean')}_clf_mean", f"{key}_clf_mean"):
+            if alt in self:
+                raise KeyError(f"{key!r}: this evaluation ran in the classifier's feature space (see "
+                               f"'feature_space'), so the value is under {alt!r}")
+        raise KeyError(f"{key!r} is not among the computed metrics: {', '.join(self)}")
+
+
 _LOWER_IS_BETTER = ("fid", "intra_fid", "cfid", "kid", "intra_kid", "fd")
 
 
@@ -160,14 +172,25 @@ def _extractor(kind: str, device, resize: str | None = None):
 def _match_channels(batches, channels: int, data: str):
     """The sample batches brought to the real images' channel count where that loses nothing (gray
     repeated to RGB, or RGB whose channels are equal to gray): the classifier takes only that. Checked
-    as they stream, so no batch is generated twice."""
+    as they stream, so no batch is generated twice. Colour samples against a grayscale reference are
+    converted to gray (ITU-R 601 luma, as PIL's convert("L")) with one warning; any other mismatch is an
+    error naming both sides."""
+    warned = False
     for x, y in batches:
         if x.shape[1] == 1 and channels == 3:
             x = x.expand(-1, 3, -1, -1)
-        elif x.shape[1] == 3 and channels == 1 and bool((x[:, :1] == x[:, 1:]).all()):
-            x = x[:, :1]
+        elif x.shape[1] == 3 and channels == 1:
+            if not bool((x[:, :1] == x[:, 1:]).all()):
+                if not warned:
+                    log.warning("the generated images are RGB but %s is grayscale: they are converted to gray "
+                                "(luma 0.299 R + 0.587 G + 0.114 B) for the classifier", data)
+                    warned = True
+                x = (0.299 * x[:, :1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
+            else:
+                x = x[:, :1]
         elif x.shape[1] != channels:
-            raise EvalError(f"samples have {x.shape[1]} channel(s) but {data} has {channels}")
+            raise EvalError(f"the generated images have {x.shape[1]} channel(s) but the reference {data} has "
+                            f"{channels}")
         yield x, y
 
 
@@ -466,7 +489,7 @@ def evaluate(fake, real="digits", size: int | None = None, metrics=("fid",), ext
     else:
         test, no_test = None, f"the real side ({rs.what}) is not a data set spec with a test split"
     out = {"data": real.name, "real": rs.what, "fake": samples.what, "data_hash": data_hash(real), "size": size,
-           "resize": RESIZE_RULE, "num_samples": len(samples), "num_real": len(real), "metrics": {}, "skipped": {},
+           "resize": RESIZE_RULE, "num_samples": len(samples), "num_real": len(real), "metrics": Metrics(), "skipped": {},
            "timing": {}}
     extr, note = _extractor(extractor, device, resize)
     need_clf = extr is None or any(m in metrics for m in ("ra", "gan_test", "avg_conf"))
@@ -484,6 +507,8 @@ def evaluate(fake, real="digits", size: int | None = None, metrics=("fid",), ext
     clf_space = extr is None
     extr = extr if extr is not None else clf
     out["extractor"], out["extractor_kind"] = extr.ident, "classifier" if clf_space else "inception"
+    out["feature_space"] = ("the digits / data set classifier's features: keys end in _clf and are not comparable "
+                            "with published FID / IS" if clf_space else "the FID Inception's pool features")
     out["extractor_resize"] = "none (the classifier runs at the data resolution)" if clf_space else extr.resize
     if note:
         out["extractor_note"] = note

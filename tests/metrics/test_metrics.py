@@ -174,7 +174,7 @@ def test_evaluate_cli(tmp_path, monkeypatch, capsys):
     assert set(out["metrics"]) == {"fid_clf", "intra_fid_clf", "cfid_clf", "is_clf_mean", "is_clf_std", "ra",
                                    "gan_test", "gan_train", "avg_conf"}
     assert out["extractor_kind"] == "classifier" and out["num_samples"] == 200 and out["test_split"]
-    assert out["warnings"] == []  # 200 samples > 32 classifier features; IS: 2 splits of 100
+    assert out["warnings"] == [] and "_clf" in out["feature_space"]  # 200 samples > 32 features; IS: 2 x 100
     assert all(np.isfinite(v) for v in out["metrics"].values())
     assert len(list((tmp_path / "cache").glob("*.npz"))) == 1 and len(list((tmp_path / "w").glob("*.pt"))) == 1
     assert main(args) == 2  # the result exists: never overwritten without --overwrite
@@ -252,3 +252,22 @@ def test_float_image_range_rule(caplog):
         check_float_range(torch.rand(4, 1, 8, 8, generator=g) * 2 - 1, "proper-batch")  # silent
     assert caplog.text.count("every value is in [0, 1]") == 1 and caplog.text.count("clamped") == 1
     assert "proper-batch" not in caplog.text
+
+
+def test_metrics_key_error_names_the_feature_space_and_rgb_samples_are_converted(caplog):
+    import torch
+
+    from ssgan_fast.evaluation import Metrics, _match_channels
+    m = Metrics(fid_clf=1.0, is_clf_mean=7.0)
+    with pytest.raises(KeyError, match="under 'fid_clf'"):
+        m["fid"]
+    with pytest.raises(KeyError, match="not among the computed metrics"):
+        m["kid"]
+    g = torch.Generator().manual_seed(0)
+    rgb = torch.rand(2, 3, 4, 4, generator=g) * 2 - 1
+    with caplog.at_level("WARNING", logger="ssgan_fast"):
+        out = list(_match_channels(iter([(rgb, None), (rgb, None)]), 1, "digits"))
+    assert out[0][0].shape == (2, 1, 4, 4) and caplog.text.count("converted to gray") == 1
+    torch.testing.assert_close(out[0][0][:, 0], 0.299 * rgb[:, 0] + 0.587 * rgb[:, 1] + 0.114 * rgb[:, 2])
+    with pytest.raises(Exception, match="2 channel"):
+        list(_match_channels(iter([(rgb[:, :2], None)]), 1, "digits"))
