@@ -489,8 +489,8 @@ def evaluate(fake, real="digits", size: int | None = None, metrics=("fid",), ext
     else:
         test, no_test = None, f"the real side ({rs.what}) is not a data set spec with a test split"
     out = {"data": real.name, "real": rs.what, "fake": samples.what, "data_hash": data_hash(real), "size": size,
-           "resize": RESIZE_RULE, "num_samples": len(samples), "num_real": len(real), "metrics": Metrics(), "skipped": {},
-           "timing": {}}
+           "resize": RESIZE_RULE, "num_samples": len(samples), "num_real": len(real), "metrics": Metrics(),
+           "skipped": {}, "timing": {}}
     extr, note = _extractor(extractor, device, resize)
     need_clf = extr is None or any(m in metrics for m in ("ra", "gan_test", "avg_conf"))
     if need_clf and nc < 2 and classifier is None:
