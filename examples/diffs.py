@@ -1,4 +1,4 @@
-"""Print the README's before/after diffs of the examples (python examples/diffs.py)."""
+"""Print the before/after diffs (docs/dropin.md) of the examples (python examples/diffs.py)."""
 import difflib
 from pathlib import Path
 

@@ -1,4 +1,4 @@
-"""The drop-in examples run, agree with their baselines, and the README's diffs are their real diffs."""
+"""The drop-in examples run, agree with their baselines, and the diffs in docs/dropin.md are their real diffs."""
 from __future__ import annotations
 
 import importlib.util
@@ -49,11 +49,11 @@ def _diffs():
 
 
 def test_readme_diffs_are_the_real_diffs():
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "docs" / "dropin.md").read_text()
     blocks = re.findall(r"<!-- diff (\S+) (\S+) -->\n```diff\n(.*?)```\n", readme, re.S)
     assert {b for _, b, _ in blocks} == {"acgan_aam.py", "acgan_prototype.py", "acgan_cutmix.py",
                                          "fid_feature_stats.py"}
     diffs = _diffs()
     assert [(a, b) for a, b, _ in blocks] == diffs.PAIRS
     for a, b, text in blocks:
-        assert text == diffs.unified(a, b), f"README diff {a} -> {b} is stale: regenerate with python examples/diffs.py"
+        assert text == diffs.unified(a, b), f"docs/dropin.md diff {a} -> {b} is stale: regenerate (examples/diffs.py)"

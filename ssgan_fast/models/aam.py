@@ -1,4 +1,5 @@
-"""The AAM discriminator (aam-discriminator.md) in its two hosts: AAM-ACGAN and AAM-StarGAN.
+"""The AAM discriminator ("Label Geometry Aware Discriminator for Conditional Generative Networks",
+Sapkota et al.) in its two hosts: AAM-ACGAN and AAM-StarGAN.
 
 Both replace the softmax auxiliary classifier D_cls of the discriminator (Eq. 7) by the additive
 angular margin loss (Eq. 8: bias 0, unit weights and features, scale s, margin m on the target

@@ -1,4 +1,5 @@
-"""CVAE-GAN (cvae-gan.md): encoder E, generator G, discriminator D, classifier C.
+"""CVAE-GAN ("CVAE-GAN: Fine-Grained Image Generation through Asymmetric Training", Bao et al.): encoder E,
+generator G, discriminator D, classifier C.
 
 Networks (built from ssgan_fast.nn; the paper's GoogleNet E / DCGAN D / AlexNet C are replaced by
 the engine's ResNet stages at the preset's width): E = ResNet backbone whose pooled features are

@@ -1,4 +1,5 @@
-"""The three baselines of CVAE-GAN's Figure 4 (cvae-gan.md Sec. 4), on 2-D points (ring2d-cvae).
+"""The three baselines of CVAE-GAN's Figure 4 ("CVAE-GAN: Fine-Grained Image Generation through Asymmetric
+Training", Sec. 4), on 2-D points (ring2d-cvae).
 
     cvaegan-fig4-gan   the traditional GAN: D Eq. 1, G -log D(G(z))
     cvaegan-fig4-wgan  WGAN with weight clipping (critic clipped to +-clip, G every n_critic steps)

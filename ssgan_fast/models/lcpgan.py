@@ -1,4 +1,6 @@
-"""LCP-GAN (lcp-gan.md): learnable cluster prompts for semi-supervised class-conditional synthesis.
+"""LCP-GAN ("Exploring Intra-class Variation Factors with Learnable Cluster Prompts for Semi-supervised
+Image Synthesis", Zhang et al.): learnable cluster prompts for semi-supervised class-conditional
+synthesis.
 
 Networks: G (base `biggan`: the engine's BigGAN-style ResNet generator, its conditional-BN input is
 the cluster-label embedding blend of Eq. 4; base `stylegan2`: a StyleGAN2-style mapping network +

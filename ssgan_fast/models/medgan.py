@@ -1,4 +1,5 @@
-"""MED-GAN (med-gan.md) and its Triple-GAN-style baseline (`triplegan`).
+"""MED-GAN ("Mask-Embedded Discriminator with Region-based Semantic Regularization for Semi-Supervised
+Class-Conditional Image Synthesis", Liu et al.) and its Triple-GAN-style baseline (`triplegan`).
 
 Networks: G (BigGAN-style ResNet generator; an MLP for 2-D data), D with the mask embedding A_mask
 after its first stage (Eq. 2, `MaskEmbedding` = small conv net + the fused `mask_embed` op) and the

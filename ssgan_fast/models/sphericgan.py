@@ -1,5 +1,6 @@
-"""SphericGAN (sphericgan.md): a hyper-spherical latent space with K learnable prototypes, a
-prototypical discriminator D_prt, a class-conditional D_class, a latent discriminator D_lat, a
+"""SphericGAN ("SphericGAN: Semi-supervised Hyper-spherical Generative Adversarial Networks for
+Fine-grained Image Synthesis", Chen et al.): a hyper-spherical latent space with K learnable prototypes,
+a prototypical discriminator D_prt, a class-conditional D_class, a latent discriminator D_lat, a
 mapping network F, and a classifier C, trained semi-supervised.
 
 More: docs/modules.md, section ssgan_fast.models.sphericgan.
@@ -35,7 +36,7 @@ class SphericGANConfig:
     mu: float = 5.0  # Eq. 8
     # weight of C's own term on G's pairs (Eq. 8's mu E_z[-y_z log C(x_z)]); None = mu (the paper). A smaller
     # value keeps C a classifier of the real data, so that G's verification term (mu, Eq. 8) is not met by
-    # C learning G's samples instead of G learning the class (a choice: README "Deviations")
+    # C learning G's samples instead of G learning the class (a choice: docs/deviations.md)
     c_fake_weight: float | None = None
     nu: float = 0.01  # Eq. 9 (weight of L_cons)
     lr: float = 2e-4
@@ -62,7 +63,7 @@ class SphericGANConfig:
     g_sn: bool = False  # spectral norm in G2 (the paper uses no such training strategy, Sec. 4.1)
     # mode seeking (Mao et al., CVPR 2019, MSGAN Eq. 3): G also minimises ms_weight / (d(x_z1, x_z2) / d(z1, z2))
     # over pairs of its batch drawn with the same class, so that G2 cannot give one image per class whatever z°
-    # (a choice against the conditional mode collapse of a short run: README "Deviations"; 0 = off, the paper)
+    # (a choice against the conditional mode collapse of a short run: docs/deviations.md; 0 = off, the paper)
     ms_weight: float = 0.0
 
 
@@ -234,7 +235,7 @@ class SphericGAN(GANModel):
     def preparation_info(self):
         return {"prior_clusters": {"features": self.prior_kind, "weights": self.cfg.prior_weights
                                    if self.prior_kind == "resnet50" else None, "k": self.cfg.num_prototypes,
-                                   "substitute_for": "IMSAT deep clustering (sphericgan.md [16])"}}
+                                   "substitute_for": "IMSAT deep clustering (the SphericGAN paper's ref. [16])"}}
 
     def preparation_missing(self):
         if self.cfg.cluster_alignment and not bool(self.prior_fitted):

@@ -1,4 +1,4 @@
-"""The switches of the README's "Deviations from the papers" table: each changes the loss or the schedule
+"""The switches of docs/deviations.md: each changes the loss or the schedule
 as documented, and the paper's behaviour is the default (the digits presets keep the project's choices)."""
 import pytest
 import torch
