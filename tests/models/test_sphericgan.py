@@ -128,4 +128,4 @@ def test_prior_clusters_on_resnet50_features():
     assert torch.equal(m.prior_of(x), torch.cdist(f, m.centroids).argmin(1))
     assert not any("prior_net" in k for k in m.state_dict())
     assert m.preparation_info()["prior_clusters"] == {"features": "resnet50", "weights": "", "k": 4,
-                                                      "substitute_for": "IMSAT deep clustering (sphericgan.md [16])"}
+                                                      "substitute_for": "IMSAT deep clustering (the SphericGAN paper's ref. [16])"}
