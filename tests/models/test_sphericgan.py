@@ -127,5 +127,6 @@ def test_prior_clusters_on_resnet50_features():
     assert torch.allclose(f.norm(dim=1), torch.ones(6), atol=1e-5)
     assert torch.equal(m.prior_of(x), torch.cdist(f, m.centroids).argmin(1))
     assert not any("prior_net" in k for k in m.state_dict())
-    assert m.preparation_info()["prior_clusters"] == {"features": "resnet50", "weights": "", "k": 4,
-                                                      "substitute_for": "IMSAT deep clustering (the SphericGAN paper's ref. [16])"}
+    assert m.preparation_info()["prior_clusters"] == {
+        "features": "resnet50", "weights": "", "k": 4,
+        "substitute_for": "IMSAT deep clustering (the SphericGAN paper's ref. [16])"}
