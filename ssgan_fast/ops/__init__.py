@@ -20,13 +20,22 @@ aam_logits_fwd / _bwd, aam_ce_fwd / _bwd / _fused). The prototype EMA has its ow
 """
 from ._checks import emulated_capture
 from .aam import aam_chance_loss, aam_cross_entropy, aam_logits
-from .cutmix import box_mask, cutmix, mask_embed, sample_cutmix_boxes, sample_region_boxes
+from .cutmix import (
+                     box_mask,
+                     cutmix,
+                     mask_embed,
+                     mix_labels,
+                     sample_cutmix_boxes,
+                     sample_cutmix_boxes_standard,
+                     sample_region_boxes,
+)
 from .feature_stats import FeatureStats, frechet_distance, trace_sqrt_product
 from .knn import knn_radius_count, knn_smallest
 from .prototype import clustering_loss, cosine_softmax, group_offsets, prototype_ema_update
 
 __all__ = ["cosine_softmax", "clustering_loss", "prototype_ema_update", "group_offsets", "aam_logits",
            "aam_cross_entropy", "aam_chance_loss", "cutmix", "mask_embed", "sample_cutmix_boxes",
+           "sample_cutmix_boxes_standard", "mix_labels",
            "sample_region_boxes", "box_mask",
            "FeatureStats", "frechet_distance", "trace_sqrt_product", "knn_smallest", "knn_radius_count",
            "emulated_capture"]
