@@ -162,6 +162,18 @@ def split_run_spec(spec) -> tuple[Path, bool]:
     return Path(s), False
 
 
+def run_checkpoint(d: Path, best: bool, map_location="cpu") -> tuple[dict, Path]:
+    """(state, file) of a run folder: ckpt/best.pt where asked for (``RUN:best``), else the last
+    checkpoint (falling back to prev.pt)."""
+    if not best:
+        return load_checkpoint(d / "ckpt", map_location=map_location)
+    path = d / "ckpt" / "best.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"{d}:best: no ckpt/best.pt (the run was trained without --best-metric, or has "
+                                "not been evaluated yet)")
+    return read_checkpoint(path, map_location=map_location), path
+
+
 def load_run(run_dir, device=None, use_ema: bool = True) -> Run:
     """Model + EMA + data description of a run folder, on `device` (default: the run's, or CPU
     where that device is not available). ``RUN:best`` loads ckpt/best.pt (kept by --best-metric) instead
@@ -174,14 +186,7 @@ def load_run(run_dir, device=None, use_ema: bool = True) -> Run:
         device = cfg.device if not cfg.device.startswith("cuda") or torch.cuda.is_available() else "cpu"
     dev = torch.device(device)
     info = saved_info(d, cfg)
-    if best:
-        if not (d / "ckpt" / "best.pt").is_file():
-            raise FileNotFoundError(f"{d}:best: no ckpt/best.pt (the run was trained without --best-metric, or has "
-                                    "not been evaluated yet)")
-        path = d / "ckpt" / "best.pt"
-        state = read_checkpoint(path, map_location=dev)
-    else:
-        state, path = load_checkpoint(d / "ckpt", map_location=dev)
+    state, path = run_checkpoint(d, best, map_location=dev)
     Model = get_model(cfg.model)
     model = Model(config_from_dict(Model.Config, cfg.model_cfg, f"model config of {cfg.model}"), info).to(dev)
     try:

@@ -20,19 +20,23 @@ import torch
 from .run import Run, load_run
 
 
+def _int_ranges(text: str, bad: str) -> list[int]:
+    """'3,7' or '0-4,9' -> the integers; ValueError(bad) for anything else."""
+    out = []
+    for part in filter(None, text.replace(" ", "").split(",")):
+        a, dash, b = part.partition("-")
+        try:
+            out += list(range(int(a), int(b) + 1)) if dash else [int(a)]
+        except ValueError:
+            raise ValueError(bad) from None
+    return out
+
+
 def parse_classes(text, num_classes: int) -> list[int]:
     """'all', '3,7', '0-4' or a list of ints -> class indices, checked against the model's classes."""
     if isinstance(text, str):
-        text = text.strip()
-        if text == "all":
-            return list(range(num_classes))
-        out = []
-        for part in filter(None, text.split(",")):
-            a, dash, b = part.partition("-")
-            try:
-                out += list(range(int(a), int(b) + 1)) if dash else [int(a)]
-            except ValueError:
-                raise ValueError(f"--classes {text!r}: give 'all', or class indices like 3,7 or 0-4") from None
+        out = (list(range(num_classes)) if text.strip() == "all" else
+               _int_ranges(text, f"--classes {text!r}: give 'all', or class indices like 3,7 or 0-4"))
     else:
         out = [int(c) for c in text]
     bad = [c for c in out if not 0 <= c < num_classes]
@@ -44,13 +48,7 @@ def parse_classes(text, num_classes: int) -> list[int]:
 def parse_seeds(text) -> list[int]:
     """'0-99', '1,5,9' or an iterable of ints -> seeds (>= 0)."""
     if isinstance(text, str):
-        out = []
-        for part in filter(None, text.replace(" ", "").split(",")):
-            a, dash, b = part.partition("-")
-            try:
-                out += list(range(int(a), int(b) + 1)) if dash else [int(a)]
-            except ValueError:
-                raise ValueError(f"--seeds {text!r}: give seeds like 0-99 or 1,5,9") from None
+        out = _int_ranges(text, f"--seeds {text!r}: give seeds like 0-99 or 1,5,9")
     else:
         out = [int(s) for s in text]
     if not out or min(out) < 0:

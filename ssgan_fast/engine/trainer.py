@@ -284,7 +284,7 @@ class Trainer:
     def _read_init(self, spec: str) -> tuple[dict, Path]:
         """The --init-from source checkpoint, checked (read before the run folder is made)."""
         from .checkpoint import read_checkpoint
-        from .run import split_run_spec
+        from .run import run_checkpoint, split_run_spec
         p = Path(spec)
         if p.is_file():
             s, path = read_checkpoint(p, map_location=self.device), p
@@ -292,13 +292,10 @@ class Trainer:
             d, best = split_run_spec(spec)
             if not (d / "ckpt").is_dir():
                 raise ValueError(f"--init-from {spec}: neither a checkpoint file nor a run folder with ckpt/")
-            if best:
-                path = d / "ckpt" / "best.pt"
-                if not path.is_file():
-                    raise ValueError(f"--init-from {spec}: {d} has no ckpt/best.pt")
-                s = read_checkpoint(path, map_location=self.device)
-            else:
-                s, path = load_checkpoint(d / "ckpt", map_location=self.device)
+            try:
+                s, path = run_checkpoint(d, best, map_location=self.device)
+            except FileNotFoundError as e:
+                raise ValueError(f"--init-from {spec}: {e}") from None
         src_model = (s.get("config") or {}).get("model")
         if src_model and src_model != self.cfg.model:
             raise ValueError(f"--init-from {spec}: a {src_model} run; this run trains {self.cfg.model}")
