@@ -2,7 +2,8 @@
 
     python -m ssgan_fast.evaluate --fake SIDE [--real SIDE] \
         --metrics fid,intra_fid,cfid,is,ra,gan_train,gan_test,avg_conf,kid,intra_kid,pr,intra_pr,dc \
-        [--extractor auto|inception|classifier] [--resize legacy_pytorch|clean] [--classifier F.pt] \
+        [--extractor auto|inception|inception-tf|dinov2|clip|clip-l14|classifier] \
+        [--resize legacy_pytorch|clean] [--classifier F.pt] \
         [--real-stats S.npz] [--save-real-stats S.npz] [--out metrics.json]
 
 Each SIDE is one of: a run folder (images generated from its (EMA) generator, ``--per-class`` a class,
@@ -18,8 +19,13 @@ Extractors: ``inception`` (the FID Inception-v3, weights ``pt_inception-2015-12-
 from ``$SSGAN_FAST_WEIGHTS``, never downloaded; missing weights are an error saying where to put
 the file), ``classifier`` (a small CNN trained on the real training split; its metrics are named
 ``fid_clf``, ``intra_fid_clf``, ...: not FID) or ``auto`` (the default: Inception when its weights
-are present, else the classifier, with the reason in the output). ``--resize`` is the Inception's input
-resize: ``legacy_pytorch`` (pytorch-fid's bilinear; the default) or clean-fid's ``clean`` (PIL bicubic).
+are present, else the classifier, with the reason in the output). Spaces of published numbers:
+``inception-tf`` (stylegan2-ada / clean-fid's TorchScript Inception, ``inception-2015-12-05.pt``; keys fid, is,
+...), ``dinov2`` (FD_DINOv2: DINOv2 ViT-L/14 CLS features, ``dinov2_vitl14_pretrain.pth``; keys fid_dinov2,
+kid_dinov2, ...), ``clip`` / ``clip-l14`` (OpenAI CLIP ViT-B/32 / ViT-L/14 image embeddings, ``ViT-B-32.pt`` /
+``ViT-L-14.pt``; keys fid_clip, ...); DINOv2 and CLIP have no class logits, so no ``is``. ``--resize`` is the
+Inception's input resize: ``legacy_pytorch`` (pytorch-fid's bilinear; the default) or clean-fid's
+``clean`` (PIL bicubic).
 The RA / GAN-test classifier is trained on the real training split when ``--classifier`` is not given
 (cached in ``$SSGAN_FAST_WEIGHTS`` with its sha256). KID / Intra-KID (``kid``, ``intra_kid``), precision /
 recall (``pr``, per class ``intra_pr``; k = 3) and density / coverage (``dc``, k = 5) come from the same
@@ -67,7 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"comma-separated subset of {','.join(METRICS)} (default fid,intra_fid,cfid,is,ra)")
     p.add_argument("--extractor", choices=EXTRACTORS, default="auto",
                    help="feature space of FID / Intra-FID / cFID / IS (default auto: Inception if its weights are "
-                        "present, else the classifier; inception-random: random weights, for tests)")
+                        "present, else the classifier; inception-tf: stylegan2-ada / clean-fid's TorchScript "
+                        "Inception; dinov2: FD_DINOv2's ViT-L/14 (keys _dinov2); clip / clip-l14: CLIP ViT-B/32 / "
+                        "ViT-L/14 (keys _clip); *-random: random weights, for tests)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--classifier", default=None, help="RA / GAN-test classifier file (default: trained and cached)")
     g.add_argument("--train-classifier", action="store_true",

@@ -51,6 +51,25 @@ REGISTRY: dict[str, WeightSpec] = {
         "ViT-B-32.pt", "40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af",
         "https://openaipublic.azureedge.net/clip/models/40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af/"
         "ViT-B-32.pt", "CLIP ViT-B/32 (OpenAI), loaded with open_clip.load_openai_model"),
+    "clip-vit-l14-openai": WeightSpec(
+        "ViT-L-14.pt", "b8cca3fd41ae0c99ba7e8951adf17d267cdb84cd88be6f7c2e0eca1737a03836",
+        "https://openaipublic.azureedge.net/clip/models/b8cca3fd41ae0c99ba7e8951adf17d267cdb84cd88be6f7c2e0eca1737a03836/"
+        "ViT-L-14.pt", "CLIP ViT-L/14 (OpenAI): the --extractor clip-l14 feature space"),
+    # stylegan2-ada-pytorch's TorchScript translation of the TensorFlow Inception graph, the FID network of
+    # stylegan2-ada / stylegan3 and clean-fid (the same file k-diffusion pins by this sha256)
+    "inception-tf": WeightSpec(
+        "inception-2015-12-05.pt", "f58cb9b6ec323ed63459aa4fb441fe750cfe39fafad6da5cb504a16f19e958f4",
+        "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/inception-2015-12-05.pt",
+        "TensorFlow FID Inception as TorchScript (--extractor inception-tf)"),
+    # DINOv2's torch-hub backbones. Meta publishes no hash for these files: the empty sha256 accepts any file,
+    # whose structure is checked on load (every key and shape of the architecture) and whose own sha256 is
+    # part of every result's extractor identity; pin one with register_weights.
+    "dinov2-vitl14": WeightSpec(
+        "dinov2_vitl14_pretrain.pth", "", "https://dl.fbaipublicfiles.com/dinov2/dinov2_vitl14/dinov2_vitl14_pretrain.pth",
+        "DINOv2 ViT-L/14 backbone (--extractor dinov2, FD_DINOv2)"),
+    "dinov2-vits14": WeightSpec(
+        "dinov2_vits14_pretrain.pth", "", "https://dl.fbaipublicfiles.com/dinov2/dinov2_vits14/dinov2_vits14_pretrain.pth",
+        "DINOv2 ViT-S/14 backbone (DINOv2Features(arch='vits14'))"),
 }
 
 
@@ -89,7 +108,8 @@ def weights_path(name: str) -> Path:
     path = weights_dir() / spec.file
     where = f" (obtain it from {spec.source})" if spec.source else ""
     if not path.is_file():
-        raise WeightsError(f"weights {name!r} not found: put the file {spec.file} (sha256 {spec.sha256}...) in "
+        sha = f" (sha256 {spec.sha256}{'...' if len(spec.sha256) < 64 else ''})" if spec.sha256 else ""
+        raise WeightsError(f"weights {name!r} not found: put the file {spec.file}{sha} in "
                            f"{weights_dir()} or point $SSGAN_FAST_WEIGHTS at its folder{where}. "
                            "Nothing is downloaded at run time.")
     digest = sha256_file(path)

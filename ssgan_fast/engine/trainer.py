@@ -435,8 +435,8 @@ class Trainer:
         """ckpt/best.pt (atomic) when this evaluation's best_metric beats the best so far."""
         from ..evaluation import higher_is_better
         want = self.cfg.best_metric
-        key = want if want in metrics else next((k for k in (f"{want}_clf", f"{want}_clf_mean", f"{want}_mean")
-                                                 if k in metrics), None)
+        alts = [f"{want}{sfx}{m}" for sfx in ("", "_clf", "_dinov2", "_clip") for m in ("", "_mean")]
+        key = next((k for k in alts if k in metrics), None)
         if key is None:
             log.warning("--best-metric %s: not among this evaluation's results (%s); no best checkpoint", want,
                         ", ".join(metrics))

@@ -46,7 +46,13 @@ METRICS = ("fid", "intra_fid", "cfid", "is", "ra", "gan_train", "gan_test", "avg
 # the metrics that need the features themselves (kept on the host, float32), not only their moments
 _KEPT = ("kid", "intra_kid", "pr", "intra_pr", "dc")
 K_PR, K_DC = 3, 5  # Kynkaenniemi et al. (pr50k3), Naeem et al.
-EXTRACTORS = ("auto", "inception", "classifier", "inception-random")
+# auto: the FID Inception where its weights are present, else the classifier; inception: pytorch-fid's port;
+# inception-tf: stylegan2-ada / clean-fid's TorchScript; dinov2: FD_DINOv2's ViT-L/14; clip / clip-l14: OpenAI CLIP
+# ViT-B/32 / ViT-L/14 image embeddings; *-random: the same architectures with random weights (tests of the path)
+EXTRACTORS = ("auto", "inception", "classifier", "inception-tf", "dinov2", "clip", "clip-l14", "inception-random",
+              "dinov2-random", "clip-random")
+# the result keys' suffix per feature space (fid, fid_clf, fid_dinov2, kid_clip, ...)
+SPACE_SUFFIXES = ("_clf", "_vgg16", "_dinov2", "_clip")
 # the features of precision / recall: the extractor's (StudioGAN's choice), or VGG-16 fc2 (pr50k3's)
 PR_FEATURES = ("extractor", "vgg16", "vgg16-random")
 # the host dtype of the kept features (float16: half the memory; effect in bench/results/.../knn.json)
@@ -66,26 +72,34 @@ class Metrics(dict):
     evaluation ran in the classifier's feature space)."""
 
     def __missing__(self, key):
-        for alt in (f"{key}_clf", f"{key.removesuffix('_mean')}_clf_mean", f"{key}_clf_mean"):
-            if alt in self:
-                raise KeyError(f"{key!r}: this evaluation ran in the classifier's feature space (see "
-                               f"'feature_space'), so the value is under {alt!r}")
+        for sfx in ("_clf", "_dinov2", "_clip"):
+            for alt in (f"{key}{sfx}", f"{key.removesuffix('_mean')}{sfx}_mean", f"{key}{sfx}_mean"):
+                if alt in self:
+                    raise KeyError(f"{key!r}: this evaluation ran in another feature space than the FID Inception's "
+                                   f"(see 'feature_space'), so the value is under {alt!r}")
         raise KeyError(f"{key!r} is not among the computed metrics: {', '.join(self)}")
 
 
 _LOWER_IS_BETTER = ("fid", "intra_fid", "cfid", "kid", "intra_kid", "fd")
 
 
+def _base_key(key: str) -> str:
+    """A result key without its feature-space suffix and _mean / _std: fid_dinov2 -> fid, is_clf_mean -> is."""
+    for sfx in SPACE_SUFFIXES:
+        key = key.split(sfx)[0]
+    return key.removesuffix("_mean").removesuffix("_std")
+
+
 def higher_is_better(key: str) -> bool:
-    """The direction of a result key (fid_clf, is_clf_mean, ra, precision_vgg16, c_acc, ...): distances
-    (FID, Intra-FID, cFID, KID, FD) are better lower, every score and accuracy higher."""
-    base = key.split("_clf")[0].split("_vgg16")[0].removesuffix("_mean").removesuffix("_std")
+    """The direction of a result key (fid_clf, is_clf_mean, ra, precision_vgg16, fid_dinov2, c_acc, ...):
+    distances (FID, Intra-FID, cFID, KID, FD) are better lower, every score and accuracy higher."""
+    base = _base_key(key)
     return base not in _LOWER_IS_BETTER and not base.startswith("fd_")
 
 
 def metric_of(key: str) -> str | None:
     """The evaluate metric (fid, is, pr, ...) a result key comes from; c_acc: the model's classifier."""
-    base = key.split("_clf")[0].split("_vgg16")[0].removesuffix("_mean").removesuffix("_std")
+    base = _base_key(key)
     if base in METRICS or base == "c_acc":
         return base
     return {"precision": "pr", "recall": "pr", "density": "dc", "coverage": "dc", "intra_precision": "intra_pr",
@@ -141,6 +155,30 @@ def _random_inception(mode: str, input_size: int = 299) -> FIDInceptionV3:
         return FIDInceptionV3(pretrained=False, resize=mode, input_size=input_size)
 
 
+@functools.lru_cache(maxsize=2)
+def _random_extractor(kind: str):
+    from ..metrics.extractors import CLIPFeatures, DINOv2Features
+    if kind == "dinov2-random":
+        return DINOv2Features(pretrained=False, arch="vits14")
+    return CLIPFeatures(pretrained=False)
+
+
+def _other_extractor(kind: str, device):
+    """The inception-tf / dinov2 / clip extractors (weights from the registry; *-random: built once a process,
+    DINOv2 at its small ViT-S/14 size to keep the tests cheap)."""
+    from ..metrics.extractors import CLIPFeatures, DINOv2Features, InceptionTF
+    if kind.endswith("-random"):
+        return _random_extractor(kind).to(device)
+    try:
+        if kind == "inception-tf":
+            return InceptionTF().to(device)
+        if kind == "dinov2":
+            return DINOv2Features().to(device)
+        return CLIPFeatures(arch="vit-l14" if kind == "clip-l14" else "vit-b32").to(device)
+    except WeightsError as e:
+        raise EvalError(f"--extractor {kind} needs its weights: {e}") from None
+
+
 def _extractor(kind: str, device, resize: str | None = None):
     """(extractor or None for the classifier, note): ``resize`` is the Inception's input resize mode
     (None: legacy_pytorch); asking for one with the classifier extractor is an error."""
@@ -154,6 +192,13 @@ def _extractor(kind: str, device, resize: str | None = None):
             raise EvalError(f"resize {resize!r} is the Inception's input resize; the classifier extractor runs at the "
                             "data resolution")
         return None, None
+    if kind in ("inception-tf", "dinov2", "clip", "clip-l14", "dinov2-random", "clip-random"):
+        if resize is not None:
+            raise EvalError(f"resize {resize!r} is the pytorch-fid Inception's input resize; the {kind} extractor "
+                            "resizes its own way (see the result's extractor_resize)")
+        return _other_extractor(kind, device), (
+            f"random-weight {kind.removesuffix('-random')} (a test of the code path; the numbers mean nothing)"
+            if kind.endswith("-random") else None)
     if kind == "inception":
         return FIDInceptionV3(pretrained=True, resize=mode).to(device), None
     if kind == "inception-random":
@@ -386,7 +431,7 @@ def _stats_only(fs, rs: RealSide, metrics, size, extractor: str, resize, classif
         out["seconds"] = time.perf_counter() - t_all
         return out
     extr, note = _extractor(extractor, device, resize)
-    suffix = ""
+    suffix = getattr(extr, "suffix", "")
     if extr is None:
         if classifier is None:
             raise EvalError("FID against a statistics file in the classifier's feature space needs that classifier "
@@ -492,6 +537,9 @@ def evaluate(fake, real="digits", size: int | None = None, metrics=("fid",), ext
            "resize": RESIZE_RULE, "num_samples": len(samples), "num_real": len(real), "metrics": Metrics(),
            "skipped": {}, "timing": {}}
     extr, note = _extractor(extractor, device, resize)
+    if "is" in metrics and extr is not None and extr.num_logits is None:
+        raise EvalError(f"is needs class logits, which the {extr.kind} feature space has none of: use --extractor "
+                        "inception or inception-tf for the Inception Score, or leave is out")
     need_clf = extr is None or any(m in metrics for m in ("ra", "gan_test", "avg_conf"))
     if need_clf and nc < 2 and classifier is None:
         raise EvalError(f"the classifier (the feature space without Inception weights, and RA / GAN-test) trains on "
@@ -506,13 +554,13 @@ def evaluate(fake, real="digits", size: int | None = None, metrics=("fid",), ext
     out["timing"]["classifier_s"] = time.perf_counter() - t0
     clf_space = extr is None
     extr = extr if extr is not None else clf
-    out["extractor"], out["extractor_kind"] = extr.ident, "classifier" if clf_space else "inception"
+    out["extractor"], out["extractor_kind"] = extr.ident, "classifier" if clf_space else extr.kind
     out["feature_space"] = ("the digits / data set classifier's features: keys end in _clf and are not comparable "
-                            "with published FID / IS" if clf_space else "the FID Inception's pool features")
+                            "with published FID / IS" if clf_space else extr.space)
     out["extractor_resize"] = "none (the classifier runs at the data resolution)" if clf_space else extr.resize
     if note:
         out["extractor_note"] = note
-    suffix = "_clf" if clf_space else ""
+    suffix = "_clf" if clf_space else extr.suffix
     M = out["metrics"]
     t0 = time.perf_counter()
     fid_family = [m for m in metrics if m in _FID_FAMILY]

@@ -84,6 +84,8 @@ class _E(tv.InceptionE):
 class FIDInceptionV3(nn.Module):
     dim = 2048
     num_logits = 1008
+    kind, suffix = "inception", ""
+    space = "the FID Inception's pool3 features (pytorch-fid's port)"
 
     def __init__(self, pretrained: bool = True, resize: str = "legacy_pytorch", input_size: int = 299):
         super().__init__()
