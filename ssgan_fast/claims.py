@@ -172,7 +172,7 @@ def verdict(key: str, row: dict, alpha: float = 0.05) -> str:
 
 def _tag(arm: str) -> str:
     """An arm's run-folder name part."""
-    return arm.replace(" ", "_").replace("+", "p").replace("(", "").replace(")", "")
+    return arm.replace(" ", "_").replace("+", "p").replace("(", "").replace(")", "").replace("/", "")
 
 
 def run_claims(names: list, seeds: int, out: Path, jobs: int = 2, threads: int = 1, quick: bool = False,

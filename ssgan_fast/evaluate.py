@@ -164,19 +164,24 @@ def main(argv=None) -> int:
     tune_malloc()
     parser = build_parser()
     args = parser.parse_args(argv)
-    from .engine.run import USER_ERRORS, check_output, check_start_folders
-    try:
-        check_start_folders(None, evaluation=not args.no_cache)
-        if args.out:  # checked before the (long) evaluation, not after it
-            check_output(args.out, "file", args.overwrite)
-        if args.save_real_stats:
-            check_output(args.save_real_stats, "file", args.overwrite, "--save-real-stats")
-        out = run_cli(args)
-    except USER_ERRORS as e:
-        try:  # missing weights and other user errors: one clear line
-            parser.fail(e)
-        except SystemExit as stop:
-            return stop.code
+    from .engine.run import USER_ERRORS, check_output, check_start_folders, torchrun_group
+    with torchrun_group(args.device) as g:  # under torchrun every rank takes a share; rank 0 prints and writes
+        if g.world > 1:
+            args.device = g.device
+        try:
+            check_start_folders(None, evaluation=not args.no_cache)
+            if args.out:  # checked before the (long) evaluation, not after it (on every rank: none must go on alone)
+                check_output(args.out, "file", args.overwrite)
+            if args.save_real_stats:
+                check_output(args.save_real_stats, "file", args.overwrite, "--save-real-stats")
+            out = run_cli(args)
+        except USER_ERRORS as e:
+            try:  # missing weights and other user errors: one clear line
+                parser.fail(e)
+            except SystemExit as stop:
+                return stop.code
+        if g.rank != 0:
+            return 0
     width = max(len(k) for k in out["metrics"])
     print(f"{'metric':{width}s}  value")
     for k, v in out["metrics"].items():

@@ -240,24 +240,12 @@ def main(argv=None) -> int:
     tune_malloc()
     parser = build_parser()
     args = parser.parse_args(argv)
-    import os
-
-    import torch.distributed as dist
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not dist.is_initialized():  # launched by torchrun
-        local = int(os.environ.get("LOCAL_RANK", "0"))
-        use_cuda = torch.cuda.is_available() and (args.device or "cuda").startswith("cuda")
-        if use_cuda:
-            torch.cuda.set_device(local)
-            args.device = f"cuda:{local}"
-        dist.init_process_group("nccl" if use_cuda else "gloo")
-        if dist.get_rank() != 0:
-            args.no_progress = True
-    try:
+    from .engine.run import torchrun_group
+    with torchrun_group(args.device) as g:  # launched by torchrun: the process group, this rank's GPU
+        if g.world > 1:
+            args.device = g.device
+            args.no_progress = args.no_progress or g.rank != 0
         return _main(args, parser)
-    finally:
-        if world > 1 and dist.is_initialized():
-            dist.destroy_process_group()
 
 
 RESUME_FLAGS = ("resume", "steps", "no_progress", "no_final_eval", "device")  # what --resume takes
@@ -335,7 +323,7 @@ def _main(args, parser) -> int:
     if result["interrupted"]:
         log.info("interrupted at step %d; checkpoint saved in %s", result["step"], trainer.run_dir / "ckpt")
         return 130
-    if not args.no_final_eval and trainer.main and trainer.ds.kind == "image":
+    if not args.no_final_eval and trainer.ds.kind == "image":  # every rank takes a share of the evaluation
         try:
             out = trainer.evaluate()
         except KeyboardInterrupt:
@@ -344,7 +332,8 @@ def _main(args, parser) -> int:
             return 130
         except user_errors as e:
             parser.fail(type(e)(f"final evaluation: {e} (the trained run is kept in {trainer.run_dir})"))
-        print(json.dumps(out["metrics"], indent=1))
+        if trainer.main:
+            print(json.dumps(out["metrics"], indent=1))
     log.info("done: the run is in %s%s", trainer.run_dir, f" (graphs: {result['graphs']})" if cfg.graphs else "")
     return 0
 

@@ -31,6 +31,8 @@ def test_every_claim_names_its_paper_baseline_and_metrics():
         assert c.baseline in c.arms and len(c.arms) >= 2, name
         assert c.metrics and c.paper and c.where, name
         assert set(c.quick) <= set(c.arms), name
+        tags = [_tag(a) for a in c.arms]  # run folder names: one path part each ("w/o" made a sub-folder)
+        assert len(set(tags)) == len(tags) and all("/" not in t and t for t in tags), (name, tags)
     assert {n for n, c in CLAIMS.items() if c.quick} == {"aam-acgan", "medgan"}
     assert CLAIMS["medgan"].arms["triplegan"][0] == "triplegan"
 

@@ -226,15 +226,21 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
 
 @torch.no_grad()
 def generate_batches(model, modules: dict, num_classes: int, per_class: int, seed: int = EVAL_SEED, device="cpu",
-                     batch: int = 100):
+                     batch: int = 100, lo: int = 0, hi: int | None = None):
     """Yield (samples [B, ...] in [-1, 1] on `device`, labels [B]): per_class of each class, class by
-    class, the noise drawn from a CPU generator seeded with `seed` (the same samples on any device)."""
+    class, the noise drawn from a CPU generator seeded with `seed` (the same samples on any device).
+    ``lo`` / ``hi``: only the batches that hold samples [lo, hi) are generated (a distributed share; the
+    noise of the batches before is drawn, so every sample is the one of the full pass)."""
     g = torch.Generator().manual_seed(seed)
     labels = torch.arange(num_classes).repeat_interleave(per_class)
-    for i in range(0, len(labels), batch):
+    hi = len(labels) if hi is None else hi
+    for i in range(0, hi, batch):
         y = labels[i:i + batch]
         z = model.noise(len(y), generator=g, device="cpu").to(device)
-        yield model.sample(y.to(device), z, modules), y
+        a, e = max(lo - i, 0), min(hi - i, len(y))
+        if a < e:
+            x = model.sample(y.to(device), z, modules)
+            yield (x, y) if (a, e) == (0, len(y)) else (x[a:e], y[a:e])
 
 
 def samples_of(model, modules: dict, num_classes: int, per_class: int, device="cpu", batch: int = 100,
@@ -243,7 +249,9 @@ def samples_of(model, modules: dict, num_classes: int, per_class: int, device="c
     batch on each pass (nothing kept)."""
     from ..evaluation import Samples
     labels = torch.arange(num_classes).repeat_interleave(per_class)
-    return Samples(labels, lambda: generate_batches(model, modules, num_classes, per_class, seed, device, batch))
+    def part(lo=0, hi=None):
+        return generate_batches(model, modules, num_classes, per_class, seed, device, batch, lo, hi)
+    return Samples(labels, part, batch=batch, shard=part)
 
 
 def save_points_density(pts: torch.Tensor, path, lo: torch.Tensor, hi: torch.Tensor, bins: int = 128) -> None:
@@ -255,3 +263,36 @@ def save_points_density(pts: torch.Tensor, path, lo: torch.Tensor, hi: torch.Ten
     img = torch.log1p(img).view(1, bins, bins)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     vu.save_image(img / img.max().clamp_min(1e-9), path)
+
+
+class torchrun_group:
+    """``with torchrun_group(device) as g:`` - under torchrun (WORLD_SIZE > 1) the process group of the
+    launch (NCCL on this rank's GPU when the device is CUDA, else gloo), destroyed on exit; ``g.device``:
+    the device to use (``cuda:LOCAL_RANK`` for a CUDA run), ``g.rank`` / ``g.world``. Without torchrun:
+    rank 0 of 1 and the device as given."""
+
+    def __init__(self, device: str | None):
+        import os
+        self.device, self.world, self.rank = device, int(os.environ.get("WORLD_SIZE", "1")), 0
+        self.local = int(os.environ.get("LOCAL_RANK", "0"))
+        self._mine = False
+
+    def __enter__(self):
+        import torch.distributed as dist
+        if self.world > 1 and not dist.is_initialized():
+            use_cuda = torch.cuda.is_available() and (self.device or "cuda").startswith("cuda")
+            if use_cuda:
+                torch.cuda.set_device(self.local)
+                self.device = f"cuda:{self.local}"
+            dist.init_process_group("nccl" if use_cuda else "gloo")
+            self._mine = True
+        if self.world > 1:
+            self.rank = dist.get_rank()
+        return self
+
+    def __exit__(self, *exc):
+        import torch.distributed as dist
+        if self._mine and dist.is_initialized():
+            dist.destroy_process_group()
+        return False
+

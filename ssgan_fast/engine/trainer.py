@@ -525,7 +525,7 @@ class Trainer:
                     self._side("sample grids", self.sample_grid, self.run_dir / "samples" / f"step_{self.step:07d}.png")
                 if cfg.ckpt_every and self.step % cfg.ckpt_every == 0:
                     self.save()
-                if cfg.eval_every and self.step % cfg.eval_every == 0 and self.main:
+                if cfg.eval_every and self.step % cfg.eval_every == 0:  # every rank takes a share
                     self.evaluate()
             # the last checkpoint and grid under the same handlers: a signal now only asks to stop, which the
             # run is doing - the write is never cut short
@@ -585,7 +585,8 @@ class Trainer:
 
     def evaluate(self) -> dict:
         """The preset's metrics (train.eval_metrics) of EMA samples against the training data
-        (ssgan_fast.evaluation), plus c_acc; written to metrics.json (and a line of metrics.jsonl)."""
+        (ssgan_fast.evaluation), plus c_acc; written to metrics.json (and a line of metrics.jsonl). Under
+        DDP every rank calls it and takes a share of the samples and real images; rank 0 writes."""
         from ..evaluation import evaluate
         cfg = self.cfg
         t0 = time.perf_counter()
@@ -601,6 +602,8 @@ class Trainer:
                            pr_features=cfg.eval_pr_features)
         finally:
             self.model.train(was)
+        if not self.main:  # a share of a distributed evaluation: rank 0 writes the result
+            return out
         acc, why = self.classifier_accuracy()
         if acc is not None:
             out["metrics"]["c_acc"] = acc

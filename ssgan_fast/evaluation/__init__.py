@@ -29,7 +29,7 @@ from ..metrics import (
     train_classifier,
     train_classifier_batches,
 )
-from ..metrics.cache import cached
+from ..metrics.cache import cached, from_portable, lookup, portable, store
 from ..metrics.classifier import check_classifier_arch, classifier_from_config
 from ..metrics.inception import RESIZE_MODES
 from ..metrics.kid import KID_SEED, KID_SUBSET_SIZE, intra_kid, kid, kid_memory_bytes
@@ -37,6 +37,9 @@ from ..metrics.manifold import manifold_memory_bytes, manifold_metrics
 from ..metrics.stats_io import StatsFileError, check_fid_stats, load_fid_stats, save_fid_stats
 from ..ops import frechet_distance
 from ..weights import sha256_file, weights_dir
+from .distributed import barrier as dist_barrier
+from .distributed import broadcast, merge, rank_world
+from .distributed import share as dist_share
 from .sides import EvalError, RealSide, Samples, StatsSide, fake_side, real_side
 
 log = logging.getLogger("ssgan_fast")
@@ -163,6 +166,25 @@ def _random_extractor(kind: str):
     return CLIPFeatures(pretrained=False)
 
 
+_EXTRACTOR_MEMO: dict = {}  # (kind, resize, device, weights file signature) -> the extractor, frozen
+
+
+def _kept(kind: str, weights: str, device, resize: str, build):
+    """The extractor of `kind` built once a process per device, resize mode and weights file (its size and
+    mtime: a replaced file builds anew): a trainer's periodic evaluations reuse it. Extractors are frozen
+    (eval, no grad), so sharing one is safe."""
+    from ..weights import REGISTRY
+    path = weights_dir() / REGISTRY[weights].file
+    sig = (path.stat().st_size, path.stat().st_mtime_ns) if path.is_file() else None
+    key = (kind, resize, str(torch.device(device)), sig)
+    if key not in _EXTRACTOR_MEMO:
+        net = build().to(device)  # raises WeightsError for a missing / wrong file (nothing kept)
+        for k in [k for k in _EXTRACTOR_MEMO if k[:3] == key[:3]]:
+            del _EXTRACTOR_MEMO[k]  # the extractor of a replaced file
+        _EXTRACTOR_MEMO[key] = net
+    return _EXTRACTOR_MEMO[key]
+
+
 def _other_extractor(kind: str, device):
     """The inception-tf / dinov2 / clip extractors (weights from the registry; *-random: built once a process,
     DINOv2 at its small ViT-S/14 size to keep the tests cheap)."""
@@ -171,10 +193,11 @@ def _other_extractor(kind: str, device):
         return _random_extractor(kind).to(device)
     try:
         if kind == "inception-tf":
-            return InceptionTF().to(device)
+            return _kept(kind, "inception-tf", device, "", InceptionTF)
         if kind == "dinov2":
-            return DINOv2Features().to(device)
-        return CLIPFeatures(arch="vit-l14" if kind == "clip-l14" else "vit-b32").to(device)
+            return _kept(kind, "dinov2-vitl14", device, "", DINOv2Features)
+        arch = "vit-l14" if kind == "clip-l14" else "vit-b32"
+        return _kept(kind, f"clip-{arch}-openai", device, "", lambda: CLIPFeatures(arch=arch))
     except WeightsError as e:
         raise EvalError(f"--extractor {kind} needs its weights: {e}") from None
 
@@ -199,13 +222,15 @@ def _extractor(kind: str, device, resize: str | None = None):
         return _other_extractor(kind, device), (
             f"random-weight {kind.removesuffix('-random')} (a test of the code path; the numbers mean nothing)"
             if kind.endswith("-random") else None)
+    def inception():
+        return _kept("inception", "inception-fid", device, mode, lambda: FIDInceptionV3(pretrained=True, resize=mode))
     if kind == "inception":
-        return FIDInceptionV3(pretrained=True, resize=mode).to(device), None
+        return inception(), None
     if kind == "inception-random":
         return (_random_inception(mode).to(device),
                 "random-weight Inception (a test of the code path; the numbers mean nothing)")
     try:  # auto
-        return FIDInceptionV3(pretrained=True, resize=mode).to(device), None
+        return inception(), None
     except WeightsError as e:
         if resize is not None:
             raise EvalError(f"resize {resize!r} needs the FID Inception, whose weights are unavailable ({e})") from None
@@ -255,8 +280,17 @@ def get_classifier(spec: str, size: int, ds, device, epochs: int = 30, seed: int
         lab = np.nonzero(np.asarray(ds.labels) >= 0)[0]
         if len(lab) < 2 or ds.num_classes < 2:
             raise EvalError(f"{spec}: training the RA classifier needs >= 2 labeled images of >= 2 classes")
-        log.info("training the RA classifier (%s) on %s (%d images, %d epochs)", arch, ds.name, len(lab), epochs)
+        log.warning("training the RA classifier (%s) on %s: %d images, %d epochs - once for this data set, "
+                    "resolution and seed; cached in %s", arch, ds.name, len(lab), epochs, path)
         rng = np.random.default_rng(seed)
+        t_start = time.perf_counter()
+
+        def report(e, seconds):  # the first epoch gives the estimate; then every quarter of the epochs
+            done = e + 1
+            if done == 1 or done == epochs or done % max(1, epochs // 4) == 0:
+                left = (time.perf_counter() - t_start) / done * (epochs - done)
+                log.warning("RA classifier: epoch %d / %d (%.1f s an epoch), about %.0f s left", done, epochs,
+                            seconds, left)
 
         def epoch(_):
             for x, y in stream(ds, rng.permutation(lab), batch, device, max_bad_fraction=max_bad_fraction,
@@ -264,7 +298,7 @@ def get_classifier(spec: str, size: int, ds, device, epochs: int = 30, seed: int
                 if x.shape[0] >= 2:
                     yield x, y
         model = train_classifier_batches(epoch, ds.num_classes, ds.channels, size, max(1, len(lab) // batch), epochs,
-                                         seed=seed, device=device, arch=arch)
+                                         seed=seed, device=device, arch=arch, on_epoch=report)
         tmp = path.with_suffix(".tmp")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -382,19 +416,33 @@ def _sides(fake, real, size, batch: int, per_class: int, seed: int):
     return fs, rs, size
 
 
-def _reference(real, extr, size: int, batch: int, device, max_bad_fraction: float, use_cache: bool, keep):
+def _reference(real, extr, size: int, batch: int, device, max_bad_fraction: float, use_cache: bool, keep,
+               rank: int = 0, world: int = 1):
     """The real side's statistics (pooled and per class) and, with ``keep``, its features: one pass,
-    cached under the data set's hash, resolution, load rule and extractor identity."""
+    cached under the data set's hash, resolution, load rule and extractor identity. Over `world` ranks:
+    each streams its share of the images and the shares are merged; rank 0 reads and writes the cache."""
     key = {"data": real.name, "hash": data_hash(real), "split": "train", "size": size, "resize": RESIZE_RULE,
            "extractor": extr.ident, "num_classes": real.num_classes, "v": 2}
     if keep is not None:
         key["features"] = str(keep).removeprefix("torch.")
 
     def reference():
-        c = collect(stream(real, None, batch, device, max_bad_fraction=max_bad_fraction, what="reference statistics"),
+        lo, hi = dist_share(len(real), batch, rank, world)
+        idx = None if world == 1 else np.arange(lo, hi)
+        c = collect(stream(real, idx, batch, device, max_bad_fraction=max_bad_fraction, what="reference statistics"),
                     extr, real.num_classes, device=device, keep_features=keep)
+        if world > 1:
+            merge(c, keep=keep is not None)
         return {"all": c.stats, "class": c.cstats, "features": c.features, "labels": c.labels}
-    return cached(key, reference, device=device, use_cache=use_cache)
+    if world == 1:
+        return cached(key, reference, device=device, use_cache=use_cache)
+    got = broadcast(portable(lookup(key)) if rank == 0 and use_cache and lookup(key) is not None else None)
+    if got is not None:
+        return from_portable(got, device)
+    stats = reference()
+    if rank == 0 and use_cache:
+        store(key, stats, device)
+    return stats
 
 
 def _checked(st: StatsSide, extr_ident: str | None, dim: int | None) -> StatsSide:
@@ -484,7 +532,7 @@ def evaluate(fake, real="digits", size: int | None = None, metrics=("fid",), ext
              splits: int = 10, batch: int = 100, device="cpu", seed: int = 0, use_cache: bool = True,
              max_bad_fraction: float = 0.01, strict: bool = True, classifier_arch: str = "small",
              real_stats=None, save_real_stats=None, resize: str | None = None, per_class: int = 100,
-             pr_features: str = "extractor", kept_dtype: str = "float32") -> dict:
+             pr_features: str = "extractor", kept_dtype: str = "float32", distributed: bool = True) -> dict:
     """Metrics of the generated side ``fake`` against the reference ``real`` (each in any form of
     ssgan_fast.evaluation.sides: a data set spec, folder, .npz of images or statistics, images, a loader;
     ``fake`` also Samples or a generator callable fn(labels) -> images, ``per_class`` images a class) at
@@ -496,8 +544,10 @@ def evaluate(fake, real="digits", size: int | None = None, metrics=("fid",), ext
     in that format. ``pr_features``: the features of precision / recall (pr, intra_pr): the extractor's
     (default) or VGG-16 fc2 (vgg16, as stylegan2-ada's pr50k3; keys with suffix _vgg16), in a second pass
     of both sides through that network. ``kept_dtype``: the host dtype of the features the k-NN metrics and
-    KID keep (float32; float16 halves the memory). Returns {"metrics": {...}, "timing": {...}, protocol
-    fields}."""
+    KID keep (float32; float16 halves the memory). ``distributed``: under torch.distributed with more than
+    one process (torchrun), every rank takes its share of both sides and the shares are merged
+    (ssgan_fast.evaluation.distributed; every rank must call, and every rank gets the result). Returns
+    {"metrics": {...}, "timing": {...}, protocol fields}."""
     try:
         check_classifier_arch(classifier_arch)
     except ValueError as e:
@@ -546,11 +596,18 @@ def evaluate(fake, real="digits", size: int | None = None, metrics=("fid",), ext
                         f"the real side's labels, but {rs.what} has {nc} classes: use --extractor inception")
     t0 = time.perf_counter()
     clf = None
+    rank, world = rank_world() if distributed else (0, 1)
+    if world > 1:
+        out["distributed"] = {"world_size": world, "share": "contiguous whole batches per rank, merged"}
     if need_clf:
+        if rank > 0:  # rank 0 trains (and caches) the classifier where none is cached; the others then load it
+            dist_barrier()
         clf, out["classifier"], out["classifier_sha256"] = get_classifier(
             rs.what, size, real, device, classifier_epochs, seed, classifier, train_classifier_,
             max_bad_fraction=max_bad_fraction, arch=classifier_arch)
         out["classifier_arch"] = clf.config().get("arch", "small")
+        if rank == 0 and world > 1:
+            dist_barrier()
     out["timing"]["classifier_s"] = time.perf_counter() - t0
     clf_space = extr is None
     extr = extr if extr is not None else clf
@@ -561,7 +618,6 @@ def evaluate(fake, real="digits", size: int | None = None, metrics=("fid",), ext
     if note:
         out["extractor_note"] = note
     suffix = "_clf" if clf_space else extr.suffix
-    M = out["metrics"]
     t0 = time.perf_counter()
     fid_family = [m for m in metrics if m in _FID_FAMILY]
     main_kept = [m for m in metrics if m in _KEPT and m not in vgg_ms]
@@ -577,19 +633,57 @@ def evaluate(fake, real="digits", size: int | None = None, metrics=("fid",), ext
         if file_stats["extractor"] is None:
             out["real_stats"]["note"] = "no extractor recorded (a pytorch-fid file): taken as FID Inception pool3"
     need_ref = [m for m in fid_family if not (m == "fid" and file_stats is not None)]
+    ref = None
     if need_ref or keep is not None or save_real_stats is not None:
-        ref = _reference(real, extr, size, batch, device, max_bad_fraction, use_cache, keep)
-        if save_real_stats is not None:
+        ref = _reference(real, extr, size, batch, device, max_bad_fraction, use_cache, keep, rank, world)
+        if save_real_stats is not None and rank == 0:
             out["saved_real_stats"] = str(save_fid_stats(save_real_stats, ref["all"], extr.ident))
     out["timing"]["real_features_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     ra_clf = clf if any(m in metrics for m in ("ra", "gan_test", "avg_conf")) else None
     is_splits = min(splits, len(samples)) if "is" in metrics else 0
-    fake_b = _match_channels(samples.batches(), real.channels, rs.what) if clf is not None else samples.batches()
+    start, mine = samples.share(rank, world) if world > 1 else (0, samples.batches())
+    fake_b = _match_channels(mine, real.channels, rs.what) if clf is not None else mine
     # generated samples arrive class by class: the IS splits are cut from a seeded shuffle
     got = collect(fake_b, extr, nc if labeled else None, total=len(samples), is_splits=is_splits, classifier=ra_clf,
-                  device=device, is_shuffle_seed=IS_SHUFFLE_SEED, keep_features=keep)
+                  device=device, is_shuffle_seed=IS_SHUFFLE_SEED, keep_features=keep, is_start=start)
+    if world > 1:
+        merge(got, total=len(samples), keep=keep is not None)
     out["timing"]["fake_features_s"] = time.perf_counter() - t0
+    if vgg_ms:  # precision / recall on VGG-16 fc2 features: both sides through that network once
+        t0 = time.perf_counter()
+        vgg = _vgg16(pr_features, device)
+        ref_v = _reference(real, vgg, size, batch, device, max_bad_fraction, use_cache, keep_dt, rank, world)
+        start, mine = samples.share(rank, world) if world > 1 else (0, samples.batches())
+        got_v = collect(mine, vgg, nc if labeled else None, total=len(samples), device=device, keep_features=keep_dt)
+        if world > 1:
+            merge(got_v, keep=True)
+        out["timing"]["vgg16_s"] = time.perf_counter() - t0
+    def finish():
+        return _finish(out, metrics, samples, nc, labeled, extr, ra_clf, file_stats, ref, got, is_splits, keep,
+                       main_kept, suffix, (ref_v, got_v, vgg) if vgg_ms else None, test, no_test, strict,
+                       classifier_epochs, seed, device, batch, max_bad_fraction, classifier_arch, t_all)
+    if world == 1:
+        return finish()
+    # the metrics from the merged statistics: rank 0 computes, every rank gets the result (or the error)
+    if rank > 0:
+        res = broadcast(None)
+        if isinstance(res, tuple):  # rank 0's error, as (type name, message)
+            raise (EvalError if res[0] == "EvalError" else RuntimeError)(f"rank 0: {res[1]}")
+        return res
+    try:
+        res = finish()
+    except Exception as e:
+        broadcast((type(e).__name__, str(e)))
+        raise
+    return broadcast(res)
+
+
+def _finish(out, metrics, samples, nc, labeled, extr, ra_clf, file_stats, ref, got, is_splits, keep, main_kept,
+            suffix, vgg_side, test, no_test, strict, classifier_epochs, seed, device, batch, max_bad_fraction,
+            classifier_arch, t_all) -> dict:
+    """evaluate()'s metrics from the collected statistics of both sides (rank 0 alone under torchrun)."""
+    M = out["metrics"]
     out["warnings"] = small_sample_warnings(metrics, len(samples), extr.dim, is_splits)
     for w in out["warnings"]:
         log.warning("%s", w)
@@ -616,17 +710,13 @@ def evaluate(fake, real="digits", size: int | None = None, metrics=("fid",), ext
     if keep is not None:
         _kept_metrics(main_kept, ref, got, nc, suffix, out)
     out["timing"]["statistics_s"] = time.perf_counter() - t0
-    if vgg_ms:  # precision / recall on VGG-16 fc2 features: both sides through that network once
-        t0 = time.perf_counter()
-        vgg = _vgg16(pr_features, device)
-        ref_v = _reference(real, vgg, size, batch, device, max_bad_fraction, use_cache, keep_dt)
-        got_v = collect(samples.batches(), vgg, nc if labeled else None, total=len(samples), device=device,
-                        keep_features=keep_dt)
+    if vgg_side is not None:  # precision / recall on VGG-16 fc2 features (collected with the other features)
+        ref_v, got_v, vgg = vgg_side
+        vgg_ms = [m for m in metrics if m in ("pr", "intra_pr")]
         side = {"metrics": M}
         _kept_metrics(vgg_ms, ref_v, got_v, nc, "_vgg16", side)
         side.pop("metrics")
         out["pr_vgg16"] = {"extractor": vgg.ident, "resize": "torch bilinear to 224, ImageNet mean / std", **side}
-        out["timing"]["vgg16_s"] = time.perf_counter() - t0
     if ra_clf is not None and test is not None:
         out["classifier_real_test_accuracy"] = test_accuracy(lambda x: ra_clf(x)["logits"].argmax(1), test, device,
                                                              batch, max_bad_fraction)

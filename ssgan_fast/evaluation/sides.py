@@ -50,6 +50,15 @@ class Samples:
     batches: Callable[[], Iterable]
     size: int | None = None
     what: str = "samples"
+    batch: int | None = None  # the size of every batch but the last, where known (distributed shares align to it)
+    shard: Callable[[int, int], Iterable] | None = None  # (lo, hi) -> the batches of samples [lo, hi), where
+    # cheaper than drawing every batch (a run's generator: the noise of other ranks' batches, not their images)
+
+    def share(self, rank: int, world: int) -> tuple[int, Iterable]:
+        """(first sample, batches) of rank `rank`'s share (ssgan_fast.evaluation.distributed.share)."""
+        from .distributed import share, sliced
+        lo, hi = share(len(self), self.batch or max(1, -(-len(self) // world)), rank, world)
+        return lo, (self.shard(lo, hi) if self.shard is not None else sliced(self.batches(), lo, hi))
 
     @classmethod
     def from_arrays(cls, images, labels=None, batch: int = 100, what: str = "arrays") -> Samples:
@@ -62,7 +71,8 @@ class Samples:
         if x.shape[0] == 0:
             raise EvalError("no samples to evaluate")
         return cls(y, lambda: ((x[i:i + batch], y[i:i + batch]) for i in range(0, x.shape[0], batch)),
-                   int(x.shape[-1]), what)
+                   int(x.shape[-1]), what, batch,
+                   lambda lo, hi: ((x[i:min(i + batch, hi)], y[i:min(i + batch, hi)]) for i in range(lo, hi, batch)))
 
     def __len__(self):
         return int(self.labels.shape[0])
@@ -306,7 +316,9 @@ def _dataset_samples(ds: ImageDataset, batch: int, what: str) -> Samples:
     """A data set as generated samples: streamed from its files; no unreadable file is tolerated."""
     def batches():
         return stream(ds, None, batch, "cpu", max_bad_fraction=0.0, what=f"samples {what}")
-    return Samples(torch.as_tensor(np.asarray(ds.labels), dtype=torch.int64), batches, ds.size, what)
+    def shard(lo, hi):
+        return stream(ds, np.arange(lo, hi), batch, "cpu", max_bad_fraction=0.0, what=f"samples {what}")
+    return Samples(torch.as_tensor(np.asarray(ds.labels), dtype=torch.int64), batches, ds.size, what, batch, shard)
 
 
 def _generator_samples(fn, num_classes: int, per_class: int, batch: int, seed: int) -> Samples:
@@ -333,7 +345,7 @@ def _generator_samples(fn, num_classes: int, per_class: int, batch: int, seed: i
                     raise EvalError(f"the generator callable returned NaN / inf images (batch {i // batch})")
                 check_float_range(x, "the generator callable's images", warned)
                 yield x.detach().float().clamp(-1, 1), out_labels[i:i + batch]
-    return Samples(out_labels, batches, None, getattr(fn, "__name__", "generator callable"))
+    return Samples(out_labels, batches, None, getattr(fn, "__name__", "generator callable"), batch)
 
 
 def fake_side(obj, size: int | None = None, batch: int = 100, num_classes: int = 0, per_class: int = 100,

@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -66,23 +67,77 @@ def load_stats(path: Path, device="cpu") -> dict[str, FeatureStats]:
     return out
 
 
+# the last reference statistics used in this process, by (cache key, device): a trainer's periodic
+# evaluations read them from memory, not from the file each time (read-only: no metric changes them)
+_MEMORY: OrderedDict = OrderedDict()
+MEMORY_ENTRIES = 2
+
+
+def _remember(mkey: tuple, stats: dict) -> dict:
+    _MEMORY[mkey] = stats
+    _MEMORY.move_to_end(mkey)
+    while len(_MEMORY) > MEMORY_ENTRIES:
+        _MEMORY.popitem(last=False)
+    return stats
+
+
+def lookup(key: dict, device="cpu") -> dict[str, FeatureStats | torch.Tensor] | None:
+    """The cached statistics of `key` (this process's memory, else the file), or None (never computed,
+    or an unreadable file: said in the log)."""
+    mkey = (cache_key(key), str(torch.device(device)), str(cache_dir()))
+    if mkey in _MEMORY:
+        _MEMORY.move_to_end(mkey)
+        return _MEMORY[mkey]
+    path = cache_dir() / f"{cache_key(key)}.npz"
+    if not path.is_file():
+        return None
+    try:
+        log.info("reference statistics from cache %s", path)
+        return _remember(mkey, load_stats(path, device))
+    except Exception as e:  # a truncated / foreign file: recompute, say so
+        log.warning("ignoring unreadable statistics cache %s (%s); recomputing", path, e)
+        return None
+
+
+def store(key: dict, stats: dict, device="cpu") -> None:
+    """Cache `stats` under `key` (file and memory); an unwritable or full cache loses only the caching,
+    never the statistics."""
+    _remember((cache_key(key), str(torch.device(device)), str(cache_dir())), stats)
+    path = cache_dir() / f"{cache_key(key)}.npz"
+    try:
+        save_stats(path, key, stats)
+        log.info("reference statistics cached in %s", path)
+    except OSError as e:
+        for tmp in path.parent.glob(f"{path.stem}.tmp{os.getpid()}*"):
+            tmp.unlink(missing_ok=True)
+        log.warning("reference statistics not cached (%s: %s)", path, e.strerror or e)
+
+
+def portable(stats: dict) -> dict:
+    """The statistics as host state dicts / host tensors (to send to other processes)."""
+    return {k: (None if v is None else ("tensor", v.cpu()) if isinstance(v, torch.Tensor) else
+                ("stats", {f: (t.cpu() if isinstance(t, torch.Tensor) else t) for f, t in v.state_dict().items()}))
+            for k, v in stats.items()}
+
+
+def from_portable(obj: dict, device="cpu") -> dict:
+    out = {}
+    for k, v in obj.items():
+        if v is None or v[0] == "tensor":
+            out[k] = None if v is None else v[1]
+        else:
+            sd = v[1]
+            out[k] = FeatureStats(sd["dim"], sd["num_classes"], device=device).load_state_dict(sd)
+    return out
+
+
 def cached(key: dict, compute, device="cpu", use_cache: bool = True) -> dict[str, FeatureStats | torch.Tensor]:
     """compute() -> {name: FeatureStats or a host tensor (kept features)}; loaded from the cache when the
     key was computed before."""
-    path = cache_dir() / f"{cache_key(key)}.npz"
-    if use_cache and path.is_file():
-        try:
-            log.info("reference statistics from cache %s", path)
-            return load_stats(path, device)
-        except Exception as e:  # a truncated / foreign file: recompute, say so
-            log.warning("ignoring unreadable statistics cache %s (%s); recomputing", path, e)
+    got = lookup(key, device) if use_cache else None
+    if got is not None:
+        return got
     stats = compute()
     if use_cache:
-        try:
-            save_stats(path, key, stats)
-            log.info("reference statistics cached in %s", path)
-        except OSError as e:  # an unwritable or full cache loses only the caching, never the statistics
-            for tmp in path.parent.glob(f"{path.stem}.tmp{os.getpid()}*"):
-                tmp.unlink(missing_ok=True)
-            log.warning("reference statistics not cached (%s: %s)", path, e.strerror or e)
+        store(key, stats, device)
     return stats

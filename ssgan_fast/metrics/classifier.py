@@ -8,6 +8,7 @@ does not fit the data, e.g. 8x8 digits) and a linear head. Inputs in [-1, 1].
 from __future__ import annotations
 
 import logging
+import time
 
 import torch
 import torch.nn.functional as F
@@ -157,9 +158,10 @@ def train_classifier(images: torch.Tensor, labels: torch.Tensor, num_classes: in
 
 def train_classifier_batches(batches, num_classes: int, in_channels: int, size: int, steps_per_epoch: int,
                              epochs: int = 30, lr: float = 2e-3, seed: int = 0, device="cpu", width: int = 32,
-                             progress: bool = False, arch: str = "small") -> nn.Module:
+                             progress: bool = False, arch: str = "small", on_epoch=None) -> nn.Module:
     """train_classifier on streamed data: ``batches(epoch)`` yields (images, labels) batches (for
-    data sets read from files, one decode pass per epoch; nothing else is kept)."""
+    data sets read from files, one decode pass per epoch; nothing else is kept). ``on_epoch(epoch,
+    seconds)`` is called after each epoch (progress reports)."""
     torch.manual_seed(seed)
     aug_gen = torch.Generator().manual_seed(seed + 1)
     model = make_classifier(arch, num_classes, in_channels, size, width).to(device)
@@ -171,6 +173,7 @@ def train_classifier_batches(batches, num_classes: int, in_channels: int, size: 
         it = tqdm(it, desc="classifier", unit="epoch")
     model.train()
     for e in it:
+        t0 = time.perf_counter()
         for x, y in batches(e):
             x, y = x.to(device), y.to(device).long()
             # random translations by up to 1/8 of the size with reflected borders
@@ -179,6 +182,8 @@ def train_classifier_batches(batches, num_classes: int, in_channels: int, size: 
             loss.backward()
             opt.step()
             sched.step()
+        if on_epoch is not None:
+            on_epoch(e, time.perf_counter() - t0)
     return model.eval().requires_grad_(False)
 
 

@@ -99,15 +99,18 @@ class Collected:
 @torch.no_grad()
 def collect(batches: Iterable, extractor, num_classes: int | None = None, total: int | None = None,
             is_splits: int = 0, classifier=None, device="cpu", progress: bool = False,
-            is_shuffle_seed: int | None = None, keep_features=None) -> Collected:
+            is_shuffle_seed: int | None = None, keep_features=None, is_start: int = 0) -> Collected:
     """One pass: batches yield (images [B, C, H, W] in [-1, 1], labels [B] or None). ``keep_features``
     (a dtype: torch.float32, or torch.float16 to halve the memory) also keeps the pooled features on the
     host, N x dim in that dtype, with their labels (-1 where a batch has none): what KID and the k-NN
     metrics (precision / recall, density / coverage) need. Every metric of the extractor comes from this
-    one pass over the images."""
+    one pass over the images. ``is_start``: the position of the first image among the ``total`` (a
+    distributed share: the IS splits are cut from the positions of all ranks' samples)."""
     stats = FeatureStats(extractor.dim, device=device)
     cstats = FeatureStats(extractor.dim, num_classes, device=device) if num_classes else None
     is_acc = InceptionScore(total, is_splits, is_shuffle_seed) if is_splits else None
+    if is_acc is not None:
+        is_acc.seen = is_start
     correct = count = 0
     conf_sum = 0.0
     kept, kept_labels = [], []

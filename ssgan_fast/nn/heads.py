@@ -80,10 +80,13 @@ class AAMHead(nn.Module):
             class pixels far off (Frechet distance 5x the softmax run's), the calibrated head beat the
             softmax baseline (docs: "Dropping AAM into your GAN"). False gives the paper's raw loss.
             Only ``loss`` is scaled; the logits are Eq. 8's.
+        learn_s: learn the scale (a parameter ``log_s``, s = exp(log_s) > 0, starting at `s`; the calibration
+            factor stays that of the starting s). The ops then take the unfused path (the [B, C] logits of
+            s = 1, times s, into torch's cross-entropy).
     """
 
     def __init__(self, in_features: int, num_classes: int, s: float = 30.0, m: float = 0.5,
-                 calibrate: bool = True):
+                 calibrate: bool = True, learn_s: bool = False):
         super().__init__()
         if in_features < 1 or num_classes < 2:
             raise ValueError("AAMHead needs in_features >= 1 and num_classes >= 2")
@@ -92,6 +95,12 @@ class AAMHead(nn.Module):
         self.s, self.m = float(s), float(m)
         self.calibrate = bool(calibrate)
         self.loss_scale = math.log(num_classes) / aam_chance_loss(num_classes, self.s, self.m) if calibrate else 1.0
+        self.log_s = nn.Parameter(torch.tensor(math.log(self.s))) if learn_s else None
+
+    @property
+    def scale(self):
+        """The logit scale the ops take: the float s, or exp(log_s) (a tensor in the graph) with learn_s."""
+        return self.s if self.log_s is None else self.log_s.exp()
 
     def _feat(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() == 4 and x.shape[2:] == (1, 1):  # [B, D, 1, 1]: a conv classifier's pooled output
@@ -104,8 +113,8 @@ class AAMHead(nn.Module):
         x = self._feat(x)
         if target is None:
             target = torch.zeros(x.shape[0], dtype=torch.int64, device=x.device)
-            return aam_logits(x, self.weight, target, self.s, 0.0)
-        return aam_logits(x, self.weight, target, self.s, self.m)
+            return aam_logits(x, self.weight, target, self.scale, 0.0)
+        return aam_logits(x, self.weight, target, self.scale, self.m)
 
     def loss(self, x: torch.Tensor, target: torch.Tensor, reduction: str = "mean",
              ignore_index: int | None = None, margin: float | None = None) -> torch.Tensor:
@@ -122,16 +131,17 @@ class AAMHead(nn.Module):
             keep = target != ignore_index
             if reduction == "none":
                 safe = torch.where(keep, target, torch.zeros_like(target))
-                per = aam_cross_entropy(x, self.weight, safe, self.s, m, "none")
+                per = aam_cross_entropy(x, self.weight, safe, self.scale, m, "none")
                 return torch.where(keep, per, torch.zeros_like(per)) * self.loss_scale
             x, target = x[keep], target[keep]
             if x.shape[0] == 0:
                 return (self.weight.sum() * 0.0).float()
-        return aam_cross_entropy(x, self.weight, target, self.s, m, reduction) * self.loss_scale
+        return aam_cross_entropy(x, self.weight, target, self.scale, m, reduction) * self.loss_scale
 
     def extra_repr(self) -> str:
         C, D = self.weight.shape
-        return f"in_features={D}, num_classes={C}, s={self.s}, m={self.m}, calibrate={self.calibrate}"
+        learned = "" if self.log_s is None else ", learn_s=True"
+        return f"in_features={D}, num_classes={C}, s={self.s}, m={self.m}, calibrate={self.calibrate}{learned}"
 
 
 def _up(t: torch.Tensor) -> torch.Tensor:

@@ -30,9 +30,15 @@ def _check(x, weight, target, s, m):
 
 
 def _check_sm(s, m):
+    if torch.is_tensor(s):  # a learnable scale: one floating value
+        if s.numel() != 1 or not s.is_floating_point():
+            raise TypeError(f"a tensor s must hold one floating value, got shape {tuple(s.shape)} {s.dtype}")
+        if s.device.type != "meta" and not float(s.detach()) > 0:
+            raise ValueError(f"s (the logit scale) must be > 0, got {float(s.detach())}")
+        s = 1.0
     for v, name in ((s, "s"), (m, "m")):
         if not isinstance(v, (int, float)) or isinstance(v, bool):
-            raise TypeError(f"{name} must be a float, got {type(v).__name__}")
+            raise TypeError(f"{name} must be a float or (s) a one-value tensor, got {type(v).__name__}")
     if not s > 0:
         raise ValueError(f"s (the logit scale) must be > 0, got {s}")
     if not 0.0 <= m < 3.141592653589793:
@@ -44,9 +50,12 @@ def aam_logits(x: torch.Tensor, weight: torch.Tensor, target: torch.Tensor, s: f
     """AAM logits [B, C] in the dtype of x: s cos theta_j, and s cos(theta_y + m) at the target.
 
     x: [B, D] features, weight: [C, D] class weights (no bias; both are L2-normalised here),
-    target: [B] integer class indices.
+    target: [B] integer class indices. s: a float, or a one-value tensor (a learnable scale: the logits
+    are those of s = 1 times s, so the gradient reaches s).
     """
     _check(x, weight, target, s, m)
+    if torch.is_tensor(s):
+        return aam_logits(x, weight, target, 1.0, m) * s.reshape(()).to(x.dtype)
     backend = pick_backend(x.device)
     if backend == "ref":
         with torch.autocast(x.device.type, enabled=False):  # same numerics as the fused paths
@@ -67,6 +76,8 @@ def aam_cross_entropy(x: torch.Tensor, weight: torch.Tensor, target: torch.Tenso
     class weights (no bias; both L2-normalised here); target: [B] integer class indices in [0, C); s: the
     logit scale (> 0); m: the additive angular margin in radians, [0, pi); reduction: "mean" | "sum" |
     "none"; chunk_size: class columns per recomputed tile in backward (default: sized to the memory).
+    A one-value tensor s (a learnable scale) takes the unfused path: the [B, C] logits of s = 1 (the op
+    ``aam_logits`` on the same backend), times s, into torch's cross-entropy, so the gradient reaches s.
     The loss starts near ``aam_chance_loss(C, s, m)`` (16.6 at C = 10, s = 30, m = 0.5), not log C:
     ``nn.AAMHead`` calibrates it for a softmax-tuned recipe (docs/aam_dropin.md).
 
@@ -81,6 +92,10 @@ def aam_cross_entropy(x: torch.Tensor, weight: torch.Tensor, target: torch.Tenso
         chunk_size = default_chunk(x.shape[0], C)
     elif not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
+    if torch.is_tensor(s):
+        z = aam_logits(x, weight, target, 1.0, m)
+        z = z if z.dtype == torch.float64 else z.float()
+        return torch.nn.functional.cross_entropy(z * s.reshape(()).to(z.dtype), target.long(), reduction=reduction)
     backend = pick_backend(x.device)
     if backend == "ref":
         with torch.autocast(x.device.type, enabled=False):  # same numerics as the fused paths

@@ -123,16 +123,23 @@ def _ddp_worker(rank, world, port, out):
                       LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
     dist.init_process_group("gloo")
+    import functools
+
+    import ssgan_fast.evaluation as ev
     from ssgan_fast.engine.trainer import Trainer
     from ssgan_fast.train import build_parser, resolve
+    ev._random_inception = functools.partial(ev._random_inception, input_size=75)  # the small_inception fixture's
+    os.environ.update(SSGAN_FAST_CACHE=str(out / "cache"), SSGAN_FAST_WEIGHTS=str(out / "weights"))
     tiny = ["--size", "8", "--set", "model.ch=4", "--set", "model.c_ch=4", "--set", "model.z_dim=8", "--batch", "4",
-            "--no-progress", "--no-final-eval"]
+            "--no-progress", "--no-final-eval", "--set", "train.eval_every=3", "--set", "train.eval_metrics=fid,kid",
+            "--set", "train.eval_extractor=inception-random", "--set", "train.eval_samples_per_class=3"]
     cfg = resolve(build_parser().parse_args(tiny + ["--out", str(out), "--name", "ddp", "--steps", "3",
                                                     "--model", "triplegan", "--device", "cpu"]))
     tr = Trainer(cfg)
     assert tr.world == 2 and tr.loader.sampler.unl.size < len(tr.split.unlabeled)  # a shard per rank
-    tr.fit()
+    tr.fit()  # the evaluation at step 3 runs on both ranks, each with its share
     torch.save({k: v for k, v in tr.model.state_dict().items()}, out / f"rank{rank}.pt")
+    torch.save(dict(tr.evaluate()["metrics"]), out / f"metrics{rank}.pt")
     dist.destroy_process_group()
 
 
@@ -150,6 +157,12 @@ def test_ddp_two_gloo_processes(tmp_path):
         if k.startswith(("G.", "D.", "C.")) and "running" not in k and "num_batches" not in k:
             assert torch.equal(a[k], b[k]), k
     assert (tmp_path / "ddp" / "ckpt" / "last.pt").is_file()
+    # the distributed evaluation: every rank gets rank 0's result, which rank 0 alone wrote (twice: step 3 in
+    # fit, then the call above)
+    m0, m1 = torch.load(tmp_path / "metrics0.pt"), torch.load(tmp_path / "metrics1.pt")
+    assert {k: v for k, v in m0.items() if k != "c_acc"} == m1 and {"fid", "kid_mean"} <= set(m1)  # c_acc: rank 0's
+    lines = (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 2 and json.loads(lines[-1])["fid"] == pytest.approx(m0["fid"])
 
 
 @pytest.mark.parametrize("model,backend", [("sphericgan", "aot_eager"), ("sphericgan", "inductor"),

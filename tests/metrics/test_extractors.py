@@ -195,3 +195,43 @@ def test_evaluate_in_the_dinov2_and_clip_spaces(kind, suffix, dim):
         evaluate((fx, fy), (rx, ry), None, ["is"], extractor=kind)
     with pytest.raises(EvalError, match="resizes its own way"):
         evaluate((fx, fy), (rx, ry), None, ["fid"], extractor=kind, resize="clean")
+
+
+def test_periodic_evaluations_reuse_the_extractor_and_the_reference_statistics(tf_inception, tmp_path, caplog):
+    """A second evaluation in the same process (a trainer's periodic one) takes the built extractor and the
+    real side's statistics from memory: no rebuild, no file read; a replaced weights file builds anew."""
+    import logging
+    import os
+
+    from ssgan_fast.evaluation import _other_extractor
+    net, path = tf_inception
+    a = _other_extractor("inception-tf", "cpu")
+    assert _other_extractor("inception-tf", "cpu") is a
+    fx, fy = _pictures(0, 30.0)
+    rx, ry = _pictures(1, 0.0)
+    first = evaluate((fx, fy), (rx, ry), None, ["fid", "kid"], extractor="inception-tf", batch=4)
+    for f in (tmp_path / "stats").glob("*.npz"):
+        f.unlink()  # the file is gone: only the memory can serve the statistics
+    with caplog.at_level(logging.INFO, logger="ssgan_fast"):
+        second = evaluate((fx, fy), (rx, ry), None, ["fid", "kid"], extractor="inception-tf", batch=4)
+    assert "reference statistics" not in caplog.text  # neither read from the file nor computed and cached
+    assert dict(second["metrics"]) == dict(first["metrics"])
+    os.utime(path, ns=(1, 1))
+    assert _other_extractor("inception-tf", "cpu") is not a
+
+
+def test_first_classifier_training_says_what_it_does_and_how_long_it_will_take(caplog):
+    """The RA classifier's first training (evaluate()'s hidden cost) is announced at warning level - what,
+    how many images and epochs, where it is cached - with a time estimate after the first epoch."""
+    import logging
+    fx, fy = _pictures(0, 30.0)
+    rx, ry = _pictures(1, 0.0)
+    with caplog.at_level(logging.WARNING, logger="ssgan_fast"):
+        evaluate((fx, fy), (rx, ry), None, ["ra"], extractor="dinov2-random", classifier_epochs=3, batch=5)
+    text = caplog.text
+    assert "training the RA classifier" in text and "10 images, 3 epochs" in text and "cached in" in text
+    assert "epoch 1 / 3" in text and "s left" in text and "epoch 3 / 3" in text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="ssgan_fast"):
+        evaluate((fx, fy), (rx, ry), None, ["ra"], extractor="dinov2-random", classifier_epochs=3, batch=5)
+    assert "training the RA classifier" not in caplog.text  # cached

@@ -146,3 +146,31 @@ def test_mixed_float64_and_meta_tensors_are_refused_with_the_ops_message():
     aam_cross_entropy(x.float().bfloat16(), w, y)  # autocast-style mixes stay allowed
     with pytest.raises(ValueError, match="meta tensors"):
         aam_cross_entropy(x.float().to("meta"), w.to("meta"), y.to("meta"))
+
+
+@pytest.mark.parametrize("backend", ["ref", "cpp", "triton"])
+def test_learnable_scale_tensor(backend, use_backend):
+    """A one-value tensor s (a learnable scale): values equal the float-s op's, gradients reach x, W and s
+    (gradcheck in float64); a bad s is refused with the op's message. AAMHead(learn_s=True) learns it."""
+    from ssgan_fast.nn import AAMHead
+    use_backend(backend)
+    x0, w0, t, _ = _inputs(5, 4, 3, seed=5, wide_angles=False)
+    s = torch.tensor(7.0)
+    torch.testing.assert_close(aam_logits(x0, w0, t, s, 0.5), aam_logits(x0, w0, t, 7.0, 0.5), rtol=1e-5, atol=1e-5)
+    for red in ("mean", "sum", "none"):
+        want = aam_cross_entropy(x0, w0, t, 7.0, 0.5, red)
+        torch.testing.assert_close(aam_cross_entropy(x0, w0, t, s, 0.5, red), want, rtol=1e-5, atol=1e-5)
+    x, w = x0.double().requires_grad_(), w0.double().requires_grad_()
+    sd = torch.tensor(3.0, dtype=torch.float64, requires_grad=True)
+    if backend != "triton":  # the interpreter's float64 is checked by the float-s tests above
+        assert torch.autograd.gradcheck(lambda a, b, c: aam_cross_entropy(a, b, t, c, 0.5), (x, w, sd))
+        assert torch.autograd.gradcheck(lambda a, b, c: aam_logits(a, b, t, c, 0.5), (x, w, sd))
+    bads = ((torch.tensor([1.0, 2.0]), TypeError), (torch.tensor(3), TypeError), (torch.tensor(-1.0), ValueError))
+    for bad, err in bads:
+        with pytest.raises(err, match="s"):
+            aam_cross_entropy(x0, w0, t, bad, 0.5)
+    head = AAMHead(4, 3, s=10.0, learn_s=True)
+    assert "learn_s=True" in repr(head) and float(head.scale) == pytest.approx(10.0)
+    loss = head.loss(x0, t)
+    loss.backward()
+    assert head.log_s.grad is not None and float(head.log_s.grad) != 0.0
