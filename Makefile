@@ -25,14 +25,14 @@ test: install
 	$(PY) -m pytest -q tests
 
 # ruff with the named rule set of pyproject.toml [tool.ruff.lint] (E, F, W, I, B, UP; no ignores), the
-# generated constants module current (csrc/gen_constants.py), and the import contracts
+# generated constants module current (tools/gen_constants.py), and the import contracts
 # (pyproject.toml [tool.importlinter]): CLIs > engine > evaluation > models > nn, metrics, data > ops >
 # _backends, weights, _constants; metrics and data independent; reference / _checks / host functions
 # used by the ops only
 lint:
 	$(PY) -m pip install -q ruff==0.17.6 import-linter
 	$(PY) -m ruff check .
-	$(PY) csrc/gen_constants.py --check
+	$(PY) tools/gen_constants.py --check
 	$(PY) -c "from importlinter.cli import lint_imports_command; lint_imports_command()"
 
 bench: install
@@ -49,16 +49,16 @@ test-device-versions:
 # The full ahead-of-time sweep (no GPU needed, about 11 minutes on 2 cores): record the Triton launches of
 # the op tests under the interpreter, compile every specialisation for sm_90 / sm_80 under Triton 3.8 and
 # the GPU machines' Triton 3.6 (side venv), read the CUDA kernels' ptxas resources from the built _C, and
-# write the committed tables bench/results/static/ (tests/kernels/test_aot.py checks them).
+# write the committed tables tools/aot_tables/ (tests/kernels/test_aot.py checks them).
 TRITON36_VENV ?= /tmp/ssgan-triton36
 aot-table:
 	SSGAN_FAST_AOT_COVERAGE=0 $(PY) -m pytest -q -p no:cacheprovider tests/ops --triton-launches /tmp/ssgan-launches.jsonl
-	$(PY) bench/aot.py table --launches /tmp/ssgan-launches.jsonl
+	$(PY) tools/aot.py table --launches /tmp/ssgan-launches.jsonl
 	[ -x $(TRITON36_VENV)/bin/python ] || { $(PY) -m venv --system-site-packages $(TRITON36_VENV) && \
 	  $(TRITON36_VENV)/bin/python -m pip install -q --no-deps triton==3.6.0; }
-	$(TRITON36_VENV)/bin/python bench/aot.py table --launches /tmp/ssgan-launches.jsonl
-	$(PY) bench/aot.py cuda
-	$(PY) bench/aot.py summary
+	$(TRITON36_VENV)/bin/python tools/aot.py table --launches /tmp/ssgan-launches.jsonl
+	$(PY) tools/aot.py cuda
+	$(PY) tools/aot.py summary
 
 build-info:
 	$(PY) -c "import ssgan_fast; ssgan_fast.build_info(print_=True)"

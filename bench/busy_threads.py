@@ -5,9 +5,9 @@ CPU threading candidate:
 - default: torch's own choice (as many intra-op threads as cores; OpenMP's default wait policy, which
   spins between parallel regions);
 - passive: OMP_WAIT_POLICY=PASSIVE in the environment before torch loads (idle OpenMP threads sleep);
-- 1 thread: OMP_NUM_THREADS=1;
-- interop1: torch.set_num_interop_threads(1) (via SSGAN_FAST_INTEROP=1, read by the trainer) - only
-  where the CLI supports it.
+- 1 thread: OMP_NUM_THREADS=1.
+
+(torch's inter-op pool, torch.set_num_interop_threads, is not measured here.)
 
 Each configuration: wall time of the command alone, then of each of two copies started together
 (the slower copy's time), and the ratio pair / alone. Run it alone on the machine.

@@ -22,11 +22,24 @@ def main(argv=None) -> int:
     p.add_argument("--doc", default="docs/claims.md")
     p.add_argument("--json", default="bench/results/cpu-x86_64/claims.json")
     p.add_argument("--figures", default="docs/figures/claims")
+    p.add_argument("--results", nargs="+", default=None,
+                   help="the sweeps' result files to merge (default: CLAIMS/claims.json); each claim keeps the seed "
+                        "count of its sweep")
     a = p.parse_args(argv)
     src = Path(a.claims)
-    result = json.loads((src / "claims.json").read_text())
+    result = None
+    for path in a.results or [src / "claims.json"]:
+        part = json.loads(Path(path).read_text())
+        for c in part["claims"].values():
+            c.setdefault("seeds", part["seeds"])
+        if result is None:
+            result = part
+        else:
+            result["claims"].update(part["claims"])
+            result["wall_s"] = result.get("wall_s", 0) + part.get("wall_s", 0)
+    result["seeds"] = {n: c["seeds"] for n, c in result["claims"].items()}
     Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy(src / "claims.json", a.json)
+    Path(a.json).write_text(json.dumps(result, indent=1))
     figs = Path(a.figures)
     figs.mkdir(parents=True, exist_ok=True)
     doc = Path(a.doc)

@@ -1,6 +1,6 @@
 // The one source of the ops' scalar constants and of the ArcFace margin math, for the C++ (CPU)
 // and CUDA code (__host__ __device__). Python and Triton read the same values from
-// ssgan_fast/_constants.py, generated from this file (python csrc/gen_constants.py);
+// ssgan_fast/_constants.py, generated from this file (python tools/gen_constants.py);
 // tests/ops/test_constants.py checks that every language sees the same values.
 //
 // Constant lines have the form `SSGAN_CONST(type, NAME, value)  // comment`: the generator reads them.

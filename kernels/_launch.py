@@ -7,7 +7,7 @@ the interpreter (``TRITON_INTERPRET=1``, CPU tensors). A failure to compile or l
 fallback. Inside ``recording()`` every launch's GPU specialisation (Triton's own signature,
 constexprs and alignment attributes, one per autotune config) is collected; ``recording(dry=True)``
 collects without launching, so the ops can be walked on meta tensors at any shape
-(``bench/aot.py`` compiles what it collects for sm_90 / sm_80).
+(``tools/aot.py`` compiles what it collects for sm_90 / sm_80).
 """
 from __future__ import annotations
 
@@ -156,7 +156,7 @@ def set_recorder(recorder: Recorder | None):
 
 
 def write_specs(specs, path: str):
-    """JSON lines, one spec each (``bench/aot.py table --launches PATH`` reads them)."""
+    """JSON lines, one spec each (``tools/aot.py table --launches PATH`` reads them)."""
     with open(path, "w") as f:
         for s in specs:
             f.write(json.dumps(s, sort_keys=True) + "\n")

@@ -223,7 +223,7 @@ def _blocks(B: int, K: int):
 
 # Autotune candidates (BLOCK_B, BLOCK_K, num_warps): at most 16 bytes of spills on sm_80 / sm_90 in every
 # mode under Triton 3.6 and 3.8 (16 rows of 128 or 512 columns spill more, 4 rows of 1024 with 8 warps under
-# 3.6; see bench/results/static/), from one row of 1024 columns
+# 3.6; see tools/aot_tables/), from one row of 1024 columns
 # (large C, small B) to 16 rows of 64 (large B, moderate C). A GPU compiles each on its first call: four.
 _TILES = [(1, 1024, 4), (4, 512, 4), (4, 1024, 16), (16, 64, 8)]
 

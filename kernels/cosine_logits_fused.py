@@ -156,7 +156,7 @@ def _fused_ce_kernel(x, sxb, sxd, p, spk, spd, target, loss_out, lse_out, rx_out
 
 # Autotune candidates per BLOCK_K (all K columns live in one [BLOCK_B, BLOCK_K] tile): (BLOCK_B, BLOCK_D,
 # num_warps), each one that ptxas compiles on sm_80 and sm_90 for fp32 / bf16 / fp16 with at most 16 bytes
-# of spills (bench/results/static/triton-*.json records registers, spills and shared memory of every one,
+# of spills (tools/aot_tables/triton-*.json records registers, spills and shared memory of every one,
 # tests/kernels/test_aot.py holds the bound). The
 # backward and cross-entropy kernels hold several [BLOCK_B, BLOCK_K] tiles at once: above BLOCK_K 128
 # every tile spills, so K > 128 takes the generic path there (vendor GEMMs + kernels/cosine_logits row

@@ -166,7 +166,7 @@ def mask_embed_backward(g, feat, emb):
     if C * H * W >= 2 ** 31:
         raise ValueError(f"mask_embed (triton): one sample of feat has C*H*W = {C * H * W} >= 2^31 elements")
     if rows and feat.numel():
-        # the binning tile is [BLOCK_SB, BLOCK_W]: above 16 384 elements it spills (bench/results/static/)
+        # the binning tile is [BLOCK_SB, BLOCK_W]: above 16 384 elements it spills (tools/aot_tables/)
         BW = min(triton.next_power_of_2(W), 128)
         while BW > 16 and triton.next_power_of_2(BW * w // W + 2) * BW > 16384:
             BW //= 2

@@ -18,7 +18,7 @@ import triton.language as tl
 
 from ._launch import launch
 
-# (BM, BN, BK, num_warps) of each kernel: ptxas on sm_80 / sm_90 without spills (bench/aot.py checks it)
+# (BM, BN, BK, num_warps) of each kernel: ptxas on sm_80 / sm_90 without spills (tools/aot.py checks it)
 RADIUS_TILES = (64, 64, 16, 8)
 SMALLEST_TILES = (32, 32, 16, 4)
 

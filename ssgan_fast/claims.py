@@ -220,7 +220,7 @@ def run_claims(names: list, seeds: int, out: Path, jobs: int = 2, threads: int =
                 rows[k] = r
             table[arm] = rows
         result["claims"][n] = {"paper": c.paper, "where": c.where, "claim": c.text, "baseline": c.baseline,
-                               "metrics": list(c.metrics) + list(DIGITS), "notes": c.notes,
+                               "seeds": seeds, "metrics": list(c.metrics) + list(DIGITS), "notes": c.notes,
                                "steps": sorted({m["steps"] for a in arms.values() for m in a.values()}),
                                "runs": {a: [arms[a][s] for s in range(seeds)] for a in arms}, "paired": table}
     (out / "claims.json").write_text(json.dumps(result, indent=1))
@@ -234,7 +234,7 @@ def run_claims(names: list, seeds: int, out: Path, jobs: int = 2, threads: int =
 def markdown_table(result: dict) -> str:
     lines = []
     for n, c in result["claims"].items():
-        seeds = result["seeds"]
+        seeds = c.get("seeds", result["seeds"])
         lines += [f"### {n}: {c['claim']}", "", f"{c['paper']}, {c['where']}; {seeds} paired seeds, "
                   f"{', '.join(map(str, c['steps']))} steps; baseline: {c['baseline']}.", "",
                   "| arm | metric | baseline | arm | arm - baseline | t p | Wilcoxon p | verdict |",

@@ -15,11 +15,11 @@ if not torch.cuda.is_available():
 
 def pytest_addoption(parser):
     parser.addoption("--triton-launches", metavar="FILE", default=None,
-                     help="write the GPU specialisation of every Triton launch (JSON lines) for bench/aot.py")
+                     help="write the GPU specialisation of every Triton launch (JSON lines) for tools/aot.py")
 
 
 # Every Triton launch the suite makes (under the interpreter) must be a specialisation that the
-# ahead-of-time table compiled for sm_90 / sm_80 (bench/results/static/triton-<version>.json).
+# ahead-of-time table compiled for sm_90 / sm_80 (tools/aot_tables/triton-<version>.json).
 _RECORDER = None
 
 
@@ -47,7 +47,7 @@ def pytest_runtest_setup(item):
 def _aot_table_keys():
     import triton
     from ssgan_fast.kernels._launch import Spec
-    path = os.path.join(ROOT, "bench", "results", "static", f"triton-{triton.__version__}.json")
+    path = os.path.join(ROOT, "tools", "aot_tables", f"triton-{triton.__version__}.json")
     if not os.path.exists(path):
         return None, path
     with open(path) as f:
@@ -77,7 +77,7 @@ def pytest_sessionfinish(session, exitstatus):
             rep.write_line(f"FAILED: {len(missing)} Triton launch specialisation(s) of this run are not in "
                            f"{os.path.relpath(path, ROOT)} (never compiled for sm_90 / sm_80), e.g. "
                            f"{missing[0]['kernel']} from {missing[0]['origin'] or 'a test'}: "
-                           "run `make aot-table` and commit bench/results/static/", red=True)
+                           "run `make aot-table` and commit tools/aot_tables/", red=True)
         session.exitstatus = 1
 
 

@@ -42,7 +42,8 @@ class TrainConfig:
     eval_samples_per_class: int = 50
     # the features of precision / recall: extractor (the eval extractor's) | vgg16 (VGG-16 fc2, as pr50k3)
     eval_pr_features: str = "extractor"
-    # auto (Inception when its weights are present, else the classifier) | inception | classifier
+    # auto (Inception when its weights are present, else the classifier) | inception | classifier | inception-tf |
+    # dinov2 | clip | clip-l14 (the spaces of published numbers; ssgan_fast.metrics.extractors)
     eval_extractor: str = "auto"
     eval_classifier_epochs: int = 10
     # small (a 3-stage CNN) | resnet18 (the AAM paper's GAN-train / GAN-test classifier, Sec. 4.3)

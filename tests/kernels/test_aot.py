@@ -1,12 +1,12 @@
-"""The GPU code checked without a GPU (bench/aot.py), in the suite CI runs.
+"""The GPU code checked without a GPU (tools/aot.py), in the suite CI runs.
 
 - Every distinct specialisation the ops launch (papers' and benchmarks' shapes, every dispatch branch,
   every autotune config) compiles with Triton for sm_90 and sm_80 within the shared-memory limit, and
-  registers / spills equal the committed table (bench/results/static/triton-<version>.json), whose
+  registers / spills equal the committed table (tools/aot_tables/triton-<version>.json), whose
   hash of the kernel sources must be current; under this machine's Triton 3.8 and the GPU machines'
   Triton 3.6 (side venv).
 - The CUDA kernels of the built _C hold sm_80 and sm_90 code and compute_90 PTX, use no stack or
-  local memory (no spills), and match bench/results/static/cuda.json.
+  local memory (no spills), and match tools/aot_tables/cuda.json.
 - The dry walk on meta tensors records the same specialisations as real launches under the interpreter.
 """
 import os
@@ -16,12 +16,11 @@ import sys
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-AOT = os.path.join(ROOT, "bench", "aot.py")
+AOT = os.path.join(ROOT, "tools", "aot.py")
 JOBS = str(max(1, min(os.cpu_count() or 1, 8)))
 
 triton = pytest.importorskip("triton")
-sys.path.insert(0, os.path.join(ROOT, "bench"))
-import aot  # noqa: E402
+from tools import aot  # noqa: E402
 
 
 def _run(python, *args, timeout=1200):
@@ -130,7 +129,7 @@ def test_table_is_current_and_complete():
 
 
 def test_device_comparison_flags_differences():
-    """bench/aot.py device (run on a GPU machine by gpu_session.sh): a unit compiled there is compared
+    """tools/aot.py device (run on a GPU machine by gpu_session.sh): a unit compiled there is compared
     with the table's column - registers and spills (ptxas and the driver's) and the occupancy from the
     device's limits."""
     lim = aot.SM_LIMITS[90]

@@ -1,15 +1,15 @@
 """The GPU machines' ssgan_fast._C, built ahead of time on the development machine.
 
-GPU minutes go to tests and benchmarks, not to compiling: bench/gpu_prebuild.sh builds _C for the
+GPU minutes go to tests and benchmarks, not to compiling: tools/gpu_prebuild.sh builds _C for the
 lent machines (CPython 3.12, torch 2.11.0 + CUDA 13 headers, sm_90) into .prebuilt/ (git-ignored,
-carried with the device run), and bench/gpu_session.sh installs it there with
+carried with the device run), and tools/gpu_session.sh installs it there with
 
-    python3 bench/prebuilt.py use      # exit 0: installed; 3: not usable (why on stderr) -> build there
+    python3 tools/prebuilt.py use      # exit 0: installed; 3: not usable (why on stderr) -> build there
 
 which checks, before copying it into ssgan_fast/, that it was built from these sources (sha256 of
 csrc/ and setup.py), for this Python and this torch.
 
-    python3 bench/prebuilt.py hash     # the sources' hash
+    python3 tools/prebuilt.py hash     # the sources' hash
 """
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def ext_suffix() -> str:
 
 def use() -> int:
     if not os.path.exists(META):
-        print("no prebuilt _C (.prebuilt/_C.json): build it with bash bench/gpu_prebuild.sh", file=sys.stderr)
+        print("no prebuilt _C (.prebuilt/_C.json): build it with bash tools/gpu_prebuild.sh", file=sys.stderr)
         return 3
     with open(META) as f:
         meta = json.load(f)

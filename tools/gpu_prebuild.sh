@@ -3,8 +3,8 @@
 # torch 2.11.0 headers (the device image's torch 2.11.0+cu130), nvcc 13, sm_90 only. Writes
 # .prebuilt/_C.cpython-312-x86_64-linux-gnu.so and .prebuilt/_C.json (sources' sha256, torch, Python,
 # architectures): git-ignored, <= 30 MB; name .prebuilt in the device run's `carry`, and
-# bench/gpu_session.sh installs it when it matches the sources, else builds there.
-#   bash bench/gpu_prebuild.sh          (PY312=/path/to/python3.12 to choose the interpreter)
+# tools/gpu_session.sh installs it when it matches the sources, else builds there.
+#   bash tools/gpu_prebuild.sh          (PY312=/path/to/python3.12 to choose the interpreter)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -36,7 +36,7 @@ cp "$SO" "$ROOT/.prebuilt/"
 "$ENV/bin/python" - "$ROOT" "$(basename "$SO")" <<'PY'
 import json, os, sys, sysconfig
 root, name = sys.argv[1], sys.argv[2]
-sys.path.insert(0, os.path.join(root, "bench"))
+sys.path.insert(0, os.path.join(root, "tools"))
 import torch
 from prebuilt import sources_hash
 meta = {"file": name, "sources_sha256": sources_hash(), "torch": torch.__version__, "torch_cuda": torch.version.cuda,

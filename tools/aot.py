@@ -1,14 +1,14 @@
 """Ahead-of-time compile check of every Triton kernel for sm_90 and sm_80 (no GPU needed).
 
-    python bench/aot.py table [--jobs N] [--launches FILE ...]   the full sweep: writes the committed
-                                                                 table bench/results/static/triton-<ver>.json
-    python bench/aot.py check [--jobs N] [--ci]                  compile and compare with the table
-    python bench/aot.py list                                     the specialisations, counted per kernel
-    python bench/aot.py cuda [--check]                           ptxas resource usage of the built _C's CUDA
+    python tools/aot.py table [--jobs N] [--launches FILE ...]   the full sweep: writes the committed
+                                                                 table tools/aot_tables/triton-<ver>.json
+    python tools/aot.py check [--jobs N] [--ci]                  compile and compare with the table
+    python tools/aot.py list                                     the specialisations, counted per kernel
+    python tools/aot.py cuda [--check]                           ptxas resource usage of the built _C's CUDA
                                                                  kernels: writes (or checks)
-                                                                 bench/results/static/cuda.json
-    python bench/aot.py summary                                  bench/results/static/README.md from the tables
-    python bench/aot.py device [--out FILE]                      on a GPU machine: compile the table's kernels
+                                                                 tools/aot_tables/cuda.json
+    python tools/aot.py summary                                  tools/aot_tables/README.md from the tables
+    python tools/aot.py device [--out FILE]                      on a GPU machine: compile the table's kernels
                                                                  there and compare registers, spills and occupancy
 
 Specialisations come from walking the ops' Triton host code on meta tensors (no memory, any shape;
@@ -40,7 +40,7 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-STATIC = os.path.join(ROOT, "bench", "results", "static")
+STATIC = os.path.join(ROOT, "tools", "aot_tables")
 ARCHS = (90, 80)
 # per-block shared memory limits (opt-in maximum): 227 KB on sm_90, 163 KB on sm_80
 SMEM_LIMIT = {90: 232448, 80: 166912}
@@ -405,7 +405,9 @@ def csrc_hash() -> str:
     """What the CUDA kernels are compiled from: csrc/'s .cu, .cuh and .h files."""
     import glob
 
-    from prebuilt import files_hash
+    if ROOT not in sys.path:
+        sys.path.insert(0, ROOT)
+    from tools.prebuilt import files_hash
     return files_hash(sorted(p for p in glob.glob(os.path.join(ROOT, "csrc", "**", "*"), recursive=True)
                              if p.endswith((".cu", ".cuh", ".h"))))
 
@@ -493,7 +495,7 @@ def cuda_main(check: bool) -> int:
         with open(CUDA_TABLE) as f:
             want = json.load(f)
         if want["csrc_sha256"] != table["csrc_sha256"]:
-            problems.append("bench/results/static/cuda.json is stale (csrc/ changed): run `make aot-table`")
+            problems.append("tools/aot_tables/cuda.json is stale (csrc/ changed): run `make aot-table`")
         have = {(k["name"], k["arch"]): k for k in info["kernels"]}
         for k in want["kernels"]:
             got = have.get((k["name"], k["arch"]))
@@ -547,7 +549,7 @@ def device_main(a) -> int:
     import torch
     import triton
     if not torch.cuda.is_available():
-        print("bench/aot.py device: no CUDA device here (the static check is `bench/aot.py check`)")
+        print("tools/aot.py device: no CUDA device here (the static check is `tools/aot.py check`)")
         return 2
     major, minor = torch.cuda.get_device_capability()
     arch = major * 10 + minor
@@ -573,7 +575,7 @@ def device_main(a) -> int:
 
 
 def write_summary() -> str:
-    """bench/results/static/README.md: per kernel and Triton version, and the CUDA kernels."""
+    """tools/aot_tables/README.md: per kernel and Triton version, and the CUDA kernels."""
     import glob
     lines = ["# Static GPU checks (no GPU needed): `make aot-table`", "",
              "Every Triton specialisation the ops launch (papers' and benchmarks' shapes, every dispatch branch, every",
@@ -648,7 +650,7 @@ def check(specs: dict, a, t0: float) -> int:
     if table["sources_sha256"] != sources_hash():
         changed = [k for k, v in kernel_sources().items() if table["sources"].get(k) != v]
         problems.append(f"the AOT table is stale: kernel sources changed since it was made ({', '.join(changed)}); "
-                        "run `make aot-table` and commit bench/results/static/")
+                        "run `make aot-table` and commit tools/aot_tables/")
     from ssgan_fast.kernels._launch import Spec
     rows = {Spec(row).key: row for row in table["specs"]}
     missing = [k for k in specs if k not in rows]

@@ -1,7 +1,7 @@
 """Generate ssgan_fast/_constants.py from csrc/shared.h (the one source of the ops' constants).
 
-    python csrc/gen_constants.py           # rewrite the module
-    python csrc/gen_constants.py --check   # exit 1 if the module is stale (tests/ops/test_constants.py)
+    python tools/gen_constants.py           # rewrite the module
+    python tools/gen_constants.py --check   # exit 1 if the module is stale (tests/ops/test_constants.py)
 """
 from __future__ import annotations
 
@@ -47,8 +47,8 @@ def read_header(text: str | None = None) -> dict:
 
 
 def render(consts: dict) -> str:
-    body = ['"""The ops\' scalar constants. GENERATED from csrc/shared.h by csrc/gen_constants.py: edit the header."""',
-            ""]
+    body = ['"""The ops\' scalar constants. GENERATED from csrc/shared.h by tools/gen_constants.py: '
+            'edit the header."""', ""]
     for name, (_, v, comment) in consts.items():
         if comment:
             body.append(f"# {comment}")
@@ -61,7 +61,7 @@ def main(argv: list[str]) -> int:
     text = render(read_header())
     if "--check" in argv:
         if not MODULE.is_file() or MODULE.read_text() != text:
-            print(f"{MODULE} is stale: run python csrc/gen_constants.py", file=sys.stderr)
+            print(f"{MODULE} is stale: run python tools/gen_constants.py", file=sys.stderr)
             return 1
         return 0
     MODULE.write_text(text)

@@ -1,7 +1,7 @@
 """Every preset's losses over N CPU steps, bit for bit: the check that a restructuring changed no behaviour.
 
-    python bench/loss_fingerprint.py --out /tmp/before.json            # at the old commit
-    python bench/loss_fingerprint.py --out /tmp/after.json --against /tmp/before.json
+    python tools/loss_fingerprint.py --out /tmp/before.json            # at the old commit
+    python tools/loss_fingerprint.py --out /tmp/after.json --against /tmp/before.json
 
 Each case trains through the CLI (python -m ssgan_fast.train, one subprocess, fresh folder) with
 train.log_every=1 and records every logged loss as float.hex. --against exits 1 naming the first

@@ -2,11 +2,11 @@
 # One-shot GPU check for a lent device machine (torch + Triton preinstalled there, no network), sized
 # for the device tool's limits: one command of at most 10 minutes, at most 8 files back from $OUT.
 #
-#   bash bench/gpu_session.sh [BUDGET_S]        (default 540: ends by itself inside 9 minutes)
+#   bash tools/gpu_session.sh [BUDGET_S]        (default 540: ends by itself inside 9 minutes)
 #
 # Prepare here first (no GPU needed), then carry both in the run:
-#   bash bench/gpu_prebuild.sh    -> .prebuilt/  the cp312 / torch 2.11 / sm_90 _C (no compiling there)
-#   bash bench/gpu_wheels.sh      -> .whl/       packages the device image lacks (open_clip_torch, ...)
+#   bash tools/gpu_prebuild.sh    -> .prebuilt/  the cp312 / torch 2.11 / sm_90 _C (no compiling there)
+#   bash tools/gpu_wheels.sh      -> .whl/       packages the device image lacks (open_clip_torch, ...)
 #
 # Stages, in order of value, each under its own time cap and never past the budget: install (the
 # prebuilt _C when it matches the sources and loads, else a build there); the gpu-marked tests; the
@@ -69,7 +69,7 @@ if ls .whl/*.whl > /dev/null 2>&1; then
     --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
 fi
 CHECK="import ssgan_fast, ssgan_fast._C; ssgan_fast.build_info(print_=True)"
-if $PY bench/prebuilt.py use > "$W/prebuilt.log" 2>&1 && \
+if $PY tools/prebuilt.py use > "$W/prebuilt.log" 2>&1 && \
    stage install 60 build.log bash -c "SSGAN_FAST_PREBUILT=1 $PY -m pip install -q --no-build-isolation --no-deps -e . \
      && $PY -c '$CHECK'"; then
   echo "install: the prebuilt _C ($(head -1 "$W/prebuilt.log"))" >> "$W/stages.txt"
@@ -83,7 +83,7 @@ XDIST=""
 $PY -c "import xdist" 2> /dev/null && XDIST="-n 8"
 stage gpu_tests 200 pytest_gpu.log $PY -m pytest -q -m gpu $XDIST -p no:cacheprovider tests
 stage op_bench 150 bench.log $PY bench/run.py --device cuda --quick --out "$R"
-stage aot_device 90 aot_device.log $PY bench/aot.py device --jobs "$JOBS" --out "$R/aot_device.json"
+stage aot_device 90 aot_device.log $PY tools/aot.py device --jobs "$JOBS" --out "$R/aot_device.json"
 stage train_step 120 train_step.log $PY bench/train_step.py --device cuda --quick --out "$R/train_step.json"
 SSGAN_FAST_TRAIN_STEP_JSON="$R/train_step.json" \
   stage loader 60 loader.log $PY bench/loader.py --device cuda --quick --out "$R/loader.json"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fetch (here, where pip reaches the registry) the wheels that the device image lacks, into ./.whl
-# (git-ignored); name .whl in the device run's `carry` and bench/gpu_session.sh installs them there.
+# (git-ignored); name .whl in the device run's `carry` and tools/gpu_session.sh installs them there.
 # open_clip_torch (LCP-GAN's CLIP architectures and tokenizer) and its two needs that the image does
 # not hold; the rest of its needs (timm, huggingface_hub, regex, safetensors, tqdm) are there.
 set -euo pipefail
