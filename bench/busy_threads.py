@@ -38,10 +38,17 @@ def launch(env: dict, steps: int, out: str, name: str, extra: list):
     return subprocess.Popen(cmd, env=e, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
-def timed(procs) -> list:
+def timed(procs, limit: float = float("inf")) -> list:
+    """Each process's wall time; past `limit` seconds the rest are killed and recorded as None."""
     t0 = time.perf_counter()
     out = [None] * len(procs)
     while any(o is None for o in out):
+        if time.perf_counter() - t0 > limit:
+            for i, p in enumerate(procs):
+                if out[i] is None:
+                    p.kill()
+                    p.wait()
+            return out
         for i, p in enumerate(procs):
             if out[i] is None and p.poll() is not None:
                 if p.returncode != 0:
@@ -56,6 +63,7 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--only", default=None, help="comma-separated candidate names")
     ap.add_argument("--extra", default="", help="extra train flags (space-separated)")
+    ap.add_argument("--limit", type=float, default=6.0, help="kill a pair after this many times the time alone")
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
     extra = a.extra.split()
@@ -65,10 +73,15 @@ def main() -> int:
         for name in names:
             env = CANDIDATES[name]
             alone = timed([launch(env, a.steps, tmp, f"{name}-alone".replace(" ", "_"), extra)])[0]
-            pair = timed([launch(env, a.steps, tmp, f"{name}-pair{i}".replace(" ", "_"), extra) for i in range(2)])
-            rows[name] = {"env": env, "alone_s": alone, "pair_s": pair, "ratio": max(pair) / alone}
-            print(f"{name:10s} alone {alone:6.1f} s   pair {pair[0]:6.1f} / {pair[1]:6.1f} s   "
-                  f"ratio {max(pair) / alone:5.2f}", flush=True)
+            limit = a.limit * alone
+            pair = timed([launch(env, a.steps, tmp, f"{name}-pair{i}".replace(" ", "_"), extra) for i in range(2)],
+                         limit)
+            worst = max(p if p is not None else limit for p in pair)
+            rows[name] = {"env": env, "alone_s": alone, "pair_s": pair, "ratio": worst / alone,
+                          "cut_at_limit": any(p is None for p in pair)}
+            shown = " / ".join("killed" if p is None else f"{p:6.1f}" for p in pair)
+            print(f"{name:10s} alone {alone:6.1f} s   pair {shown} s   ratio {'>=' if None in pair else ''}"
+                  f"{worst / alone:5.2f}", flush=True)
     rec = {"steps": a.steps, "extra": extra, "cpus": os.cpu_count(), "machine": platform.machine(), "rows": rows}
     if a.out:
         with open(a.out, "w") as f:

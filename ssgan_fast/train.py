@@ -90,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="skip (and count) steps with a non-finite loss instead of stopping")
     p.add_argument("--no-final-eval", action="store_true", help="skip the metrics after training")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--threads", type=natural, default=None,
+                   help="CPU intra-op threads (default: 1 for CPU runs at <= 16 px or on a busy machine, else one per "
+                        "core; 0: torch's default, the choice before; OMP_NUM_THREADS is respected); printed at start")
     return p
 
 
@@ -248,7 +251,7 @@ def main(argv=None) -> int:
         return _main(args, parser)
 
 
-RESUME_FLAGS = ("resume", "steps", "no_progress", "no_final_eval", "device")  # what --resume takes
+RESUME_FLAGS = ("resume", "steps", "no_progress", "no_final_eval", "device", "threads")  # what --resume takes
 
 
 def _check_resume_flags(args, parser) -> None:
@@ -262,8 +265,8 @@ def _check_resume_flags(args, parser) -> None:
     given = [name(k, v) for k, v in vars(args).items() if k not in RESUME_FLAGS and v != defaults.get(k)]
     if given:
         raise ValueError(f"--resume continues {args.resume} as it was configured; {', '.join(given)} would change "
-                         "the run: drop them (--resume takes --steps, --device, --no-progress, --no-final-eval), or "
-                         "start a new run")
+                         "the run: drop them (--resume takes --steps, --device, --threads, --no-progress, "
+                         "--no-final-eval), or start a new run")
 
 
 def _main(args, parser) -> int:
@@ -297,6 +300,9 @@ def _main(args, parser) -> int:
                 raise ValueError(f"--resume: {e}") from e
         else:
             cfg = resolve(args)
+        from ._sys import pick_threads
+        threads, why = pick_threads(args.threads, cfg.device, cfg.size)
+        log.info("threads: %d (%s)", threads, why)
         from .engine.run import check_start_folders
         check_start_folders(args.resume or cfg.out, evaluation=not args.no_final_eval or bool(cfg.eval_every))
         trainer = Trainer(cfg, resume=args.resume)

@@ -116,3 +116,14 @@ def small_inception(monkeypatch):
     network itself is checked against pytorch-fid in tests/metrics (which do not use this fixture)."""
     import ssgan_fast.evaluation as ev
     monkeypatch.setattr(ev, "_random_inception", functools.partial(ev._random_inception, input_size=75))
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_threads():
+    """The training CLI sets the process's intra-op threads (ssgan_fast._sys.pick_threads); tests that call
+    it must not leave the rest of the suite on its choice."""
+    import torch
+    n = torch.get_num_threads()
+    yield
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
