@@ -119,7 +119,7 @@ def _extra_cuda_includes():
 
 
 def _extensions():
-    if os.environ.get("SSGAN_FAST_PREBUILT") == "1":  # bench/gpu_session.sh: _C copied in by bench/prebuilt.py
+    if os.environ.get("SSGAN_FAST_PREBUILT") == "1":  # tools/gpu_session.sh: _C copied in by tools/prebuilt.py
         print("ssgan_fast build: SSGAN_FAST_PREBUILT=1 - no extension built, the prebuilt ssgan_fast/_C is used",
               flush=True)
         return []
