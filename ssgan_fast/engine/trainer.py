@@ -433,9 +433,9 @@ class Trainer:
 
     def _keep_best(self, metrics: dict) -> None:
         """ckpt/best.pt (atomic) when this evaluation's best_metric beats the best so far."""
-        from ..evaluation import higher_is_better
+        from ..evaluation import FEATURE_SPACE_SUFFIXES, higher_is_better
         want = self.cfg.best_metric
-        alts = [f"{want}{sfx}{m}" for sfx in ("", "_clf", "_dinov2", "_clip") for m in ("", "_mean")]
+        alts = [f"{want}{sfx}{m}" for sfx in ("", *FEATURE_SPACE_SUFFIXES) for m in ("", "_mean")]
         key = next((k for k in alts if k in metrics), None)
         if key is None:
             log.warning("--best-metric %s: not among this evaluation's results (%s); no best checkpoint", want,

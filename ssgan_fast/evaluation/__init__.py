@@ -54,8 +54,10 @@ K_PR, K_DC = 3, 5  # Kynkaenniemi et al. (pr50k3), Naeem et al.
 # ViT-B/32 / ViT-L/14 image embeddings; *-random: the same architectures with random weights (tests of the path)
 EXTRACTORS = ("auto", "inception", "classifier", "inception-tf", "dinov2", "clip", "clip-l14", "inception-random",
               "dinov2-random", "clip-random")
-# the result keys' suffix per feature space (fid, fid_clf, fid_dinov2, kid_clip, ...)
-SPACE_SUFFIXES = ("_clf", "_vgg16", "_dinov2", "_clip")
+# the result keys' suffix per feature space other than the FID Inception's (fid_clf, fid_dinov2, kid_clip, ...),
+# and with VGG-16's precision / recall (precision_vgg16)
+FEATURE_SPACE_SUFFIXES = ("_clf", "_dinov2", "_clip")
+SPACE_SUFFIXES = (*FEATURE_SPACE_SUFFIXES, "_vgg16")
 # the features of precision / recall: the extractor's (StudioGAN's choice), or VGG-16 fc2 (pr50k3's)
 PR_FEATURES = ("extractor", "vgg16", "vgg16-random")
 # the host dtype of the kept features (float16: half the memory; effect in bench/results/.../knn.json)
@@ -65,9 +67,8 @@ IS_SHUFFLE_SEED = 2020  # torch-fidelity's default rng seed for the IS shuffle
 # the metrics that need classes on both sides
 _NEEDS_LABELS = ("intra_fid", "cfid", "ra", "gan_train", "gan_test", "avg_conf", "intra_kid", "intra_pr")
 
-__all__ = ["evaluate", "Samples", "METRICS", "EXTRACTORS", "PR_FEATURES", "KEPT_DTYPES", "EvalError", "data_hash",
-           "parse_metrics",
-           "test_accuracy"]
+__all__ = ["evaluate", "Samples", "METRICS", "EXTRACTORS", "FEATURE_SPACE_SUFFIXES", "PR_FEATURES", "KEPT_DTYPES",
+           "EvalError", "data_hash", "parse_metrics", "test_accuracy"]
 
 
 class Metrics(dict):
@@ -75,7 +76,7 @@ class Metrics(dict):
     evaluation ran in the classifier's feature space)."""
 
     def __missing__(self, key):
-        for sfx in ("_clf", "_dinov2", "_clip"):
+        for sfx in FEATURE_SPACE_SUFFIXES:
             for alt in (f"{key}{sfx}", f"{key.removesuffix('_mean')}{sfx}_mean", f"{key}{sfx}_mean"):
                 if alt in self:
                     raise KeyError(f"{key!r}: this evaluation ran in another feature space than the FID Inception's "
@@ -436,7 +437,8 @@ def _reference(real, extr, size: int, batch: int, device, max_bad_fraction: floa
         return {"all": c.stats, "class": c.cstats, "features": c.features, "labels": c.labels}
     if world == 1:
         return cached(key, reference, device=device, use_cache=use_cache)
-    got = broadcast(portable(lookup(key)) if rank == 0 and use_cache and lookup(key) is not None else None)
+    found = lookup(key) if rank == 0 and use_cache else None
+    got = broadcast(None if found is None else portable(found))
     if got is not None:
         return from_portable(got, device)
     stats = reference()
@@ -642,7 +644,7 @@ def evaluate(fake, real="digits", size: int | None = None, metrics=("fid",), ext
     t0 = time.perf_counter()
     ra_clf = clf if any(m in metrics for m in ("ra", "gan_test", "avg_conf")) else None
     is_splits = min(splits, len(samples)) if "is" in metrics else 0
-    start, mine = samples.share(rank, world) if world > 1 else (0, samples.batches())
+    start, mine = samples.share(rank, world)
     fake_b = _match_channels(mine, real.channels, rs.what) if clf is not None else mine
     # generated samples arrive class by class: the IS splits are cut from a seeded shuffle
     got = collect(fake_b, extr, nc if labeled else None, total=len(samples), is_splits=is_splits, classifier=ra_clf,
@@ -654,8 +656,8 @@ def evaluate(fake, real="digits", size: int | None = None, metrics=("fid",), ext
         t0 = time.perf_counter()
         vgg = _vgg16(pr_features, device)
         ref_v = _reference(real, vgg, size, batch, device, max_bad_fraction, use_cache, keep_dt, rank, world)
-        start, mine = samples.share(rank, world) if world > 1 else (0, samples.batches())
-        got_v = collect(mine, vgg, nc if labeled else None, total=len(samples), device=device, keep_features=keep_dt)
+        got_v = collect(samples.share(rank, world)[1], vgg, nc if labeled else None, total=len(samples),
+                        device=device, keep_features=keep_dt)
         if world > 1:
             merge(got_v, keep=True)
         out["timing"]["vgg16_s"] = time.perf_counter() - t0

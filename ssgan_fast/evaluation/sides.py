@@ -55,7 +55,10 @@ class Samples:
     # cheaper than drawing every batch (a run's generator: the noise of other ranks' batches, not their images)
 
     def share(self, rank: int, world: int) -> tuple[int, Iterable]:
-        """(first sample, batches) of rank `rank`'s share (ssgan_fast.evaluation.distributed.share)."""
+        """(first sample, batches) of rank `rank`'s share (ssgan_fast.evaluation.distributed.share); one
+        process (world 1): every batch."""
+        if world == 1:
+            return 0, self.batches()
         from .distributed import share, sliced
         lo, hi = share(len(self), self.batch or max(1, -(-len(self) // world)), rank, world)
         return lo, (self.shard(lo, hi) if self.shard is not None else sliced(self.batches(), lo, hi))
