@@ -49,6 +49,8 @@ CASES = [
     ("train", ["--steps", "abc"], "'abc' is not an integer"),
     ("train", ["--steps", "0"], "--steps"),
     ("train", ["--batch", "-4"], "must be >= 1"),
+    ("train", ["--threads", "-1"], "--threads"),
+    ("train", ["--threads", "two"], "'two' is not an integer"),
     ("train", ["--label-fraction", "1.5"], "in (0, 1]"),
     ("train", ["--label-fraction", "x"], "not a number"),
     ("train", ["--labels-per-class", "0"], ">= 1"),
