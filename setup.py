@@ -166,7 +166,9 @@ def _extensions():
 setup(
     packages=find_packages(include=["ssgan_fast", "ssgan_fast.*"]) + ["ssgan_fast.kernels"],
     package_dir={"ssgan_fast.kernels": "kernels"},
-    package_data={"ssgan_fast.configs": ["*.yaml"]},
+    # the presets, and the digits classifiers that evaluate() and the default run use (tools/ship_classifiers.py)
+    package_data={"ssgan_fast.configs": ["*.yaml"],
+                  "ssgan_fast.evaluation": ["classifiers/*.pt", "classifiers/manifest.json"]},
     ext_modules=_extensions(),
     cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
 )

@@ -33,6 +33,8 @@ from ssgan_fast import build_info
 assert not ssgan_fast.__file__.startswith("$ROOT"), ssgan_fast.__file__
 info = build_info(print_=True)
 assert info["extension"]["with_cuda"], "the wheel was built without its CUDA kernels"
+from ssgan_fast.evaluation import _shipped_manifest, shipped_classifier
+assert len(_shipped_manifest()) == 3 and all(shipped_classifier(n) for n in _shipped_manifest()), "shipped classifiers"
 tool = os.path.join(os.path.dirname(__import__("triton").__file__), "backends", "nvidia", "bin", "cuobjdump")
 elf = subprocess.run([tool, "--list-elf", C.__file__], capture_output=True, text=True).stdout
 ptx = subprocess.run([tool, "--list-ptx", C.__file__], capture_output=True, text=True).stdout

@@ -265,15 +265,45 @@ def _match_channels(batches, channels: int, data: str):
         yield x, y
 
 
+SHIPPED_DIR = Path(__file__).parent / "classifiers"
+
+
+@functools.cache
+def _shipped_manifest() -> dict:
+    import json
+    try:
+        with open(SHIPPED_DIR / "manifest.json") as f:
+            return json.load(f)["files"]
+    except FileNotFoundError:
+        return {}
+
+
+def shipped_classifier(name: str) -> Path | None:
+    """The classifier file of that name shipped with the package (the built-in digits at the sizes, seeds and
+    epochs that the default run and evaluate() use), checked against the sha256 of its manifest; None where
+    none is shipped. A shipped file that fails its check is an error, not a silent retraining."""
+    entry = _shipped_manifest().get(name)
+    if entry is None:
+        return None
+    path = SHIPPED_DIR / name
+    if not path.is_file() or sha256_file(path) != entry["sha256"]:
+        raise EvalError(f"the shipped classifier {path} is missing or does not match its sha256 "
+                        f"{entry['sha256'][:12]}... in {SHIPPED_DIR / 'manifest.json'}: reinstall ssgan_fast")
+    return path
+
+
 def get_classifier(spec: str, size: int, ds, device, epochs: int = 30, seed: int = 0, path=None, train: bool = True,
                    batch: int = 64, max_bad_fraction: float = 0.01, arch: str = "small"):
-    """The RA / GAN-test classifier of a data set: loaded from `path` or from the weights folder
-    (keyed by the data set's hash, the resolution, epochs, seed and architecture), else trained on the
-    real training split (streamed; one decode pass per epoch) and saved there. (model, path, sha256)."""
+    """The RA / GAN-test classifier of a data set: loaded from `path`, from the weights folder (keyed by
+    the data set's hash, the resolution, epochs, seed and architecture) or from the ones shipped with the
+    package (shipped_classifier), else trained on the real training split (streamed; one decode pass per
+    epoch) and saved in the weights folder. (model, path, sha256)."""
     if path is None:
         key = f"{ds.name.split(':')[0]}-{data_hash(ds)}-{size}-s{seed}-e{epochs}" + ("" if arch == "small" else
                                                                                     f"-{arch}")
         path = weights_dir() / f"classifier-{key}.pt"
+        if not path.is_file():  # the package ships the built-in digits' common ones (tools/ship_classifiers.py)
+            path = shipped_classifier(path.name) or path
     path = Path(path)
     if not path.is_file():
         if not train:
@@ -463,8 +493,9 @@ def _stats_info(st: StatsSide) -> dict:
 
 
 def _stats_only(fs, rs: RealSide, metrics, size, extractor: str, resize, classifier, batch: int, device,
-                max_bad_fraction: float, use_cache: bool, t_all: float) -> dict:
-    """FID where one side (or both) is a statistics file: the other side's statistics from one pass."""
+                max_bad_fraction: float, use_cache: bool, t_all: float, rank: int = 0, world: int = 1) -> dict:
+    """FID where one side (or both) is a statistics file: the other side's statistics from one pass (over
+    `world` ranks: each its share, merged; every rank computes the distance from the same sums)."""
     bad = [m for m in metrics if m != "fid"]
     if bad:
         raise EvalError(f"a side given as FID statistics gives only fid; {bad} need images on both sides")
@@ -495,14 +526,16 @@ def _stats_only(fs, rs: RealSide, metrics, size, extractor: str, resize, classif
     t0 = time.perf_counter()
     if isinstance(fs, StatsSide):
         fake = _checked(fs, extr.ident, extr.dim)
-        ref = _reference(rs.ds, extr, size, batch, device, max_bad_fraction, use_cache, None)["all"]
+        ref = _reference(rs.ds, extr, size, batch, device, max_bad_fraction, use_cache, None, rank, world)["all"]
         mu_r, sig_r = ref.mean(), ref.cov()
         mu_f, sig_f = fake.mu.to(mu_r.device), fake.sigma.to(mu_r.device)
         out.update(data=rs.ds.name, num_real=len(rs.ds), fake_stats=_stats_info(fake), num_samples=fake.n)
     else:
         st = _checked(rs.stats, extr.ident, extr.dim)
-        got = collect(fs.batches(), extr, None, total=len(fs), device=device).stats
-        mu_f, sig_f = got.mean(), got.cov()
+        got = collect(fs.share(rank, world)[1], extr, None, total=len(fs), device=device)
+        if world > 1:
+            merge(got)
+        mu_f, sig_f = got.stats.mean(), got.stats.cov()
         mu_r, sig_r = st.mu.to(mu_f.device), st.sigma.to(mu_f.device)
         out.update(real_stats=_stats_info(st), num_samples=len(fs), num_real=st.n)
     out["timing"]["features_s"] = time.perf_counter() - t0
@@ -567,8 +600,9 @@ def evaluate(fake, real="digits", size: int | None = None, metrics=("fid",), ext
     if isinstance(samples, StatsSide) or rs.stats is not None:
         if real_stats is not None or save_real_stats is not None:
             raise EvalError("real_stats / save_real_stats go with a real data set, not with a statistics-file side")
+        rank, world = rank_world() if distributed else (0, 1)
         return _stats_only(samples, rs, metrics, size, extractor, resize, classifier, batch, device,
-                           max_bad_fraction, use_cache, t_all)
+                           max_bad_fraction, use_cache, t_all, rank, world)
     real = rs.ds
     nc = real.num_classes
     y = samples.labels

@@ -34,7 +34,20 @@ def _evaluate():
     return evaluate((fx, fy), (rx, ry), None, METRICS, extractor="inception-random", batch=4, classifier_epochs=2)
 
 
-def _worker(rank, world, init, out, env):
+def _stats_file_sides(stats_dir):
+    """FID with one side a statistics file (pytorch-fid .npz): samples against the real digits' file, and
+    the samples' file against the real images."""
+    import ssgan_fast.evaluation as ev
+    if not isinstance(ev._random_inception, functools.partial):
+        ev._random_inception = functools.partial(ev._random_inception, input_size=75)
+    fx, fy = _pictures(0, 30.0)
+    rx, ry = _pictures(1, 0.0, per=8)
+    kw = dict(size=None, metrics=["fid"], extractor="inception-random", batch=4)
+    return (evaluate((fx, fy), f"{stats_dir}/real.npz", **kw)["metrics"]["fid"],
+            evaluate(f"{stats_dir}/fake.npz", (rx, ry), **kw)["metrics"]["fid"])
+
+
+def _worker(rank, world, init, out, env, stats_dir):
     import os
 
     import torch.distributed as dist
@@ -46,6 +59,8 @@ def _worker(rank, world, init, out, env):
             res = _evaluate()
             with open(f"{out}.{run}.{rank}", "w") as f:
                 json.dump({"metrics": dict(res["metrics"]), "distributed": res.get("distributed")}, f)
+        with open(f"{out}.stats.{rank}", "w") as f:
+            json.dump(_stats_file_sides(stats_dir), f)
     finally:
         dist.destroy_process_group()
 
@@ -94,11 +109,19 @@ def test_two_gloo_processes_equal_one(tmp_path, monkeypatch):
     import os
 
     import torch.multiprocessing as mp
-    env = {k: os.environ[k] for k in ("SSGAN_FAST_WEIGHTS", "SSGAN_FAST_CACHE")}
-    mp.spawn(_worker, args=(2, str(tmp_path / "init"), str(tmp_path / "res"), env), nprocs=2)
-    monkeypatch.setenv("SSGAN_FAST_CACHE", str(tmp_path / "single-cache"))
+
     import ssgan_fast.evaluation as ev
     monkeypatch.setattr(ev, "_random_inception", functools.partial(ev._random_inception, input_size=75))
+    kw = dict(size=None, metrics=["fid"], extractor="inception-random", batch=4, use_cache=False)
+    evaluate(_pictures(0, 30.0), _pictures(9, 0.0), save_real_stats=tmp_path / "real.npz", **kw)
+    evaluate(_pictures(9, 0.0), _pictures(0, 30.0), save_real_stats=tmp_path / "fake.npz", **kw)
+    env = {k: os.environ[k] for k in ("SSGAN_FAST_WEIGHTS", "SSGAN_FAST_CACHE")}
+    mp.spawn(_worker, args=(2, str(tmp_path / "init"), str(tmp_path / "res"), env, str(tmp_path)), nprocs=2)
+    monkeypatch.setenv("SSGAN_FAST_CACHE", str(tmp_path / "single-cache"))
+    single_stats = _stats_file_sides(tmp_path)
+    for rank in range(2):  # a statistics-file side: each rank streams its share of the images' side
+        got = json.loads((tmp_path / f"res.stats.{rank}").read_text())
+        assert got == pytest.approx(list(single_stats), rel=1e-9), rank
     single = _evaluate()["metrics"]
     assert set(single) >= {"fid", "intra_fid", "cfid", "is_mean", "kid_mean", "precision", "recall", "density",
                            "coverage", "ra"}

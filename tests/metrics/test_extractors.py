@@ -235,3 +235,37 @@ def test_first_classifier_training_says_what_it_does_and_how_long_it_will_take(c
     with caplog.at_level(logging.WARNING, logger="ssgan_fast"):
         evaluate((fx, fy), (rx, ry), None, ["ra"], extractor="dinov2-random", classifier_epochs=3, batch=5)
     assert "training the RA classifier" not in caplog.text  # cached
+
+
+def test_the_built_in_digits_classifiers_are_shipped(tmp_path, monkeypatch, caplog):
+    """evaluate() on the built-in digits at the default 30 epochs (16 and 32 px) and the default run's
+    classifier (16 px, 10 epochs) load the package's files, checked against the manifest's sha256, and
+    train nothing; a file that fails its check is an error, not a silent retraining."""
+    import json
+    import logging
+
+    import ssgan_fast.evaluation as ev
+    from ssgan_fast.data import open_dataset
+    from ssgan_fast.weights import sha256_file
+    monkeypatch.setenv("SSGAN_FAST_WEIGHTS", str(tmp_path / "empty"))
+    manifest = json.loads((ev.SHIPPED_DIR / "manifest.json").read_text())["files"]
+    assert {(e["size"], e["seed"], e["epochs"]) for e in manifest.values()} == {(16, 0, 10), (16, 0, 30), (32, 0, 30)}
+    for name, e in manifest.items():
+        ds = open_dataset("digits", "train", e["size"])
+        with caplog.at_level(logging.WARNING, logger="ssgan_fast"):
+            model, path, sha = ev.get_classifier("digits", e["size"], ds, "cpu", epochs=e["epochs"], seed=e["seed"])
+        assert "training the RA classifier" not in caplog.text
+        assert path == str(ev.SHIPPED_DIR / name) and sha == e["sha256"] == sha256_file(ev.SHIPPED_DIR / name)
+        test = open_dataset("digits", "test", e["size"])
+        acc = ev.test_accuracy(lambda x, m=model: m(x)["logits"].argmax(1), test, "cpu")
+        assert acc > 95, (name, acc)  # a trained classifier, not random weights
+    fake = open_dataset("digits", "test", 16)
+    x = torch.from_numpy(fake.images).permute(0, 3, 1, 2).float() / 127.5 - 1
+    with caplog.at_level(logging.WARNING, logger="ssgan_fast"):
+        out = evaluate((x, torch.from_numpy(fake.labels)), "digits", None, ["fid", "ra"])
+    assert "training the RA classifier" not in caplog.text and out["classifier"].startswith(str(ev.SHIPPED_DIR))
+    assert not (tmp_path / "empty").exists() or not list((tmp_path / "empty").glob("classifier-*"))
+    name = next(iter(manifest))
+    monkeypatch.setattr(ev, "_shipped_manifest", lambda: {name: {"sha256": "0" * 64}})
+    with pytest.raises(ev.EvalError, match="does not match its sha256"):
+        ev.get_classifier("digits", 16, open_dataset("digits", "train", 16), "cpu", epochs=10, seed=0)
