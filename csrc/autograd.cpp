@@ -18,6 +18,8 @@
 #include <torch/csrc/autograd/functions/basic_ops.h>
 #include <torch/library.h>
 
+#include "ops_ns.h"
+
 #include <optional>
 #include <string>
 
@@ -219,7 +221,7 @@ at::Tensor aam_cross_entropy_autograd(const at::Tensor& x, const at::Tensor& w, 
 }  // namespace
 }  // namespace ssgan_fast
 
-TORCH_LIBRARY_FRAGMENT(ssgan_fast_C, m) {
+SSGAN_LIBRARY_FRAGMENT(m) {
   m.def("cosine_softmax_autograd(Tensor x, Tensor w, Tensor? tau, float scale, Tensor? lo, Tensor? hi) -> Tensor");
   m.def("clustering_loss_autograd(Tensor x, Tensor w, Tensor? tau, float scale, float lam) -> Tensor");
   m.def("aam_logits_autograd(Tensor x, Tensor w, Tensor target, float s, float m) -> Tensor");
@@ -230,7 +232,7 @@ TORCH_LIBRARY_FRAGMENT(ssgan_fast_C, m) {
 // Autograd: the graph-recording path. CompositeExplicitAutograd: the same call where the inputs
 // carry no autograd key (inference mode), which then records nothing.
 #define SSGAN_REGISTER_AUTOGRAD(KEY)                                                   \
-  TORCH_LIBRARY_IMPL(ssgan_fast_C, KEY, m) {                                           \
+  SSGAN_LIBRARY_IMPL(KEY, m) {                                                         \
     m.impl("cosine_softmax_autograd", &ssgan_fast::cosine_softmax_autograd);           \
     m.impl("clustering_loss_autograd", &ssgan_fast::clustering_loss_autograd);         \
     m.impl("aam_logits_autograd", &ssgan_fast::aam_logits_autograd);                   \

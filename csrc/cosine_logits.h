@@ -88,6 +88,16 @@ void aam_ce_rows_cpu(const at::Tensor& dots, const at::Tensor& rx, const at::Ten
                      double margin, const at::Tensor& target, double weight, const at::Tensor& stats,
                      const at::Tensor& rowdot, const at::Tensor& coldot);
 
+// The device path a tensor takes in the host functions: the CUDA row kernels (gpu_path) or the CPU ones
+// (host_path). The CPU emulation build of the CUDA kernels (SSGAN_CUDA_EMU, csrc/emu/) sends CPU tensors
+// down the CUDA path.
+#ifdef SSGAN_CUDA_EMU
+inline bool gpu_path(const at::Tensor& t) { return t.is_cpu(); }
+#else
+inline bool gpu_path(const at::Tensor& t) { return t.is_cuda(); }
+#endif
+inline bool host_path(const at::Tensor& t) { return t.is_cpu() && !gpu_path(t); }
+
 #ifdef WITH_CUDA
 void cosine_logits_fwd_rows_cuda(const at::Tensor& dots, const at::Tensor& rx, const at::Tensor& rw,
                                  const at::Tensor& scale, double margin, const at::Tensor& target,

@@ -24,7 +24,7 @@ at::ScalarType compute_dtype(const at::Tensor& x, const at::Tensor& w) {
 // one loop (at the papers' shapes the three ATen calls cost more than the arithmetic); else
 // ATen's vectorised reduction.
 at::Tensor inv_norm(const at::Tensor& t, at::ScalarType cdt) {
-  if (!t.is_cpu() || !t.is_contiguous() || t.scalar_type() != cdt) {
+  if (!host_path(t) || !t.is_contiguous() || t.scalar_type() != cdt) {
     return at::linalg_vector_norm(t, 2, {1}, false, cdt).clamp_min_(NORM_EPS).reciprocal_();
   }
   const int64_t N = t.size(0), D = t.size(1);
@@ -48,7 +48,7 @@ at::Tensor inv_norm(const at::Tensor& t, at::ScalarType cdt) {
 // k = r^2 where the norm was not clamped (r < 1/eps), else 0 (d(1/max(n, eps))/dv = -v/n^3).
 // CPU: one pass without temporaries; CUDA: ATen element-wise ops.
 void norm_backward_sub(at::Tensor& g, const at::Tensor& v, const at::Tensor& r, const at::Tensor& dot) {
-  if (!g.is_cpu()) {
+  if (!host_path(g)) {
     const at::Tensor k = at::where(r < 1.0 / NORM_EPS, r * r, at::zeros_like(r));
     g.addcmul_(v, (k * dot).unsqueeze(1), -1.0);
     return;
@@ -105,7 +105,7 @@ void fwd_rows(const at::Tensor& dots, const at::Tensor& rx, const at::Tensor& rw
               double margin, const at::Tensor& target, const at::Tensor& lo, const at::Tensor& hi, int64_t c0,
               RowKind kind, const at::Tensor& stats) {
 #ifdef WITH_CUDA
-  if (dots.is_cuda()) return cosine_logits_fwd_rows_cuda(dots, rx, rw, scale, margin, target, lo, hi, c0, kind, stats);
+  if (gpu_path(dots)) return cosine_logits_fwd_rows_cuda(dots, rx, rw, scale, margin, target, lo, hi, c0, kind, stats);
 #endif
   TORCH_CHECK(dots.is_cpu(), "cosine_logits: no kernel for device ", dots.device());
   cosine_logits_fwd_rows_cpu(dots, rx, rw, scale, margin, target, lo, hi, c0, kind, stats);
@@ -115,7 +115,7 @@ void ce_rows(const at::Tensor& dots, const at::Tensor& rx, const at::Tensor& rw,
              double margin, const at::Tensor& target, double weight, const at::Tensor& stats, const at::Tensor& rowdot,
              const at::Tensor& coldot) {
 #ifdef WITH_CUDA
-  if (dots.is_cuda()) return aam_ce_rows_cuda(dots, rx, rw, scale, margin, target, weight, stats, rowdot, coldot);
+  if (gpu_path(dots)) return aam_ce_rows_cuda(dots, rx, rw, scale, margin, target, weight, stats, rowdot, coldot);
 #endif
   TORCH_CHECK(dots.is_cpu(), "cosine_logits: no kernel for device ", dots.device());
   aam_ce_rows_cpu(dots, rx, rw, scale, margin, target, weight, stats, rowdot, coldot);
@@ -210,7 +210,7 @@ Tensors3 backward_rows(const at::Tensor& x, const at::Tensor& w, const at::Tenso
     at::Tensor dots = kind == kProbs ? at::empty({B, c1 - c0}, xf.options()) : at::mm(xf, wc.t());
     at::Tensor coldot = at::zeros({c1 - c0}, xf.options());
 #ifdef WITH_CUDA
-    if (dots.is_cuda()) {
+    if (gpu_path(dots)) {
       cosine_logits_bwd_rows_cuda(dots, rx, rwc, sc, margin, tg, c0, kind, sv, ls, gr, rowdot, coldot);
     } else
 #endif
@@ -244,7 +244,7 @@ Tensors3 backward_whole(const at::Tensor& x, const at::Tensor& w, const at::Tens
   const at::Tensor sv = saved.defined() ? saved.to(cdt).contiguous() : none;
   const at::Tensor ls = lse.defined() ? lse.to(cdt).contiguous() : none;
   const at::Tensor gr = grad.to(cdt).contiguous();
-  if (xf.is_cpu()) return backward_cpu(x, w, xf, rx, rw, sc, margin, tg, kind, sv, gr);
+  if (host_path(xf)) return backward_cpu(x, w, xf, rx, rw, sc, margin, tg, kind, sv, gr);
   return backward_rows(x, w, xf, rx, rw, sc, margin, tg, kind, sv, ls, gr, w.size(0));
 }
 

@@ -14,6 +14,7 @@
 #include "errors.h"
 #include "feature_stats.h"
 #include "knn.h"
+#include "ops_ns.h"
 #include "prototype.h"
 #include "shared.h"
 
@@ -30,7 +31,7 @@ std::string constants() {
 }
 }  // namespace
 
-TORCH_LIBRARY(ssgan_fast_C, m) {
+SSGAN_LIBRARY(m) {
   // prototype
   m.def("cosine_softmax_fwd(Tensor x, Tensor w, Tensor? tau, float scale, Tensor? lo, Tensor? hi) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
   m.def("cosine_softmax_bwd(Tensor x, Tensor w, Tensor rx, Tensor rw, Tensor? tau, float scale, Tensor probs, Tensor lse, Tensor grad) -> (Tensor, Tensor, Tensor)");
@@ -72,7 +73,25 @@ TORCH_LIBRARY(ssgan_fast_C, m) {
   m.impl("aam_ce_bwd", &ssgan_fast::aam_ce_bwd);                   \
   m.impl("aam_ce_fused", &ssgan_fast::aam_ce_fused);
 
-TORCH_LIBRARY_IMPL(ssgan_fast_C, CPU, m) {
+// the CUDA kernels (csrc/cuda/): CUDA tensors, or CPU tensors in the CPU emulation build (csrc/emu/)
+#define SSGAN_REGISTER_CUDA_KERNELS(m)                                      \
+  m.impl("prototype_ema_rows", &ssgan_fast::prototype_ema_rows_cuda);       \
+  m.impl("cutmix_forward", &ssgan_fast::cutmix_forward_cuda);               \
+  m.impl("cutmix_backward", &ssgan_fast::cutmix_backward_cuda);             \
+  m.impl("mask_embed_forward", &ssgan_fast::mask_embed_forward_cuda);       \
+  m.impl("mask_embed_backward", &ssgan_fast::mask_embed_backward_cuda);     \
+  m.impl("feature_stats_moments", &ssgan_fast::feature_stats_moments_cuda); \
+  m.impl("knn_smallest", &ssgan_fast::knn_smallest_cuda);                   \
+  m.impl("knn_radius_count", &ssgan_fast::knn_radius_count_cuda);
+
+#ifdef SSGAN_CUDA_EMU
+SSGAN_LIBRARY_IMPL(CPU, m) {
+  SSGAN_REGISTER_HOST(m)
+  SSGAN_REGISTER_CUDA_KERNELS(m)
+}
+#define SSGAN_WITH_CUDA 1
+#else
+SSGAN_LIBRARY_IMPL(CPU, m) {
   SSGAN_REGISTER_HOST(m)
   m.impl("prototype_ema_rows", &ssgan_fast::prototype_ema_rows_cpu);
   m.impl("cutmix_forward", &ssgan_fast::cutmix_forward_cpu);
@@ -86,20 +105,14 @@ TORCH_LIBRARY_IMPL(ssgan_fast_C, CPU, m) {
 }
 
 #ifdef WITH_CUDA
-TORCH_LIBRARY_IMPL(ssgan_fast_C, CUDA, m) {
+SSGAN_LIBRARY_IMPL(CUDA, m) {
   SSGAN_REGISTER_HOST(m)
-  m.impl("prototype_ema_rows", &ssgan_fast::prototype_ema_rows_cuda);
-  m.impl("cutmix_forward", &ssgan_fast::cutmix_forward_cuda);
-  m.impl("cutmix_backward", &ssgan_fast::cutmix_backward_cuda);
-  m.impl("mask_embed_forward", &ssgan_fast::mask_embed_forward_cuda);
-  m.impl("mask_embed_backward", &ssgan_fast::mask_embed_backward_cuda);
-  m.impl("feature_stats_moments", &ssgan_fast::feature_stats_moments_cuda);
-  m.impl("knn_smallest", &ssgan_fast::knn_smallest_cuda);
-  m.impl("knn_radius_count", &ssgan_fast::knn_radius_count_cuda);
+  SSGAN_REGISTER_CUDA_KERNELS(m)
 }
 #define SSGAN_WITH_CUDA 1
 #else
 #define SSGAN_WITH_CUDA 0
+#endif
 #endif
 
 #ifndef SSGAN_CUDA_VERSION
@@ -109,8 +122,14 @@ TORCH_LIBRARY_IMPL(ssgan_fast_C, CUDA, m) {
 #define SSGAN_CUDA_ARCHS ""
 #endif
 
+#ifdef SSGAN_CUDA_EMU
+extern "C" PyObject* PyInit__C_emu(void) {
+  static struct PyModuleDef def = {PyModuleDef_HEAD_INIT, "_C_emu", "ssgan_fast's CUDA kernels emulated on the CPU (tests)",
+                                   -1, nullptr};
+#else
 extern "C" PyObject* PyInit__C(void) {
   static struct PyModuleDef def = {PyModuleDef_HEAD_INIT, "_C", "ssgan_fast compiled kernels (C++ CPU, CUDA)", -1, nullptr};
+#endif
   PyObject* mod = PyModule_Create(&def);
   if (mod == nullptr) return nullptr;
   PyModule_AddIntConstant(mod, "WITH_CUDA", SSGAN_WITH_CUDA);

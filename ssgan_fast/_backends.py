@@ -5,7 +5,9 @@ Backends: ``ref`` (plain torch, always), ``cpp`` (ssgan_fast._C CPU kernels), ``
 ``TRITON_INTERPRET=1``). Default: CUDA tensors -> triton, else cuda, else ref; CPU tensors ->
 cpp, else ref (a default that is not the fastest one is logged as a warning, once).
 ``SSGAN_FAST_BACKEND=ref|cpp|cuda|triton`` forces one; a forced backend that cannot run raises
-``RuntimeError`` saying why - never a silent fallback.
+``RuntimeError`` saying why - never a silent fallback. ``cuda_emu`` (tests): the CUDA kernels compiled
+for the CPU against an emulation of the CUDA execution model (ssgan_fast._C_emu, built by
+``python tools/cuda_emu.py``), run on CPU tensors when forced; never a default.
 """
 from __future__ import annotations
 
@@ -22,6 +24,8 @@ import torch
 log = logging.getLogger("ssgan_fast")
 
 BACKENDS = ("ref", "cpp", "cuda", "triton")
+EMULATION = "cuda_emu"  # only when forced (SSGAN_FAST_BACKEND=cuda_emu)
+ALL_BACKENDS = (*BACKENDS, EMULATION)
 _ENV = "SSGAN_FAST_BACKEND"
 
 
@@ -36,6 +40,25 @@ def _load_ext():
         return None, (f"ssgan_fast._C was built against torch {mod.TORCH_VERSION} but torch {torch.__version__} "
                       "is installed; rebuild with `pip install --no-build-isolation -e .`")
     return mod, ""
+
+
+@functools.cache
+def _load_emu():
+    """Import ssgan_fast._C_emu (the CUDA kernels emulated on the CPU). Returns (module or None, reason)."""
+    try:
+        mod = importlib.import_module("ssgan_fast._C_emu")
+    except ImportError as e:
+        return None, (f"ssgan_fast._C_emu is not importable ({e}); build it with `python tools/cuda_emu.py` "
+                      "(a test build of the CUDA kernels for the CPU)")
+    return mod, ""
+
+
+def c_ops(backend: str):
+    """The torch.library namespace of a C++ backend's ops: ssgan_fast_C (cpp, cuda) or ssgan_fast_emu."""
+    if backend == EMULATION:
+        _load_emu()
+        return torch.ops.ssgan_fast_emu
+    return torch.ops.ssgan_fast_C
 
 
 @functools.cache
@@ -173,7 +196,14 @@ def availability(name: str, device: torch.device | str | None = None) -> tuple[b
         if mod is None:
             return False, why
         return True, ""
-    raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
+    if name == EMULATION:
+        mod, why = _load_emu()
+        if mod is None:
+            return False, why
+        if dev is not None and dev.type != "cpu":
+            return False, f"the cuda_emu backend runs the CUDA kernels on CPU tensors, got {dev.type} tensors"
+        return True, ""
+    raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(ALL_BACKENDS)}")
 
 
 @functools.cache
@@ -181,8 +211,8 @@ def kernels(name: str):
     """The kernels a backend's Python side calls. Triton: the row kernels, the single-launch
     kernels and ema_rows (its host functions are Python). cpp / cuda: ema_rows and the loader's
     augment_shift - their row kernels run inside the C++ host functions (ssgan_fast_C::cosine_softmax_fwd, ...)."""
-    if name in ("cpp", "cuda"):
-        ops = torch.ops.ssgan_fast_C
+    if name in ("cpp", "cuda", EMULATION):
+        ops = c_ops(name)
         return SimpleNamespace(ema_rows=ops.prototype_ema_rows, augment_shift=ops.augment_shift)
     if name == "triton":
         mod, why = _load_triton()
@@ -203,8 +233,8 @@ def _pick_cached(device_type: str) -> str:
 def _pick(device_type: str) -> str:
     forced = os.environ.get(_ENV, "").strip()
     if forced:
-        if forced not in BACKENDS:
-            raise ValueError(f"{_ENV}={forced!r} is not a backend; choose one of {', '.join(BACKENDS)}")
+        if forced not in ALL_BACKENDS:
+            raise ValueError(f"{_ENV}={forced!r} is not a backend; choose one of {', '.join(ALL_BACKENDS)}")
         ok, why = availability(forced, device_type)
         if not ok:
             raise RuntimeError(f"{_ENV}={forced} was requested but cannot run on {device_type} tensors: {why}")
@@ -278,7 +308,7 @@ def build_info(print_: bool = False) -> dict:
                                                 "torch": mod.TORCH_VERSION, "path": mod.__file__},
         "backends": {},
     }
-    for name in BACKENDS:
+    for name in ALL_BACKENDS:
         ok, reason = availability(name)
         info["backends"][name] = {"available": ok, "reason": reason}
     if print_:
@@ -290,6 +320,6 @@ def build_info(print_: bool = False) -> dict:
                          + (f"yes (CUDA {ext['cuda']}, architectures {ext['cuda_archs']})" if ext["with_cuda"]
                             else "no"))
         for name, v in info["backends"].items():
-            lines.append(f"  {name:7s} {'yes' if v['available'] else 'no '}  {v['reason']}")
+            lines.append(f"  {name:8s} {'yes' if v['available'] else 'no '}  {v['reason']}")
         print("\n".join(lines))
     return info

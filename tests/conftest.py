@@ -94,10 +94,20 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(not_asked)
 
 
+@functools.cache
+def cuda_emu():
+    """ssgan_fast._C_emu, built once per session (tools/cuda_emu.py: incremental, build/cuda_emu/)."""
+    from tools import cuda_emu as tool
+    return tool.build()
+
+
 @pytest.fixture
 def use_backend(monkeypatch):
-    """use_backend("cpp") forces SSGAN_FAST_BACKEND for the rest of the test."""
+    """use_backend("cpp") forces SSGAN_FAST_BACKEND for the rest of the test; cuda_emu builds the CPU
+    emulation of the CUDA kernels first (once)."""
     def _set(name):
+        if name == "cuda_emu":
+            cuda_emu()
         monkeypatch.setenv("SSGAN_FAST_BACKEND", name)
     return _set
 

@@ -33,6 +33,20 @@ inline void check_launch(cudaError_t err, const char* op, const char* kernel, st
 
 constexpr int kThreads = 256;
 
+// One launch form for nvcc and the CPU emulation build (csrc/emu/cuda_emu.h, SSGAN_CUDA_EMU):
+//   SSGAN_LAUNCH(grid, block, smem, stream, kernel<...>)(args...)  is  kernel<...><<<grid, block, smem, stream>>>(args...)
+// SSGAN_DYNAMIC_SHARED(T, name): the launch's dynamic shared memory as T name[]; on_device(t): t is a tensor
+// of the device the kernels run on (CUDA; the emulation's CPU).
+#ifdef SSGAN_CUDA_EMU
+#define SSGAN_LAUNCH(grid, block, smem, stream, ...) ::ssgan_fast::emu::launcher(grid, block, smem, __VA_ARGS__)
+#define SSGAN_DYNAMIC_SHARED(T, name) T* name = static_cast<T*>(::ssgan_fast::emu::dynamic_shared())
+inline bool on_device(const at::Tensor& t) { return t.is_cpu(); }
+#else
+#define SSGAN_LAUNCH(grid, block, smem, stream, ...) __VA_ARGS__<<<grid, block, smem, stream>>>
+#define SSGAN_DYNAMIC_SHARED(T, name) extern __shared__ T name[]
+inline bool on_device(const at::Tensor& t) { return t.is_cuda(); }
+#endif
+
 template <typename T>
 __device__ __forceinline__ T warp_sum(T v) {
 #pragma unroll

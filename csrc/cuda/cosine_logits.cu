@@ -163,7 +163,7 @@ void cosine_logits_fwd_rows_cuda(const at::Tensor& dots, const at::Tensor& rx, c
                                  const at::Tensor& lo, const at::Tensor& hi, int64_t c0, int64_t kind,
                                  const at::Tensor& stats) {
   check_rows_args(dots, rx, rw, scale, target, lo, hi, kind);
-  TORCH_CHECK(dots.is_cuda(), "cosine_logits (cuda): dots must be a CUDA tensor");
+  TORCH_CHECK(on_device(dots), "cosine_logits (cuda): dots must be a CUDA tensor");
   const int64_t B = dots.size(0), K = dots.size(1);
   check_stats_arg(dots, stats);
   if (B == 0 || K == 0) return;
@@ -171,7 +171,7 @@ void cosine_logits_fwd_rows_cuda(const at::Tensor& dots, const at::Tensor& rx, c
   auto stream = c10::cuda::getCurrentCUDAStream();
   const int64_t* pt = kind != kProbs ? target.data_ptr<int64_t>() : nullptr;
   #define SSGAN_LAUNCH_FWD(MODE)                                                                          \
-  fwd_rows_kernel<MODE, T><<<B, kThreads, 0, stream>>>(dots.data_ptr<T>(), dots.stride(0), K, B, c0,  \
+  SSGAN_LAUNCH(B, kThreads, 0, stream, fwd_rows_kernel<MODE, T>)(dots.data_ptr<T>(), dots.stride(0), K, B, c0,  \
                                                     rx.data_ptr<T>(), rw.data_ptr<T>(),         \
                                                     scale.data_ptr<T>(), M, pt, opt_ptr(lo),         \
                                                     opt_ptr(hi), stats.data_ptr<T>())
@@ -192,7 +192,7 @@ void cosine_logits_bwd_rows_cuda(const at::Tensor& dots, const at::Tensor& rx, c
                                  const at::Tensor& rowdot, const at::Tensor& coldot) {
   const at::Tensor no_group = at::empty({0}, target.options());
   check_rows_args(dots, rx, rw, scale, target, no_group, no_group, kind);
-  TORCH_CHECK(dots.is_cuda(), "cosine_logits (cuda): dots must be a CUDA tensor");
+  TORCH_CHECK(on_device(dots), "cosine_logits (cuda): dots must be a CUDA tensor");
   const int64_t B = dots.size(0), K = dots.size(1);
   check_bwd_args(dots, kind, saved, lse, grad, rowdot, coldot);
   if (B == 0 || K == 0) return;
@@ -200,7 +200,7 @@ void cosine_logits_bwd_rows_cuda(const at::Tensor& dots, const at::Tensor& rx, c
   auto stream = c10::cuda::getCurrentCUDAStream();
   const int64_t* pt = kind != kProbs ? target.data_ptr<int64_t>() : nullptr;
   #define SSGAN_LAUNCH_BWD(MODE)                                                                        \
-  bwd_rows_kernel<MODE, T><<<B, kThreads, 0, stream>>>(dots.data_ptr<T>(), dots.stride(0), K, c0,    \
+  SSGAN_LAUNCH(B, kThreads, 0, stream, bwd_rows_kernel<MODE, T>)(dots.data_ptr<T>(), dots.stride(0), K, c0,    \
                                                     rx.data_ptr<T>(), rw.data_ptr<T>(),       \
                                                     scale.data_ptr<T>(), M, pt, saved.numel() ? saved.data_ptr<T>() : nullptr, \
                                                     lse.numel() ? lse.data_ptr<T>() : nullptr,               \
@@ -221,14 +221,14 @@ void aam_ce_rows_cuda(const at::Tensor& dots, const at::Tensor& rx, const at::Te
                       double margin, const at::Tensor& target, double weight, const at::Tensor& stats,
                       const at::Tensor& rowdot, const at::Tensor& coldot) {
   check_ce_rows_args(dots, rx, rw, scale, target, stats, rowdot, coldot);
-  TORCH_CHECK(dots.is_cuda(), "cosine_logits (cuda): dots must be a CUDA tensor");
+  TORCH_CHECK(on_device(dots), "cosine_logits (cuda): dots must be a CUDA tensor");
   const int64_t B = dots.size(0), K = dots.size(1);
   if (B == 0 || K == 0) return;
   c10::cuda::CUDAGuard guard(dots.device());
   auto stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES(dots.scalar_type(), "aam_ce_rows_cuda", [&] {
     using T = scalar_t;
-    ce_rows_kernel<T><<<B, kThreads, 0, stream>>>(dots.data_ptr<T>(), dots.stride(0), K, B, rx.data_ptr<T>(),
+    SSGAN_LAUNCH(B, kThreads, 0, stream, ce_rows_kernel<T>)(dots.data_ptr<T>(), dots.stride(0), K, B, rx.data_ptr<T>(),
                                                   rw.data_ptr<T>(), scale.data_ptr<T>(), make_margin_t<T>(margin),
                                                   target.data_ptr<int64_t>(), static_cast<T>(weight),
                                                   stats.data_ptr<T>(), rowdot.data_ptr<T>(), coldot.data_ptr<T>());

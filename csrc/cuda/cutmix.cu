@@ -79,7 +79,7 @@ __global__ void mask_embed_bwd_kernel(const T* __restrict__ g, const T* __restri
                                       T* __restrict__ df, T* __restrict__ de, int64_t C, int64_t H, int64_t W, int64_t Ce,
                                       int64_t h, int64_t w) {
   using acc_t = at::opmath_type<T>;
-  extern __shared__ unsigned char smem_raw[];
+  SSGAN_DYNAMIC_SHARED(unsigned char, smem_raw);
   acc_t* bins = reinterpret_cast<acc_t*>(smem_raw);
   const int64_t er = blockIdx.x;
   const int64_t s = er % h, ce = (er / h) % Ce, n = er / (h * Ce);
@@ -128,7 +128,7 @@ std::tuple<at::Tensor, at::Tensor> cutmix_forward_cuda(const at::Tensor& xa_, co
   auto stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, xa.scalar_type(), "cutmix_forward_cuda", [&] {
     auto k = g.cl ? cutmix_kernel<scalar_t, true, 0> : cutmix_kernel<scalar_t, false, 0>;
-    k<<<grid_for(n), kThreads, 0, stream>>>(xa.const_data_ptr<scalar_t>(), xb.const_data_ptr<scalar_t>(),
+    SSGAN_LAUNCH(grid_for(n), kThreads, 0, stream, k)(xa.const_data_ptr<scalar_t>(), xb.const_data_ptr<scalar_t>(),
                                             out.data_ptr<scalar_t>(), nullptr, mask.data_ptr<scalar_t>(),
                                             boxes.const_data_ptr<int32_t>(), n, g.C, g.H, g.W);
   });
@@ -147,7 +147,7 @@ std::tuple<at::Tensor, at::Tensor> cutmix_backward_cuda(const at::Tensor& g_, co
   auto stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, gr.scalar_type(), "cutmix_backward_cuda", [&] {
     auto k = g.cl ? cutmix_kernel<scalar_t, true, 1> : cutmix_kernel<scalar_t, false, 1>;
-    k<<<grid_for(n), kThreads, 0, stream>>>(gr.const_data_ptr<scalar_t>(), nullptr, ga.data_ptr<scalar_t>(),
+    SSGAN_LAUNCH(grid_for(n), kThreads, 0, stream, k)(gr.const_data_ptr<scalar_t>(), nullptr, ga.data_ptr<scalar_t>(),
                                             gb.data_ptr<scalar_t>(), nullptr, boxes.const_data_ptr<int32_t>(), n, g.C,
                                             g.H, g.W);
   });
@@ -166,7 +166,7 @@ at::Tensor mask_embed_forward_cuda(const at::Tensor& feat_, const at::Tensor& em
   auto stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, feat.scalar_type(), "mask_embed_forward_cuda", [&] {
     auto k = g.cl ? mask_embed_fwd_kernel<scalar_t, true> : mask_embed_fwd_kernel<scalar_t, false>;
-    k<<<grid_for(n), kThreads, 0, stream>>>(feat.const_data_ptr<scalar_t>(), emb.const_data_ptr<scalar_t>(),
+    SSGAN_LAUNCH(grid_for(n), kThreads, 0, stream, k)(feat.const_data_ptr<scalar_t>(), emb.const_data_ptr<scalar_t>(),
                                             out.data_ptr<scalar_t>(), n, g.C, g.H, g.W, emb.size(1), emb.size(2),
                                             emb.size(3));
   });
@@ -189,7 +189,7 @@ std::tuple<at::Tensor, at::Tensor> mask_embed_backward_cuda(const at::Tensor& g_
     const size_t smem = static_cast<size_t>(w) * sizeof(acc_t);
     TORCH_CHECK(smem <= 48 * 1024, "mask_embed_backward (cuda): emb width ", w, " is too large for the shared-memory bins");
     auto k = g.cl ? mask_embed_bwd_kernel<scalar_t, true> : mask_embed_bwd_kernel<scalar_t, false>;
-    k<<<static_cast<unsigned>(rows), kThreads, smem, stream>>>(gr.const_data_ptr<scalar_t>(), feat.const_data_ptr<scalar_t>(),
+    SSGAN_LAUNCH(static_cast<unsigned>(rows), kThreads, smem, stream, k)(gr.const_data_ptr<scalar_t>(), feat.const_data_ptr<scalar_t>(),
                                                                emb.const_data_ptr<scalar_t>(), dfeat.data_ptr<scalar_t>(),
                                                                demb.data_ptr<scalar_t>(), g.C, g.H, g.W, emb.size(1),
                                                                emb.size(2), w);

@@ -102,7 +102,7 @@ __global__ void __launch_bounds__(kMomentThreads, 2) feature_stats_moments_kerne
 void feature_stats_moments_cuda(const at::Tensor& x, const at::Tensor& labels, const at::Tensor& shift, const at::Tensor& count,
                         const at::Tensor& sum, const at::Tensor& xtx) {
   check_feature_stats_moments(x, labels, shift, count, sum, xtx);
-  TORCH_CHECK(x.is_cuda(), "feature_stats_moments (cuda): tensors must be CUDA tensors");
+  TORCH_CHECK(on_device(x), "feature_stats_moments (cuda): tensors must be CUDA tensors");
   const int64_t N = x.size(0), D = x.size(1), C = count.numel();
   if (N == 0 || D == 0) return;
   TORCH_CHECK(C <= 65535, "feature_stats_moments (cuda): at most 65535 classes, got ", C);
@@ -119,7 +119,7 @@ void feature_stats_moments_cuda(const at::Tensor& x, const at::Tensor& labels, c
   const dim3 grid(static_cast<unsigned>(pairs), static_cast<unsigned>(C), static_cast<unsigned>(chunks));
   auto stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "feature_stats_moments_cuda", [&] {
-    feature_stats_moments_kernel<scalar_t><<<grid, kMomentThreads, 0, stream>>>(
+    SSGAN_LAUNCH(grid, kMomentThreads, 0, stream, feature_stats_moments_kernel<scalar_t>)(
         x.const_data_ptr<scalar_t>(), perm.const_data_ptr<int64_t>(), start.const_data_ptr<int64_t>(),
         shift.const_data_ptr<scalar_t>(), count.data_ptr<double>(), sum.data_ptr<double>(), xtx.data_ptr<double>(), D,
         ntiles);

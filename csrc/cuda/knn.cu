@@ -178,7 +178,7 @@ inline unsigned row_blocks(int64_t M, const char* op) {
 
 at::Tensor knn_smallest_cuda(const at::Tensor& x, const std::optional<at::Tensor>& ref, int64_t k) {
   check_knn_smallest(x, ref, k);
-  TORCH_CHECK(x.is_cuda(), "knn_smallest (cuda): tensors must be CUDA tensors");
+  TORCH_CHECK(on_device(x), "knn_smallest (cuda): tensors must be CUDA tensors");
   TORCH_CHECK(k <= KNN_MAX_K, "knn_smallest (cuda): k = ", k, " > KNN_MAX_K = ", KNN_MAX_K);
   c10::cuda::CUDAGuard guard(x.device());
   const bool self = !ref.has_value();
@@ -189,7 +189,7 @@ at::Tensor knn_smallest_cuda(const at::Tensor& x, const std::optional<at::Tensor
   at::Tensor out = at::empty({M, k}, x.options());
   auto stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "knn_smallest_cuda", [&] {
-    knn_smallest_kernel<scalar_t><<<row_blocks(M, "knn_smallest"), kKnnThreads, 0, stream>>>(
+    SSGAN_LAUNCH(row_blocks(M, "knn_smallest"), kKnnThreads, 0, stream, knn_smallest_kernel<scalar_t>)(
         x.const_data_ptr<scalar_t>(), r.const_data_ptr<scalar_t>(), nx.const_data_ptr<scalar_t>(),
         nr.const_data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), M, N, D, static_cast<int>(k), self);
   });
@@ -201,7 +201,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> knn_radius_count_cuda(const at::T
                                                                      const at::Tensor& ra2, const at::Tensor& rb2,
                                                                      bool inclusive) {
   check_knn_radius_count(a, b, ra2, rb2);
-  TORCH_CHECK(a.is_cuda(), "knn_radius_count (cuda): tensors must be CUDA tensors");
+  TORCH_CHECK(on_device(a), "knn_radius_count (cuda): tensors must be CUDA tensors");
   c10::cuda::CUDAGuard guard(a.device());
   const int64_t M = a.size(0), N = b.size(0), D = a.size(1);
   const at::Tensor na = at::sum(at::mul(a, a), {1});
@@ -211,7 +211,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> knn_radius_count_cuda(const at::T
   at::Tensor nn_a = at::empty({M}, a.options());
   auto stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "knn_radius_count_cuda", [&] {
-    knn_radius_count_kernel<scalar_t><<<row_blocks(M, "knn_radius_count"), kKnnThreads, 0, stream>>>(
+    SSGAN_LAUNCH(row_blocks(M, "knn_radius_count"), kKnnThreads, 0, stream, knn_radius_count_kernel<scalar_t>)(
         a.const_data_ptr<scalar_t>(), b.const_data_ptr<scalar_t>(), na.const_data_ptr<scalar_t>(),
         nb.const_data_ptr<scalar_t>(), ra2.const_data_ptr<scalar_t>(), rb2.const_data_ptr<scalar_t>(),
         cnt_a.data_ptr<int64_t>(), cnt_b.data_ptr<int64_t>(), nn_a.data_ptr<scalar_t>(), M, N, D, inclusive);

@@ -27,14 +27,14 @@ __global__ void ema_kernel(scalar_t* __restrict__ protos, const float* __restric
 void prototype_ema_rows_cuda(const at::Tensor& protos, const at::Tensor& sums, const at::Tensor& wsum,
                              double momentum) {
   check_ema_args(protos, sums, wsum);
-  TORCH_CHECK(protos.is_cuda(), "prototype_ema (cuda): protos must be a CUDA tensor");
+  TORCH_CHECK(on_device(protos), "prototype_ema (cuda): protos must be a CUDA tensor");
   const int64_t n = protos.numel();
   if (n == 0) return;
   c10::cuda::CUDAGuard guard(protos.device());
   auto stream = c10::cuda::getCurrentCUDAStream();
   const int blocks = static_cast<int>((n + kThreads - 1) / kThreads);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, protos.scalar_type(), "prototype_ema_rows_cuda", [&] {
-    ema_kernel<scalar_t><<<blocks, kThreads, 0, stream>>>(protos.data_ptr<scalar_t>(), sums.data_ptr<float>(),
+    SSGAN_LAUNCH(blocks, kThreads, 0, stream, ema_kernel<scalar_t>)(protos.data_ptr<scalar_t>(), sums.data_ptr<float>(),
                                                           wsum.data_ptr<float>(), protos.size(1), n,
                                                           static_cast<float>(momentum));
   });

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from .._backends import kernels, named, op_scope
+from .._backends import EMULATION, c_ops, kernels, named, op_scope
 from .._constants import CE_MIN_COLS, CE_TILE_ELEMS, FUSED_CE_MAX_WEIGHT, NORM_EPS, PBAR_MIN
 from ._checks import no_autocast
 
@@ -253,7 +253,7 @@ _TRITON_HOST = SimpleNamespace(**{n: named(globals()[n], _OP_OF[n]) for n in HOS
 
 def host(backend: str):
     """The host functions of a backend, by name (HOST_FUNCTIONS): Python for Triton, C++ otherwise."""
-    return _TRITON_HOST if backend == "triton" else _c_ops()
+    return _TRITON_HOST if backend == "triton" else _c_ops(backend)
 
 
 # ------------------------------------------------------------------------------ autograd
@@ -267,9 +267,12 @@ def host(backend: str):
 _C_OPS = None
 
 
-def _c_ops():
-    """torch.ops.ssgan_fast_C, resolved once (the cpp / cuda backends imply the extension is loaded)."""
+def _c_ops(backend: str = "cpp"):
+    """torch.ops.ssgan_fast_C, resolved once (the cpp / cuda backends imply the extension is loaded), or
+    the emulation's torch.ops.ssgan_fast_emu (cuda_emu)."""
     global _C_OPS
+    if backend == EMULATION:
+        return c_ops(backend)
     if _C_OPS is None:
         import ssgan_fast._C  # noqa: F401  (registers the ops)
         _C_OPS = torch.ops.ssgan_fast_C
@@ -412,7 +415,7 @@ def _cs_grads(ctx, bwd, gprobs, *_):
 
 cosine_softmax_op = _define(
     "cosine_softmax", _cs_fwd, _cs_fake, _cs_setup, _cs_grads, _cs_bwd,
-    lambda x, p, tau, scale, lo, hi, backend: _c_ops().cosine_softmax_autograd(x, p, tau, scale, lo, hi))
+    lambda x, p, tau, scale, lo, hi, backend: _c_ops(backend).cosine_softmax_autograd(x, p, tau, scale, lo, hi))
 
 
 # clustering_loss --------------------------------------------------------------
@@ -451,7 +454,7 @@ def _cl_grads(ctx, bwd, gloss, *_):
 
 clustering_loss_op = _define(
     "clustering_loss", _cl_fwd, _cl_fake, _cl_setup, _cl_grads, _cl_bwd,
-    lambda x, p, tau, scale, lam, backend: _c_ops().clustering_loss_autograd(x, p, tau, scale, lam))
+    lambda x, p, tau, scale, lam, backend: _c_ops(backend).clustering_loss_autograd(x, p, tau, scale, lam))
 
 
 # aam_logits -------------------------------------------------------------------
@@ -482,7 +485,7 @@ def _al_grads(ctx, bwd, glogits, *_):
 
 aam_logits_op = _define(
     "aam_logits", _al_fwd, _al_fake, _al_setup, _al_grads, _al_bwd,
-    lambda x, w, target, s, m, backend: _c_ops().aam_logits_autograd(x, w, target, s, m))
+    lambda x, w, target, s, m, backend: _c_ops(backend).aam_logits_autograd(x, w, target, s, m))
 
 
 # aam_cross_entropy ---------------------------------------------------------------
@@ -539,7 +542,7 @@ _REDUCTION_CODE = {"mean": 0, "sum": 1, "none": 2}  # csrc/autograd.cpp's Reduct
 aam_cross_entropy_op = _define(
     "aam_cross_entropy", _ace_fwd, _ace_fake, _ace_setup, _ace_grads, _ace_bwd,
     lambda x, w, target, s, m, reduction, need_grad, backend, chunk:
-    _c_ops().aam_cross_entropy_autograd(x, w, target, s, m, _REDUCTION_CODE[reduction], need_grad, chunk))
+    _c_ops(backend).aam_cross_entropy_autograd(x, w, target, s, m, _REDUCTION_CODE[reduction], need_grad, chunk))
 
 
 # prototype_ema_update ---------------------------------------------------------

@@ -20,7 +20,7 @@ import math
 import torch
 from torch import Tensor
 
-from .._backends import kernels, named, pick_backend
+from .._backends import c_ops, kernels, named, pick_backend
 from . import reference
 from ._checks import check_tensor, values_checkable
 
@@ -47,7 +47,7 @@ def _impl(backend: str):
         k = kernels("triton")
         fns = k.cutmix_forward, k.cutmix_backward, k.mask_embed_forward, k.mask_embed_backward
         return tuple(named(f, n, i) for f, n, i in zip(fns, _NAMES, _INPUTS, strict=False))
-    o = torch.ops.ssgan_fast_C
+    o = c_ops(backend)
     return o.cutmix_forward, o.cutmix_backward, o.mask_embed_forward, o.mask_embed_backward
 
 

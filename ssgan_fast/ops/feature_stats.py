@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._backends import kernels, op_scope, pick_backend
+from .._backends import c_ops, kernels, op_scope, pick_backend
 from . import reference
 from ._checks import check_labels, check_tensor, values_checkable
 
@@ -42,7 +42,7 @@ def _feature_stats_moments(backend: str, x: Tensor, labels: Tensor, shift: Tenso
         with op_scope("FeatureStats.update", feats=x, labels=labels):
             kernels("triton").feature_stats_moments(x, labels, shift, count, s, xtx)
     else:
-        torch.ops.ssgan_fast_C.feature_stats_moments(x, labels, shift.to(x.dtype).contiguous(), count, s, xtx)
+        c_ops(backend).feature_stats_moments(x, labels, shift.to(x.dtype).contiguous(), count, s, xtx)
 
 
 class FeatureStats:

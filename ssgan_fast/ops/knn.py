@@ -30,7 +30,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .._backends import kernels, op_scope, pick_backend
+from .._backends import c_ops, kernels, op_scope, pick_backend
 from . import reference
 from ._checks import check_float_matrix, check_tensor, values_checkable
 
@@ -79,7 +79,7 @@ def knn_smallest(x: Tensor, ref: Tensor | None = None, k: int = 1) -> Tensor:
         raise ValueError(f"k = {k} neighbours need k in 1..{n_other} ("
                          f"{'the other rows of x' if ref is None else 'the rows of ref'})")
     backend = pick_backend(x.device)
-    if backend in ("triton", "cuda") and k > MAX_K:
+    if backend in ("triton", "cuda", "cuda_emu") and k > MAX_K:
         raise ValueError(f"k = {k}: the {backend} kernel keeps at most MAX_K = {MAX_K} neighbours per row")
     x = _prepare(x.detach())
     r = None if ref is None else _prepare(ref.detach()).to(x.dtype)
@@ -91,7 +91,7 @@ def knn_smallest(x: Tensor, ref: Tensor | None = None, k: int = 1) -> Tensor:
             return reference.knn_smallest(x, r, k)
         if backend == "triton":
             return kernels("triton").knn_smallest(x, r, k)
-        return torch.ops.ssgan_fast_C.knn_smallest(x, r, k)
+        return c_ops(backend).knn_smallest(x, r, k)
 
 
 def knn_radius_count(a: Tensor, b: Tensor, ra2: Tensor, rb2: Tensor,
@@ -121,4 +121,4 @@ def knn_radius_count(a: Tensor, b: Tensor, ra2: Tensor, rb2: Tensor,
             return reference.knn_radius_count(a, b, ra2, rb2, inclusive)
         if backend == "triton":
             return kernels("triton").knn_radius_count(a, b, ra2, rb2, inclusive)
-        return torch.ops.ssgan_fast_C.knn_radius_count(a, b, ra2, rb2, inclusive)
+        return c_ops(backend).knn_radius_count(a, b, ra2, rb2, inclusive)

@@ -111,8 +111,9 @@ def test_cuda_launch_message():
 
 
 def test_every_cuda_launch_is_checked():
-    """Each <<<...>>> launch in csrc/cuda is followed by SSGAN_CHECK_LAUNCH before the next launch or the
-    end of its function; torch's generic C10_CUDA_KERNEL_LAUNCH_CHECK (no op, no shapes) is gone."""
+    """Each launch in csrc/cuda (SSGAN_LAUNCH(...), nvcc's <<<...>>>, common.cuh) is followed by
+    SSGAN_CHECK_LAUNCH before the next launch or the end of its function; torch's generic
+    C10_CUDA_KERNEL_LAUNCH_CHECK (no op, no shapes) is gone, and no launch bypasses the macro."""
     cu_dir = os.path.join(ROOT, "csrc", "cuda")
     n = 0
     for name in sorted(os.listdir(cu_dir)):
@@ -120,9 +121,10 @@ def test_every_cuda_launch_is_checked():
             continue
         src = open(os.path.join(cu_dir, name)).read()
         assert "C10_CUDA_KERNEL_LAUNCH_CHECK" not in src, name
-        for m in re.finditer(r"<<<", src):
+        assert "<<<" not in src, f"{name}: a launch written <<<...>>> (use SSGAN_LAUNCH, which the CPU emulation runs)"
+        for m in re.finditer(r"SSGAN_LAUNCH\(", src):
             rest = src[m.end():]
-            nxt = re.search(r"<<<|\n}\n", rest)
+            nxt = re.search(r"SSGAN_LAUNCH\(|\n}\n", rest)
             body = rest[:nxt.start()] if nxt else rest
             assert "SSGAN_CHECK_LAUNCH" in body, f"{name}: launch at offset {m.start()} is not checked"
             n += 1

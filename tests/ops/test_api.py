@@ -97,7 +97,7 @@ def test_default_backend_on_cpu_is_cpp(monkeypatch):
 
 def test_build_info_reports_every_backend(capsys):
     info = ssgan_fast.build_info(print_=True)
-    assert set(info["backends"]) == {"ref", "cpp", "cuda", "triton"}
+    assert set(info["backends"]) == {"ref", "cpp", "cuda", "triton", "cuda_emu"}  # cuda_emu: tests only, when forced
     assert info["backends"]["ref"]["available"] and info["backends"]["cpp"]["available"]
     for name, v in info["backends"].items():
         assert v["available"] or v["reason"], f"{name} is unavailable without a reason"

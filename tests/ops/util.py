@@ -2,10 +2,12 @@
 import pytest
 import torch
 
-# (device, backend) pairs: CPU backends always; GPU ones marked `gpu` (skipped without CUDA).
+# (device, backend) pairs: CPU backends always (with the CUDA kernels' CPU emulation); GPU ones marked `gpu`
+# (skipped without CUDA).
 BACKENDS = [
     pytest.param("cpu", "cpp", id="cpu-cpp"),
     pytest.param("cpu", "triton", id="cpu-triton-interp"),
+    pytest.param("cpu", "cuda_emu", id="cpu-cuda-emu"),  # the CUDA kernels emulated on the CPU (tools/cuda_emu.py)
     pytest.param("cuda", "triton", id="cuda-triton", marks=pytest.mark.gpu),
     pytest.param("cuda", "cuda", id="cuda-cuda", marks=pytest.mark.gpu),
 ]

@@ -1,0 +1,15 @@
+// The torch.library namespace the ops register in: ssgan_fast_C, or ssgan_fast_emu for the CPU
+// emulation build of the CUDA kernels (csrc/emu/, SSGAN_OPS_NS=ssgan_fast_emu). The wrappers expand the
+// namespace macro before torch's macros paste it into their names.
+#pragma once
+#include <torch/library.h>
+
+#ifndef SSGAN_OPS_NS
+#define SSGAN_OPS_NS ssgan_fast_C
+#endif
+#define SSGAN_LIBRARY_(ns, m) TORCH_LIBRARY(ns, m)
+#define SSGAN_LIBRARY(m) SSGAN_LIBRARY_(SSGAN_OPS_NS, m)
+#define SSGAN_LIBRARY_FRAGMENT_(ns, m) TORCH_LIBRARY_FRAGMENT(ns, m)
+#define SSGAN_LIBRARY_FRAGMENT(m) SSGAN_LIBRARY_FRAGMENT_(SSGAN_OPS_NS, m)
+#define SSGAN_LIBRARY_IMPL_(ns, key, m) TORCH_LIBRARY_IMPL(ns, key, m)
+#define SSGAN_LIBRARY_IMPL(key, m) SSGAN_LIBRARY_IMPL_(SSGAN_OPS_NS, key, m)
