@@ -48,7 +48,7 @@ def launch(kernel, grid, args, meta, *, tuned=None, interp=None):
     try:
         with device_of(t):
             if tuned is None or interpreting():
-                kw = {**meta, **(interp or {})} if tuned is not None else meta
+                kw = {**meta, **_interp_tiles(kernel, tuned, interp)} if tuned is not None else meta
                 kernel[grid(kw) if callable(grid) else grid](*args, **kw)
             else:
                 tuned[grid](*args, **meta)
@@ -56,6 +56,22 @@ def launch(kernel, grid, args, meta, *, tuned=None, interp=None):
         raise kernel_error("triton", _name(kernel), dict(zip(_arg_names(kernel), args, strict=False)) | meta, e,
                            device=None if t is None else t.device,
                            detail=f"Triton {triton.__version__}" + (", interpreter" if interpreting() else "")) from e
+
+
+# Tests: SSGAN_FAST_TRITON_CONFIG=i makes the interpreter run each autotuned launch with the autotuner's
+# i-th config (the last where it has fewer) instead of the interpreter's tiles, so every config a GPU can
+# pick is executed (tests/ops/test_triton_configs.py); EXECUTED_CONFIGS records (kernel, config) pairs run.
+FORCED_CONFIG_ENV = "SSGAN_FAST_TRITON_CONFIG"
+EXECUTED_CONFIGS: set = set()
+
+
+def _interp_tiles(kernel, tuned, interp) -> dict:
+    i = os.environ.get(FORCED_CONFIG_ENV)
+    if i is None:
+        return interp or {}
+    cfg = tuned.configs[min(int(i), len(tuned.configs) - 1)]
+    EXECUTED_CONFIGS.add((_name(kernel), tuple(sorted(cfg.kwargs.items()))))
+    return dict(cfg.kwargs)
 
 
 def _name(kernel) -> str:
