@@ -106,3 +106,28 @@ def test_emulation_is_only_used_when_forced(use_backend, monkeypatch):
     emulated = aam_cross_entropy(x, w, t)
     use_backend("cpp")
     torch.testing.assert_close(emulated, aam_cross_entropy(x, w, t))
+
+
+@pytest.mark.parametrize("B,D,C,chunk", [(1, 7, 100_000, None), (3, 33, 1023, 1024), (3, 33, 1025, 1024),
+                                         (2, 5, 3000, 1000)], ids=["B1-C100k", "C-under-chunk", "C-over-chunk",
+                                                                   "3-chunks"])
+def test_emulated_cross_entropy_at_the_gpu_paths_branches(B, D, C, chunk, use_backend):
+    """The CE row kernels where the host code branches: one row of 100 000 classes (the papers' largest
+    heads), C just under / over a column chunk, several chunks; values and gradients against float64."""
+    from ssgan_fast.ops import aam_cross_entropy
+    from ssgan_fast.ops import reference as R
+
+    from .util import assert_close
+    use_backend("cuda_emu")
+    g = torch.Generator().manual_seed(C)
+    x0, w0 = torch.randn(B, D, generator=g), torch.randn(C, D, generator=g)
+    t = torch.randint(0, C, (B,), generator=g)
+    x, w = x0.clone().requires_grad_(), w0.clone().requires_grad_()
+    loss = aam_cross_entropy(x, w, t, chunk_size=chunk)
+    loss.backward()
+    xr, wr = x0.double().requires_grad_(), w0.double().requires_grad_()
+    ref = R.aam_cross_entropy(xr, wr, t)
+    ref.backward()
+    assert_close(loss, ref, 1e-5, 1e-4, "loss")
+    assert_close(x.grad, xr.grad, 1e-5, 1e-4, "grad x")
+    assert_close(w.grad, wr.grad, 1e-5, 1e-4, "grad w")
