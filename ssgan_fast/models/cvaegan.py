@@ -149,8 +149,9 @@ class CVAEGAN(GANModel):
         losses = self._c_phase(batch, amp)
         s = self._draw(batch, amp)
         losses.update(self._d_phase(s, amp))
-        losses.update(self._g_phase(s, amp))
-        self._store_centres(s)
+        lg, centres = self._g_phase(s, amp)
+        losses.update(lg)
+        self._store_centres(*centres)
         return losses
 
     def _c_phase(self, batch, amp):
@@ -196,20 +197,21 @@ class CVAEGAN(GANModel):
 
     def _g_phase(self, s, amp):
         """Alg. 1 lines 10-14, 17-18: G's mean feature matching (Eq. 2, 4) and, with the encoder, E's
-        KL (Eq. 5) and the pairwise reconstruction terms (Eq. 6 / 10); one backward into G and E."""
+        KL (Eq. 5) and the pairwise reconstruction terms (Eq. 6 / 10); one backward into G and E. Returns the
+        losses and this batch's feature centres (D's, C's per class) for the histories."""
         cfg = self.cfg
         with amp.ctx():
             x_p = self.G(s.z_p, s.c_p)
             with torch.no_grad():
-                s.fd_all = self.D.features(s.x_all).float()
+                fd_all = self.D.features(s.x_all).float()
                 fc_real = self.C.features(s.x_l).float()
             fd_p = self.D.features(x_p).float() if cfg.mean_fm_d else None
             fc_p = self.C.features(x_p).float() if cfg.mean_fm_c else None
-            lg = self._fm_terms(s, fd_p, fc_real, fc_p)
+            lg, cd, cc = self._fm_terms(s, fd_all, fd_p, fc_real, fc_p)
             if cfg.ms_weight and x_p.shape[0] >= 2:
                 lg["G/mode_seek"] = mode_seeking(x_p, s.z_p, cfg.ms_weight)
             if cfg.encoder:
-                lg.update(self._encoder_terms(s))
+                lg.update(self._encoder_terms(s, fd_all))
         params = list(self.G.parameters()) + (list(self.E.parameters()) if cfg.encoder else [])
         for k in ("G", "E") if cfg.encoder else ("G",):
             self._opts[k].zero_grad(set_to_none=True)
@@ -217,27 +219,28 @@ class CVAEGAN(GANModel):
         amp.step(None, self._opts["G"], list(self.G.parameters()))
         if cfg.encoder:
             amp.step(None, self._opts["E"], list(self.E.parameters()))
-        return {k: v.detach() for k, v in lg.items()}
+        return {k: v.detach() for k, v in lg.items()}, (cd, cc)
 
-    def _fm_terms(self, s, fd_p, fc_real, fc_p):
+    def _fm_terms(self, s, fd_all, fd_p, fc_real, fc_p):
         """Eq. 2 (D's features, all classes) and Eq. 4 (C's features, per class), against the centres'
-        histories; keeps this batch's centres in s for _store_centres."""
-        cfg, lg = self.cfg, {}
+        histories: (the terms, this batch's D centres (real, fake) or None, its C class means
+        (mr, pr, mf, pf) or None) - the centres go to _store_centres."""
+        cfg, lg, cd, cc = self.cfg, {}, None, None
         if cfg.mean_fm_d:  # Eq. 2
-            s.cd = (self._centre(s.fd_all.mean(0), self.fd_real, self.fd_seen[0]),
-                    self._centre(fd_p.mean(0), self.fd_fake, self.fd_seen[1]))
-            lg["G/fm_d"] = cfg.w_gd * 0.5 * (s.cd[0] - s.cd[1]).pow(2).sum()
+            cd = (self._centre(fd_all.mean(0), self.fd_real, self.fd_seen[0]),
+                  self._centre(fd_p.mean(0), self.fd_fake, self.fd_seen[1]))
+            lg["G/fm_d"] = cfg.w_gd * 0.5 * (cd[0] - cd[1]).pow(2).sum()
         if cfg.mean_fm_c:  # Eq. 4, per class
             mr, pr = _class_means(fc_real, s.y_l, self.nc)
             mf, pf = _class_means(fc_p, s.c_p, self.nc)
-            s.cc = (mr, pr, mf, pf)
+            cc = (mr, pr, mf, pf)
             cr = torch.where(pr[:, None], self._centre(mr, self.fc_real, self.fc_seen[0][:, None]), self.fc_real)
             cf = torch.where(pf[:, None], self._centre(mf, self.fc_fake, self.fc_seen[1][:, None]), self.fc_fake)
             both = (pr | self.fc_seen[0]) & (pf | self.fc_seen[1])
             lg["G/fm_c"] = cfg.w_gc * 0.5 * ((cr - cf).pow(2).sum(1) * both).sum()
-        return lg
+        return lg, cd, cc
 
-    def _encoder_terms(self, s):
+    def _encoder_terms(self, s, fd_all):
         """E's KL (Eq. 5) and L_G(img), L_G(D), L_G(C) between x_r and G(E(x_r, c), c) (Eq. 6 / 10)."""
         cfg = self.cfg
         mu, eps, x_f = self._encode_decode(s)
@@ -245,7 +248,7 @@ class CVAEGAN(GANModel):
         if cfg.pair_img:
             lg["G/pair_img"] = cfg.w_g * _half_sq(s.x_r, x_f)
         if cfg.pair_d:
-            lg["G/pair_d"] = cfg.w_g * _half_sq(s.fd_all[:s.B], self.D.features(x_f))  # x_r = x_all[:B]
+            lg["G/pair_d"] = cfg.w_g * _half_sq(fd_all[:s.B], self.D.features(x_f))  # x_r = x_all[:B]
         if cfg.pair_c:
             with torch.no_grad():
                 t = self.C.features(s.x_r).float()
@@ -253,13 +256,13 @@ class CVAEGAN(GANModel):
         return lg
 
     @torch.no_grad()
-    def _store_centres(self, s):
-        """The histories take this batch's (detached) centres."""
-        if self.cfg.mean_fm_d:
-            self._store("fd_real", s.cd[0], self.fd_seen, 0)
-            self._store("fd_fake", s.cd[1], self.fd_seen, 1)
-        if self.cfg.mean_fm_c:
-            mr, pr, mf, pf = s.cc
+    def _store_centres(self, cd, cc):
+        """The histories take this batch's (detached) centres: D's (real, fake), C's class means."""
+        if cd is not None:
+            self._store("fd_real", cd[0], self.fd_seen, 0)
+            self._store("fd_fake", cd[1], self.fd_seen, 1)
+        if cc is not None:
+            mr, pr, mf, pf = cc
             self._store("fc_real", self._centre(mr, self.fc_real, self.fc_seen[0][:, None]), self.fc_seen, 0, pr)
             self._store("fc_fake", self._centre(mf, self.fc_fake, self.fc_seen[1][:, None]), self.fc_seen, 1, pf)
 

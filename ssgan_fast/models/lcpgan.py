@@ -563,9 +563,9 @@ class LCPGAN(GANModel):
         self.require_prepared()
         amp = amp or FP32
         s = self._draw(batch, amp)
-        losses = self._d_phase(s, step, amp)
+        losses, txt = self._d_phase(s, step, amp)
         losses.update(self._c_phase(s, amp))
-        losses.update(self._g_phase(s, step, amp))
+        losses.update(self._g_phase(s, txt, step, amp))
         off, K = self.layout()
         prototype_ema_update(self.protos[:K], s.f, s.u_x.float(), self.cfg.proto_momentum)  # Eq. 2
         return losses
@@ -614,15 +614,16 @@ class LCPGAN(GANModel):
                       "D/class_fake": fake_loss(self._dcls(xf, s.y_z, s.u_z))}
             if self._r1_due(step):
                 ld["D/r1"] = self._r1(xr, yr, ur, amp)
+            txt = None
             if cfg.prompt_d:
-                s.txt = self._text_feats(cfg.learn_prompts)
-                ld["D/prompt_real"] = real_loss(self._dprompt(s.x, s.txt, s.u_x))  # Eq. 8
-                ld["D/prompt_fake"] = cfg.lam * fake_loss(self._dprompt(s.x_z, s.txt, s.u_z))
+                txt = self._text_feats(cfg.learn_prompts)
+                ld["D/prompt_real"] = real_loss(self._dprompt(s.x, txt, s.u_x))  # Eq. 8
+                ld["D/prompt_fake"] = cfg.lam * fake_loss(self._dprompt(s.x_z, txt, s.u_z))
             loss_d = sum(ld.values())
         amp.step(loss_d, self._opts["D"], [p for g in self._opts["D"].param_groups for p in g["params"]])
         if s.aug is not None:
             s.aug.update(out_r.detach())
-        return {k: v.detach() for k, v in ld.items()}
+        return {k: v.detach() for k, v in ld.items()}, txt
 
     def _c_phase(self, s, amp):
         """Eq. 10: cross-entropy on labeled data and on G's pairs, entropy on unlabeled data."""
@@ -648,8 +649,9 @@ class LCPGAN(GANModel):
             return self._dcls(xs, ys, self.memberships(fs, ys) if self.cfg.d_clusters else None)
         return triple_c_adversarial(logp, d_logits, logp.shape[1] <= 16)
 
-    def _g_phase(self, s, step, amp):
-        """Eq. 11: D_class, L_label^fake (C), lambda x D_prompt; the L_CLIP baseline (Sec. 4.4); lazy path length."""
+    def _g_phase(self, s, txt, step, amp):
+        """Eq. 11: D_class, L_label^fake (C), lambda x D_prompt (against D's phase's text features `txt`); the
+        L_CLIP baseline (Sec. 4.4); lazy path length."""
         cfg = self.cfg
         with amp.ctx():
             x_g, u_g = self._g(s.noise, s.y_z, train=True)
@@ -657,7 +659,7 @@ class LCPGAN(GANModel):
             lg = {"G/class": real_loss(self._dcls(xg_d, s.y_z, u_g)),
                   "G/label": F.cross_entropy(self.C(x_g).float(), s.y_z)}  # L_label^fake
             if cfg.prompt_d:
-                lg["G/prompt"] = cfg.lam * real_loss(self._dprompt(x_g, s.txt.detach(), u_g))
+                lg["G/prompt"] = cfg.lam * real_loss(self._dprompt(x_g, txt.detach(), u_g))
             if cfg.clip_loss:  # Sec. 4.4 baseline: the class prompt's CLIP similarity
                 with torch.no_grad():
                     t = F.normalize(self.clip.encode_text(self.class_ids).float(), dim=1)

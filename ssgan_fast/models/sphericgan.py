@@ -287,8 +287,9 @@ class SphericGAN(GANModel):
         if self.cfg.cluster_alignment and self.cfg.update_order == "algorithm1":
             losses.update(self._f_phase(s, amp))
         losses.update(self._d_phase(s, amp))
-        losses.update(self._g_phase(s, amp))
-        losses.update(self._c_phase(s, amp))
+        lg, xz = self._g_phase(s, amp)
+        losses.update(lg)
+        losses.update(self._c_phase(s, xz, amp))
         return losses
 
     def _draw(self, batch, amp):
@@ -339,11 +340,12 @@ class SphericGAN(GANModel):
 
     def _g_phase(self, s, amp):
         """G1 + G2: Eq. 7 adversarial, Eq. 8 verification (mu), Eq. 3 / 9 latent evaluation; with cluster
-        alignment G1's and F's sides of Eq. 4, L_align (Eq. 6) and F's consistency (Eq. 5)."""
+        alignment G1's and F's sides of Eq. 4, L_align (Eq. 6) and F's consistency (Eq. 5). Returns the losses
+        and G's images (C's phase fits them, Eq. 8)."""
         cfg = self.cfg
         with amp.ctx():
             zc = self.latent(s.z)
-            s.xz = xz = self.G2(zc, s.y_z)
+            xz = self.G2(zc, s.y_z)
             idt_f, pf = self.Dprt(xz)
             lg = {"G/adv": real_loss(idt_f) + real_loss(self.Dclass(xz, s.y_z)[0])}  # Eq. 7
             if cfg.semantic_verification:
@@ -354,8 +356,11 @@ class SphericGAN(GANModel):
                 lg["G/lat_eval"] = _nll(pf, cosine_softmax(zc, self.P.detach()).argmax(1))  # Eq. 3 / 9
             joint = cfg.update_order == "joint"
             lf = {}
-            if cfg.cluster_alignment:
-                lf = self._f_terms(s, zc, lg) if joint else self._g_align_terms(s, zc, lg)
+            if cfg.cluster_alignment and joint:
+                g_terms, lf = self._f_terms(s, zc)
+                lg.update(g_terms)
+            elif cfg.cluster_alignment:
+                lg.update(self._g_align_terms(s, zc))
             loss_g = sum(lg.values())
         gparams = self._opts["G"].param_groups[0]["params"]
         if cfg.cluster_alignment and joint:  # G's and F's losses share the graph of x_r
@@ -365,7 +370,7 @@ class SphericGAN(GANModel):
             amp.step(None, self._opts["G"], gparams)
         else:
             amp.step(loss_g, self._opts["G"], gparams)
-        return {k: v.detach() for k, v in {**lg, **lf}.items()}
+        return {k: v.detach() for k, v in {**lg, **lf}.items()}, xz
 
     def _f_phase(self, s, amp):
         """Algorithm 1, line 8: F's own step on L_lat^adv (Eq. 4), L_align (Eq. 6) and nu L_cons (Eq. 5),
@@ -373,33 +378,32 @@ class SphericGAN(GANModel):
         with amp.ctx():
             with torch.no_grad():
                 zc = self.latent(s.z)
-            lf = self._f_terms(s, zc, {})
+            lf = self._f_terms(s, zc)[1]
             loss_f = sum(lf.values())
         amp.step(loss_f, self._opts["F"], self._opts["F"].param_groups[0]["params"])
         return {k: v.detach() for k, v in lf.items()}
 
-    def _g_align_terms(self, s, zc, lg):
-        """G1's side of Eq. 4 and G2's of Eq. 6 with F fixed (Algorithm 1, line 10); adds to lg, returns {}."""
+    def _g_align_terms(self, s, zc):
+        """G1's side of Eq. 4 and G2's of Eq. 6 with F fixed (Algorithm 1, line 10)."""
         with torch.no_grad():
             zx = self.F(s.x)
-        lg["G/lat_adv"] = fake_loss(self.Dlat(zc).squeeze(1))  # Eq. 4, G1 side (non-saturating)
-        lg["G/align"] = _nll(self.Dprt(self.G2(zx, s.y_x))[1], s.rho)  # Eq. 6, synthesized part
-        return {}
+        return {"G/lat_adv": fake_loss(self.Dlat(zc).squeeze(1)),  # Eq. 4, G1 side (non-saturating)
+                "G/align": _nll(self.Dprt(self.G2(zx, s.y_x))[1], s.rho)}  # Eq. 6, synthesized part
 
-    def _f_terms(self, s, zc, lg):
-        """Eq. 4-6 for G1 (added to lg; nothing with lg = {} of the F step) and F (returned)."""
+    def _f_terms(self, s, zc):
+        """Eq. 4-6: (G1's terms, F's terms); one graph through F and G2 serves both."""
         zx = self.F(s.x)
         xr = self.G2(zx, s.y_x)
-        lg["G/lat_adv"] = fake_loss(self.Dlat(zc).squeeze(1))  # Eq. 4, G1 side (non-saturating)
+        g_terms = {"G/lat_adv": fake_loss(self.Dlat(zc).squeeze(1))}  # Eq. 4, G1 side (non-saturating)
         lf = {"F/lat_adv": real_loss(self.Dlat(zx).squeeze(1))}  # Eq. 4, F side
         l_align = _nll(self.Dprt(xr)[1], s.rho)  # Eq. 6, synthesized part
-        lg["G/align"] = l_align
+        g_terms["G/align"] = l_align
         lf["F/align"] = l_align
         lf["F/cons"] = self.cfg.nu * (zx - self.F(xr).float()).abs().sum(1).mean()  # Eq. 5
-        return lf
+        return g_terms, lf
 
-    def _c_phase(self, s, amp):
-        """C (SGD), Eq. 8: cross-entropy on labeled data, entropy on unlabeled, mu x CE on G's pairs."""
+    def _c_phase(self, s, xz, amp):
+        """C (SGD), Eq. 8: cross-entropy on labeled data, entropy on unlabeled, mu x CE on G's pairs (xz, s.y_z)."""
         with amp.ctx():
             lc = {}
             if s.x_l.shape[0]:
@@ -409,7 +413,7 @@ class SphericGAN(GANModel):
                 lc["C/entropy"] = -(p * torch.log(p.clamp_min(1e-12))).sum(1).mean()
             w = self.cfg.mu if self.cfg.c_fake_weight is None else self.cfg.c_fake_weight
             if w:
-                lc["C/fake"] = w * F.cross_entropy(self.C(s.xz.detach()).float(), s.y_z)  # Eq. 8, mu term
+                lc["C/fake"] = w * F.cross_entropy(self.C(xz.detach()).float(), s.y_z)  # Eq. 8, mu term
             loss_c = sum(lc.values())
         amp.step(loss_c, self._opts["C"], list(self.C.parameters()))
         return {k: v.detach() for k, v in lc.items()}

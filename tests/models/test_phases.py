@@ -63,3 +63,15 @@ def test_the_check_catches_a_long_phase_and_a_monolithic_step(tmp_path, monkeypa
     assert any("Long._g_phase is" in p for p in _problems(mod.Long))
     assert not any("_d_phase" in p for p in _problems(mod.Long))
     assert _problems(mod.Flat) and "named phase methods" in _problems(mod.Flat)[0]
+
+
+@pytest.mark.parametrize("name", sorted(base.MODELS))
+def test_phases_write_nothing_into_the_shared_draw(name):
+    """The drawn batch namespace (`s`) is read-only after _draw: a phase hands what a later phase needs over
+    as a return value (SphericGAN's G images to C, LCP-GAN's text features to G, CVAE-GAN's feature centres
+    to the histories), never as a new attribute of `s`."""
+    import re
+    import sys
+    src = inspect.getsource(sys.modules[base.MODELS[name].__module__])
+    writes = re.findall(r"\bs\.(\w+)\s*=(?!=)", src)
+    assert not writes, f"{name}: phases write s.{writes}"
