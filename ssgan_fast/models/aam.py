@@ -168,7 +168,7 @@ class AAMACGAN(GANModel):
             if cfg.d_cls_fake:
                 ld["D/cls_fake"] = cfg.lambda_cls * self.cls.loss(h_f, y_z)
             loss_d = sum(ld.values())
-        amp.step(loss_d, self._opts["D"], self._opts["D"].param_groups[0]["params"])
+        self._optimize(amp, loss_d, "D")
         return {k: v.detach() for k, v in ld.items()}
 
     def _g_phase(self, z, y_z, amp):
@@ -181,7 +181,7 @@ class AAMACGAN(GANModel):
             if self.cfg.ms_weight and z.shape[0] >= 2:
                 lg["G/mode_seek"] = mode_seeking(x_z, z, self.cfg.ms_weight, self.cfg.ms_pool)
             loss_g = sum(lg.values())
-        amp.step(loss_g, self._opts["G"], list(self.G.parameters()))
+        self._optimize(amp, loss_g, "G")
         return {k: v.detach() for k, v in lg.items()}
 
 
@@ -445,7 +445,7 @@ class AAMStarGAN(GANModel):
                 ld["D/cls_real"] = cfg.lambda_cls * self.cls.loss(h_r[:s.bl], s.y_org[:s.bl])  # Eq. 3
         if cfg.adv == "wgan-gp":
             ld["D/gp"] = cfg.lambda_gp * self._gp(s.x, x_f, amp)
-        amp.step(sum(ld.values()), self._opts["D"], self._opts["D"].param_groups[0]["params"])
+        self._optimize(amp, sum(ld.values()), "D")
         return {k: v.detach() for k, v in ld.items()}
 
     def _g_phase(self, s, amp):
@@ -459,5 +459,5 @@ class AAMStarGAN(GANModel):
                   "G/rec": cfg.lambda_rec * (s.x.float() - self.G(x_f, s.c_org).float()).abs().mean()}  # Eq. 2
             if cfg.ms_weight and not self.na and s.x.shape[0] >= 2:
                 lg["G/mode_seek"] = mode_seeking(x_f, s.x, cfg.ms_weight, cfg.ms_pool)
-        amp.step(sum(lg.values()), self._opts["G"], list(self.G.parameters()))
+        self._optimize(amp, sum(lg.values()), "G")
         return {k: v.detach() for k, v in lg.items()}

@@ -250,6 +250,23 @@ class GANModel(nn.Module, abc.ABC):
     def train_step(self, batch: dict, step: int, amp: Precision | None = None) -> dict[str, torch.Tensor]:
         ...
 
+    def _optimize(self, amp: Precision, loss, *names: str, step: bool = True, retain_graph: bool = False) -> None:
+        """The optimizer update of a phase, the one way a model steps: zero the named optimizers' gradients,
+        backward `loss` once into all their parameters (loss None: no backward), then step each in the order
+        named (step=False: not yet - a phase whose graph another update still needs, retain_graph=True)."""
+        opts = [self._opts[n] for n in names]
+        params = [[p for g in o.param_groups for p in g["params"]] for o in opts]
+        if len(opts) == 1 and step:
+            amp.step(loss, opts[0], params[0], retain_graph)
+            return
+        if loss is not None:
+            for o in opts:
+                o.zero_grad(set_to_none=True)
+            amp.backward(loss, [p for ps in params for p in ps], retain_graph)
+        if step:
+            for o, ps in zip(opts, params, strict=True):
+                amp.step(None, o, ps)
+
     def prepare(self, data, seed: int = 0) -> None:
         """Fit what the model needs from the real data (default: nothing)."""
 

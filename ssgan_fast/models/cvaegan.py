@@ -158,7 +158,7 @@ class CVAEGAN(GANModel):
         """Eq. 3 (Alg. 1 line 3 / 15): cross-entropy on the labeled batch."""
         with amp.ctx():
             l_c = F.cross_entropy(self.C(batch["x_l"]).float(), batch["y_l"])
-        amp.step(l_c, self._opts["C"], list(self.C.parameters()))
+        self._optimize(amp, l_c, "C")
         return {"C/ce": l_c.detach()}
 
     def _draw(self, batch, amp):
@@ -192,7 +192,7 @@ class CVAEGAN(GANModel):
             ld = {"D/real": real_loss(self.D(s.x_all)[0]), "D/fake_p": fake_loss(self.D(x_p)[0])}
             if x_f is not None:
                 ld["D/fake_f"] = fake_loss(self.D(x_f)[0])
-        amp.step(sum(ld.values()), self._opts["D"], list(self.D.parameters()))
+        self._optimize(amp, sum(ld.values()), "D")
         return {k: v.detach() for k, v in ld.items()}
 
     def _g_phase(self, s, amp):
@@ -212,13 +212,7 @@ class CVAEGAN(GANModel):
                 lg["G/mode_seek"] = mode_seeking(x_p, s.z_p, cfg.ms_weight)
             if cfg.encoder:
                 lg.update(self._encoder_terms(s, fd_all))
-        params = list(self.G.parameters()) + (list(self.E.parameters()) if cfg.encoder else [])
-        for k in ("G", "E") if cfg.encoder else ("G",):
-            self._opts[k].zero_grad(set_to_none=True)
-        amp.backward(sum(lg.values()), params)
-        amp.step(None, self._opts["G"], list(self.G.parameters()))
-        if cfg.encoder:
-            amp.step(None, self._opts["E"], list(self.E.parameters()))
+        self._optimize(amp, sum(lg.values()), *(("G", "E") if cfg.encoder else ("G",)))  # one backward, both step
         return {k: v.detach() for k, v in lg.items()}, (cd, cc)
 
     def _fm_terms(self, s, fd_all, fd_p, fc_real, fc_p):

@@ -88,7 +88,7 @@ class _Fig4(GANModel):
         with amp.ctx():
             dr, df = self._d(x), self._d(xf)
             loss = df.mean() - dr.mean() if self.loss == "wgan" else real_loss(dr) + fake_loss(df)  # Eq. 1
-        amp.step(loss, self._opts["D"], self._opts["D"].param_groups[0]["params"])
+        self._optimize(amp, loss, "D")
         if self.cfg.clip > 0:
             with torch.no_grad():
                 for p in self._opts["D"].param_groups[0]["params"]:
@@ -99,7 +99,7 @@ class _Fig4(GANModel):
         with amp.ctx():
             xf = self.G(self.noise(x.shape[0]))
             loss = self._g_loss(x, xf)
-        amp.step(loss, self._opts["G"], list(self.G.parameters()))
+        self._optimize(amp, loss, "G")
         self._after_g()
         return {"G/loss": loss.detach()}
 

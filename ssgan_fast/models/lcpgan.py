@@ -620,7 +620,7 @@ class LCPGAN(GANModel):
                 ld["D/prompt_real"] = real_loss(self._dprompt(s.x, txt, s.u_x))  # Eq. 8
                 ld["D/prompt_fake"] = cfg.lam * fake_loss(self._dprompt(s.x_z, txt, s.u_z))
             loss_d = sum(ld.values())
-        amp.step(loss_d, self._opts["D"], [p for g in self._opts["D"].param_groups for p in g["params"]])
+        self._optimize(amp, loss_d, "D")
         if s.aug is not None:
             s.aug.update(out_r.detach())
         return {k: v.detach() for k, v in ld.items()}, txt
@@ -637,7 +637,7 @@ class LCPGAN(GANModel):
                 if self.cfg.scheme == "triple":  # Triple-GAN: C makes its pairs look real to D_class
                     lc["C/adv"] = self.cfg.triple_alpha * self._triple_c(s, F.log_softmax(logit, 1))
             loss_c = sum(lc.values())
-        amp.step(loss_c, self._opts["C"], list(self.C.parameters()))
+        self._optimize(amp, loss_c, "C")
         return {k: v.detach() for k, v in lc.items()}
 
     def _triple_c(self, s, logp):
@@ -669,7 +669,7 @@ class LCPGAN(GANModel):
                 lg["G/mode_seek"] = mode_seeking(x_g, s.noise, cfg.ms_weight)
         if self._pl_due(step):
             lg["G/pl"] = self._pl(s.noise, s.y_z, amp)
-        amp.step(sum(lg.values()), self._opts["G"], list(self.G.parameters()))
+        self._optimize(amp, sum(lg.values()), "G")
         return {k: v.detach() for k, v in lg.items()}
 
 

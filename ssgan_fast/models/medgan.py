@@ -281,7 +281,7 @@ class MEDGAN(GANModel):
         with amp.ctx():
             terms = phase(s)
             loss = sum(terms.values())
-        amp.step(loss, self._opts[name], list(getattr(self, name).parameters()))
+        self._optimize(amp, loss, name)
         return {k: v.detach() for k, v in terms.items()}
 
     def _draw(self, batch, amp):

@@ -309,7 +309,7 @@ class SphericGAN(GANModel):
     def _p_phase(self, s, amp):
         """L_clust (Eq. 2) on the latents of G1 (held fixed)."""
         loss = clustering_loss(self.latent(s.z).detach(), self.P, 1.0, self.cfg.lam)
-        amp.step(loss, self._opts["P"], [self.P])
+        self._optimize(amp, loss, "P")
         return {"P/clust": loss.detach()}
 
     def _d_phase(self, s, amp):
@@ -335,7 +335,7 @@ class SphericGAN(GANModel):
                 _, prr = self.Dprt(xr)
                 ld["D/align"] = _nll(pr, s.rho) + _nll(prr, s.rho)  # Eq. 6
             loss_d = sum(ld.values())
-        amp.step(loss_d, self._opts["D"], self._opts["D"].param_groups[0]["params"])
+        self._optimize(amp, loss_d, "D")
         return {k: v.detach() for k, v in ld.items()}
 
     def _g_phase(self, s, amp):
@@ -362,14 +362,12 @@ class SphericGAN(GANModel):
             elif cfg.cluster_alignment:
                 lg.update(self._g_align_terms(s, zc))
             loss_g = sum(lg.values())
-        gparams = self._opts["G"].param_groups[0]["params"]
-        if cfg.cluster_alignment and joint:  # G's and F's losses share the graph of x_r
-            self._opts["G"].zero_grad(set_to_none=True)
-            amp.backward(loss_g, gparams, retain_graph=True)
-            amp.step(sum(lf.values()), self._opts["F"], self._opts["F"].param_groups[0]["params"])
-            amp.step(None, self._opts["G"], gparams)
+        if cfg.cluster_alignment and joint:  # G's and F's losses share the graph of x_r: G's gradients first,
+            self._optimize(amp, loss_g, "G", step=False, retain_graph=True)  # F's update, then G's step
+            self._optimize(amp, sum(lf.values()), "F")
+            self._optimize(amp, None, "G")
         else:
-            amp.step(loss_g, self._opts["G"], gparams)
+            self._optimize(amp, loss_g, "G")
         return {k: v.detach() for k, v in {**lg, **lf}.items()}, xz
 
     def _f_phase(self, s, amp):
@@ -380,7 +378,7 @@ class SphericGAN(GANModel):
                 zc = self.latent(s.z)
             lf = self._f_terms(s, zc)[1]
             loss_f = sum(lf.values())
-        amp.step(loss_f, self._opts["F"], self._opts["F"].param_groups[0]["params"])
+        self._optimize(amp, loss_f, "F")
         return {k: v.detach() for k, v in lf.items()}
 
     def _g_align_terms(self, s, zc):
@@ -415,5 +413,5 @@ class SphericGAN(GANModel):
             if w:
                 lc["C/fake"] = w * F.cross_entropy(self.C(xz.detach()).float(), s.y_z)  # Eq. 8, mu term
             loss_c = sum(lc.values())
-        amp.step(loss_c, self._opts["C"], list(self.C.parameters()))
+        self._optimize(amp, loss_c, "C")
         return {k: v.detach() for k, v in lc.items()}

@@ -75,3 +75,14 @@ def test_phases_write_nothing_into_the_shared_draw(name):
     src = inspect.getsource(sys.modules[base.MODELS[name].__module__])
     writes = re.findall(r"\bs\.(\w+)\s*=(?!=)", src)
     assert not writes, f"{name}: phases write s.{writes}"
+
+
+@pytest.mark.parametrize("name", sorted(base.MODELS))
+def test_models_step_only_through_the_shared_update(name):
+    """Optimizer steps go through GANModel._optimize (zero, one backward, step each named optimizer): no model
+    calls the precision's step / backward or an optimizer's zero_grad itself in a phase."""
+    import re
+    import sys
+    src = inspect.getsource(sys.modules[base.MODELS[name].__module__])
+    direct = re.findall(r"amp\.(?:step|backward)\(|_opts\[[^\]]+\]\.(?:zero_grad|step)\(", src)
+    assert not direct, f"{name}: {direct}"
