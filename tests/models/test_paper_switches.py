@@ -100,14 +100,14 @@ def test_sphericgan_mode_seeking_pairs_share_a_class_and_the_term_is_msgan_eq3(m
 
     def g_phase(s, amp, _real=real_g):
         out = _real(s, amp)
-        seen["s"] = s
+        seen["s"], seen["xz"] = s, out[1]  # (losses, G's images)
         return out
     monkeypatch.setattr(m, "_g_phase", g_phase)
     losses = m.train_step(next(loader), 0)
-    s = seen["s"]
+    s, xz = seen["s"], seen["xz"]
     h = s.y_z.shape[0] // 2
     assert torch.equal(s.y_z[:h], s.y_z[h:2 * h])
-    want = 0.5 / ((s.xz[:h] - s.xz[h:2 * h]).abs().mean() / (s.z[:h] - s.z[h:2 * h]).abs().mean() + 1e-5)
+    want = 0.5 / ((xz[:h] - xz[h:2 * h]).abs().mean() / (s.z[:h] - s.z[h:2 * h]).abs().mean() + 1e-5)
     assert torch.allclose(losses["G/mode_seek"], want.detach(), rtol=1e-5)
     with pytest.raises(ValueError, match="ms_weight"):
         _sphericgan(ms_weight=-0.1)
