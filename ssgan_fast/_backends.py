@@ -162,12 +162,12 @@ def availability(name: str, device: torch.device | str | None = None) -> tuple[b
     dev = torch.device(device) if device is not None else None
     if name == "ref":
         return True, ""
-    if name == "cpp":
-        mod, why = _load_ext()
+    if name in ("cpp", EMULATION):  # ssgan_fast._C's CPU kernels, or the CUDA kernels emulated on the CPU
+        mod, why = (_load_ext if name == "cpp" else _load_emu)()
         if mod is None:
             return False, why
         if dev is not None and dev.type != "cpu":
-            return False, f"the cpp backend runs on CPU tensors, got {dev.type} tensors"
+            return False, f"the {name} backend runs on CPU tensors, got {dev.type} tensors"
         return True, ""
     if name == "cuda":
         mod, why = _load_ext()
@@ -195,13 +195,6 @@ def availability(name: str, device: torch.device | str | None = None) -> tuple[b
         mod, why = _load_triton()
         if mod is None:
             return False, why
-        return True, ""
-    if name == EMULATION:
-        mod, why = _load_emu()
-        if mod is None:
-            return False, why
-        if dev is not None and dev.type != "cpu":
-            return False, f"the cuda_emu backend runs the CUDA kernels on CPU tensors, got {dev.type} tensors"
         return True, ""
     raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(ALL_BACKENDS)}")
 
