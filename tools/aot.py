@@ -382,19 +382,18 @@ def load_table(version: str) -> dict:
 
 # ------------------------------------------------------------------------------- CLI
 
-def ci_units(specs: dict, current: bool = False):
+def ci_units(specs: dict, rows: dict | None = None):
     """The CI subset. With the table current (its kernel-source hash is the sources', for this Triton
-    version), every specialisation's result is already the table's, made from the same sources, Triton
-    and ptxas: CI compiles each kernel's first specialisation and its most register-hungry one, and
-    compares them with the table - the toolchain still reproduces it (the full sweep: `make aot-table`,
-    or `tools/aot.py check` without --ci). Otherwise every distinct specialisation once, deduplicated on
-    what decides whether it compiles (kernel, argument types, constexprs, warps / stages)."""
-    if current:
-        from ssgan_fast.kernels._launch import Spec
-        table = {Spec(r).key: r for r in load_table(_triton_version())["specs"]}
+    version, and it holds every spec: `rows`, its rows by spec key), every specialisation's result is
+    already the table's, made from the same sources, Triton and ptxas: CI compiles each kernel's first
+    specialisation and its most register-hungry one, and compares them with the table - the toolchain
+    still reproduces it (the full sweep: `make aot-table`, or `tools/aot.py check` without --ci).
+    Otherwise every distinct specialisation once, deduplicated on what decides whether it compiles
+    (kernel, argument types, constexprs, warps / stages)."""
+    if rows is not None:
         per = {}
         for key, spec in sorted(specs.items()):
-            regs = max((table.get(key, {}).get(f"sm_{a}") or {}).get("regs") or 0 for a in ARCHS)
+            regs = max((rows.get(key, {}).get(f"sm_{a}") or {}).get("regs") or 0 for a in ARCHS)
             first, most = per.get(spec["kernel"], (key, (regs, key)))
             per[spec["kernel"]] = (first, max(most, (regs, key)))
         return sorted({k for first, (_, most) in per.values() for k in (first, most)})
@@ -407,11 +406,6 @@ def ci_units(specs: dict, current: bool = False):
     return keys
 
 
-def _triton_version() -> str:
-    import triton
-    return triton.__version__
-
-
 # ------------------------------------------------------------------------------- CUDA kernels (_C)
 
 CUDA_TABLE = os.path.join(STATIC, "cuda.json")
@@ -419,14 +413,16 @@ CUDA_ARCHS_WANTED = ("sm_80", "sm_90")  # cubins; plus compute_90 PTX
 
 
 def csrc_hash() -> str:
-    """What the CUDA kernels are compiled from: csrc/'s .cu, .cuh and .h files."""
+    """What the CUDA kernels are compiled from: csrc/'s .cu, .cuh and .h files (not csrc/emu/, the CPU
+    emulation the tests build them against)."""
     import glob
 
     if ROOT not in sys.path:
         sys.path.insert(0, ROOT)
     from tools.prebuilt import files_hash
     return files_hash(sorted(p for p in glob.glob(os.path.join(ROOT, "csrc", "**", "*"), recursive=True)
-                             if p.endswith((".cu", ".cuh", ".h"))))
+                             if p.endswith((".cu", ".cuh", ".h"))
+                             and not p.startswith(os.path.join(ROOT, "csrc", "emu", ""))))
 
 
 def cuobjdump() -> str:
@@ -675,7 +671,7 @@ def check(specs: dict, a, t0: float) -> int:
         s = specs[missing[0]]
         problems.append(f"{len(missing)} specialisation(s) the ops launch are not in the table, e.g. "
                         f"{short(s['kernel'])} from '{s.get('origin', '')}': run `make aot-table`")
-    keys = ci_units(specs, current=not problems) if a.ci else list(specs)
+    keys = ci_units(specs, None if problems else rows) if a.ci else list(specs)
     units = [(k, specs[k], arch) for k in keys for arch in ARCHS]
     print(f"compiling {len(units)} units ({len(keys)} specialisations x {len(ARCHS)} archs)", flush=True)
     results = compile_all(units, a.jobs)

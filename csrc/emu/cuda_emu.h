@@ -82,12 +82,9 @@ struct Warp {
 
 // The launch in progress (one at a time, process-wide).
 struct Launch {
-  dim3 grid, block;
   std::vector<uint64_t> dynamic;  // dynamic shared memory, 8-byte aligned
   Barrier block_bar;
   std::vector<Warp> warps;
-  int skip_line = -1;  // SSGAN_EMU_SKIP_SYNC=<file suffix>:<line>: that __syncthreads is skipped (race-check tests)
-  const char* skip_file = "";
 };
 
 inline thread_local dim3 thread_idx, block_idx;
@@ -96,7 +93,7 @@ inline Launch* current = nullptr;
 inline cudaError_t last_error = cudaSuccess;
 
 void run(dim3 grid, dim3 block, size_t smem, const std::function<void()>& body);  // runtime.cpp
-void syncthreads(const char* file, int line);
+void syncthreads(const char* file, int line);  // SSGAN_EMU_SKIP_SYNC=<file suffix>:<line> skips one (race-check tests)
 
 inline int linear_thread() { return static_cast<int>(thread_idx.x + block_dim.x * (thread_idx.y + block_dim.y * thread_idx.z)); }
 

@@ -13,31 +13,34 @@ namespace emu {
 namespace {
 std::mutex launch_mutex;  // one launch at a time (the launch state is process-wide)
 
-void parse_skip(Launch& L) {
-  static std::string file;
-  static int line = -1;
-  static std::once_flag once;
-  std::call_once(once, [] {
-    const char* s = std::getenv("SSGAN_EMU_SKIP_SYNC");
-    if (s == nullptr) return;
-    const std::string v(s);
+// SSGAN_EMU_SKIP_SYNC=<file suffix>:<line>: the __syncthreads at that place is skipped (a planted race)
+struct Skip {
+  std::string file;
+  int line = -1;
+};
+const Skip& skip() {
+  static const Skip s = [] {
+    Skip k;
+    const char* env = std::getenv("SSGAN_EMU_SKIP_SYNC");
+    const std::string v(env ? env : "");
     const auto colon = v.rfind(':');
-    if (colon == std::string::npos) return;
-    file = v.substr(0, colon);
-    line = std::atoi(v.c_str() + colon + 1);
-  });
-  L.skip_file = file.c_str();
-  L.skip_line = line;
+    if (colon != std::string::npos) {
+      k.file = v.substr(0, colon);
+      k.line = std::atoi(v.c_str() + colon + 1);
+    }
+    return k;
+  }();
+  return s;
 }
 }  // namespace
 
 void syncthreads(const char* file, int line) {
-  Launch& L = *current;
-  if (line == L.skip_line) {
-    const size_t n = std::strlen(file), m = std::strlen(L.skip_file);
-    if (m > 0 && n >= m && std::strcmp(file + n - m, L.skip_file) == 0) return;  // the planted missing barrier
+  const Skip& k = skip();
+  if (line == k.line) {
+    const size_t n = std::strlen(file), m = k.file.size();
+    if (m > 0 && n >= m && k.file.compare(0, m, file + n - m) == 0) return;  // the planted missing barrier
   }
-  L.block_bar.wait();
+  current->block_bar.wait();
 }
 
 void run(dim3 grid, dim3 block, size_t smem, const std::function<void()>& body) {
@@ -49,11 +52,8 @@ void run(dim3 grid, dim3 block, size_t smem, const std::function<void()>& body) 
   }
   std::lock_guard<std::mutex> g(launch_mutex);
   Launch L;
-  L.grid = grid;
-  L.block = block;
   L.dynamic.assign((smem + 7) / 8, 0);
   L.warps = std::vector<Warp>((nthreads + 31) / 32);
-  parse_skip(L);
   grid_dim = grid;
   block_dim = block;
   current = &L;
