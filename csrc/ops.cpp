@@ -73,41 +73,35 @@ SSGAN_LIBRARY(m) {
   m.impl("aam_ce_bwd", &ssgan_fast::aam_ce_bwd);                   \
   m.impl("aam_ce_fused", &ssgan_fast::aam_ce_fused);
 
-// the CUDA kernels (csrc/cuda/): CUDA tensors, or CPU tensors in the CPU emulation build (csrc/emu/)
-#define SSGAN_REGISTER_CUDA_KERNELS(m)                                      \
-  m.impl("prototype_ema_rows", &ssgan_fast::prototype_ema_rows_cuda);       \
-  m.impl("cutmix_forward", &ssgan_fast::cutmix_forward_cuda);               \
-  m.impl("cutmix_backward", &ssgan_fast::cutmix_backward_cuda);             \
-  m.impl("mask_embed_forward", &ssgan_fast::mask_embed_forward_cuda);       \
-  m.impl("mask_embed_backward", &ssgan_fast::mask_embed_backward_cuda);     \
-  m.impl("feature_stats_moments", &ssgan_fast::feature_stats_moments_cuda); \
-  m.impl("knn_smallest", &ssgan_fast::knn_smallest_cuda);                   \
-  m.impl("knn_radius_count", &ssgan_fast::knn_radius_count_cuda);
+// the per-device kernels of the other families: DEV is cpu (csrc/cpu/) or cuda (csrc/cuda/: CUDA tensors, or CPU
+// tensors in the CPU emulation build, csrc/emu/)
+#define SSGAN_REGISTER_KERNELS(m, DEV)                                           \
+  m.impl("prototype_ema_rows", &ssgan_fast::prototype_ema_rows_##DEV);       \
+  m.impl("cutmix_forward", &ssgan_fast::cutmix_forward_##DEV);               \
+  m.impl("cutmix_backward", &ssgan_fast::cutmix_backward_##DEV);             \
+  m.impl("mask_embed_forward", &ssgan_fast::mask_embed_forward_##DEV);       \
+  m.impl("mask_embed_backward", &ssgan_fast::mask_embed_backward_##DEV);     \
+  m.impl("feature_stats_moments", &ssgan_fast::feature_stats_moments_##DEV); \
+  m.impl("knn_smallest", &ssgan_fast::knn_smallest_##DEV);                   \
+  m.impl("knn_radius_count", &ssgan_fast::knn_radius_count_##DEV);
 
 #ifdef SSGAN_CUDA_EMU
 SSGAN_LIBRARY_IMPL(CPU, m) {
   SSGAN_REGISTER_HOST(m)
-  SSGAN_REGISTER_CUDA_KERNELS(m)
+  SSGAN_REGISTER_KERNELS(m, cuda)
 }
 #define SSGAN_WITH_CUDA 1
 #else
 SSGAN_LIBRARY_IMPL(CPU, m) {
   SSGAN_REGISTER_HOST(m)
-  m.impl("prototype_ema_rows", &ssgan_fast::prototype_ema_rows_cpu);
-  m.impl("cutmix_forward", &ssgan_fast::cutmix_forward_cpu);
-  m.impl("cutmix_backward", &ssgan_fast::cutmix_backward_cpu);
-  m.impl("mask_embed_forward", &ssgan_fast::mask_embed_forward_cpu);
-  m.impl("mask_embed_backward", &ssgan_fast::mask_embed_backward_cpu);
-  m.impl("feature_stats_moments", &ssgan_fast::feature_stats_moments_cpu);
-  m.impl("knn_smallest", &ssgan_fast::knn_smallest_cpu);
-  m.impl("knn_radius_count", &ssgan_fast::knn_radius_count_cpu);
-  m.impl("augment_shift", &ssgan_fast::augment_shift_cpu);
+  SSGAN_REGISTER_KERNELS(m, cpu)
+  m.impl("augment_shift", &ssgan_fast::augment_shift_cpu);  // the loader's kernel: CPU only
 }
 
 #ifdef WITH_CUDA
 SSGAN_LIBRARY_IMPL(CUDA, m) {
   SSGAN_REGISTER_HOST(m)
-  SSGAN_REGISTER_CUDA_KERNELS(m)
+  SSGAN_REGISTER_KERNELS(m, cuda)
 }
 #define SSGAN_WITH_CUDA 1
 #else
