@@ -43,6 +43,13 @@ def build(tsan: bool = False, verbose: bool = False, install: bool = True):
     import torch
     from torch.utils.cpp_extension import load
     name = "_C_emu"
+    loaded = sys.modules.get("ssgan_fast._C_emu")
+    if loaded is not None and not tsan:  # a second copy of the library cannot register its ops beside the first
+        newest = max(os.path.getmtime(p) for p in glob.glob(os.path.join(CSRC, "**", "*"), recursive=True))
+        if os.path.getmtime(loaded.__file__) < newest:
+            raise RuntimeError(f"this process imported {loaded.__file__} before it was rebuilt, and csrc/ has "
+                               "changed since: run `python tools/cuda_emu.py`, then start again")
+        return loaded
     build_dir = os.path.join(ROOT, "build", "cuda_emu_tsan" if tsan else "cuda_emu")
     os.makedirs(build_dir, exist_ok=True)
     sources = [os.path.join(CSRC, s) for s in HOST_SOURCES] + _wrappers(build_dir)
