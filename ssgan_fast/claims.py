@@ -15,6 +15,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -42,6 +43,8 @@ class Claim:
     metrics: tuple  # metrics.json keys (the paper's own metrics), then the digits scores
     eval_metrics: str  # train.eval_metrics of every arm
     quick: tuple = ()  # the arms of the --quick subset (empty: the claim is not in it)
+    further: tuple = ()  # arms beyond the paper's rows (diagnostics), trained only with --all-arms
+    cost_s: float = 150.0  # CPU seconds of one run (1 thread, measured): the longest claims are scheduled first
     notes: list = field(default_factory=list)
     steps: int | None = None  # every arm's steps (one budget where the arms' presets differ); None: the preset's
 
@@ -53,6 +56,7 @@ CLAIMS = {
         {"softmax": ("aam-acgan", ["model.cls=softmax"]), "aam": ("aam-acgan", ["model.cls=aam"]),
          "aam calibrated": ("aam-acgan", ["model.cls=aam", "model.calibrate=true"])}, "softmax",
         ("gan_train", "gan_test", "fid_clf"), "gan_train,gan_test,fid", quick=("softmax", "aam"),
+        further=("aam calibrated",), cost_s=120.0,
         notes=["aam: the paper's Eq. 8 loss as written (the digits preset); aam calibrated: the loss scaled to "
                "start at log C, AAMHead's drop-in default."]),
     "aam-stargan": Claim(
@@ -61,7 +65,8 @@ CLAIMS = {
          "aam raw": ("aam-stargan", ["model.cls=aam", "model.calibrate=false"])}, "softmax",
         ("gan_train", "gan_test", "fid_clf"), "gan_train,gan_test,fid",
         notes=["aam: the digits preset's calibrated AAM loss (starts at log C); aam raw: the paper's Eq. 8 loss as "
-               "written, which outweighs the WGAN-GP critic's terms about 16:1 at the start."], steps=1000),
+               "written, which outweighs the WGAN-GP critic's terms about 16:1 at the start."], steps=1000,
+        further=("aam raw",), cost_s=100.0),
     "medgan": Claim(
         "Mask-Embedded Discriminator with Region-based Semantic Regularization for Semi-Supervised Class-"
         "Conditional Image Synthesis", "Tables 2 and 3", "MED-GAN beats its Triple-GAN baseline in IS, FID and "
@@ -69,7 +74,7 @@ CLAIMS = {
         {"triplegan": ("triplegan", []), "medgan": ("medgan", []),
          "medgan (baseline's settings)": ("medgan", ["model.label_init_std=2.0", "model.ms_weight=0.02"])},
         "triplegan", ("is_clf_mean", "fid_clf", "intra_fid_clf"), "is,fid,intra_fid", quick=("triplegan", "medgan"),
-        steps=1000,
+        steps=1000, further=("medgan (baseline's settings)",), cost_s=230.0,
         notes=["Both presets are tuned to the digits bar: MED-GAN's (mode seeking 0.1, 800 steps) and Triple-GAN's "
                "(A_label N(0, 2^2), mode seeking 0.02, 1 500 steps) differ; the third arm is MED-GAN with the "
                "baseline's values, the paper's protocol (the same networks and hyper-parameters, the components "
@@ -81,7 +86,7 @@ CLAIMS = {
         {"full": ("cvaegan", []), "no L_G(img)": ("cvaegan", ["model.pair_img=false"]),
          "no L_G(D)": ("cvaegan", ["model.pair_d=false"]), "no L_G(C)": ("cvaegan", ["model.pair_c=false"]),
          "no mean FM": ("cvaegan", ["model.mean_fm_d=false", "model.mean_fm_c=false"])}, "full",
-        ("fid_clf", "is_clf_mean", "ra"), "fid,is,ra", steps=400),
+        ("fid_clf", "is_clf_mean", "ra"), "fid,is,ra", steps=400, cost_s=125.0),
     "sphericgan": Claim(
         "SphericGAN: Semi-supervised Hyper-spherical Generative Adversarial Networks for Fine-grained Image "
         "Synthesis", "Table 1", "latent clustering (LC), semantic verification (SV) and cluster alignment (CA) "
@@ -91,7 +96,7 @@ CLAIMS = {
          "+LC": ("sphericgan", ["model.semantic_verification=false", "model.cluster_alignment=false"]),
          "+LC+SV": ("sphericgan", ["model.cluster_alignment=false"]),
          "+LC+SV+CA": ("sphericgan", [])}, "baseline",
-        ("fid_clf", "cfid_clf", "is_clf_mean", "ra"), "fid,cfid,is,ra",
+        ("fid_clf", "cfid_clf", "is_clf_mean", "ra"), "fid,cfid,is,ra", cost_s=180.0,
         notes=["Every arm trains the preset's 800 steps: at 400 the baseline recognised 30 % of its digits (seed 0), "
                "too early for a comparison."]),
     "lcpgan": Claim(
@@ -102,7 +107,7 @@ CLAIMS = {
          "+Clusters": ("lcpgan", ["model.scheme=triple", "model.prompt_d=false", "model.d_clusters=true"]),
          "LCP-GAN w/o LP": ("lcpgan", ["model.learn_prompts=false"]),
          "LCP-GAN": ("lcpgan", [])}, "Semi-BigGAN",
-        ("fid_clf", "intra_fid_clf", "ra"), "fid,intra_fid,ra",
+        ("fid_clf", "intra_fid_clf", "ra"), "fid,intra_fid,ra", cost_s=200.0,
         notes=["Every arm trains the preset's 800 steps.",
                "The +L_CLIP row needs CLIP's trained weights (none can be fetched here); the digits preset's CLIP "
                "is a small random network, so D_prompt's prompts are learned against random image features."]),
@@ -131,20 +136,32 @@ def _run_one(claim_name: str, arm: str, model: str, sets: list, seed: int, out: 
             aside = run.with_name(f"{run.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
             run.rename(aside)
         t0 = time.perf_counter()
-        done = subprocess.run(cmd, env=env, capture_output=True, text=True)
-        if done.returncode != 0:
-            raise RuntimeError(f"{claim_name} / {arm} seed {seed} failed (exit {done.returncode}):\n"
-                               f"{done.stderr[-2000:]}")
+        code, cpu_s, err = _run_timed(cmd, env)
+        if code != 0:
+            raise RuntimeError(f"{claim_name} / {arm} seed {seed} failed (exit {code}):\n{err[-2000:]}")
         seconds = time.perf_counter() - t0
-        (run / "experiment.json").write_text(json.dumps({**spec, "seconds": seconds}))
+        (run / "experiment.json").write_text(json.dumps({**spec, "seconds": seconds, "cpu_s": cpu_s}))
     else:
-        seconds = old["seconds"]
+        seconds, cpu_s = old["seconds"], old.get("cpu_s")
     m = json.loads((run / "metrics.json").read_text())["metrics"]
     scores = digits_run_scores(run)
     m.update({k: scores[k] for k in DIGITS})
     m["seconds"] = seconds
+    if cpu_s is not None:
+        m["cpu_s"] = cpu_s
     m["steps"] = json.loads((run / "config.json").read_text())["train"]["steps"]
     return m
+
+
+def _run_timed(cmd: list, env: dict) -> tuple:
+    """Run `cmd`; return (exit code, its CPU seconds (user + system, this child and its own children),
+    the tail of its stderr). The CPU seconds do not grow when other work shares the cores, as wall time does."""
+    with tempfile.TemporaryFile() as err:
+        p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err)
+        _, status, usage = os.wait4(p.pid, 0)  # this child's own resource usage (others may run beside it)
+        p.returncode = os.waitstatus_to_exitcode(status)
+        err.seek(max(0, err.seek(0, 2) - 4000))
+        return p.returncode, usage.ru_utime + usage.ru_stime, err.read().decode(errors="replace")
 
 
 def paired(a: np.ndarray, b: np.ndarray) -> dict:
@@ -175,17 +192,27 @@ def _tag(arm: str) -> str:
     return arm.replace(" ", "_").replace("+", "p").replace("(", "").replace(")", "").replace("/", "")
 
 
+def claim_arms(name: str, quick: bool = False, all_arms: bool = False) -> tuple:
+    """The arms trained for claim `name`: the --quick subset, the paper's rows (default) or every arm."""
+    c = CLAIMS[name]
+    if quick:
+        return c.quick
+    return tuple(a for a in c.arms if all_arms or a not in c.further)
+
+
 def run_claims(names: list, seeds: int, out: Path, jobs: int = 2, threads: int = 1, quick: bool = False,
-               steps: int | None = None, device: str = "cpu", extra: list = ()) -> dict:
+               steps: int | None = None, device: str = "cpu", extra: list = (), all_arms: bool = False) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     tasks = []
     for n in names:
-        c = CLAIMS[n]
-        arms = c.quick if quick else tuple(c.arms)
         for seed in range(seeds):
-            for arm in arms:
-                model, sets = c.arms[arm]
+            for arm in claim_arms(n, quick, all_arms):
+                model, sets = CLAIMS[n].arms[arm]
                 tasks.append((n, arm, model, sets, seed))
+    tasks.sort(key=lambda t: -CLAIMS[t[0]].cost_s)  # longest first: the short runs fill the end (stable sort)
+    est = sum(CLAIMS[t[0]].cost_s for t in tasks) * threads / max(1, jobs) / 60
+    print(f"{len(tasks)} runs, {jobs} at a time: about {est:.0f} min on idle cores "
+          f"(from each claim's measured CPU seconds per run at the default steps)", flush=True)
     t0 = time.perf_counter()
 
     def work(t):
@@ -201,8 +228,9 @@ def run_claims(names: list, seeds: int, out: Path, jobs: int = 2, threads: int =
     runs = {}
     for (n, arm, _, _, seed), m in done:
         runs.setdefault(n, {}).setdefault(arm, {})[seed] = m
-    result = {"seeds": seeds, "threads": threads, "jobs": jobs, "quick": quick, "set": list(extra),
-              "wall_s": time.perf_counter() - t0, "claims": {}}
+    result = {"seeds": seeds, "threads": threads, "jobs": jobs, "quick": quick, "all_arms": all_arms,
+              "set": list(extra), "wall_s": time.perf_counter() - t0,
+              "cpu_s": sum(m.get("cpu_s", float("nan")) for _, m in done), "claims": {}}
     for n, arms in runs.items():
         c = CLAIMS[n]
         base = arms[c.baseline]

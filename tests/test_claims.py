@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from ssgan_fast.claims import CLAIMS, _tag, markdown_table, paired, verdict
+from ssgan_fast.claims import CLAIMS, _tag, claim_arms, markdown_table, paired, verdict
 from ssgan_fast.experiments import main as exp_main
 
 
@@ -35,17 +35,23 @@ def test_every_claim_names_its_paper_baseline_and_metrics():
         assert len(set(tags)) == len(tags) and all("/" not in t and t for t in tags), (name, tags)
     assert {n for n, c in CLAIMS.items() if c.quick} == {"aam-acgan", "medgan"}
     assert CLAIMS["medgan"].arms["triplegan"][0] == "triplegan"
+    for name, c in CLAIMS.items():  # the default set is the paper's rows; diagnostics only with --all-arms
+        assert c.baseline not in c.further and set(c.further) <= set(c.arms)
+        assert set(claim_arms(name)) == set(c.arms) - set(c.further)
+        assert claim_arms(name, all_arms=True) == tuple(c.arms) and claim_arms(name, quick=True) == c.quick
+    assert claim_arms("medgan") == ("triplegan", "medgan")
 
 
 def test_claims_command_trains_paired_arms_and_writes_table_plots_and_grids(tmp_path, capsys):
     out = tmp_path / "claims"
     argv = ["claims", "--models", "medgan", "--seeds", "2", "--steps", "2", "--jobs", "2", "--out", str(out),
-            "--set", "train.eval_samples_per_class=8"]
+            "--set", "train.eval_samples_per_class=8", "--all-arms"]
     assert exp_main(argv) == 0
     r = json.loads((out / "claims.json").read_text())
     c = r["claims"]["medgan"]
     assert r["seeds"] == 2 and set(c["runs"]) == {"triplegan", "medgan", "medgan (baseline's settings)"}
-    assert c["steps"] == [2]
+    assert c["steps"] == [2] and r["all_arms"] and r["cpu_s"] > 0
+    assert all(m["cpu_s"] > 0 for per_seed in c["runs"].values() for m in per_seed)  # each run's own CPU time
     for arm, model in (("triplegan", "triplegan"), ("medgan", "medgan"), ("medgan (baseline's settings)", "medgan")):
         for seed in range(2):  # each arm trained its own model with the seed, the --set and the budget
             cfg = json.loads((out / "medgan" / f"{_tag(arm)}-s{seed}" / "config.json").read_text())
@@ -68,7 +74,8 @@ def test_claims_command_trains_paired_arms_and_writes_table_plots_and_grids(tmp_
 
 
 @pytest.mark.parametrize("argv", [["claims", "--models", "nosuchgan"], ["claims", "--seeds", "0"],
-                                  ["claims", "--jobs", "0"], ["claims", "--models", "cvaegan", "--quick"]])
+                                  ["claims", "--jobs", "0"], ["claims", "--models", "cvaegan", "--quick"],
+                                  ["claims", "--quick", "--all-arms"]])
 def test_claims_command_rejects_bad_arguments(argv):
     with pytest.raises(SystemExit) as e:
         exp_main(argv)
