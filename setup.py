@@ -124,9 +124,10 @@ def _extensions():
               flush=True)
         return []
     with_cuda, why = _cuda_decision()
-    cpp_sources = ["csrc/ops.cpp", "csrc/cosine_logits_host.cpp", "csrc/autograd.cpp", "csrc/errors.cpp"]
-    cpp_sources += sorted(glob.glob("csrc/cpu/*.cpp"))
-    cuda_sources = sorted(glob.glob("csrc/cuda/*.cu"))
+    # csrc/common/ (the module, shared headers) and one folder per op family: its schema and registration
+    # (<family>_ops.cpp), host code and CPU kernels (.cpp), CUDA kernels (.cu); csrc/emu/ is the tests' build
+    cpp_sources = sorted(p for p in glob.glob("csrc/*/*.cpp") if not p.startswith("csrc/emu/"))
+    cuda_sources = sorted(glob.glob("csrc/*/*.cu"))
     define_macros = [("SSGAN_TORCH_VERSION", f'"{torch.__version__}"')]
     # torch adds the C++ standard it needs; -fno-math-errno lets the vectoriser call libmvec's exp
     cxx = ["-O3", "-fopenmp", "-fno-math-errno"]

@@ -17,7 +17,6 @@ import functools
 import importlib
 import logging
 import os
-from types import SimpleNamespace
 
 import torch
 
@@ -63,25 +62,24 @@ def c_ops(backend: str):
 
 @functools.cache
 def _load_triton():
+    """Import Triton and the kernels' launch layer (what every family's kernels need). Returns (ok, reason)."""
     try:
         import triton  # noqa: F401
 
-        from ssgan_fast.kernels import cosine_logits, cosine_logits_fused, cutmix, feature_stats, knn, prototype
+        import ssgan_fast.kernels._launch  # noqa: F401
     except Exception as e:  # ImportError, or a Triton that fails to initialise
         return None, f"Triton is not usable ({type(e).__name__}: {e})"
-    rows = cosine_logits
-    fused = cosine_logits_fused
-    return SimpleNamespace(softmax_rows=rows.softmax_rows, logits_rows=rows.logits_rows, lse_rows=rows.lse_rows,
-                           softmax_bwd_rows=rows.softmax_bwd_rows, logits_bwd_rows=rows.logits_bwd_rows,
-                           ce_bwd_rows=rows.ce_bwd_rows, ce_rows=rows.ce_rows, ema_rows=prototype.ema_rows,
-                           fused_softmax=fused.fused_forward, fused_softmax_backward=fused.fused_backward,
-                           fused_ce=fused.fused_ce, fused_softmax_supported=fused.supported,
-                           fused_backward_supported=fused.backward_supported, fused_ce_supported=fused.ce_supported,
-                           cutmix_forward=cutmix.cutmix_forward, cutmix_backward=cutmix.cutmix_backward,
-                           mask_embed_forward=cutmix.mask_embed_forward,
-                           mask_embed_backward=cutmix.mask_embed_backward,
-                           feature_stats_moments=feature_stats.moments, knn_smallest=knn.knn_smallest,
-                           knn_radius_count=knn.knn_radius_count), ""
+    return True, ""
+
+
+@functools.cache
+def triton_kernels(module: str):
+    """ssgan_fast.kernels.<module>: a family's Triton kernels and their launch wrappers (kernels/<module>.py).
+    Each family's ops import their own kernels by name; there is no central table."""
+    ok, why = _load_triton()
+    if ok is None:
+        raise RuntimeError(why)
+    return importlib.import_module(f"ssgan_fast.kernels.{module}")
 
 
 class KernelError(RuntimeError):
@@ -197,22 +195,6 @@ def availability(name: str, device: torch.device | str | None = None) -> tuple[b
             return False, why
         return True, ""
     raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(ALL_BACKENDS)}")
-
-
-@functools.cache
-def kernels(name: str):
-    """The kernels a backend's Python side calls. Triton: the row kernels, the single-launch
-    kernels and ema_rows (its host functions are Python). cpp / cuda: ema_rows and the loader's
-    augment_shift - their row kernels run inside the C++ host functions (ssgan_fast_C::cosine_softmax_fwd, ...)."""
-    if name in ("cpp", "cuda", EMULATION):
-        ops = c_ops(name)
-        return SimpleNamespace(ema_rows=ops.prototype_ema_rows, augment_shift=ops.augment_shift)
-    if name == "triton":
-        mod, why = _load_triton()
-        if mod is None:
-            raise RuntimeError(why)
-        return mod
-    raise ValueError(f"backend {name!r} has no kernels")
 
 
 _logged: set = set()

@@ -1,4 +1,4 @@
-"""The ops' scalar constants. GENERATED from csrc/shared.h by tools/gen_constants.py: edit the header."""
+"""The ops' scalar constants. GENERATED from csrc/common/shared.h by tools/gen_constants.py: edit the header."""
 
 # F.normalize semantics: v / max(||v||, NORM_EPS)
 NORM_EPS = 1e-12

@@ -69,126 +69,15 @@ def sources_hash() -> str:
 # ------------------------------------------------------------------------------- enumeration
 
 def _cases(full: bool):
-    """(label, thunk) pairs that walk every Triton dispatch branch of the ops on meta tensors."""
-    import torch
+    """(label, thunk) pairs that walk every Triton dispatch branch of the ops on meta tensors: each op
+    family's own aot_cases (ssgan_fast/ops/<family>.py), the families from the index ssgan_fast.ops.FAMILIES."""
+    import importlib
 
-    from ssgan_fast.ops import (
-        aam_cross_entropy,
-        aam_logits,
-        clustering_loss,
-        cosine_softmax,
-        cutmix,
-        group_offsets,
-        mask_embed,
-        prototype_ema_update,
-    )
-    from ssgan_fast.ops import feature_stats as stats_mod
-
-    meta = dict(device="meta")
-    f32, bf16, f16, f64 = torch.float32, torch.bfloat16, torch.float16, torch.float64
-
-    def t(*shape, dtype=f32, grad=False):
-        return torch.empty(*shape, dtype=dtype, **meta).requires_grad_(grad)
-
-    def idx(n, dtype=torch.int64):
-        return torch.zeros(n, dtype=dtype, **meta)
-
-    # B 1-256, D 64-2048 (plus odd sizes the tests use), K / C 2-100 000; the benchmarks' shapes are inside
-    Bs = (1, 7, 256)  # the kernels do not specialise on B; row / column chunks follow it
-    Ds = (3, 64, 100, 512, 2048) if full else (3, 128, 512)
-    Ks = (2, 10, 16, 33, 64, 100, 128, 200, 256, 257, 1000, 10_000, 100_000) if full else (10, 33, 200, 257, 100_000)
-    dtypes = [(f32, f32), (bf16, bf16), (f16, f16), (bf16, f32), (f64, f64)]
-
-    def backward(y):
-        (y.float().square().sum() if y.dim() else y).backward()
-
-    for (xd, wd) in dtypes:
-        for B in Bs:
-            for D in Ds:
-                for K in Ks:
-                    lab = f"B{B} D{D} K{K} {str(xd)[6:]}/{str(wd)[6:]}"
-
-                    def softmax(B=B, D=D, K=K, xd=xd, wd=wd):
-                        backward(cosine_softmax(t(B, D, dtype=xd, grad=True), t(K, D, dtype=wd, grad=True), 0.5))
-                        tau = torch.empty((), **meta).requires_grad_(True)
-                        backward(cosine_softmax(t(B, D, dtype=xd, grad=True), t(K, D, dtype=wd), tau))
-                        if K >= 2 and K <= 1000:  # LCP-GAN: up to 3 prototypes of each class
-                            counts = [min(3, K - 3 * c) for c in range((K + 2) // 3)]
-                            off = group_offsets(counts).to("meta")
-                            backward(cosine_softmax(t(B, D, dtype=xd, grad=True), t(K, D, dtype=wd, grad=True), 0.1,
-                                                    group=(idx(B), off)))
-                        backward(clustering_loss(t(B, D, dtype=xd, grad=True), t(K, D, dtype=wd, grad=True), 1.0, 4.0))
-                        with torch.no_grad():
-                            cosine_softmax(t(B, D, dtype=xd), t(K, D, dtype=wd))
-
-                    def aam(B=B, D=D, K=K, xd=xd, wd=wd):
-                        backward(aam_logits(t(B, D, dtype=xd, grad=True), t(K, D, dtype=wd, grad=True), idx(B)))
-                        for red in ("mean", "sum", "none"):
-                            backward(aam_cross_entropy(t(B, D, dtype=xd, grad=True), t(K, D, dtype=wd, grad=True),
-                                                       idx(B), reduction=red))
-                        with torch.no_grad():
-                            aam_cross_entropy(t(B, D, dtype=xd), t(K, D, dtype=wd), idx(B))
-
-                    def ema(B=B, D=D, K=K, xd=xd, wd=wd):
-                        if K <= 10_000:
-                            prototype_ema_update(t(K, D, dtype=wd), t(B, D, dtype=xd), t(B, K, dtype=xd), 0.1)
-
-                    yield f"cosine_softmax {lab}", softmax
-                    yield f"aam {lab}", aam
-                    yield f"prototype_ema {lab}", ema
-
-    # CutMix / mask embedding: NCHW and channels_last, 16-256 px, images (C 1 / 3) and D features
-    sizes = (16, 32, 64, 128, 256) if full else (16, 128)
-    for dt in (f32, bf16, f16):
-        for cl in (False, True):
-            fmt = torch.channels_last if cl else torch.contiguous_format
-            for B in (1, 8, 64):
-                for C in (1, 3):
-                    for H in sizes:
-                        def mix(B=B, C=C, H=H, dt=dt, fmt=fmt):
-                            a = t(B, C, H, H, dtype=dt).contiguous(memory_format=fmt).requires_grad_()
-                            b = t(B, C, H, H, dtype=dt).contiguous(memory_format=fmt).requires_grad_()
-                            boxes = torch.zeros(B, 4, dtype=torch.int32, **meta)
-                            backward(cutmix(a, b, boxes)[0])
-                        yield f"cutmix B{B} C{C} {H}px {str(dt)[6:]} cl{int(cl)}", mix
-                for C in (64, 128, 256):
-                    for H in (8,) + sizes:  # deep features at 8 px too; emb from a quarter to 4x the size
-                        for h in sorted({H // 2 or 1, H, 2 * H, 4 * H, 8} & set(range(1, 513))):
-                            for ce in (1, C):
-                                def me(B=B, C=C, H=H, h=h, ce=ce, dt=dt, fmt=fmt):
-                                    feat = t(B, C, H, H, dtype=dt).contiguous(memory_format=fmt).requires_grad_()
-                                    backward(mask_embed(feat, t(B, ce, h, h, dtype=dt, grad=True)))
-                                yield f"mask_embed B{B} C{C} {H}px emb{ce}x{h} {str(dt)[6:]} cl{int(cl)}", me
-
-    # feature statistics: Inception (2048), small extractors, per class or not
-    for D in ((16, 33, 64, 512, 2048) if full else (16, 2048)):
-        for N in (1, 50, 5000):
-            for C in (1, 200):
-                def st(D=D, N=N, C=C):
-                    lab = idx(N)
-                    z = torch.zeros(C, D, dtype=torch.float64, **meta)
-                    cnt = torch.zeros(C, dtype=torch.float64, **meta)
-                    xtx = torch.zeros(C, D, D, dtype=torch.float64, **meta)
-                    for dt in (f32, f64):
-                        stats_mod._feature_stats_moments("triton", t(N, D, dtype=dt), lab, z, cnt, z.clone(), xtx)
-                yield f"feature_stats N{N} D{D} C{C}", st
-
-    # k-NN radii / radius counts (P/R k = 3, D/C k = 5, up to MAX_K): Inception (2048), small extractors
-    from ssgan_fast.ops import knn_radius_count, knn_smallest
-    from ssgan_fast.ops.knn import MAX_K
-    for D in ((3, 64, 100, 512, 2048) if full else (3, 2048)):
-        for N in (1, 7, 1000):
-            for k in (1, 3, 5, 10, MAX_K):
-                def nn(D=D, N=N, k=k):
-                    if k < N:
-                        knn_smallest(t(N, D), None, k)
-                    if k <= N:
-                        knn_smallest(t(N + 3, D), t(N, D), k)
-                yield f"knn_smallest N{N} D{D} k{k}", nn
-            def rc(D=D, N=N):
-                for inclusive in (False, True):
-                    knn_radius_count(t(N, D), t(N + 5, D), t(N), t(N + 5), inclusive)
-            yield f"knn_radius_count N{N} D{D}", rc
+    from ssgan_fast.ops import FAMILIES
+    for family in FAMILIES:
+        cases = getattr(importlib.import_module(f"ssgan_fast.ops.{family}"), "aot_cases", None)
+        if cases is not None:
+            yield from cases(full)
 
 
 def enumerate_specs(full: bool = True, launches=()):

@@ -1,4 +1,4 @@
-"""Generate ssgan_fast/_constants.py from csrc/shared.h (the one source of the ops' constants).
+"""Generate ssgan_fast/_constants.py from csrc/common/shared.h (the one source of the ops' constants).
 
     python tools/gen_constants.py           # rewrite the module
     python tools/gen_constants.py --check   # exit 1 if the module is stale (tests/ops/test_constants.py)
@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-HEADER = ROOT / "csrc" / "shared.h"
+HEADER = ROOT / "csrc" / "common" / "shared.h"
 MODULE = ROOT / "ssgan_fast" / "_constants.py"
 LINE = re.compile(r"^SSGAN_CONST\((double|int64_t),\s*([A-Z_0-9]+),\s*(.+)\)\s*$")
 _OPS = {ast.LShift: operator.lshift, ast.Mult: operator.mul}
@@ -47,7 +47,7 @@ def read_header(text: str | None = None) -> dict:
 
 
 def render(consts: dict) -> str:
-    body = ['"""The ops\' scalar constants. GENERATED from csrc/shared.h by tools/gen_constants.py: '
+    body = ['"""The ops\' scalar constants. GENERATED from csrc/common/shared.h by tools/gen_constants.py: '
             'edit the header."""', ""]
     for name, (_, v, comment) in consts.items():
         if comment:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .._backends import kernels, pick_backend
+from .._backends import c_ops, pick_backend
 
 __all__ = ["Augment", "to_unit"]
 
@@ -34,7 +34,7 @@ def _cpp_kernel(x: torch.Tensor):
     """The C++ kernel where the ops' backend for x's device is cpp, else None (the torch ops)."""
     if x.device.type != "cpu" or pick_backend(x.device) != "cpp":
         return None
-    return kernels("cpp").augment_shift
+    return c_ops("cpp").augment_shift
 
 
 def _kernel_to_unit(kern, x, mode, dy, dx, flip, last):

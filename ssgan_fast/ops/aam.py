@@ -16,7 +16,7 @@ import torch
 from .._backends import pick_backend
 from . import reference
 from ._checks import check_labels, check_pair
-from ._cosine_logits import aam_cross_entropy_op, aam_logits_op, default_chunk
+from .cosine_logits import aam_cross_entropy_op, aam_logits_op, default_chunk
 
 __all__ = ["aam_logits", "aam_cross_entropy", "aam_chance_loss"]
 
@@ -119,3 +119,20 @@ def aam_chance_loss(num_classes: int, s: float = 30.0, m: float = 0.5) -> float:
     theta = math.pi / 2
     t = math.cos(theta + m) if theta + m <= math.pi else math.cos(theta) - m * math.sin(math.pi - m)
     return math.log1p((num_classes - 1) * math.exp(-s * t))
+
+
+def aot_cases(full: bool):
+    """(label, thunk) pairs over the Triton dispatch of this family's ops, on meta tensors (tools/aot.py)."""
+    import torch
+
+    from ._meta import backward, idx, t
+    from .cosine_logits import aot_grid
+    for (xd, wd), B, D, K, lab in aot_grid(full):
+        def aam(B=B, D=D, K=K, xd=xd, wd=wd):
+            backward(aam_logits(t(B, D, dtype=xd, grad=True), t(K, D, dtype=wd, grad=True), idx(B)))
+            for red in ("mean", "sum", "none"):
+                backward(aam_cross_entropy(t(B, D, dtype=xd, grad=True), t(K, D, dtype=wd, grad=True),
+                                           idx(B), reduction=red))
+            with torch.no_grad():
+                aam_cross_entropy(t(B, D, dtype=xd), t(K, D, dtype=wd), idx(B))
+        yield f"aam {lab}", aam

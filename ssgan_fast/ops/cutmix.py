@@ -20,7 +20,7 @@ import math
 import torch
 from torch import Tensor
 
-from .._backends import c_ops, kernels, named, pick_backend
+from .._backends import c_ops, named, pick_backend, triton_kernels
 from . import reference
 from ._checks import check_tensor, values_checkable
 
@@ -44,7 +44,7 @@ _INPUTS = (("xa", "xb", "boxes"), ("grad", "boxes"), ("feat", "emb"), ("grad", "
 def _impl(backend: str):
     """(cutmix_forward, cutmix_backward, mask_embed_forward, mask_embed_backward) of a backend."""
     if backend == "triton":
-        k = kernels("triton")
+        k = triton_kernels("cutmix")
         fns = k.cutmix_forward, k.cutmix_backward, k.mask_embed_forward, k.mask_embed_backward
         return tuple(named(f, n, i) for f, n, i in zip(fns, _NAMES, _INPUTS, strict=False))
     o = c_ops(backend)
@@ -377,3 +377,30 @@ def box_mask(boxes: Tensor, H: int, W: int, dtype=torch.float32) -> Tensor:
     if boxes.dim() != 2 or boxes.shape[1] != 4:
         raise ValueError(f"boxes must be [B, 4] (y0, x0, y1, x1), got shape {tuple(boxes.shape)}")
     return reference.box_mask(boxes, H, W, dtype)
+
+
+def aot_cases(full: bool):
+    """(label, thunk) pairs over the Triton dispatch of this family's ops, on meta tensors (tools/aot.py):
+    NCHW and channels_last, 16-256 px, images (C 1 / 3) and D features."""
+    from ._meta import BF16, F16, F32, backward, t
+    sizes = (16, 32, 64, 128, 256) if full else (16, 128)
+    for dt in (F32, BF16, F16):
+        for cl in (False, True):
+            fmt = torch.channels_last if cl else torch.contiguous_format
+            for B in (1, 8, 64):
+                for C in (1, 3):
+                    for H in sizes:
+                        def mix(B=B, C=C, H=H, dt=dt, fmt=fmt):
+                            a = t(B, C, H, H, dtype=dt).contiguous(memory_format=fmt).requires_grad_()
+                            b = t(B, C, H, H, dtype=dt).contiguous(memory_format=fmt).requires_grad_()
+                            boxes = torch.zeros(B, 4, dtype=torch.int32, device="meta")
+                            backward(cutmix(a, b, boxes)[0])
+                        yield f"cutmix B{B} C{C} {H}px {str(dt)[6:]} cl{int(cl)}", mix
+                for C in (64, 128, 256):
+                    for H in (8,) + sizes:  # deep features at 8 px too; emb from a quarter to 4x the size
+                        for h in sorted({H // 2 or 1, H, 2 * H, 4 * H, 8} & set(range(1, 513))):
+                            for ce in (1, C):
+                                def me(B=B, C=C, H=H, h=h, ce=ce, dt=dt, fmt=fmt):
+                                    feat = t(B, C, H, H, dtype=dt).contiguous(memory_format=fmt).requires_grad_()
+                                    backward(mask_embed(feat, t(B, ce, h, h, dtype=dt, grad=True)))
+                                yield f"mask_embed B{B} C{C} {H}px emb{ce}x{h} {str(dt)[6:]} cl{int(cl)}", me

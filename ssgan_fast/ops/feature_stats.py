@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._backends import c_ops, kernels, op_scope, pick_backend
+from .._backends import c_ops, op_scope, pick_backend, triton_kernels
 from . import reference
 from ._checks import check_labels, check_tensor, values_checkable
 
@@ -40,7 +40,7 @@ def _feature_stats_moments(backend: str, x: Tensor, labels: Tensor, shift: Tenso
         xtx += xx
     elif backend == "triton":
         with op_scope("FeatureStats.update", feats=x, labels=labels):
-            kernels("triton").feature_stats_moments(x, labels, shift, count, s, xtx)
+            triton_kernels("feature_stats").moments(x, labels, shift, count, s, xtx)
     else:
         c_ops(backend).feature_stats_moments(x, labels, shift.to(x.dtype).contiguous(), count, s, xtx)
 
@@ -331,3 +331,20 @@ def frechet_distance(mu1, sigma1, mu2, sigma2):
     tr = torch.diagonal(sigma1, dim1=-2, dim2=-1).sum(-1) + torch.diagonal(sigma2, dim1=-2, dim2=-1).sum(-1)
     d = (diff * diff).sum(-1) + tr - 2 * trace_sqrt_product(sigma1, sigma2)
     return float(d) if d.dim() == 0 else d
+
+
+def aot_cases(full: bool):
+    """(label, thunk) pairs over the Triton dispatch of the statistics kernel, on meta tensors (tools/aot.py):
+    Inception (2048) and small extractors, per class or not."""
+    from ._meta import F32, F64, idx, t
+    for D in ((16, 33, 64, 512, 2048) if full else (16, 2048)):
+        for N in (1, 50, 5000):
+            for C in (1, 200):
+                def st(D=D, N=N, C=C):
+                    lab = idx(N)
+                    z = torch.zeros(C, D, dtype=torch.float64, device="meta")
+                    cnt = torch.zeros(C, dtype=torch.float64, device="meta")
+                    xtx = torch.zeros(C, D, D, dtype=torch.float64, device="meta")
+                    for dt in (F32, F64):
+                        _feature_stats_moments("triton", t(N, D, dtype=dt), lab, z, cnt, z.clone(), xtx)
+                yield f"feature_stats N{N} D{D} C{C}", st

@@ -30,7 +30,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .._backends import c_ops, kernels, op_scope, pick_backend
+from .._backends import c_ops, op_scope, pick_backend, triton_kernels
 from . import reference
 from ._checks import check_float_matrix, check_tensor, values_checkable
 
@@ -90,7 +90,7 @@ def knn_smallest(x: Tensor, ref: Tensor | None = None, k: int = 1) -> Tensor:
         if backend == "ref":
             return reference.knn_smallest(x, r, k)
         if backend == "triton":
-            return kernels("triton").knn_smallest(x, r, k)
+            return triton_kernels("knn").knn_smallest(x, r, k)
         return c_ops(backend).knn_smallest(x, r, k)
 
 
@@ -120,5 +120,25 @@ def knn_radius_count(a: Tensor, b: Tensor, ra2: Tensor, rb2: Tensor,
         if backend == "ref":
             return reference.knn_radius_count(a, b, ra2, rb2, inclusive)
         if backend == "triton":
-            return kernels("triton").knn_radius_count(a, b, ra2, rb2, inclusive)
+            return triton_kernels("knn").knn_radius_count(a, b, ra2, rb2, inclusive)
         return c_ops(backend).knn_radius_count(a, b, ra2, rb2, inclusive)
+
+
+def aot_cases(full: bool):
+    """(label, thunk) pairs over the Triton dispatch of this family's ops, on meta tensors (tools/aot.py):
+    P/R k = 3, D/C k = 5, up to MAX_K; Inception (2048) and small extractors."""
+    from ._meta import t
+    for D in ((3, 64, 100, 512, 2048) if full else (3, 2048)):
+        for N in (1, 7, 1000):
+            for k in (1, 3, 5, 10, MAX_K):
+                def nn(D=D, N=N, k=k):
+                    if k < N:
+                        knn_smallest(t(N, D), None, k)
+                    if k <= N:
+                        knn_smallest(t(N + 3, D), t(N, D), k)
+                yield f"knn_smallest N{N} D{D} k{k}", nn
+
+            def rc(D=D, N=N):
+                for inclusive in (False, True):
+                    knn_radius_count(t(N, D), t(N + 5, D), t(N), t(N + 5), inclusive)
+            yield f"knn_radius_count N{N} D{D}", rc

@@ -14,7 +14,7 @@ import torch
 from .._backends import pick_backend
 from . import reference
 from ._checks import check_float_matrix, check_labels, check_pair, check_positive, check_tensor, values_checkable
-from ._cosine_logits import clustering_loss_op, cosine_softmax_op, prototype_ema_update_op
+from .cosine_logits import clustering_loss_op, cosine_softmax_op, prototype_ema_update_op
 
 __all__ = ["cosine_softmax", "clustering_loss", "prototype_ema_update", "group_offsets"]
 
@@ -136,3 +136,29 @@ def prototype_ema_update(protos: torch.Tensor, feats: torch.Tensor, weights: tor
                 return reference.prototype_ema_update(protos, feats, weights, momentum)
         prototype_ema_update_op(protos, feats, weights, float(momentum), backend)
     return protos
+
+
+def aot_cases(full: bool):
+    """(label, thunk) pairs over the Triton dispatch of this family's ops, on meta tensors (tools/aot.py)."""
+    from ._meta import backward, idx, t
+    from .cosine_logits import aot_grid
+    for (xd, wd), B, D, K, lab in aot_grid(full):
+        def softmax(B=B, D=D, K=K, xd=xd, wd=wd):
+            backward(cosine_softmax(t(B, D, dtype=xd, grad=True), t(K, D, dtype=wd, grad=True), 0.5))
+            tau = torch.empty((), device="meta").requires_grad_(True)
+            backward(cosine_softmax(t(B, D, dtype=xd, grad=True), t(K, D, dtype=wd), tau))
+            if K >= 2 and K <= 1000:  # LCP-GAN: up to 3 prototypes of each class
+                counts = [min(3, K - 3 * c) for c in range((K + 2) // 3)]
+                off = group_offsets(counts).to("meta")
+                backward(cosine_softmax(t(B, D, dtype=xd, grad=True), t(K, D, dtype=wd, grad=True), 0.1,
+                                        group=(idx(B), off)))
+            backward(clustering_loss(t(B, D, dtype=xd, grad=True), t(K, D, dtype=wd, grad=True), 1.0, 4.0))
+            with torch.no_grad():
+                cosine_softmax(t(B, D, dtype=xd), t(K, D, dtype=wd))
+
+        def ema(B=B, D=D, K=K, xd=xd, wd=wd):
+            if K <= 10_000:
+                prototype_ema_update(t(K, D, dtype=wd), t(B, D, dtype=xd), t(B, K, dtype=xd), 0.1)
+
+        yield f"cosine_softmax {lab}", softmax
+        yield f"prototype_ema {lab}", ema

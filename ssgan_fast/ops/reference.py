@@ -10,7 +10,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-# NORM_EPS (F.normalize), MARGIN_CLAMP_EPS (the margin's clamp), PBAR_MIN (Eq. 2's log): csrc/shared.h
+# NORM_EPS (F.normalize), MARGIN_CLAMP_EPS (the margin's clamp), PBAR_MIN (Eq. 2's log): csrc/common/shared.h
 from .._constants import MARGIN_CLAMP_EPS, NORM_EPS, PBAR_MIN
 
 

@@ -268,8 +268,8 @@ def test_augment_fused_cpu_kernel_equals_torch_ops(aug, monkeypatch):
         pytest.skip(why)
     monkeypatch.setenv("SSGAN_FAST_BACKEND", "cpp")
     calls = []
-    real = _backends.kernels("cpp").augment_shift
-    monkeypatch.setattr(augment, "kernels", lambda name: type("K", (), {"augment_shift": staticmethod(
+    real = _backends.c_ops("cpp").augment_shift
+    monkeypatch.setattr(augment, "c_ops", lambda name: type("K", (), {"augment_shift": staticmethod(
         lambda *a: calls.append(1) or real(*a))}))
     for shape in [(9, 3, 7, 10), (5, 3, 6, 8), (7, 2, 5, 37), (3, 1, 4, 64)]:
         x = torch.randint(0, 256, shape, dtype=torch.uint8)

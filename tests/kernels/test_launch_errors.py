@@ -2,6 +2,7 @@
 dtypes and the way to force another backend - never a traceback from deep inside Triton, never a
 silent fallback. Tried on CPU by making kernels fail on purpose (Triton interpreter; the CUDA
 message through the same C++ function the launch check calls)."""
+import glob
 import os
 import re
 
@@ -111,15 +112,13 @@ def test_cuda_launch_message():
 
 
 def test_every_cuda_launch_is_checked():
-    """Each launch in csrc/cuda (SSGAN_LAUNCH(...), nvcc's <<<...>>>, common.cuh) is followed by
+    """Each launch in csrc/<family>/*.cu (SSGAN_LAUNCH(...), nvcc's <<<...>>>, common.cuh) is followed by
     SSGAN_CHECK_LAUNCH before the next launch or the end of its function; torch's generic
     C10_CUDA_KERNEL_LAUNCH_CHECK (no op, no shapes) is gone, and no launch bypasses the macro."""
-    cu_dir = os.path.join(ROOT, "csrc", "cuda")
     n = 0
-    for name in sorted(os.listdir(cu_dir)):
-        if not name.endswith(".cu"):
-            continue
-        src = open(os.path.join(cu_dir, name)).read()
+    for path in sorted(glob.glob(os.path.join(ROOT, "csrc", "*", "*.cu"))):
+        name = os.path.relpath(path, ROOT)
+        src = open(path).read()
         assert "C10_CUDA_KERNEL_LAUNCH_CHECK" not in src, name
         assert "<<<" not in src, f"{name}: a launch written <<<...>>> (use SSGAN_LAUNCH, which the CPU emulation runs)"
         for m in re.finditer(r"SSGAN_LAUNCH\(", src):

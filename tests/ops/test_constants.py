@@ -1,4 +1,4 @@
-"""The ops' constants have one source, csrc/shared.h: the generated Python module is current, and
+"""The ops' constants have one source, csrc/common/shared.h: the generated Python module is current, and
 the compiled C++ code, the Triton kernels and the plain-torch reference all see the same values."""
 import os
 import subprocess
@@ -34,19 +34,19 @@ def test_compiled_code_sees_the_same_values():
     C = pytest.importorskip("ssgan_fast._C")
     del C
     pairs = dict(kv.split("=") for kv in torch.ops.ssgan_fast_C.constants().split(";"))
-    assert set(pairs) == set(_constants.__all__), "ops.cpp's constants() must list every SSGAN_CONST"
+    assert set(pairs) == set(_constants.__all__), "module.cpp's constants() must list every SSGAN_CONST"
     for name, text in pairs.items():
         want = getattr(_constants, name)
         assert (float(text) if isinstance(want, float) else int(text)) == want, name
 
 
 def test_reference_and_hosts_use_the_generated_values():
-    from ssgan_fast.ops import _cosine_logits, reference
+    from ssgan_fast.ops import cosine_logits, reference
     assert reference.NORM_EPS == _constants.NORM_EPS and reference.PBAR_MIN == _constants.PBAR_MIN
     assert reference.MARGIN_CLAMP_EPS == _constants.MARGIN_CLAMP_EPS
-    assert _cosine_logits.default_row_chunk(10**9, 1) == _constants.CE_TILE_ELEMS
-    assert _cosine_logits.default_chunk(1, 10**9) == _constants.CE_TILE_ELEMS
-    assert _cosine_logits.default_chunk(10**9, 10**9) == _constants.CE_MIN_COLS
+    assert cosine_logits.default_row_chunk(10**9, 1) == _constants.CE_TILE_ELEMS
+    assert cosine_logits.default_chunk(1, 10**9) == _constants.CE_TILE_ELEMS
+    assert cosine_logits.default_chunk(10**9, 10**9) == _constants.CE_MIN_COLS
 
 
 def test_triton_kernels_see_the_same_values():

@@ -85,10 +85,10 @@ def test_emulated_kernels_are_race_free_and_a_missing_barrier_is_caught():
     races = re.findall(r"WARNING: ThreadSanitizer: ([a-z -]+)", clean.stderr)
     assert not races, clean.stderr[-6000:]
     # the knn tile loader's barrier: without it a thread reads the shared tile while others still write it
-    planted = _run_under_tsan(_barrier_line("csrc/cuda/knn.cu", "void tile_dot"))
+    planted = _run_under_tsan(_barrier_line("csrc/knn/knn_cuda.cu", "void tile_dot"))
     assert "ran every kernel" in planted.stdout, planted.stderr[-4000:]
     assert "WARNING: ThreadSanitizer: data race" in planted.stderr, planted.stderr[-3000:]
-    assert "knn.cu" in planted.stderr  # the report points at the kernel
+    assert "knn_cuda.cu" in planted.stderr  # the report points at the kernel
 
 
 def test_emulation_is_only_used_when_forced(use_backend, monkeypatch):

@@ -74,7 +74,7 @@ def test_feature_stats_moments_kernel_vs_reference(device, backend, use_backend)
     if backend == "triton":
         if device == "cpu":
             pytest.skip("too large for the interpreter; covered by test_feature_stats_matches_numpy")
-        B.kernels("triton").feature_stats_moments(x.to(device), lab.to(device), shift.to(device), *acc)
+        B.triton_kernels("feature_stats").moments(x.to(device), lab.to(device), shift.to(device), *acc)
     else:
         B.c_ops(backend).feature_stats_moments(x.to(device), lab.to(device), shift.to(device), *acc)
     want = R.feature_stats_moments(x, lab, shift, C)
