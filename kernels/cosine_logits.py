@@ -1,6 +1,6 @@
 """Triton row kernels of the fused cosine-logits core (op families prototype and aam).
 
-Same contract as ``csrc/cpu/cosine_logits.cpp``: the kernels work in place on a float32 tile of
+Same contract as ``csrc/cosine_logits/cosine_logits_cpu.cpp``: the kernels work in place on a float32 tile of
 raw dot products ``dots[B, Kc]`` (x_b . w_{c0+k}, from the vendor GEMM).
 - forward: ``softmax_rows`` (probabilities, optional per-row column ranges), ``logits_rows``
   (margin logits), ``lse_rows`` (online log-sum-exp statistics of the cross-entropy);
@@ -23,7 +23,7 @@ _PROBS, _LOGITS, _CROSS_ENTROPY = 0, 1, 2
 
 
 def margin_constants(m: float):
-    """(cos m, sin m, th, mm) of the ArcFace margin; see ``MarginT`` in csrc/shared.h."""
+    """(cos m, sin m, th, mm) of the ArcFace margin; see ``MarginT`` in csrc/common/shared.h."""
     return math.cos(m), math.sin(m), math.cos(math.pi - m), math.sin(math.pi - m) * m
 
 
@@ -184,7 +184,7 @@ def _bwd_rows_kernel(dots, ld, rx, rw, scale, target, saved, lse_ptr, grad, rowd
 @triton.jit(do_not_specialize=['B'])
 def _ce_rows_kernel(dots, ld, rx, rw, scale, target, weight, stats, rowdot, coldot, B, K,
                     cos_m, sin_m, th, mm, EPS: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_K: tl.constexpr):
-    """Cross-entropy forward + gradient on whole rows (see csrc/cpu/cosine_logits.cpp)."""
+    """Cross-entropy forward + gradient on whole rows (see csrc/cosine_logits/cosine_logits_cpu.cpp)."""
     pid = tl.program_id(0)
     rows = pid * BLOCK_B + tl.arange(0, BLOCK_B)
     rmask = rows < B

@@ -1,6 +1,6 @@
 """Triton kernels of op family 3: CutMix (MED-GAN Eq. 1) and mask embedding (MED-GAN Eq. 2).
 
-Same contract as csrc/cpu/cutmix.cpp / csrc/cuda/cutmix.cu. Images are [B, C, H, W] in NCHW or
+Same contract as csrc/cutmix/cutmix_cpu.cpp / cutmix_cuda.cu. Images are [B, C, H, W] in NCHW or
 channels_last storage; element-wise kernels walk the storage order (coalesced in both layouts).
 The mask-embedding backward runs one program per source row of emb: it walks the row's footprint
 in feat (tiles of (channel, row) x columns through the storage strides), writes dfeat, and bins

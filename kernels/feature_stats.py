@@ -1,6 +1,6 @@
 """Triton kernel of op family feature_stats: per-class moments of shifted features (FID / Intra-FID / cFID).
 
-Same contract as csrc/cuda/feature_stats.cu: a segmented SYRK. Rows are ordered by class on the
+Same contract as csrc/feature_stats/feature_stats_cuda.cu: a segmented SYRK. Rows are ordered by class on the
 device (stable sort, no host sync); program (tile pair ti <= tj, class c, row chunk z) gathers the
 class's rows of its chunk (<= CHUNK rows), subtracts the class shift, accumulates the tile of
 Y^T Y with tl.dot in float32 (IEEE, no TF32) and adds it to the float64 accumulator (mirrored off

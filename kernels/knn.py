@@ -1,6 +1,6 @@
 """Triton kernels of op family knn: k-th neighbour radii and radius counts (see ssgan_fast/ops/knn.py).
 
-Same contract as csrc/cuda/knn.cu. A program owns BM rows of a (x) and loops over every column tile of
+Same contract as csrc/knn/knn_cuda.cu. A program owns BM rows of a (x) and loops over every column tile of
 BN rows of b (ref): the tile's inner products by tl.dot over BK-wide slices of D (float32, IEEE: no
 TF32, whose 10-bit mantissa would move distances across radii), the squared distances
 ||a||^2 + ||b||^2 - 2 a.b clamped at 0, then

@@ -1,7 +1,7 @@
 """Triton kernel of the prototype moving-average update (LCP-GAN Eq. 2).
 
 rho_k <- (1 - mu) rho_k + mu * sums_k / wsum_k where wsum_k > 0 (unchanged otherwise);
-sums = weights^T feats and wsum come from the host GEMM. Same contract as csrc/cpu/prototype.cpp.
+sums = weights^T feats and wsum come from the host GEMM. Same contract as csrc/prototype/prototype_cpu.cpp.
 """
 import triton
 import triton.language as tl

@@ -51,14 +51,30 @@ SM_LIMITS = {90: dict(regs=65536, threads=2048, smem=233472, blocks=32, warps=64
              80: dict(regs=65536, threads=2048, smem=167936, blocks=32, warps=64)}
 
 
+def _code_only(text: str) -> str:
+    """The Python code of a kernel file without its comments and docstrings (ast round trip): what the
+    compiled kernels depend on. Editing a docstring or comment does not make the table stale."""
+    import ast
+
+    tree = ast.parse(text)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body
+                and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.unparse(tree)
+
+
 def kernel_sources() -> dict:
-    """sha256 of every Triton kernel source (the table is stale when one changes)."""
+    """sha256 of every Triton kernel file's code (comments and docstrings left out): the table is stale
+    when the code of one changes."""
     out = {}
     kdir = os.path.join(ROOT, "kernels")
     for name in sorted(os.listdir(kdir)):
         if name.endswith(".py"):
-            with open(os.path.join(kdir, name), "rb") as f:
-                out[f"kernels/{name}"] = hashlib.sha256(f.read()).hexdigest()
+            with open(os.path.join(kdir, name), encoding="utf-8") as f:
+                out[f"kernels/{name}"] = hashlib.sha256(_code_only(f.read()).encode()).hexdigest()
     return out
 
 

@@ -148,3 +148,13 @@ def test_device_comparison_flags_differences():
     # a device with half the shared memory per SM: the occupancy differs from the table's
     small = {**lim, "smem": 4096}
     assert len(aot.compare_with_table(rows, {"k": dict(got)}, 90, small)[1]) == 1
+
+
+def test_table_staleness_follows_the_code_not_the_comments():
+    """A kernel file's recorded hash covers its code: a docstring or comment edit keeps the table current,
+    any change to the code makes it stale."""
+    src = 'def f(x):\n    """doc"""\n    return x + 1  # c\n\n\nclass K:\n    """k"""\n    n = 2\n'
+    same = src.replace("doc", "other doc").replace("# c", "# d").replace('"""k"""', '"""kk"""')
+    assert aot._code_only(src) == aot._code_only(same)
+    for changed in (src.replace("x + 1", "x + 2"), src.replace("n = 2", "n = 3"), src + "y = 1\n"):
+        assert aot._code_only(src) != aot._code_only(changed)
