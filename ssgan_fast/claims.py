@@ -131,6 +131,8 @@ def _run_one(claim_name: str, arm: str, model: str, sets: list, seed: int, out: 
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     spec = {"cmd": cmd[1:], "threads": threads}
     old = _done_before(run, spec)
+    if old is not None and not _same_settings(run, cmd):
+        old = None  # the preset changed since that run: the same command would train another model now
     if old is None:
         if run.exists():
             aside = run.with_name(f"{run.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
@@ -151,6 +153,18 @@ def _run_one(claim_name: str, arm: str, model: str, sets: list, seed: int, out: 
         m["cpu_s"] = cpu_s
     m["steps"] = json.loads((run / "config.json").read_text())["train"]["steps"]
     return m
+
+
+def _same_settings(run: Path, cmd: list) -> bool:
+    """Whether a finished run's model settings (config.json) are what `cmd` resolves to now: every value the
+    preset and the arm's switches set. A reused run whose preset has changed since would be another model's."""
+    from .train import build_parser, resolve
+    try:
+        have = json.loads((run / "config.json").read_text())["model"]
+    except (OSError, ValueError, KeyError):
+        return False
+    want = json.loads(json.dumps(resolve(build_parser().parse_args(cmd[3:])).model_cfg))
+    return all(have.get(k) == v for k, v in want.items())
 
 
 def _run_timed(cmd: list, env: dict) -> tuple:

@@ -80,3 +80,22 @@ def test_claims_command_rejects_bad_arguments(argv):
     with pytest.raises(SystemExit) as e:
         exp_main(argv)
     assert e.value.code == 2
+
+
+def test_a_finished_run_is_reused_only_while_its_preset_still_resolves_to_it(tmp_path):
+    """The reuse check compares the run's model settings with what its command resolves to now: an edited
+    preset (here: a run trained with another s) retrains instead of reusing a run of another model."""
+    import sys
+
+    from ssgan_fast.claims import _same_settings
+    from ssgan_fast.train import build_parser, resolve
+    cmd = [sys.executable, "-m", "ssgan_fast.train", "--model", "aam-acgan", "--seed", "0", "--out", str(tmp_path),
+           "--name", "r", "--set", "model.cls=aam"]
+    now = resolve(build_parser().parse_args(cmd[3:])).model_cfg
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"model": {**now, "extra_default": 1}}))
+    assert _same_settings(run, cmd)
+    (run / "config.json").write_text(json.dumps({"model": {**now, "s": now["s"] + 1.0}}))
+    assert not _same_settings(run, cmd)
+    assert not _same_settings(tmp_path / "missing", cmd)
