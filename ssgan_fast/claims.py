@@ -57,8 +57,8 @@ CLAIMS = {
          "aam calibrated": ("aam-acgan", ["model.cls=aam", "model.calibrate=true"])}, "softmax",
         ("gan_train", "gan_test", "fid_clf"), "gan_train,gan_test,fid", quick=("softmax", "aam"),
         further=("aam calibrated",), cost_s=95.0,
-        notes=["aam: the paper's Eq. 8 loss as written (the digits preset); aam calibrated: the loss scaled to "
-               "start at log C, AAMHead's drop-in default."]),
+        notes=["aam: the paper's Eq. 8 loss as written, at the digits preset's s = 8 (at s = 30 its G drew pixel "
+               "noise); aam calibrated (--all-arms): the loss scaled to start at log C, AAMHead's drop-in default."]),
     "aam-stargan": Claim(
         AAM_PAPER, "Tables 2-4", "AAM-StarGAN beats StarGAN in GAN-train, GAN-test and FID",
         {"softmax": ("aam-stargan", ["model.cls=softmax"]), "aam": ("aam-stargan", ["model.cls=aam"]),
