@@ -5,7 +5,8 @@ that ran, projects the wall time at --jobs runs at a time on idle cores (CPU sec
 per run), and compares every finished run's metrics with the committed claims.json (same seed, arm and
 command: 1-thread training is deterministic, so they must be equal).
 
-    python bench/claims_budget.py --sweep runs/claims-budget [--against bench/results/cpu-x86_64/claims.json]
+    python bench/claims_budget.py --sweep runs/claims-budget [more sweeps]
+                                  [--against bench/results/cpu-x86_64/claims.json]
                                   [--out bench/results/cpu-x86_64/claims_budget.json]
 """
 from __future__ import annotations
@@ -20,15 +21,16 @@ from ssgan_fast.claims import CLAIMS, _tag, claim_arms
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--sweep", required=True)
+    p.add_argument("--sweep", nargs="+", required=True,
+                   help="sweep folders (a run is taken from the first that has it)")
     p.add_argument("--against", default="bench/results/cpu-x86_64/claims.json")
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--out", default=None)
     a = p.parse_args(argv)
-    sweep = Path(a.sweep)
+    sweeps = [Path(x) for x in a.sweep]
     ref = json.loads(Path(a.against).read_text())["claims"]
-    out = {"sweep": str(sweep), "seeds": a.seeds, "jobs": a.jobs, "claims": {},
+    out = {"sweeps": [str(x) for x in sweeps], "seeds": a.seeds, "jobs": a.jobs, "claims": {},
            "reproduced": {"equal": 0, "differ": []}}
     total_default = total_all = 0.0
     for name, c in CLAIMS.items():
@@ -36,7 +38,8 @@ def main(argv=None) -> int:
         for arm in c.arms:
             cpu = []
             for seed in range(a.seeds):
-                run = sweep / name / f"{_tag(arm)}-s{seed}"
+                run = next((sw / name / f"{_tag(arm)}-s{seed}" for sw in sweeps
+                            if (sw / name / f"{_tag(arm)}-s{seed}" / "experiment.json").is_file()), sweeps[0] / "-")
                 try:
                     exp = json.loads((run / "experiment.json").read_text())
                     got = json.loads((run / "metrics.json").read_text())["metrics"]
