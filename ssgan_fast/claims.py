@@ -66,7 +66,7 @@ CLAIMS = {
         ("gan_train", "gan_test", "fid_clf"), "gan_train,gan_test,fid",
         notes=["aam: the digits preset's calibrated AAM loss (starts at log C); aam raw: the paper's Eq. 8 loss as "
                "written, which outweighs the WGAN-GP critic's terms about 16:1 at the start."], steps=1000,
-        further=("aam raw",), cost_s=100.0),
+        further=("aam raw",), cost_s=70.0),
     "medgan": Claim(
         "Mask-Embedded Discriminator with Region-based Semantic Regularization for Semi-Supervised Class-"
         "Conditional Image Synthesis", "Tables 2 and 3", "MED-GAN beats its Triple-GAN baseline in IS, FID and "
@@ -134,8 +134,6 @@ def _run_one(claim_name: str, arm: str, model: str, sets: list, seed: int, out: 
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     spec = {"cmd": cmd[1:], "threads": threads}
     old = _done_before(run, spec)
-    if old is not None and not _same_settings(run, cmd):
-        old = None  # the preset changed since that run: the same command would train another model now
     if old is None:
         if run.exists():
             aside = run.with_name(f"{run.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
@@ -158,15 +156,16 @@ def _run_one(claim_name: str, arm: str, model: str, sets: list, seed: int, out: 
     return m
 
 
-def _same_settings(run: Path, cmd: list) -> bool:
-    """Whether a finished run's model settings (config.json) are what `cmd` resolves to now: every value the
-    preset and the arm's switches set. A reused run whose preset has changed since would be another model's."""
+def _same_settings(run: Path, argv: list) -> bool:
+    """Whether a finished run's model settings (config.json) are what the training arguments `argv` (after
+    `-m ssgan_fast.train`) resolve to now: every value the preset and the switches set. A reused run whose
+    preset has changed since would be another model's."""
     from .train import build_parser, resolve
     try:
         have = json.loads((run / "config.json").read_text())["model"]
     except (OSError, ValueError, KeyError):
         return False
-    want = json.loads(json.dumps(resolve(build_parser().parse_args(cmd[3:])).model_cfg))
+    want = json.loads(json.dumps(resolve(build_parser().parse_args(argv)).model_cfg))
     return all(have.get(k) == v for k, v in want.items())
 
 

@@ -157,12 +157,16 @@ def _set_backend(env, ref: bool) -> None:
 
 
 def _done_before(run: Path, spec: dict) -> dict | None:
-    """The experiment.json record of a finished run of exactly `spec` in `run`, else None."""
+    """The experiment.json record of a finished run of exactly `spec` (spec["cmd"]: `-m ssgan_fast.train ...`)
+    in `run` whose model settings are still what that command resolves to, else None."""
     try:
         old = json.loads((run / "experiment.json").read_text())
     except (OSError, ValueError):
         return None
-    return old if {k: old.get(k) for k in spec} == spec and (run / "metrics.json").is_file() else None
+    if {k: old.get(k) for k in spec} != spec or not (run / "metrics.json").is_file():
+        return None
+    from .claims import _same_settings  # and the command still resolves to the run's settings (presets change)
+    return old if _same_settings(run, spec["cmd"][2:]) else None
 
 
 def backends(args) -> dict:

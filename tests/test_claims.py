@@ -95,7 +95,7 @@ def test_a_finished_run_is_reused_only_while_its_preset_still_resolves_to_it(tmp
     run = tmp_path / "r"
     run.mkdir()
     (run / "config.json").write_text(json.dumps({"model": {**now, "extra_default": 1}}))
-    assert _same_settings(run, cmd)
+    assert _same_settings(run, cmd[3:])
     (run / "config.json").write_text(json.dumps({"model": {**now, "s": now["s"] + 1.0}}))
-    assert not _same_settings(run, cmd)
-    assert not _same_settings(tmp_path / "missing", cmd)
+    assert not _same_settings(run, cmd[3:])
+    assert not _same_settings(tmp_path / "missing", cmd[3:])
